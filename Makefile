@@ -1,0 +1,38 @@
+# dpm: `make up` runs the embedded stack, `make test` runs every check CI runs.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: up test test-fast lint typecheck docs bench deps tools
+
+tools:  ## install what is missing: uv, and Debian's PostgreSQL
+	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet uv
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+deps: tools
+	$(UV) sync --all-packages --quiet
+
+up: deps  ## private PostgreSQL + nats-server under ./var, every service as a process; Ctrl-C stops all
+	$(UV) run dpm up
+
+lint: deps
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: deps
+	$(UV) run mypy
+
+docs: deps  ## regenerate the checked-in generated documents
+	$(UV) run python -m dpm_schemas jsonschema --write schemas/events.schema.json
+	$(UV) run python -m dpm_schemas errors --write docs/errors.md
+
+test: deps lint typecheck  ## unit + integration + e2e (slow ones included)
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-fast: deps
+	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: deps  ## benchmarks with their baselines, figures printed
+	$(UV) run python -m bench

@@ -1,0 +1,1 @@
+"""dpm_runtime."""

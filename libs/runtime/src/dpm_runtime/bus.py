@@ -1,0 +1,79 @@
+"""NATS JetStream: connect with retries and declare the event stream, idempotently, at start-up."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from dpm_schemas import subjects
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from dpm_runtime.retry import wait_for_dependency
+
+log = logging.getLogger(__name__)
+
+
+def events_stream_config(*, max_age_days: float = 30.0, replicas: int = 1) -> StreamConfig:
+    """The one stream every relayed event lands in. The log is the source of truth; this is the pipe,
+    so it keeps a bounded window and deduplicates republished events by ``Nats-Msg-Id``."""
+    return StreamConfig(
+        name=subjects.EVENTS_STREAM,
+        subjects=[subjects.all_events()],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=max_age_days * 86400,
+        duplicate_window=120.0,
+        num_replicas=replicas,
+    )
+
+
+async def connect_nats(url: str, *, name: str, on_failure: object = None) -> NATS:
+    """Connect (waiting and logging until the server answers), then reconnect forever on loss."""
+
+    async def attempt() -> NATS:
+        return await nats.connect(
+            servers=[url],
+            name=name,
+            connect_timeout=2,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=_log_error,
+            disconnected_cb=_log_disconnected,
+            reconnected_cb=_log_reconnected,
+        )
+
+    return await wait_for_dependency(
+        attempt,
+        what="nats",
+        target=url,
+        logger=log,
+        on_failure=on_failure,  # type: ignore[arg-type]
+    )
+
+
+async def ensure_events_stream(js: JetStreamContext, config: StreamConfig | None = None) -> None:
+    config = config or events_stream_config()
+    try:
+        await js.stream_info(subjects.EVENTS_STREAM)
+    except NotFoundError:
+        await js.add_stream(config=config)
+        log.info("created JetStream stream %s", config.name)
+        return
+    await js.update_stream(config=config)
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("nats error: %s", exc)
+
+
+async def _log_disconnected() -> None:
+    log.warning("disconnected from nats; reconnecting")
+
+
+async def _log_reconnected() -> None:
+    log.info("reconnected to nats")

@@ -1,0 +1,207 @@
+"""The PostgreSQL event log: append with optimistic concurrency, read a stream, read all in order.
+
+All writes go through the ``dpm_append`` SQL function (sql/0001_event_log.sql), which serialises
+appenders so positions are gap-free in commit order. An append can join the caller's transaction
+(``conn=``), which is how a consumer writes its reaction and its tracking row atomically.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from dpm_schemas import REGISTRY, E
+from dpm_schemas.codec import decode_payload, encode_payload
+from dpm_schemas.envelope import Metadata, NewEvent, RecordedEvent
+from dpm_schemas.errors import DpmError
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_runtime.telemetry import current_traceparent
+
+Conn = psycopg.AsyncConnection[TupleRow]
+
+_COLUMNS = "position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at"
+
+
+class StreamConflict(DpmError):
+    """The stream was not at the expected version: someone else appended first. Never retried blindly."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(E.STREAM_CONFLICT, {"stream_id": stream_id, "expected": expected, "actual": actual})
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stream_version: int  # version of the last appended event
+    position: int  # global position of the last appended event
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A log row as stored, for the relay: it forwards payload bytes without decoding them."""
+
+    position: int
+    stream_id: str
+    stream_version: int
+    event_id: uuid.UUID
+    type: str
+    schema_version: int
+    data: bytes
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+ANY_VERSION: int | None = None
+NO_STREAM = 0
+
+
+class EventLog:
+    """Appends to and reads from the ``events`` table through a connection pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Conn]) -> None:
+        self._pool = pool
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int | None,
+        events: Sequence[NewEvent],
+        *,
+        conn: Conn | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to ``stream_id`` if it is at ``expected_version`` (None: any, 0: new stream).
+
+        Raises ``StreamConflict`` otherwise. With ``conn`` the append joins that open transaction
+        and becomes visible when the caller commits.
+        """
+        if not events:
+            raise ValueError("append needs at least one event")
+        params = self._params(stream_id, expected_version, events)
+        if conn is not None:
+            return await self._call(conn, stream_id, expected_version, params)
+        async with self._pool.connection() as own, own.transaction():
+            return await self._call(own, stream_id, expected_version, params)
+
+    @staticmethod
+    def _params(stream_id: str, expected: int | None, events: Sequence[NewEvent]) -> tuple[Any, ...]:
+        traceparent = current_traceparent()
+        metadata = []
+        for new in events:
+            if new.event.transient:
+                raise E.TRANSIENT_EVENT(type=new.event.wire_name)
+            meta = new.metadata.to_dict()
+            if meta["traceparent"] is None:
+                meta["traceparent"] = traceparent
+            metadata.append(meta)
+        return (
+            stream_id,
+            expected,
+            [new.event_id for new in events],
+            [new.event.wire_name for new in events],
+            [new.event.wire_version for new in events],
+            [encode_payload(new.event) for new in events],
+            Jsonb(metadata),
+        )
+
+    @staticmethod
+    async def _call(conn: Conn, stream_id: str, expected: int | None, params: tuple[Any, ...]) -> AppendResult:
+        try:
+            cur = await conn.execute("SELECT * FROM dpm_append(%s, %s, %s, %s, %s, %s, %s)", params)
+        except psycopg.Error as exc:
+            if exc.sqlstate == "DPM01":
+                actual = int(exc.diag.message_detail) if exc.diag.message_detail else None
+                raise StreamConflict(stream_id, expected, actual) from None
+            if isinstance(exc, psycopg.errors.UniqueViolation):
+                raise StreamConflict(stream_id, expected, None) from None
+            raise
+        row = await cur.fetchone()
+        assert row is not None
+        return AppendResult(stream_version=int(row[0]), position=int(row[1]))
+
+    async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND stream_version > %s ORDER BY stream_version",
+                (stream_id, after_version),
+            )
+            return [decode_row(row) for row in await cur.fetchall()]
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+        conn: Conn | None = None,
+    ) -> list[RecordedEvent]:
+        """Events after position ``after`` in position order, at most ``limit``, optionally of ``types``."""
+        rows = await self._read_rows(after=after, limit=limit, types=types, conn=conn)
+        return [decode_row(row) for row in rows]
+
+    async def batches(
+        self, *, after: int = 0, batch_size: int = 5000, types: Sequence[str] | None = None
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Every event after ``after`` in batches, up to the head at the time each batch is read."""
+        while batch := await self.read_all(after=after, limit=batch_size, types=types):
+            yield batch
+            after = batch[-1].position
+
+    async def head(self, conn: Conn | None = None) -> int:
+        """The highest committed position (0 for an empty log)."""
+        sql = "SELECT coalesce(max(position), 0) FROM events"
+        if conn is not None:
+            row = await (await conn.execute(sql)).fetchone()
+        else:
+            async with self._pool.connection() as own:
+                row = await (await own.execute(sql)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def _read_rows(
+        self, *, after: int, limit: int, types: Sequence[str] | None, conn: Conn | None
+    ) -> list[TupleRow]:
+        if conn is not None:
+            return await select_rows(conn, after=after, limit=limit, types=types)
+        async with self._pool.connection() as own:
+            return await select_rows(own, after=after, limit=limit, types=types)
+
+
+async def select_rows(conn: Conn, *, after: int, limit: int, types: Sequence[str] | None = None) -> list[TupleRow]:
+    """Rows after position ``after`` in position order, through an open connection."""
+    if types is None:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s"
+        params: tuple[Any, ...] = (after, limit)
+    else:
+        sql = f"SELECT {_COLUMNS} FROM events WHERE position > %s AND type = ANY(%s) ORDER BY position LIMIT %s"
+        params = (after, list(types), limit)
+    return await (await conn.execute(sql, params)).fetchall()
+
+
+async def read_raw(conn: Conn, *, after: int, limit: int) -> list[RawEvent]:
+    return [RawEvent(*row) for row in await select_rows(conn, after=after, limit=limit)]
+
+
+def decode_row(row: TupleRow) -> RecordedEvent:
+    position, stream_id, stream_version, event_id, type_, version, data, metadata, recorded_at = row
+    event = decode_payload(type_, version, bytes(data))
+    cls = REGISTRY.get(type_)
+    return RecordedEvent(
+        event_id=event_id,
+        type=type_,
+        version=cls.wire_version,
+        stream_id=stream_id,
+        stream_version=stream_version,
+        position=position,
+        occurred_at=recorded_at,
+        metadata=Metadata.from_dict(metadata),
+        event=event,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,203 @@
+"""Read models built from the log: a runner that keeps them live, and a rebuild that replays from 0.
+
+A projection reads the log directly (ordered, same database) rather than through NATS: its rows and
+its checkpoint are written in one transaction, so it resumes exactly where it stopped. The
+checkpoint row is locked ``FOR UPDATE`` per batch, so replicas of a service never apply a batch twice.
+
+Rebuild replays every relevant event into fresh tables in a staging schema, then -- holding the
+checkpoint lock so the live runner pauses -- catches up to the head and swaps the tables in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dpm_schemas import E
+from dpm_schemas.envelope import RecordedEvent
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_runtime.eventlog import Conn, EventLog
+
+log = logging.getLogger(__name__)
+
+_REBUILD_LOCK = 7291003
+
+
+class Projection(Protocol):
+    """What a read model declares; ``apply`` must be deterministic given the rows it reads."""
+
+    name: str  # e.g. "machines"; the checkpoint is "projection:<name>"
+    schema: str  # PostgreSQL schema owning the tables, e.g. "api"
+    tables: Sequence[str]  # tables swapped on rebuild
+    event_types: Sequence[str]  # wire names the projection reads
+
+    def ddl(self, schema: str) -> str:
+        """CREATE TABLE IF NOT EXISTS statements for every table, in ``schema``."""
+        ...
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        """Fold ``events`` (in position order) into the tables in ``schema``."""
+        ...
+
+
+def checkpoint_name(projection: Projection) -> str:
+    return f"projection:{projection.name}"
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    name: str
+    events: int
+    position: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        projection: Projection,
+        *,
+        pool: AsyncConnectionPool[Conn],
+        eventlog: EventLog,
+        batch_size: int = 1000,
+        idle_poll: float = 0.2,
+    ) -> None:
+        self.projection = projection
+        self._pool = pool
+        self._log = eventlog
+        self._batch_size = batch_size
+        self._idle_poll = idle_poll
+        self.position = 0
+
+    async def setup(self) -> None:
+        p = self.projection
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{p.schema}"'.encode())
+            await conn.execute(p.ddl(p.schema).encode())
+            await conn.execute(
+                "INSERT INTO dpm_checkpoints (name, position) VALUES (%s, 0) ON CONFLICT DO NOTHING",
+                (checkpoint_name(p),),
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                full = await self.step()
+            except Exception as exc:
+                log.warning("projection %s: %r; retrying", self.projection.name, exc)
+                full = False
+                await asyncio.sleep(1.0)
+            if not full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._idle_poll)
+
+    async def step(self) -> bool:
+        """Apply one batch; True when the batch was full (more may be waiting)."""
+        p = self.projection
+        async with self._pool.connection() as conn, conn.transaction():
+            position = await _lock_checkpoint(conn, p)
+            head = await self._log.head(conn)
+            events = await self._log.read_all(after=position, limit=self._batch_size, types=p.event_types, conn=conn)
+            events = [e for e in events if e.position <= head]
+            full = len(events) == self._batch_size
+            if events:
+                await p.apply(conn, p.schema, events)
+            new_position = events[-1].position if full else head
+            if new_position != position:
+                await conn.execute(
+                    "UPDATE dpm_checkpoints SET position = %s, updated_at = now() WHERE name = %s",
+                    (new_position, checkpoint_name(p)),
+                )
+        self.position = new_position
+        return full
+
+    async def wait_for(self, position: int, timeout: float = 10.0) -> bool:
+        """Wait until the projection has seen ``position`` (read-your-writes for the API)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT position FROM dpm_checkpoints WHERE name = %s", (checkpoint_name(self.projection),)
+                )
+                row = await cur.fetchone()
+            if row and row[0] >= position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+
+async def _lock_checkpoint(conn: Conn, projection: Projection) -> int:
+    cur = await conn.execute(
+        "SELECT position FROM dpm_checkpoints WHERE name = %s FOR UPDATE", (checkpoint_name(projection),)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise RuntimeError(f"projection {projection.name} is not set up (no checkpoint row)")
+    return int(row[0])
+
+
+async def rebuild(
+    projection: Projection, *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, batch_size: int = 20000
+) -> RebuildResult:
+    """Replay the log from position 0 into fresh tables and swap them in; the live runner pauses
+    only for the final catch-up and swap."""
+    p = projection
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_REBUILD_LOCK, p.name))
+        got = await cur.fetchone()
+        if not (got and got[0]):
+            raise E.REBUILD_RUNNING(name=p.name)
+        try:
+            return await _rebuild(p, conn, eventlog, batch_size)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_REBUILD_LOCK, p.name))
+
+
+async def _rebuild(p: Projection, conn: Conn, eventlog: EventLog, batch_size: int) -> RebuildResult:
+    staging = f"{p.schema}_rebuild"
+    started = time.perf_counter()
+    count = 0
+    async with conn.transaction():
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{staging}" CASCADE'.encode())
+        await conn.execute(f'CREATE SCHEMA "{staging}"'.encode())
+        await conn.execute(p.ddl(staging).encode())
+    position = 0
+    while True:  # bulk phase: no lock on the live projection
+        async with conn.transaction():
+            events = await eventlog.read_all(after=position, limit=batch_size, types=p.event_types, conn=conn)
+            if not events:
+                break
+            await p.apply(conn, staging, events)
+        position = events[-1].position
+        count += len(events)
+    async with conn.transaction():  # swap phase: the live runner waits on the checkpoint lock
+        await _lock_checkpoint(conn, p)
+        head = await eventlog.head(conn)
+        while events := await eventlog.read_all(after=position, limit=batch_size, types=p.event_types, conn=conn):
+            await p.apply(conn, staging, events)
+            position = events[-1].position
+            count += len(events)
+        for table in p.tables:
+            await conn.execute(f'DROP TABLE IF EXISTS "{p.schema}"."{table}"'.encode())
+            await conn.execute(f'ALTER TABLE "{staging}"."{table}" SET SCHEMA "{p.schema}"'.encode())
+        await conn.execute(f'DROP SCHEMA "{staging}" CASCADE'.encode())
+        await conn.execute(
+            "UPDATE dpm_checkpoints SET position = %s, updated_at = now() WHERE name = %s",
+            (max(head, position), checkpoint_name(p)),
+        )
+    result = RebuildResult(
+        name=p.name, events=count, position=max(head, position), seconds=time.perf_counter() - started
+    )
+    log.info("projection %s rebuilt: %d events in %.2f s", p.name, count, result.seconds)
+    return result

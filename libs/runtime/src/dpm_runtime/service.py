@@ -1,0 +1,238 @@
+"""The service kernel: one lifecycle for every dpm service.
+
+``serve(service)``: bind the HTTP port (clear error if taken) and answer /healthz at once; wait for
+PostgreSQL (applying migrations) and NATS with logged retries while /readyz says why; declare the
+stream, consumers and projections; run them in one task group with the relay on standby. SIGTERM
+or SIGINT drains: consumers finish the message in hand, then connections close in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from dpm_schemas.errors import DpmError
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_runtime.bus import connect_nats, ensure_events_stream
+from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec
+from dpm_runtime.eventlog import Conn, EventLog
+from dpm_runtime.http import Health, bind, health_router, install_error_handler, make_server, stop_server
+from dpm_runtime.logs import setup_logging
+from dpm_runtime.migrations import Migration, migrate
+from dpm_runtime.projection import Projection, ProjectionRunner
+from dpm_runtime.relay import Relay
+from dpm_runtime.retry import wait_for_dependency
+from dpm_runtime.settings import ServiceSettings
+from dpm_runtime.telemetry import TracingMiddleware, make_tracer_provider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The connections a running service hands to its handlers, routes and tasks."""
+
+    name: str
+    settings: ServiceSettings
+    pool: AsyncConnectionPool[Conn]
+    nc: NATS
+    js: JetStreamContext
+    eventlog: EventLog
+    tracer: trace.Tracer
+    stop: asyncio.Event
+    projections: dict[str, ProjectionRunner] = field(default_factory=dict)
+    consumers: dict[str, ConsumerRunner] = field(default_factory=dict)
+    relay: Relay | None = None
+
+    async def check(self) -> dict[str, str]:
+        checks = {"postgres": "ok", "nats": "ok"}
+        try:
+            async with asyncio.timeout(2):
+                async with self.pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+        except Exception as exc:
+            checks["postgres"] = f"unreachable: {exc!r}"[:300]
+        if not self.nc.is_connected:
+            checks["nats"] = "reconnecting" if self.nc.is_reconnecting else "disconnected"
+        return checks
+
+
+Task = Callable[[Runtime], Awaitable[None]]
+
+
+@dataclass
+class Wiring:
+    """What a service runs once connected; built by its bootstrap from the ``Runtime``."""
+
+    ddl: Sequence[str] = ()  # CREATE ... IF NOT EXISTS run as the service role at start-up
+    consumers: Sequence[ConsumerSpec] = ()
+    projections: Sequence[Projection] = ()
+    tasks: Sequence[Task] = ()  # long-running; cancelled on shutdown
+
+
+@dataclass
+class Service:
+    name: str
+    settings: ServiceSettings
+    port: int
+    app: FastAPI
+    wire: Callable[[Runtime], Wiring]
+    migrations: Sequence[Migration] = ()
+
+
+async def serve(
+    service: Service, *, tracer_provider: TracerProvider | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run ``service`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and close."""
+    settings = service.settings
+    provider = tracer_provider or make_tracer_provider(service.name)
+    tracer = provider.get_tracer("dpm")
+    health = Health(service.name)
+    app = service.app
+    app.state.health = health
+    app.include_router(health_router())
+    install_error_handler(app)
+    app.add_middleware(TracingMiddleware, tracer=tracer)
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+
+    sock = bind(service.name, settings.http_host, service.port)
+    server = make_server(app)
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
+    log.info("%s listening on http://%s:%d", service.name, settings.http_host, service.port)
+    main = asyncio.create_task(_run(service, tracer, health, stop))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if main in done:
+            main.result()
+            return
+        log.info("%s stopping: draining", service.name)
+        if health.runtime is None:  # still waiting for dependencies: nothing to drain
+            main.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(main), settings.shutdown_grace)
+        except TimeoutError:
+            log.warning("%s: drain exceeded %.0f s; cancelling", service.name, settings.shutdown_grace)
+            main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+    finally:
+        stopper.cancel()
+        await stop_server(server, server_task)
+        sock.close()
+        provider.shutdown()
+        log.info("%s stopped", service.name)
+
+
+async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asyncio.Event) -> None:
+    settings = service.settings
+    async with contextlib.AsyncExitStack() as stack:
+
+        def waiting(dep: str) -> Callable[[BaseException], None]:
+            return lambda exc: health.waiting.__setitem__(dep, f"waiting: {exc!r}"[:300])
+
+        await wait_for_dependency(
+            lambda: migrate(settings.admin_url, list(service.migrations)),
+            what="postgres",
+            target=_redact(settings.admin_url),
+            logger=log,
+            on_failure=waiting("postgres"),
+        )
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            settings.database_url.get_secret_value(),
+            open=False,
+            min_size=1,
+            max_size=settings.db_pool_max,
+            name=service.name,
+            reconnect_timeout=10**9,
+            check=AsyncConnectionPool.check_connection,
+        )
+        await wait_for_dependency(
+            lambda: pool.open(wait=True, timeout=5),
+            what="postgres",
+            target=_redact(settings.database_url.get_secret_value()),
+            logger=log,
+            on_failure=waiting("postgres"),
+        )
+        stack.push_async_callback(pool.close)
+        health.waiting["postgres"] = "ok"
+        nc = await connect_nats(settings.nats_url, name=f"dpm-{service.name}", on_failure=waiting("nats"))
+        stack.push_async_callback(_close_nats, nc)
+        js = nc.jetstream()
+        await ensure_events_stream(js)
+        health.waiting["nats"] = "ok"
+
+        rt = Runtime(service.name, settings, pool, nc, js, EventLog(pool), tracer, stop)
+        service.app.state.runtime = rt
+        wiring = service.wire(rt)
+        async with pool.connection() as conn, conn.transaction():
+            for statement in wiring.ddl:
+                await conn.execute(statement.encode())
+        for spec in wiring.consumers:
+            runner = ConsumerRunner(spec, js=js, pool=pool, tracer=tracer)
+            await runner.declare()
+            rt.consumers[spec.durable] = runner
+        for projection in wiring.projections:
+            prunner = ProjectionRunner(projection, pool=pool, eventlog=rt.eventlog)
+            await prunner.setup()
+            rt.projections[projection.name] = prunner
+        if settings.relay_enabled:
+            rt.relay = Relay(conninfo=settings.database_url.get_secret_value(), js=js, tracer=tracer)
+        health.runtime = rt
+        log.info("%s ready", service.name)
+
+        cancellable: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as tg:
+            for crunner in rt.consumers.values():
+                tg.create_task(crunner.run(stop))
+            for prunner in rt.projections.values():
+                tg.create_task(prunner.run(stop))
+            if rt.relay is not None:
+                cancellable.append(tg.create_task(rt.relay.run()))
+            for task in wiring.tasks:
+                cancellable.append(tg.create_task(task(rt)))
+            await stop.wait()
+            for t in cancellable:
+                t.cancel()
+
+
+async def _close_nats(nc: NATS) -> None:
+    with contextlib.suppress(Exception):
+        await nc.drain()
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+
+
+def run(service: Service) -> None:
+    """Process entry point: serve, and turn a catalogued error into one clear line and exit code 2."""
+    setup_logging(service.name, service.settings.log_level)
+    try:
+        asyncio.run(serve(service))
+    except DpmError as exc:
+        log.error("%s: %s %s -- %s", service.name, exc.code, exc.message, exc.remedy, extra={"code": exc.code})
+        sys.exit(2)

@@ -1,0 +1,32 @@
+"""Settings shared by every service (env prefix ``DPM_``); each service subclasses with its own fields.
+
+A service's own settings are named after it (``api_port`` -> ``DPM_API_PORT``), so one environment
+can configure the whole stack without collisions.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DPM_", extra="ignore", frozen=True)
+
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://dpm_app@127.0.0.1:26512/dpm"),
+        description="PostgreSQL for the service role (no UPDATE/DELETE on events).",
+    )
+    database_admin_url: SecretStr | None = Field(
+        default=None, description="Owner connection used only to apply migrations; defaults to database_url."
+    )
+    nats_url: str = Field(default="nats://127.0.0.1:26522", description="nats-server with JetStream.")
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP endpoints bind to.")
+    log_level: str = "INFO"
+    relay_enabled: bool = Field(default=True, description="Stand by as the event relay (one is active).")
+    db_pool_max: int = Field(default=10, ge=1)
+    shutdown_grace: float = Field(default=10.0, gt=0, description="Seconds to drain on SIGTERM.")
+
+    @property
+    def admin_url(self) -> str:
+        return (self.database_admin_url or self.database_url).get_secret_value()

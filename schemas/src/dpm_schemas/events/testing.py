@@ -1,0 +1,13 @@
+"""An event for test suites and benchmarks: it exercises the log without meaning anything to services."""
+
+from __future__ import annotations
+
+from dpm_schemas.base import Event
+
+
+class Probe(Event):
+    wire_name = "Probe"
+
+    writer: int
+    seq: int
+    note: str = ""

@@ -1,0 +1,61 @@
+"""NATS subjects, the JetStream stream, and durable consumer names -- the only place they are spelled.
+
+Events are published by the relay on ``dpm.evt.<category>.<WireName>`` (category = stream-id prefix),
+so a consumer filters by category (``dpm.evt.machine.>``) or by one type.
+Commands go to ``dpm.cmd.<service>.<WireName>``; transient signals to ``dpm.sig.<WireName>``.
+"""
+
+from __future__ import annotations
+
+EVENTS_STREAM = "DPM_EVENTS"
+EVENTS_ROOT = "dpm.evt"
+COMMANDS_ROOT = "dpm.cmd"
+SIGNALS_ROOT = "dpm.sig"
+
+# Header names carried on every relayed event.
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_TRACEPARENT = "traceparent"
+HEADER_POSITION = "Dpm-Position"
+HEADER_TYPE = "Dpm-Type"
+
+# Stream categories: the prefix of stream ids, one writer service per category (DESIGN.md §2).
+MACHINE = "machine"
+GROUP = "group"
+BOOT = "boot"
+AGENT = "agent"
+SCENARIO = "scenario"
+EXECUTION = "execution"
+IMAGE = "image"
+PACKAGE = "package"
+TEST = "test"  # reserved for the test suites and benchmarks
+
+CATEGORIES = (MACHINE, GROUP, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, TEST)
+
+
+def event_subject(category: str, wire_name: str) -> str:
+    return f"{EVENTS_ROOT}.{category}.{wire_name}"
+
+
+def category_events(category: str) -> str:
+    """Every event of one stream category."""
+    return f"{EVENTS_ROOT}.{category}.>"
+
+
+def all_events() -> str:
+    return f"{EVENTS_ROOT}.>"
+
+
+def command_subject(service: str, wire_name: str) -> str:
+    return f"{COMMANDS_ROOT}.{service}.{wire_name}"
+
+
+def signal_subject(wire_name: str, key: str = "*") -> str:
+    return f"{SIGNALS_ROOT}.{wire_name}.{key}"
+
+
+def durable_name(service: str, purpose: str) -> str:
+    """A durable consumer name: stable across restarts, shared by the replicas of one service."""
+    name = f"{service}-{purpose}"
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"durable consumer names are alphanumeric with - or _: {name!r}")
+    return name

@@ -1,0 +1,1 @@
+"""dpm agent-gateway service: the agent endpoint: presence and inventory (the agent stream)."""

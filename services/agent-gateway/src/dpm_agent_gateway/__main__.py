@@ -1,0 +1,16 @@
+"""`python -m dpm_agent_gateway`: Settings() -> bootstrap() -> run()."""
+
+from __future__ import annotations
+
+from dpm_runtime.service import run
+
+from dpm_agent_gateway.bootstrap import bootstrap
+from dpm_agent_gateway.settings import AgentGatewaySettings
+
+
+def main() -> None:
+    run(bootstrap(AgentGatewaySettings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Composition root of the api service: routes, the machine list projection, request limits."""
+
+from __future__ import annotations
+
+from dpm_runtime.service import Runtime, Service, Wiring
+from dpm_schemas import E
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from dpm_api.projections import MachineList
+from dpm_api.routes import admin, machines
+from dpm_api.settings import ApiSettings
+
+NAME = "api"
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    app = FastAPI(title="dpm", version="0.1.0", description="dpm deployment manager API")
+    app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    app.state.runtime = None
+    app.include_router(machines.router)
+    app.include_router(admin.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        err = E.INVALID_REQUEST(reason=f"{where}: {first.get('msg', 'invalid')}")
+        return JSONResponse({"error": err.to_dict()}, status_code=err.error.http_status)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.api_max_body):
+            err = E.INVALID_REQUEST(reason=f"body larger than {settings.api_max_body} bytes")
+            return JSONResponse({"error": err.to_dict()}, status_code=413)
+        return await call_next(request)
+
+    return app
+
+
+def bootstrap(settings: ApiSettings) -> Service:
+    def wire(_rt: Runtime) -> Wiring:
+        return Wiring(projections=[MachineList()])
+
+    return Service(name=NAME, settings=settings, port=settings.api_port, app=create_app(settings), wire=wire)

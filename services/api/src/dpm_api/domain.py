@@ -1,0 +1,116 @@
+"""The machine list read model as pure functions: ``evolve(row, event) -> row``. No I/O here.
+
+The projection adapter loads the rows a batch touches, folds the batch through ``evolve`` and writes
+back what changed -- the same code path live and on rebuild, so a rebuild equals the live table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import singledispatch
+
+from dpm_schemas.base import Event
+from dpm_schemas.envelope import RecordedEvent
+from dpm_schemas.events import (
+    MachineBooted,
+    MachineCameOnline,
+    MachineDeleted,
+    MachineRegistered,
+    MachineRenamed,
+    MachineWentOffline,
+)
+from dpm_schemas.ids import machine_key
+
+EVENT_TYPES = tuple(
+    cls.wire_name
+    for cls in (MachineRegistered, MachineRenamed, MachineDeleted, MachineBooted, MachineCameOnline, MachineWentOffline)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineRow:
+    machine_id: uuid.UUID
+    name: str
+    macs: tuple[str, ...]
+    smbios_uuid: uuid.UUID | None
+    ip: str | None
+    group_name: str
+    os_type: str | None
+    registered_at: datetime
+    online: bool = False
+    last_boot_at: datetime | None = None
+    last_boot_arch: str | None = None
+    last_boot_stage: str | None = None
+    boot_count: int = 0
+    position: int = 0
+
+
+def new_machine_id(macs: tuple[str, ...], smbios_uuid: uuid.UUID | None) -> uuid.UUID:
+    """A machine's id derives from its natural key, so re-registering the same box finds the same stream."""
+    return machine_key(mac=macs[0] if macs else None, smbios_uuid=smbios_uuid)
+
+
+def target_of(event: Event, by_mac: Mapping[str, uuid.UUID]) -> uuid.UUID | None:
+    """Which machine an event is about: by id, or by MAC for boot events."""
+    if isinstance(event, MachineBooted):
+        return by_mac.get(event.mac)
+    machine_id = getattr(event, "machine_id", None)
+    return machine_id if isinstance(machine_id, uuid.UUID) else None
+
+
+@singledispatch
+def evolve(event: Event, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return row
+
+
+@evolve.register
+def _(event: MachineRegistered, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return MachineRow(
+        machine_id=event.machine_id,
+        name=event.name,
+        macs=tuple(event.macs),
+        smbios_uuid=event.smbios_uuid,
+        ip=str(event.ip) if event.ip else None,
+        group_name=event.group,
+        os_type=event.os_type,
+        registered_at=rec.occurred_at,
+        position=rec.position,
+    )
+
+
+@evolve.register
+def _(event: MachineRenamed, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return replace(row, name=event.name, position=rec.position) if row else None
+
+
+@evolve.register
+def _(event: MachineDeleted, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return None
+
+
+@evolve.register
+def _(event: MachineBooted, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    if row is None:
+        return None
+    return replace(
+        row,
+        last_boot_at=rec.occurred_at,
+        last_boot_arch=event.arch.value,
+        last_boot_stage=event.stage.value,
+        boot_count=row.boot_count + 1,
+        ip=str(event.client_ip) if event.client_ip else row.ip,
+        position=rec.position,
+    )
+
+
+@evolve.register
+def _(event: MachineCameOnline, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return replace(row, online=True, position=rec.position) if row else None
+
+
+@evolve.register
+def _(event: MachineWentOffline, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return replace(row, online=False, position=rec.position) if row else None

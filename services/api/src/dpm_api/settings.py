@@ -1,0 +1,15 @@
+"""Settings of the api service (DPM_* shared, DPM_API_* its own)."""
+
+from __future__ import annotations
+
+from dpm_runtime.settings import ServiceSettings
+from dpm_schemas import ports
+from pydantic import Field, SecretStr
+
+
+class ApiSettings(ServiceSettings):
+    api_port: int = ports.API_HTTP
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token required for changes; `dpm up` generates one into var/."
+    )
+    api_max_body: int = Field(default=1_048_576, description="Largest accepted request body, in bytes.")

@@ -1,0 +1,1 @@
+"""dpm scheduler service: the execution process manager: timers, power-on, concurrency."""

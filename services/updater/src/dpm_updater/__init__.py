@@ -1,0 +1,1 @@
+"""dpm updater service: packages, delivery, auto-update and auto-download."""
