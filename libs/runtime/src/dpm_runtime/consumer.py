@@ -23,7 +23,6 @@ from dpm_schemas.envelope import RecordedEvent
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from psycopg_pool import AsyncConnectionPool
@@ -104,14 +103,10 @@ class ConsumerRunner:
 
     async def declare(self) -> None:
         """Create the durable consumer, or bring its configuration up to date (idempotent)."""
+        # CONSUMER.CREATE with a durable name creates, or updates an existing consumer in place.
         config = self.spec.config()
-        try:
-            await self._js.consumer_info(subjects.EVENTS_STREAM, self.spec.durable)
-        except NotFoundError:
-            await self._js.add_consumer(subjects.EVENTS_STREAM, config=config)
-            log.info("declared consumer %s on %s", self.spec.durable, config.filter_subjects)
-            return
-        await self._js.update_consumer(subjects.EVENTS_STREAM, config=config)
+        await self._js.add_consumer(subjects.EVENTS_STREAM, config=config)
+        log.info("declared consumer %s on %s", self.spec.durable, config.filter_subjects)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until ``stop`` is set; the message in hand is finished first (drain)."""

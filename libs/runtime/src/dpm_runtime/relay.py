@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,7 +73,10 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def _run_once(self) -> None:
-        async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+        # application_name names this process, so operators (and tests) see which relay holds the lock.
+        async with await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, application_name=f"dpm-relay-{os.getpid()}"
+        ) as conn:
             while not await _try_lock(conn):
                 if not self.stats.active:
                     log.debug("relay standing by: another relay holds the lock")
@@ -85,13 +89,13 @@ class Relay:
                 self.stats.active = False
 
     async def _pump(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
-        woken = asyncio.Event()
-        conn.add_notify_handler(lambda _n: woken.set())
         await conn.execute("LISTEN dpm_events")
         checkpoint = await _load_checkpoint(conn)
         self.stats.checkpoint = checkpoint
         while True:
-            woken.clear()
+            # Drop wake-ups that queued up while we were busy: the read below covers them.
+            async for _ in conn.notifies(timeout=0):
+                pass
             rows = await read_raw(conn, after=checkpoint, limit=self._batch_size)
             if rows:
                 await self._publish(rows)
@@ -104,9 +108,8 @@ class Relay:
                 self.stats.checkpoint = checkpoint
                 self.stats.batches += 1
                 continue
-            if not woken.is_set():
-                async for _ in conn.notifies(timeout=self._idle_poll, stop_after=1):
-                    pass
+            async for _ in conn.notifies(timeout=self._idle_poll, stop_after=1):
+                pass
 
     async def _publish(self, rows: Sequence[RawEvent]) -> None:
         acks = [asyncio.ensure_future(self._publish_one(row)) for row in rows]
@@ -156,3 +159,44 @@ async def _load_checkpoint(conn: psycopg.AsyncConnection) -> int:  # type: ignor
     cur = await conn.execute("SELECT position FROM dpm_checkpoints WHERE name = %s", (CHECKPOINT,))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def _serve_standalone() -> None:
+    """Run only a relay (``python -m dpm_runtime.relay``): for deployments that want it as its own process."""
+    import signal
+
+    from dpm_runtime.bus import connect_nats, ensure_events_stream
+    from dpm_runtime.migrations import migrate
+    from dpm_runtime.retry import wait_for_dependency
+    from dpm_runtime.settings import ServiceSettings
+    from dpm_runtime.telemetry import make_tracer_provider
+
+    settings = ServiceSettings()
+    await wait_for_dependency(lambda: migrate(settings.admin_url), what="postgres", target="database", logger=log)
+    nc = await connect_nats(settings.nats_url, name="dpm-relay")
+    js = nc.jetstream()
+    await ensure_events_stream(js)
+    provider = make_tracer_provider("relay")
+    relay = Relay(conninfo=settings.database_url.get_secret_value(), js=js, tracer=provider.get_tracer("dpm"))
+    task = asyncio.create_task(relay.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await nc.close()
+        provider.shutdown()
+
+
+def main() -> None:
+    from dpm_runtime.logs import setup_logging
+
+    setup_logging("relay")
+    asyncio.run(_serve_standalone())
+
+
+if __name__ == "__main__":
+    main()
