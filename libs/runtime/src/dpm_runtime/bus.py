@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import nats
 from dpm_schemas import subjects
@@ -10,8 +11,6 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-
-from dpm_runtime.retry import wait_for_dependency
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +30,42 @@ def events_stream_config(*, max_age_days: float = 30.0, replicas: int = 1) -> St
     )
 
 
-async def connect_nats(url: str, *, name: str, on_failure: object = None) -> NATS:
-    """Connect (waiting and logging until the server answers), then reconnect forever on loss."""
+async def connect_nats(url: str, *, name: str, on_failure: Callable[[BaseException], None] | None = None) -> NATS:
+    """Connect, waiting (and logging why) until the server answers; afterwards reconnect forever.
 
-    async def attempt() -> NATS:
-        return await nats.connect(
-            servers=[url],
-            name=name,
-            connect_timeout=2,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            error_cb=_log_error,
-            disconnected_cb=_log_disconnected,
-            reconnected_cb=_log_reconnected,
+    nats-py itself retries the first connection when reconnects are unbounded, calling ``error_cb``
+    on every failure -- so the waiting is logged from there, with the attempt count.
+    """
+    state = {"connected": False, "attempts": 0}
+
+    async def error_cb(exc: Exception) -> None:
+        if state["connected"]:
+            log.warning("nats error: %s", exc)
+            return
+        state["attempts"] += 1
+        if on_failure is not None:
+            on_failure(exc)
+        log.warning(
+            "waiting for nats at %s: %s; retry %d",
+            url,
+            exc,
+            state["attempts"],
+            extra={"dependency": "nats", "target": url, "attempt": state["attempts"]},
         )
 
-    return await wait_for_dependency(
-        attempt,
-        what="nats",
-        target=url,
-        logger=log,
-        on_failure=on_failure,  # type: ignore[arg-type]
+    nc = await nats.connect(
+        servers=[url],
+        name=name,
+        connect_timeout=2,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        error_cb=error_cb,
+        disconnected_cb=_log_disconnected,
+        reconnected_cb=_log_reconnected,
     )
+    state["connected"] = True
+    return nc
 
 
 async def ensure_events_stream(js: JetStreamContext, config: StreamConfig | None = None) -> None:
@@ -65,10 +77,6 @@ async def ensure_events_stream(js: JetStreamContext, config: StreamConfig | None
         log.info("created JetStream stream %s", config.name)
         return
     await js.update_stream(config=config)
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("nats error: %s", exc)
 
 
 async def _log_disconnected() -> None:

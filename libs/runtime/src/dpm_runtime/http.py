@@ -55,7 +55,9 @@ class Health:
     """What /readyz reports while a service starts: why it is waiting, then live checks."""
 
     service: str
-    waiting: dict[str, str] = field(default_factory=lambda: {"postgres": "connecting", "nats": "connecting"})
+    waiting: dict[str, str] = field(
+        default_factory=lambda: {"postgres": "connecting", "nats": "connecting", "startup": "pending"}
+    )
     runtime: Runtime | None = None
 
 

@@ -105,11 +105,12 @@ async def serve(
     install_error_handler(app)
     app.add_middleware(TracingMiddleware, tracer=tracer)
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+    if stop is None:  # a process of its own: signals stop it (an embedding caller passes ``stop``)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
 
     sock = bind(service.name, settings.http_host, service.port)
     server = make_server(app)
@@ -123,13 +124,13 @@ async def serve(
             main.result()
             return
         log.info("%s stopping: draining", service.name)
-        if health.runtime is None:  # still waiting for dependencies: nothing to drain
+        if health.runtime is None:  # still starting: nothing to drain
             main.cancel()
-        try:
-            await asyncio.wait_for(asyncio.shield(main), settings.shutdown_grace)
-        except TimeoutError:
-            log.warning("%s: drain exceeded %.0f s; cancelling", service.name, settings.shutdown_grace)
-            main.cancel()
+        else:
+            done, _ = await asyncio.wait({main}, timeout=settings.shutdown_grace)
+            if not done:
+                log.warning("%s: drain exceeded %.0f s; cancelling", service.name, settings.shutdown_grace)
+                main.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main
     finally:
@@ -213,10 +214,17 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
 
 
 async def _close_nats(nc: NATS) -> None:
-    with contextlib.suppress(Exception):
-        await nc.drain()
-    with contextlib.suppress(Exception):
-        await nc.close()
+    """Drain (flush what is pending), then close. nats-py's drain can surface an internal
+    CancelledError; swallow it unless this task itself is being cancelled."""
+    for step in (nc.drain, nc.close):
+        try:
+            await step()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        except Exception as exc:
+            log.debug("closing nats: %r", exc)
 
 
 def _redact(url: str) -> str:

@@ -12,17 +12,17 @@ import signal
 import sys
 
 import nats
-from opentelemetry.sdk.trace import TracerProvider
-from psycopg_pool import AsyncConnectionPool
-
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec
 from dpm_schemas.events import Probe
+from opentelemetry.sdk.trace import TracerProvider
+from psycopg_pool import AsyncConnectionPool
 
 
 async def record(rec, conn) -> None:
-    await conn.execute("INSERT INTO effects (position, event_id, pid) VALUES (%s, %s, %s)",
-                       (rec.position, rec.event_id, os.getpid()))
+    await conn.execute(
+        "INSERT INTO effects (position, event_id, pid) VALUES (%s, %s, %s)", (rec.position, rec.event_id, os.getpid())
+    )
 
 
 async def main(durable: str, ack_wait: float) -> None:

@@ -9,21 +9,27 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec, Poison, Retry
 from dpm_runtime.testing import eventually
 from dpm_schemas import Metadata, RecordedEvent, subjects
 from dpm_schemas.codec import encode_envelope
 from dpm_schemas.events import Probe
+from opentelemetry.sdk.trace import TracerProvider
 
 pytestmark = pytest.mark.integration
 
 
 def envelope(seq: int, position: int) -> RecordedEvent:
     return RecordedEvent(
-        event_id=uuid.uuid4(), type="Probe", version=1, stream_id="test-x", stream_version=position,
-        position=position, occurred_at=datetime.now(UTC), metadata=Metadata.new(), event=Probe(writer=0, seq=seq),
+        event_id=uuid.uuid4(),
+        type="Probe",
+        version=1,
+        stream_id="test-x",
+        stream_version=position,
+        position=position,
+        occurred_at=datetime.now(UTC),
+        metadata=Metadata.new(),
+        event=Probe(writer=0, seq=seq),
     )
 
 
@@ -47,8 +53,9 @@ async def effects(database):
 
 async def run_consumer(nc, pool, handler, **spec_args):
     spec = ConsumerSpec(durable="test-effects", handlers={Probe: handler}, **spec_args)
-    runner = ConsumerRunner(spec, js=nc.jetstream(), pool=pool, tracer=TracerProvider().get_tracer("t"),
-                            fetch_timeout=0.2)
+    runner = ConsumerRunner(
+        spec, js=nc.jetstream(), pool=pool, tracer=TracerProvider().get_tracer("t"), fetch_timeout=0.2
+    )
     await runner.declare()
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
 from dpm_runtime.testing import eventually
 from dpm_schemas import Metadata, NewEvent
@@ -40,16 +39,20 @@ def consumer(env, log):
 async def active_relay_pid(database) -> int | None:
     """The OS pid of the relay process holding the relay lock (from its application_name)."""
     async with await psycopg.AsyncConnection.connect(database.admin_url) as conn:
-        row = await (await conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.objid = 7291002 AND l.granted")).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.objid = 7291002 AND l.granted"
+            )
+        ).fetchone()
         return int(row[0].rsplit("-", 1)[1]) if row else None
 
 
 async def effects(database) -> tuple[int, int, int]:
     async with await psycopg.AsyncConnection.connect(database.admin_url) as conn:
-        row = await (await conn.execute(
-            "SELECT count(*), count(DISTINCT position), coalesce(max(position), 0) FROM effects")).fetchone()
+        row = await (
+            await conn.execute("SELECT count(*), count(DISTINCT position), coalesce(max(position), 0) FROM effects")
+        ).fetchone()
         return row
 
 
@@ -89,8 +92,12 @@ async def test_exactly_once_in_effect_through_relay_and_consumer_crashes(
         active.send_signal(signal.SIGKILL)
         active.wait()
         procs.append(relay(service_env, tmp_path / "relay-restarted.log"))
-        await eventually(lambda: active_relay_pid(database), until=lambda p: p == standby.pid,
-                         what="the standby relay taking over", timeout=20)
+        await eventually(
+            lambda: active_relay_pid(database),
+            until=lambda p: p == standby.pid,
+            what="the standby relay taking over",
+            timeout=20,
+        )
         await asyncio.sleep(1.0)
 
         # SIGKILL a consumer replica while it has a batch in hand; restart it.

@@ -8,11 +8,10 @@ import uuid
 
 import psycopg
 import pytest
-
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, EventLog, StreamConflict
 from dpm_schemas import Metadata, NewEvent
-from dpm_schemas.events import ChunkSent, Probe
 from dpm_schemas.errors import DpmError
+from dpm_schemas.events import ChunkSent, Probe
 
 pytestmark = pytest.mark.integration
 
@@ -64,8 +63,12 @@ async def test_transient_signals_are_refused(eventlog: EventLog) -> None:
 async def test_service_role_cannot_change_or_insert_events_directly(eventlog: EventLog, database) -> None:
     await eventlog.append("test-e", NO_STREAM, [probe()])
     async with await psycopg.AsyncConnection.connect(database.service_url, autocommit=True) as conn:
-        for sql in ("UPDATE events SET type = 'x'", "DELETE FROM events", "TRUNCATE events",
-                    "INSERT INTO events SELECT * FROM events"):
+        for sql in (
+            "UPDATE events SET type = 'x'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+            "INSERT INTO events SELECT * FROM events",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 await conn.execute(sql)
     async with await psycopg.AsyncConnection.connect(database.admin_url, autocommit=True) as owner:

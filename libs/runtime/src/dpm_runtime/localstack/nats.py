@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpm_schemas import E
+
 from dpm_runtime.localstack.procs import port_open, stop_process, wait_until
 
 
@@ -44,8 +45,13 @@ class NatsServer:
             args += ["-m", str(self.monitor_port)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: port_open(self.host, self.port), timeout=timeout, what="nats-server", proc=self.proc,
-                   log_path=str(self.log_path))
+        wait_until(
+            lambda: port_open(self.host, self.port),
+            timeout=timeout,
+            what="nats-server",
+            proc=self.proc,
+            log_path=str(self.log_path),
+        )
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-
 from dpm_schemas import E
+
 from dpm_runtime.localstack.procs import stop_process, wait_until
 
 SUPERUSER = "dpm"
@@ -80,9 +80,21 @@ class PostgresCluster:
             self._chown(d)
         self.root.chmod(0o755)
         subprocess.run(
-            [str(bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-instructions"],
-            check=True, user=self._user(), capture_output=True,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            check=True,
+            user=self._user(),
+            capture_output=True,
         )
         return True
 
@@ -97,7 +109,10 @@ class PostgresCluster:
         self._chown(self.log_path)
         self.proc = subprocess.Popen(
             [str(bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets), *settings],
-            stdout=log, stderr=subprocess.STDOUT, user=self._user(), start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=self._user(),
+            start_new_session=True,
         )
         log.close()
         wait_until(self._accepts, timeout=timeout, what="PostgreSQL", proc=self.proc, log_path=str(self.log_path))

@@ -23,8 +23,14 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
-               log_path: str | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: str | None = None,
+) -> None:
     """Poll ``check`` until true; fail early (with the log tail) if ``proc`` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,8 +11,12 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool] = bool, timeout: float = 15.0,
-    interval: float = 0.05, what: str = "condition",
+    probe: Callable[[], Awaitable[T]],
+    *,
+    until: Callable[[T], bool] = bool,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> T:
     """Call ``probe`` until ``until(result)``; raise with the last result when the deadline passes."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,47 @@
+"""Run a dpm service inside the test's event loop, against the test stack, until the test ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from opentelemetry.sdk.trace import TracerProvider
+
+from dpm_runtime.service import Service, serve
+from dpm_runtime.testing.polling import eventually
+
+
+@dataclass
+class Running:
+    service: Service
+    url: str
+    http: httpx.AsyncClient
+
+    @property
+    def runtime(self):  # type: ignore[no-untyped-def]
+        return self.service.app.state.runtime
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service, *, tracer_provider: TracerProvider | None = None) -> AsyncIterator[Running]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(service, tracer_provider=tracer_provider or TracerProvider(), stop=stop))
+    url = f"http://{service.settings.http_host}:{service.port}"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+        async def ready() -> bool:
+            if task.done():
+                task.result()  # surface the start-up error
+            with contextlib.suppress(httpx.HTTPError):
+                return (await http.get("/readyz")).status_code == 200
+            return False
+
+        await eventually(ready, timeout=30, what=f"{service.name} ready")
+        try:
+            yield Running(service, url, http)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)

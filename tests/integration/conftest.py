@@ -1,0 +1,46 @@
+"""Fixtures that build real services (in-process) against the per-test PostgreSQL and nats-server."""
+
+from __future__ import annotations
+
+import pytest
+from dpm_api.bootstrap import bootstrap as api_bootstrap
+from dpm_api.settings import ApiSettings
+from dpm_runtime.localstack.procs import free_port
+from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
+from dpm_scheduler.settings import SchedulerSettings
+from pydantic import SecretStr
+
+TOKEN = "test-token-0123456789"
+
+
+def common(database, nats_server) -> dict:
+    return {
+        "database_url": SecretStr(database.service_url),
+        "database_admin_url": SecretStr(database.admin_url),
+        "nats_url": nats_server.url,
+    }
+
+
+@pytest.fixture
+def api_service(database, nats_server):
+    def make(**overrides):
+        settings = ApiSettings(
+            **common(database, nats_server), api_port=free_port(), api_token=SecretStr(TOKEN), **overrides
+        )
+        return api_bootstrap(settings)
+
+    return make
+
+
+@pytest.fixture
+def scheduler_service(database, nats_server):
+    def make(**overrides):
+        settings = SchedulerSettings(**common(database, nats_server), scheduler_port=free_port(), **overrides)
+        return scheduler_bootstrap(settings)
+
+    return make
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}

@@ -1,0 +1,48 @@
+"""One trace spans an HTTP request to the api, the event it appends, the relay's publish and the
+scheduler's handler (spans asserted from an in-memory exporter shared by both services)."""
+
+from __future__ import annotations
+
+import pytest
+from dpm_runtime.testing import eventually
+from dpm_runtime.testing.services import running
+from opentelemetry.trace import SpanKind
+
+pytestmark = pytest.mark.integration
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_one_trace_from_http_request_to_another_services_handler(
+    api_service, scheduler_service, auth, tracing
+) -> None:
+    provider, exporter = tracing
+    async with (
+        running(api_service(), tracer_provider=provider) as api,
+        running(scheduler_service(relay_enabled=False), tracer_provider=provider),
+    ):
+        headers = {**auth, "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+        r = await api.http.post("/machines", headers=headers, json={"name": "t1", "macs": ["52-54-00-00-00-77"]})
+        assert r.status_code == 201
+        stored = (await api.runtime.eventlog.read_all())[0]
+        assert stored.metadata.traceparent.split("-")[1] == TRACE_ID
+
+        def handled():
+            return [
+                s
+                for s in exporter.get_finished_spans()
+                if s.name == "handle MachineRegistered"
+                and s.attributes.get("dpm.consumer") == "scheduler-machine-directory"
+            ]
+
+        async def probe():
+            return handled()
+
+        await eventually(probe, what="the scheduler's handler span")
+        spans = {s.context.span_id: s for s in exporter.get_finished_spans()}
+        (handle,) = handled()
+        publish = spans[handle.parent.span_id]
+        server = spans[publish.parent.span_id]
+        assert (server.kind, publish.kind, handle.kind) == (SpanKind.SERVER, SpanKind.PRODUCER, SpanKind.CONSUMER)
+        assert server.name == "POST /machines" and publish.name == "publish MachineRegistered"
+        assert {format(s.context.trace_id, "032x") for s in (server, publish, handle)} == {TRACE_ID}
