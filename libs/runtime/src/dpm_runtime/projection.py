@@ -32,10 +32,25 @@ _REBUILD_LOCK = 7291003
 class Projection(Protocol):
     """What a read model declares; ``apply`` must be deterministic given the rows it reads."""
 
-    name: str  # e.g. "machines"; the checkpoint is "projection:<name>"
-    schema: str  # PostgreSQL schema owning the tables, e.g. "api"
-    tables: Sequence[str]  # tables swapped on rebuild
-    event_types: Sequence[str]  # wire names the projection reads
+    @property
+    def name(self) -> str:
+        """e.g. "machines"; the checkpoint is "projection:<name>"."""
+        ...
+
+    @property
+    def schema(self) -> str:
+        """PostgreSQL schema owning the tables, e.g. "api"."""
+        ...
+
+    @property
+    def tables(self) -> Sequence[str]:
+        """Tables swapped in on rebuild."""
+        ...
+
+    @property
+    def event_types(self) -> Sequence[str]:
+        """Wire names the projection reads."""
+        ...
 
     def ddl(self, schema: str) -> str:
         """CREATE TABLE IF NOT EXISTS statements for every table, in ``schema``."""

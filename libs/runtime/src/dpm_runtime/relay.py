@@ -88,7 +88,7 @@ class Relay:
             finally:
                 self.stats.active = False
 
-    async def _pump(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+    async def _pump(self, conn: psycopg.AsyncConnection) -> None:
         await conn.execute("LISTEN dpm_events")
         checkpoint = await _load_checkpoint(conn)
         self.stats.checkpoint = checkpoint
@@ -150,12 +150,12 @@ class Relay:
             await self._js.publish(subjects.event_subject(category, row.type), body, headers=headers, timeout=10)
 
 
-async def _try_lock(conn: psycopg.AsyncConnection) -> bool:  # type: ignore[type-arg]
+async def _try_lock(conn: psycopg.AsyncConnection) -> bool:
     row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,))).fetchone()
     return bool(row and row[0])
 
 
-async def _load_checkpoint(conn: psycopg.AsyncConnection) -> int:  # type: ignore[type-arg]
+async def _load_checkpoint(conn: psycopg.AsyncConnection) -> int:
     cur = await conn.execute("SELECT position FROM dpm_checkpoints WHERE name = %s", (CHECKPOINT,))
     row = await cur.fetchone()
     return int(row[0]) if row else 0

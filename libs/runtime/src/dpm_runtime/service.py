@@ -13,8 +13,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dpm_schemas.errors import DpmError
 from fastapi import FastAPI
@@ -68,7 +69,7 @@ class Runtime:
         return checks
 
 
-Task = Callable[[Runtime], Awaitable[None]]
+Task = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 @dataclass

@@ -40,7 +40,8 @@ class MachineList:
         )
         rows: dict[uuid.UUID, MachineRow | None] = {}
         for raw in await cur.fetchall():
-            row = MachineRow(*raw[:2], tuple(raw[2]), *raw[3:])
+            values = dict(zip(COLUMNS, raw, strict=True))
+            row = MachineRow(**{**values, "macs": tuple(values["macs"])})
             rows[row.machine_id] = row
         loaded = dict(rows)
         by_mac = {mac: r.machine_id for r in rows.values() if r for mac in r.macs}

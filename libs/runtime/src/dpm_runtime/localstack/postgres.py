@@ -145,7 +145,7 @@ class PostgresCluster:
             self.proc = None
 
 
-def ensure_roles(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def ensure_roles(conn: psycopg.Connection) -> None:
     conn.execute(
         "DO $$ BEGIN"
         " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dpm_service') THEN CREATE ROLE dpm_service NOLOGIN;"
