@@ -115,9 +115,9 @@ class ConsumerRunner:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(self.spec.batch_size, timeout=self._fetch_timeout)
-                except nats.errors.TimeoutError:
-                    continue
-                except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue  # nothing to do within the fetch window
+                except Exception as exc:  # connection loss and the like: never take the service down
                     log.warning("consumer %s: fetch failed: %s", self.spec.durable, exc)
                     await asyncio.sleep(1.0)
                     continue

@@ -1,0 +1,57 @@
+"""The api over HTTP for the CLI: base URL and token from the environment, errors with code and remedy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dpm_schemas import ports
+
+# Stable exit codes: scripts can tell "the server said no" from "no server".
+EXIT_OK = 0
+EXIT_API_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class CliError(Exception):
+    def __init__(self, text: str, exit_code: int) -> None:
+        super().__init__(text)
+        self.exit_code = exit_code
+
+
+def base_url() -> str:
+    return os.environ.get("DPM_API_URL", f"http://127.0.0.1:{ports.API_HTTP}").rstrip("/")
+
+
+def token() -> str | None:
+    """DPM_API_TOKEN, else the token `dpm up` wrote into var/api-token."""
+    if value := os.environ.get("DPM_API_TOKEN"):
+        return value
+    path = Path(os.environ.get("DPM_TOKEN_FILE", Path(os.environ.get("DPM_STACK_VAR_DIR", "var")) / "api-token"))
+    return path.read_text().strip() if path.exists() else None
+
+
+def request(method: str, path: str, **kwargs: Any) -> Any:
+    headers = kwargs.pop("headers", {})
+    if tok := token():
+        headers["Authorization"] = f"Bearer {tok}"
+    try:
+        with httpx.Client(base_url=base_url(), timeout=float(os.environ.get("DPM_CLI_TIMEOUT", "120"))) as http:
+            response = http.request(method, path, headers=headers, **kwargs)
+    except httpx.HTTPError as exc:
+        raise CliError(
+            f"DPM-E022 cannot reach the dpm API at {base_url()}: {exc}\n"
+            "  remedy: start it with `make up` (or `dpm up`), or set DPM_API_URL.",
+            EXIT_UNREACHABLE,
+        ) from None
+    if response.status_code >= 400:
+        try:
+            err = response.json()["error"]
+            text = f"{err['code']} {err['message']}\n  remedy: {err['remedy']}"
+        except (ValueError, KeyError, TypeError):
+            text = f"HTTP {response.status_code}: {response.text[:500]}"
+        raise CliError(text, EXIT_API_ERROR)
+    return response.json() if response.content else None

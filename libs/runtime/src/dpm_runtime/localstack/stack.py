@@ -1,0 +1,190 @@
+"""``dpm up``: a private PostgreSQL and nats-server under ``./var``, every service as a process.
+
+Data lives in ``var/postgres`` and ``var/nats``, so a second ``dpm up`` keeps it. Each service
+logs JSON to ``var/log/<service>.log``. Ctrl-C (or SIGTERM) stops the services first (they drain),
+then nats-server, then PostgreSQL; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from dpm_schemas import ports
+from dpm_schemas.errors import DpmError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dpm_runtime.localstack.nats import NatsServer
+from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.localstack.procs import stop_process
+from dpm_runtime.migrations import migrate
+
+# (name, module) in start order; the api first so the console answers early.
+SERVICES = (
+    ("api", "dpm_api"),
+    ("scheduler", "dpm_scheduler"),
+    ("pxe", "dpm_pxe"),
+    ("imager", "dpm_imager"),
+    ("updater", "dpm_updater"),
+    ("agent-gateway", "dpm_agent_gateway"),
+)
+
+
+class StackSettings(BaseSettings):
+    """Settings of the embedded stack (env prefix ``DPM_STACK_``); service ports use their own settings."""
+
+    model_config = SettingsConfigDict(env_prefix="DPM_STACK_", extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), description="Where data, logs and the API token live.")
+    host: str = "127.0.0.1"
+    postgres_port: int = ports.POSTGRES
+    nats_port: int = ports.NATS
+    nats_monitor_port: int = ports.NATS_MONITOR
+    ready_timeout: float = 60.0
+
+
+def service_port(name: str, env: dict[str, str]) -> int:
+    setting, default = ports.SETTINGS[name]
+    return int(env.get(setting, default))
+
+
+@dataclass
+class Stack:
+    settings: StackSettings
+    say: Callable[[str], None] = print
+    postgres: PostgresCluster | None = None
+    nats: NatsServer | None = None
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def var(self) -> Path:
+        return self.settings.var_dir.resolve()
+
+    def token(self) -> str:
+        path = self.var / "api-token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def start(self, stopping: Callable[[], bool] = lambda: False) -> dict[str, str]:
+        """Start everything and wait until every service is ready; returns the services' environment."""
+        s = self.settings
+        self.var.mkdir(parents=True, exist_ok=True)
+        self.var.chmod(0o755)  # the postgres system user must reach var/postgres when run as root
+        (self.var / "log").mkdir(exist_ok=True)
+        self.postgres = PostgresCluster(root=self.var / "postgres", port=s.postgres_port, host=s.host)
+        if self.postgres.init():
+            self.say(f"created PostgreSQL cluster in {self.postgres.data}")
+        self.postgres.start()
+        self.nats = NatsServer(root=self.var / "nats", port=s.nats_port, monitor_port=s.nats_monitor_port, host=s.host)
+        self.nats.start()
+        admin_url = self.postgres.url()
+        applied = asyncio.run(migrate(admin_url))
+        if applied:
+            self.say(f"applied migrations: {', '.join(applied)}")
+        env = {k: v for k, v in os.environ.items()}
+        env.setdefault("DPM_API_TOKEN", self.token())
+        env.update(
+            DPM_DATABASE_URL=self.postgres.url(user=SERVICE_USER),
+            DPM_DATABASE_ADMIN_URL=admin_url,
+            DPM_NATS_URL=self.nats.url,
+            DPM_HTTP_HOST=s.host,
+            DPM_STACK_VAR_DIR=str(self.var),
+        )
+        for name, module in SERVICES:
+            with open(self.var / "log" / f"{name}.log", "ab") as log:
+                self.services[name] = subprocess.Popen(
+                    [sys.executable, "-m", module],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        self._wait_ready(env, stopping)
+        return env
+
+    def _wait_ready(self, env: dict[str, str], stopping: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout
+        pending = {name: service_port(name, env) for name, _ in SERVICES}
+        with httpx.Client(timeout=2) as http:
+            while pending and not stopping():
+                for name, port in list(pending.items()):
+                    proc = self.services[name]
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.var}/log/{name}.log")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if http.get(f"http://{self.settings.host}:{port}/readyz").status_code == 200:
+                            del pending[name]
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready within {self.settings.ready_timeout:.0f} s: {', '.join(pending)}")
+                time.sleep(0.1)
+
+    def watch(self, stop: Callable[[], bool]) -> str | None:
+        """Block until ``stop()`` or a child dies; returns what died, if anything."""
+        while not stop():
+            for name, proc in self.services.items():
+                if proc.poll() is not None:
+                    return f"{name} (exit {proc.returncode})"
+            for name, server in (("postgres", self.postgres), ("nats", self.nats)):
+                if server is not None and server.proc is not None and server.proc.poll() is not None:
+                    return f"{name} (exit {server.proc.returncode})"
+            time.sleep(0.2)
+        return None
+
+    def stop(self) -> None:
+        """Services first (they drain), then nats-server, then PostgreSQL."""
+        for proc in self.services.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.services.values():
+            stop_process(proc, timeout=20)
+        self.services.clear()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def up(settings: StackSettings | None = None, *, say: Callable[[str], None] = print) -> int:
+    """Run the stack in the foreground until Ctrl-C / SIGTERM. Returns the process exit code."""
+    stack = Stack(settings or StackSettings(), say=say)
+    stopping = {"flag": False}
+
+    def request_stop(_sig: int, _frame: object) -> None:
+        stopping["flag"] = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        env = stack.start(lambda: stopping["flag"])
+        api = f"http://{stack.settings.host}:{service_port('api', env)}"
+        say(f"dpm is up: API {api} (docs {api}/docs); token in {stack.var}/api-token; logs in {stack.var}/log/")
+        say("press Ctrl-C to stop")
+        died = stack.watch(lambda: stopping["flag"])
+        if died:
+            say(f"{died} stopped unexpectedly; see {stack.var}/log/; stopping everything")
+            return 1
+        say("stopping ...")
+        return 0
+    except DpmError as exc:
+        say(f"dpm up failed: {exc.code} {exc.message}\n  remedy: {exc.remedy}")
+        return 1
+    except Exception as exc:
+        say(f"dpm up failed: {exc}")
+        return 1
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        say("stopped")
