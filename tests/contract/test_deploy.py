@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
+
 from dpm_runtime.localstack.stack import SERVICES
 from dpm_schemas import ports
-from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy/compose.yaml"

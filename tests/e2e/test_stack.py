@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.localstack.stack import SERVICES
 

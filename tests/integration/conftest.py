@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
+
 from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
 from dpm_runtime.localstack.procs import free_port
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
-from pydantic import SecretStr
 
 TOKEN = "test-token-0123456789"
 

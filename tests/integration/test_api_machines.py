@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dpm_runtime.testing.services import running
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ import uuid
 
 import psycopg
 import pytest
+
 from dpm_api.domain import MachineRow, evolve, target_of
 from dpm_api.projections import COLUMNS
 from dpm_runtime.eventlog import ANY_VERSION
@@ -89,7 +90,11 @@ async def folded(eventlog) -> list[tuple]:
             if after:
                 by_mac.update(dict.fromkeys(after.macs, mid))
     return sorted(
-        ((r.machine_id, r.name, list(r.macs), *tuple(getattr(r, c) for c in COLUMNS[3:])) for r in rows.values() if r),
+        (
+            (r.machine_id, r.name, list(r.macs), *tuple(r[i] for i in range(3, len(COLUMNS))))
+            for r in rows.values()
+            if r
+        ),
         key=lambda t: t[0],
     )
 

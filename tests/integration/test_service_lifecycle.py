@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from dpm_runtime.localstack.nats import NatsServer
 from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
 from dpm_runtime.localstack.procs import free_port

@@ -4,9 +4,10 @@ scheduler's handler (spans asserted from an in-memory exporter shared by both se
 from __future__ import annotations
 
 import pytest
+from opentelemetry.trace import SpanKind
+
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
-from opentelemetry.trace import SpanKind
 
 pytestmark = pytest.mark.integration
 

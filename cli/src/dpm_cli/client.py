@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from dpm_schemas import ports
 
 # Stable exit codes: scripts can tell "the server said no" from "no server".

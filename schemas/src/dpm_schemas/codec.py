@@ -33,9 +33,10 @@ def decode_payload(wire_name: str, version: int, raw: bytes) -> Message:
         raise DecodeError(f"{wire_name}: payload is not msgpack: {exc}") from exc
     if not isinstance(data, dict):
         raise DecodeError(f"{wire_name}: payload is {type(data).__name__}, not a map")
-    if version > cls.wire_version:
-        raise DecodeError(f"{wire_name}: stored v{version} is newer than this code's v{cls.wire_version}")
-    data = upcast(wire_name, version, cls.wire_version, data)
+    if version != cls.wire_version:
+        if version > cls.wire_version:
+            raise DecodeError(f"{wire_name}: stored v{version} is newer than this code's v{cls.wire_version}")
+        data = upcast(wire_name, version, cls.wire_version, data)
     return cls.model_validate(data)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from dpm_schemas.base import Event
 
@@ -42,6 +42,11 @@ class Metadata:
         )
 
     @classmethod
+    def unread(cls) -> Metadata:
+        """Stands in when a reader asked not to load metadata (projections fold state, not causality)."""
+        return _UNREAD
+
+    @classmethod
     def new(cls, *, actor: str = "system", traceparent: str | None = None) -> Metadata:
         """Start a new conversation (the correlation id of a user action or a timer)."""
         return cls(correlation_id=uuid.uuid4(), actor=actor, traceparent=traceparent)
@@ -56,6 +61,9 @@ class Metadata:
         )
 
 
+_UNREAD = Metadata(correlation_id=uuid.UUID(int=0), actor="unread")
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event about to be appended: the payload plus its id and metadata."""
@@ -65,9 +73,12 @@ class NewEvent:
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as stored: payload plus envelope, with its global ``position`` in the log."""
+class RecordedEvent(NamedTuple):
+    """An event as stored: payload plus envelope, with its global ``position`` in the log.
+
+    A NamedTuple, not a frozen dataclass: a projection rebuild builds millions of them, and a frozen
+    dataclass pays ``object.__setattr__`` per field.
+    """
 
     event_id: uuid.UUID
     type: str

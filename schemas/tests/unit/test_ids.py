@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from dpm_schemas import subjects
 from dpm_schemas.ids import machine_key, normalize_mac, stream_id
 

@@ -6,11 +6,12 @@ import logging
 from collections.abc import Callable
 
 import nats
-from dpm_schemas import subjects
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+
+from dpm_schemas import subjects
 
 log = logging.getLogger(__name__)
 

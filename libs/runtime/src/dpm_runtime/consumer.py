@@ -16,10 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import nats.errors
-from dpm_schemas import subjects
-from dpm_schemas.base import Event
-from dpm_schemas.codec import DecodeError, decode_envelope
-from dpm_schemas.envelope import RecordedEvent
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -29,6 +25,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.eventlog import Conn
 from dpm_runtime.telemetry import context_from_headers
+from dpm_schemas import subjects
+from dpm_schemas.base import Event
+from dpm_schemas.codec import DecodeError, decode_envelope
+from dpm_schemas.envelope import RecordedEvent
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,11 @@ agent hellos -- each from its own table, never from another service's read model
 
 from __future__ import annotations
 
+from dpm_runtime.consumer import ConsumerSpec
+from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import MachineDeleted, MachineRegistered, MachineRenamed
 from dpm_schemas.subjects import durable_name
-
-from dpm_runtime.consumer import ConsumerSpec
-from dpm_runtime.eventlog import Conn
 
 
 def directory_ddl(schema: str) -> list[str]:

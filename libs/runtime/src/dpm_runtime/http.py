@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from dpm_schemas import E, ports
-from dpm_schemas.errors import DpmError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from dpm_schemas import E, ports
+from dpm_schemas.errors import DpmError
 
 if TYPE_CHECKING:
     from dpm_runtime.service import Runtime

@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from dpm_schemas import E
-from dpm_schemas.envelope import RecordedEvent
+from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_runtime.eventlog import Conn, EventLog
+from dpm_runtime.eventlog import Conn, EventLog, decode_row, select_rows
+from dpm_schemas import E
+from dpm_schemas.envelope import RecordedEvent
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,9 @@ class ProjectionRunner:
         async with self._pool.connection() as conn, conn.transaction():
             position = await _lock_checkpoint(conn, p)
             head = await self._log.head(conn)
-            events = await self._log.read_all(after=position, limit=self._batch_size, types=p.event_types, conn=conn)
+            events = await self._log.read_all(
+                after=position, limit=self._batch_size, types=p.event_types, conn=conn, metadata=False
+            )
             events = [e for e in events if e.position <= head]
             full = len(events) == self._batch_size
             if events:
@@ -163,7 +166,7 @@ async def _lock_checkpoint(conn: Conn, projection: Projection) -> int:
 
 
 async def rebuild(
-    projection: Projection, *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, batch_size: int = 20000
+    projection: Projection, *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, batch_size: int = 50000
 ) -> RebuildResult:
     """Replay the log from position 0 into fresh tables and swap them in; the live runner pauses
     only for the final catch-up and swap."""
@@ -174,12 +177,18 @@ async def rebuild(
         if not (got and got[0]):
             raise E.REBUILD_RUNNING(name=p.name)
         try:
-            return await _rebuild(p, conn, eventlog, batch_size)
+            return await _rebuild(p, conn, eventlog, batch_size, pool)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_REBUILD_LOCK, p.name))
 
 
-async def _rebuild(p: Projection, conn: Conn, eventlog: EventLog, batch_size: int) -> RebuildResult:
+async def _fetch(conn: Conn, p: Projection, after: int, limit: int) -> list[TupleRow]:
+    return await select_rows(conn, after=after, limit=limit, types=p.event_types, metadata=False)
+
+
+async def _rebuild(
+    p: Projection, conn: Conn, eventlog: EventLog, batch_size: int, pool: AsyncConnectionPool[Conn]
+) -> RebuildResult:
     staging = f"{p.schema}_rebuild"
     started = time.perf_counter()
     count = 0
@@ -187,19 +196,24 @@ async def _rebuild(p: Projection, conn: Conn, eventlog: EventLog, batch_size: in
         await conn.execute(f'DROP SCHEMA IF EXISTS "{staging}" CASCADE'.encode())
         await conn.execute(f'CREATE SCHEMA "{staging}"'.encode())
         await conn.execute(p.ddl(staging).encode())
+    # Bulk phase, no lock on the live projection: batch k+1 is fetched on a second connection (the
+    # server works on the other core) while batch k is decoded and applied.
     position = 0
-    while True:  # bulk phase: no lock on the live projection
-        async with conn.transaction():
-            events = await eventlog.read_all(after=position, limit=batch_size, types=p.event_types, conn=conn)
-            if not events:
-                break
-            await p.apply(conn, staging, events)
-        position = events[-1].position
-        count += len(events)
+    async with pool.connection() as reader:
+        fetch = asyncio.create_task(_fetch(reader, p, position, batch_size))
+        while rows := await fetch:
+            fetch = asyncio.create_task(_fetch(reader, p, rows[-1][0], batch_size))
+            events = [decode_row(row) for row in rows]
+            async with conn.transaction():
+                await p.apply(conn, staging, events)
+            position = events[-1].position
+            count += len(events)
     async with conn.transaction():  # swap phase: the live runner waits on the checkpoint lock
         await _lock_checkpoint(conn, p)
         head = await eventlog.head(conn)
-        while events := await eventlog.read_all(after=position, limit=batch_size, types=p.event_types, conn=conn):
+        while events := await eventlog.read_all(
+            after=position, limit=batch_size, types=p.event_types, conn=conn, metadata=False
+        ):
             await p.apply(conn, staging, events)
             position = events[-1].position
             count += len(events)

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
-from dpm_schemas import subjects
-from dpm_schemas.codec import envelope_from_row
 from nats.js import JetStreamContext
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from dpm_runtime.eventlog import RawEvent, read_raw
 from dpm_runtime.telemetry import context_from, inject
+from dpm_schemas import subjects
+from dpm_schemas.codec import envelope_from_row
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dpm_schemas.errors import DpmError
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -36,6 +35,7 @@ from dpm_runtime.relay import Relay
 from dpm_runtime.retry import wait_for_dependency
 from dpm_runtime.settings import ServiceSettings
 from dpm_runtime.telemetry import TracingMiddleware, make_tracer_provider
+from dpm_schemas.errors import DpmError
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
             name=service.name,
             reconnect_timeout=10**9,
             check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True},  # transactions are explicit (conn.transaction()) everywhere
         )
         await wait_for_dependency(
             lambda: pool.open(wait=True, timeout=5),

@@ -12,11 +12,12 @@ import signal
 import sys
 
 import nats
+from opentelemetry.sdk.trace import TracerProvider
+from psycopg_pool import AsyncConnectionPool
+
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec
 from dpm_schemas.events import Probe
-from opentelemetry.sdk.trace import TracerProvider
-from psycopg_pool import AsyncConnectionPool
 
 
 async def record(rec, conn) -> None:

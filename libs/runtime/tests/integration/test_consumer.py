@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec, Poison, Retry
 from dpm_runtime.testing import eventually
 from dpm_schemas import Metadata, RecordedEvent, subjects
 from dpm_schemas.codec import encode_envelope
 from dpm_schemas.events import Probe
-from opentelemetry.sdk.trace import TracerProvider
 
 pytestmark = pytest.mark.integration
 

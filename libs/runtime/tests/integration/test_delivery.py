@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
 from dpm_runtime.testing import eventually
 from dpm_schemas import Metadata, NewEvent

@@ -8,6 +8,7 @@ import uuid
 
 import psycopg
 import pytest
+
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, EventLog, StreamConflict
 from dpm_schemas import Metadata, NewEvent
 from dpm_schemas.errors import DpmError

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from ipaddress import IPv4Address
 
 from dpm_schemas.base import Event
-from dpm_schemas.events.machines import Mac
+from dpm_schemas.events.machines import IPv4, Mac
 
 
 class Arch(StrEnum):
@@ -39,5 +38,5 @@ class MachineBooted(Event):
 
     mac: Mac
     arch: Arch
-    client_ip: IPv4Address | None = None
+    client_ip: IPv4 | None = None
     stage: BootStage

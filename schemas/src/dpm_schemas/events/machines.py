@@ -6,12 +6,18 @@ import uuid
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import Field, StringConstraints
 
 from dpm_schemas.base import Command, Event
-from dpm_schemas.ids import normalize_mac
 
-Mac = Annotated[str, AfterValidator(normalize_mac)]
+# MACs in events are canonical (aa:bb:cc:dd:ee:ff); edges normalise input with ids.normalize_mac first.
+# A pattern is checked inside pydantic-core, so decoding the log's bulk (boot events) stays fast.
+Mac = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")]
+# Dotted-quad IPv4 checked by a pattern (validated in pydantic-core, not Python's ipaddress): boot events
+# are the bulk of the log, and a rebuild decodes every one of them.
+IPv4 = Annotated[
+    str, StringConstraints(pattern=r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
+]
 MachineName = Annotated[str, Field(min_length=1, max_length=253)]
 
 

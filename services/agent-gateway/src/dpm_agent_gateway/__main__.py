@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dpm_runtime.service import run
-
 from dpm_agent_gateway.bootstrap import bootstrap
 from dpm_agent_gateway.settings import AgentGatewaySettings
+from dpm_runtime.service import run
 
 
 def main() -> None:

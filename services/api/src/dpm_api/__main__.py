@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dpm_runtime.service import run
-
 from dpm_api.bootstrap import bootstrap
 from dpm_api.settings import ApiSettings
+from dpm_runtime.service import run
 
 
 def main() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dpm_runtime.service import Runtime, Service, Wiring
-from dpm_schemas import E
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -11,6 +9,8 @@ from fastapi.responses import JSONResponse
 from dpm_api.projections import MachineList
 from dpm_api.routes import admin, machines
 from dpm_api.settings import ApiSettings
+from dpm_runtime.service import Runtime, Service, Wiring
+from dpm_schemas import E
 
 NAME = "api"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
+from fastapi import Depends, Request
+
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
-from fastapi import Depends, Request
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import singledispatch
+from typing import NamedTuple
 
 from dpm_schemas.base import Event
 from dpm_schemas.envelope import RecordedEvent
@@ -24,14 +24,16 @@ from dpm_schemas.events import (
 )
 from dpm_schemas.ids import machine_key
 
+MACHINE_ID_EVENTS = (MachineRegistered, MachineRenamed, MachineDeleted, MachineCameOnline, MachineWentOffline)
 EVENT_TYPES = tuple(
     cls.wire_name
     for cls in (MachineRegistered, MachineRenamed, MachineDeleted, MachineBooted, MachineCameOnline, MachineWentOffline)
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MachineRow:
+class MachineRow(NamedTuple):
+    """One row of ``api.machines``; a NamedTuple because a rebuild makes one per event (cheap ``_replace``)."""
+
     machine_id: uuid.UUID
     name: str
     macs: tuple[str, ...]
@@ -57,8 +59,9 @@ def target_of(event: Event, by_mac: Mapping[str, uuid.UUID]) -> uuid.UUID | None
     """Which machine an event is about: by id, or by MAC for boot events."""
     if isinstance(event, MachineBooted):
         return by_mac.get(event.mac)
-    machine_id = getattr(event, "machine_id", None)
-    return machine_id if isinstance(machine_id, uuid.UUID) else None
+    if isinstance(event, MACHINE_ID_EVENTS):
+        return event.machine_id
+    return None
 
 
 @singledispatch
@@ -83,7 +86,7 @@ def _(event: MachineRegistered, row: MachineRow | None, rec: RecordedEvent) -> M
 
 @evolve.register
 def _(event: MachineRenamed, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
-    return replace(row, name=event.name, position=rec.position) if row else None
+    return row._replace(name=event.name, position=rec.position) if row else None
 
 
 @evolve.register
@@ -95,8 +98,7 @@ def _(event: MachineDeleted, row: MachineRow | None, rec: RecordedEvent) -> Mach
 def _(event: MachineBooted, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
     if row is None:
         return None
-    return replace(
-        row,
+    return row._replace(
         last_boot_at=rec.occurred_at,
         last_boot_arch=event.arch.value,
         last_boot_stage=event.stage.value,
@@ -108,9 +110,9 @@ def _(event: MachineBooted, row: MachineRow | None, rec: RecordedEvent) -> Machi
 
 @evolve.register
 def _(event: MachineCameOnline, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
-    return replace(row, online=True, position=rec.position) if row else None
+    return row._replace(online=True, position=rec.position) if row else None
 
 
 @evolve.register
 def _(event: MachineWentOffline, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
-    return replace(row, online=False, position=rec.position) if row else None
+    return row._replace(online=False, position=rec.position) if row else None

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
 
+from dpm_api.domain import EVENT_TYPES, MACHINE_ID_EVENTS, MachineRow, evolve, target_of
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
+from dpm_schemas.events import MachineBooted
 
-from dpm_api.domain import EVENT_TYPES, MachineRow, evolve, target_of
-
-COLUMNS = tuple(f.name for f in dataclasses.fields(MachineRow))
+COLUMNS = MachineRow._fields
+_MACS = COLUMNS.index("macs")
 
 
 class MachineList:
@@ -32,16 +32,15 @@ class MachineList:
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
         table = f'"{schema}".machines'
-        ids = {e.event.machine_id for e in events if hasattr(e.event, "machine_id")}
-        macs = {e.event.mac for e in events if hasattr(e.event, "mac")}
+        ids = {e.event.machine_id for e in events if isinstance(e.event, MACHINE_ID_EVENTS)}
+        macs = {e.event.mac for e in events if isinstance(e.event, MachineBooted)}
         cur = await conn.execute(
             f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE machine_id = ANY(%s) OR macs && %s",
             (list(ids), list(macs)),
         )
         rows: dict[uuid.UUID, MachineRow | None] = {}
         for raw in await cur.fetchall():
-            values = dict(zip(COLUMNS, raw, strict=True))
-            row = MachineRow(**{**values, "macs": tuple(values["macs"])})
+            row = MachineRow(*raw[:_MACS], tuple(raw[_MACS]), *raw[_MACS + 1 :])
             rows[row.machine_id] = row
         loaded = dict(rows)
         by_mac = {mac: r.machine_id for r in rows.values() if r for mac in r.macs}
@@ -52,20 +51,40 @@ class MachineList:
             before = rows.get(machine_id)
             after = evolve(rec.event, before, rec)
             rows[machine_id] = after
-            if before is not None:
-                for mac in before.macs:
+            old_macs = before.macs if before is not None else ()
+            new_macs = after.macs if after is not None else ()
+            if old_macs != new_macs:  # only registration and deletion move MACs
+                for mac in old_macs:
                     by_mac.pop(mac, None)
-            if after is not None:
-                by_mac.update(dict.fromkeys(after.macs, machine_id))
+                by_mac.update(dict.fromkeys(new_macs, machine_id))
         changed = [r for key, r in rows.items() if r is not None and r != loaded.get(key)]
         gone = [key for key, r in rows.items() if r is None and loaded.get(key) is not None]
         if gone:
             await conn.execute(f"DELETE FROM {table} WHERE machine_id = ANY(%s)", (gone,))
         if changed:
-            updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
-            async with conn.cursor() as c:
-                await c.executemany(
-                    f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-                    f" ON CONFLICT (machine_id) DO UPDATE SET {updates}",
-                    [(*dataclasses.astuple(r)[:2], list(r.macs), *dataclasses.astuple(r)[3:]) for r in changed],
-                )
+            await _upsert(conn, table, [(*r[:_MACS], list(r.macs), *r[_MACS + 1 :]) for r in changed])
+
+
+_COPY_THRESHOLD = 50  # above this many rows, COPY into a temp table and merge with one statement
+
+
+async def _upsert(conn: Conn, table: str, rows: list[tuple[object, ...]]) -> None:
+    columns = ", ".join(COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+    if len(rows) <= _COPY_THRESHOLD:
+        async with conn.cursor() as c:
+            await c.executemany(
+                f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+                f" ON CONFLICT (machine_id) DO UPDATE SET {updates}",
+                rows,
+            )
+        return
+    await conn.execute(f"CREATE TEMP TABLE machines_stage (LIKE {table}) ON COMMIT DROP")
+    async with conn.cursor().copy(f"COPY machines_stage ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
+    await conn.execute(
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM machines_stage"
+        f" ON CONFLICT (machine_id) DO UPDATE SET {updates}"
+    )
+    await conn.execute("DROP TABLE machines_stage")

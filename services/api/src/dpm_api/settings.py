@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
+
 from dpm_runtime.settings import ServiceSettings
 from dpm_schemas import ports
-from pydantic import Field, SecretStr
 
 
 class ApiSettings(ServiceSettings):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dpm_runtime.service import run
-
 from dpm_imager.bootstrap import bootstrap
 from dpm_imager.settings import ImagerSettings
+from dpm_runtime.service import run
 
 
 def main() -> None:

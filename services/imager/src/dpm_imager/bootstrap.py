@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dpm_runtime.directory import directory_consumer, directory_ddl
-from dpm_runtime.service import Runtime, Service, Wiring
 from fastapi import FastAPI
 
 from dpm_imager.settings import ImagerSettings
+from dpm_runtime.directory import directory_consumer, directory_ddl
+from dpm_runtime.service import Runtime, Service, Wiring
 
 NAME = "imager"
 SCHEMA = "imager"

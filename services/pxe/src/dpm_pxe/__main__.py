@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dpm_runtime.service import run
-
 from dpm_pxe.bootstrap import bootstrap
 from dpm_pxe.settings import PxeSettings
+from dpm_runtime.service import run
 
 
 def main() -> None:

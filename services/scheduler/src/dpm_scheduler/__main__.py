@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dpm_runtime.service import run
-
 from dpm_scheduler.bootstrap import bootstrap
 from dpm_scheduler.settings import SchedulerSettings
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dpm_runtime.directory import directory_consumer, directory_ddl
-from dpm_runtime.service import Runtime, Service, Wiring
 from fastapi import FastAPI
 
+from dpm_runtime.directory import directory_consumer, directory_ddl
+from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_scheduler.settings import SchedulerSettings
 
 NAME = "scheduler"

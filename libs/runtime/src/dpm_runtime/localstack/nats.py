@@ -9,9 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpm_schemas import E
-
 from dpm_runtime.localstack.procs import port_open, stop_process, wait_until
+from dpm_schemas import E
 
 
 def find_nats_server() -> str:

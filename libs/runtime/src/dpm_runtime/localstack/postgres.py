@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from dpm_schemas import E
 
 from dpm_runtime.localstack.procs import stop_process, wait_until
+from dpm_schemas import E
 
 SUPERUSER = "dpm"
 SERVICE_USER = "dpm_app"

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from dpm_schemas import ports
-from dpm_schemas.errors import DpmError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -29,6 +27,8 @@ from dpm_runtime.localstack.nats import NatsServer
 from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
 from dpm_runtime.localstack.procs import stop_process
 from dpm_runtime.migrations import migrate
+from dpm_schemas import ports
+from dpm_schemas.errors import DpmError
 
 # (name, module) in start order; the api first so the console answers early.
 SERVICES = (

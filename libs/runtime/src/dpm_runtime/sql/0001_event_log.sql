@@ -40,32 +40,65 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
 -- SECURITY DEFINER: services may call this but hold no INSERT/UPDATE/DELETE on the table.
 CREATE OR REPLACE FUNCTION dpm_append(
   p_stream text, p_expected bigint, p_ids uuid[], p_types text[], p_versions integer[],
-  p_data bytea[], p_metadata jsonb
-) RETURNS TABLE (last_version bigint, last_position bigint)
+  p_data bytea[], p_metadata jsonb, OUT last_version bigint, OUT last_position bigint
+)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   cur bigint;
   base bigint;
   n integer := cardinality(p_ids);
 BEGIN
+  -- Its own statement: the reads below must take their snapshot after the lock is held.
   PERFORM pg_advisory_xact_lock(7291001);
-  SELECT coalesce(max(e.stream_version), 0) INTO cur FROM events e WHERE e.stream_id = p_stream;
+  -- One statement for both versions (plpgsql pays per statement); the wake-up for the relay is
+  -- delivered at commit only, so it rides along here.
+  SELECT (SELECT coalesce(max(e.stream_version), 0) FROM events e WHERE e.stream_id = p_stream),
+         (SELECT coalesce(max(e.position), 0) FROM events e),
+         pg_notify('dpm_events', '')
+    INTO cur, base;
   IF p_expected IS NOT NULL AND cur <> p_expected THEN
     RAISE EXCEPTION 'stream % is at version %, expected %', p_stream, cur, p_expected
       USING ERRCODE = 'DPM01', DETAIL = cur::text;
   END IF;
-  SELECT coalesce(max(e.position), 0) INTO base FROM events e;
   INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata)
   SELECT base + i, p_stream, cur + i, p_ids[i], p_types[i], p_versions[i], p_data[i], p_metadata -> (i - 1)
   FROM generate_series(1, n) AS i;
-  PERFORM pg_notify('dpm_events', (base + n)::text);
-  RETURN QUERY SELECT cur + n, base + n;
+  last_version := cur + n;
+  last_position := base + n;
+END $$;
+
+-- The same for one event, with scalar parameters: most appends are single events, and this form
+-- costs the server a quarter less than the array one (bench/: single-event append).
+CREATE OR REPLACE FUNCTION dpm_append_one(
+  p_stream text, p_expected bigint, p_id uuid, p_type text, p_version integer, p_data bytea, p_metadata jsonb,
+  OUT last_version bigint, OUT last_position bigint
+)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+  cur bigint;
+  base bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(7291001);
+  SELECT (SELECT coalesce(max(e.stream_version), 0) FROM events e WHERE e.stream_id = p_stream),
+         (SELECT coalesce(max(e.position), 0) FROM events e),
+         pg_notify('dpm_events', '')
+    INTO cur, base;
+  IF p_expected IS NOT NULL AND cur <> p_expected THEN
+    RAISE EXCEPTION 'stream % is at version %, expected %', p_stream, cur, p_expected
+      USING ERRCODE = 'DPM01', DETAIL = cur::text;
+  END IF;
+  INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version, data, metadata)
+  VALUES (base + 1, p_stream, cur + 1, p_id, p_type, p_version, p_data, p_metadata);
+  last_version := cur + 1;
+  last_position := base + 1;
 END $$;
 
 REVOKE ALL ON events FROM PUBLIC;
 REVOKE ALL ON FUNCTION dpm_append(text, bigint, uuid[], text[], integer[], bytea[], jsonb) FROM PUBLIC;
 GRANT SELECT ON events TO dpm_service;
 GRANT EXECUTE ON FUNCTION dpm_append(text, bigint, uuid[], text[], integer[], bytea[], jsonb) TO dpm_service;
+REVOKE ALL ON FUNCTION dpm_append_one(text, bigint, uuid, text, integer, bytea, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dpm_append_one(text, bigint, uuid, text, integer, bytea, jsonb) TO dpm_service;
 
 -- Exactly-once in effect: one row per (consumer, position) handled, written in the handler's transaction.
 CREATE TABLE IF NOT EXISTS dpm_tracking (

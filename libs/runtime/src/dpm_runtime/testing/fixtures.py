@@ -72,7 +72,9 @@ async def database(pg_cluster: PostgresCluster) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def pool(database: Database) -> AsyncIterator[AsyncConnectionPool[Conn]]:
-    p: AsyncConnectionPool[Conn] = AsyncConnectionPool(database.service_url, min_size=2, max_size=20, open=False)
+    p: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        database.service_url, min_size=2, max_size=20, open=False, kwargs={"autocommit": True}
+    )
     await p.open(wait=True)
     yield p
     await p.close()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dpm_runtime.projection import rebuild
-from dpm_schemas import E
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from dpm_api.deps import ActorDep, RuntimeDep
+from dpm_runtime.projection import rebuild
+from dpm_schemas import E
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

@@ -6,16 +6,16 @@ import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
-from dpm_runtime.eventlog import NO_STREAM, StreamConflict
-from dpm_schemas import E, Metadata, NewEvent, subjects
-from dpm_schemas.events import MachineDeleted, MachineRegistered
-from dpm_schemas.ids import normalize_mac, stream_id
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from dpm_api.deps import ActorDep, RuntimeDep
 from dpm_api.domain import new_machine_id
 from dpm_api.projections import COLUMNS
+from dpm_runtime.eventlog import NO_STREAM, StreamConflict
+from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas.events import MachineDeleted, MachineRegistered
+from dpm_schemas.ids import normalize_mac, stream_id
 
 router = APIRouter(prefix="/machines", tags=["machines"])
 

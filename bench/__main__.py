@@ -1,0 +1,231 @@
+"""Event log, relay and projection benchmarks against raw psycopg baselines.
+
+    uv run python -m bench [--rebuild-events 1000000] [--quick]
+
+Starts a private PostgreSQL cluster (durable settings: fsync on) and nats-server on free ports,
+then prints events/s for each case, its baseline and the ratio, and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import nats
+import psycopg
+from opentelemetry.sdk.trace import TracerProvider
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_api.projections import MachineList
+from dpm_runtime.bus import ensure_events_stream
+from dpm_runtime.eventlog import ANY_VERSION, EventLog
+from dpm_runtime.localstack.nats import NatsServer
+from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.migrations import migrate
+from dpm_runtime.projection import ProjectionRunner, rebuild
+from dpm_runtime.relay import Relay
+from dpm_schemas import Metadata, NewEvent
+from dpm_schemas.codec import encode_payload
+from dpm_schemas.events import MachineBooted, MachineRegistered, Probe
+
+RAW_TABLE = """CREATE TABLE raw_events (position bigint PRIMARY KEY, stream_id text NOT NULL,
+  stream_version bigint NOT NULL, event_id uuid NOT NULL UNIQUE, type text NOT NULL, schema_version int NOT NULL,
+  data bytea NOT NULL, metadata jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (stream_id, stream_version))"""
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds else float("inf")
+
+
+def row(
+    name: str, value: float, baseline_name: str | None = None, baseline: float | None = None, unit: str = "events/s"
+) -> dict:
+    line = f"{name:<44} {value:>12,.0f} {unit}"
+    out = {"case": name, "value": round(value, 1), "unit": unit}
+    if baseline:
+        line += f"   vs {baseline_name}: {baseline:,.0f}  ->  {value / baseline:.2f}x"
+        out.update(baseline=baseline_name, baseline_value=round(baseline, 1), ratio=round(value / baseline, 3))
+    print(line, flush=True)
+    return out
+
+
+async def raw_single_inserts(url: str, n: int) -> float:
+    """Baseline: one INSERT per autocommit transaction, the same columns as the event log."""
+    payload, meta = encode_payload(Probe(writer=0, seq=0)), json.dumps(Metadata.new().to_dict())
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for i in range(1, n + 1):
+            await conn.execute(
+                "INSERT INTO raw_events (position, stream_id, stream_version, event_id, type, schema_version, data,"
+                " metadata) VALUES (%s, %s, %s, %s, 'Probe', 1, %s, %s)",
+                (i, f"s-{i % 100}", i, uuid.uuid4(), payload, meta),
+            )
+        return rate(n, time.perf_counter() - started)
+
+
+async def raw_copy(url: str, n: int, start: int) -> float:
+    """Baseline for batches: COPY, the fastest way rows get into PostgreSQL."""
+    payload, meta = encode_payload(Probe(writer=0, seq=0)), json.dumps(Metadata.new().to_dict())
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        started = time.perf_counter()
+        for b in range(0, n, 100):
+            async with (
+                conn.transaction(),
+                conn.cursor().copy(
+                    "COPY raw_events (position, stream_id, stream_version, event_id, type, schema_version, data,"
+                    " metadata) FROM STDIN"
+                ) as copy,
+            ):
+                for i in range(start + b, start + b + 100):
+                    await copy.write_row((i, f"c-{i}", 1, uuid.uuid4(), "Probe", 1, payload, meta))
+        return rate(n, time.perf_counter() - started)
+
+
+async def dpm_appends(log: EventLog, n: int, batch: int) -> float:
+    started = time.perf_counter()
+    for i in range(n // batch):
+        events = [NewEvent(Probe(writer=1, seq=i * batch + k), Metadata.new()) for k in range(batch)]
+        await log.append(f"test-{i % 100}", ANY_VERSION, events)
+    return rate(n, time.perf_counter() - started)
+
+
+async def relay_throughput(log: EventLog, url: str, nats_url: str, n: int) -> float:
+    await dpm_appends(log, n, 500)
+    head = await log.head()
+    nc = await nats.connect(nats_url)
+    await ensure_events_stream(nc.jetstream())
+    relay = Relay(conninfo=url, js=nc.jetstream(), tracer=TracerProvider().get_tracer("bench"), batch_size=1000)
+    started = time.perf_counter()
+    task = asyncio.create_task(relay.run())
+    while relay.stats.checkpoint < head:
+        await asyncio.sleep(0.01)
+    seconds = time.perf_counter() - started
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await nc.close()
+    return rate(relay.stats.published, seconds)
+
+
+async def fill_fleet_history(url: str, n: int, machines: int = 2000) -> None:
+    """n events for the machine list: registrations, then boots from every machine's NICs."""
+    log_pool: AsyncConnectionPool = AsyncConnectionPool(url, min_size=4, max_size=4, open=False)
+    await log_pool.open()
+    log = EventLog(log_pool)
+    fleet = []
+    for m in range(machines):
+        mid = uuid.uuid4()
+        macs = (f"52:54:01:{m // 256:02x}:{m % 256:02x}:00", f"52:54:01:{m // 256:02x}:{m % 256:02x}:01")
+        fleet.append(macs)
+        await log.append(
+            f"machine-{mid}", 0, [NewEvent(MachineRegistered(machine_id=mid, name=f"m{m}", macs=macs), Metadata.new())]
+        )
+    remaining = n - machines
+
+    async def writer(w: int) -> None:
+        for b in range(w, remaining // 1000, 4):
+            events = [
+                NewEvent(
+                    MachineBooted(
+                        mac=fleet[(b * 1000 + k) % machines][k % 2], arch="uefi-x64", client_ip="10.0.0.1", stage="ipxe"
+                    ),
+                    Metadata.new(),
+                )
+                for k in range(1000)
+            ]
+            await log.append(f"boot-{b}", ANY_VERSION, events)
+
+    await asyncio.gather(*(writer(w) for w in range(4)))
+    await log_pool.close()
+
+
+async def main(args: argparse.Namespace) -> list[dict]:
+    root = Path(tempfile.mkdtemp(prefix="dpm-bench-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(root=root / "pg", port=free_port())
+    nats_server = NatsServer(root=root / "nats", port=free_port())
+    results: list[dict] = []
+    try:
+        cluster.init()
+        cluster.start()
+        nats_server.start()
+        admin, url = cluster.url(), cluster.url(user=SERVICE_USER)
+        await migrate(admin)
+        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
+            await conn.execute(RAW_TABLE)
+        pool: AsyncConnectionPool = AsyncConnectionPool(
+            url, min_size=2, max_size=8, open=False, kwargs={"autocommit": True}
+        )
+        await pool.open()
+        log = EventLog(pool)
+        n_single = 500 if args.quick else 3000
+        print(f"PostgreSQL {cluster.data} (fsync on), nats {nats_server.url}\n", flush=True)
+        raw1 = await raw_single_inserts(admin, n_single)
+        results.append(
+            row("append, 1 event per transaction", await dpm_appends(log, n_single, 1), "raw single-row INSERT", raw1)
+        )
+        copy = await raw_copy(admin, n_single * 20, 10_000_000)
+        results.append(
+            row(
+                "append, batches of 100",
+                await dpm_appends(log, n_single * 20, 100),
+                "raw COPY of 100-row batches",
+                copy,
+            )
+        )
+        results.append(
+            row(
+                "relay publish to JetStream",
+                await relay_throughput(log, url, nats_server.url, 5000 if args.quick else 50_000),
+            )
+        )
+        await pool.close()
+
+        rebuild_db = "rebuild"
+        cluster.create_database(rebuild_db)
+        await migrate(cluster.url(rebuild_db))
+        rurl = cluster.url(rebuild_db, user=SERVICE_USER)
+        n = 100_000 if args.quick else args.rebuild_events
+        started = time.perf_counter()
+        await fill_fleet_history(rurl, n)
+        print(f"(wrote {n:,} events in {time.perf_counter() - started:.0f} s)", flush=True)
+        rpool: AsyncConnectionPool = AsyncConnectionPool(rurl, min_size=1, max_size=4, open=False)
+        await rpool.open()
+        rlog = EventLog(rpool)
+        runner = ProjectionRunner(MachineList(), pool=rpool, eventlog=rlog)
+        await runner.setup()
+        result = await rebuild(MachineList(), pool=rpool, eventlog=rlog)
+        async with await psycopg.AsyncConnection.connect(cluster.url(rebuild_db)) as conn:
+            started = time.perf_counter()
+            async with conn.cursor(name="scan", binary=True) as cur:
+                await cur.execute("SELECT position, type, data, metadata FROM events ORDER BY position")
+                scanned = 0
+                while rows := await cur.fetchmany(20_000):
+                    scanned += len(rows)
+            scan = rate(scanned, time.perf_counter() - started)
+        results.append(
+            row(f"projection rebuild ({result.events:,} events)", result.rate, "raw ordered scan of the log", scan)
+        )
+        await rpool.close()
+    finally:
+        nats_server.stop()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--rebuild-events", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    asyncio.run(main(parser.parse_args()))
