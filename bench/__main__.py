@@ -32,7 +32,7 @@ from dpm_runtime.migrations import migrate
 from dpm_runtime.projection import ProjectionRunner, rebuild
 from dpm_runtime.relay import Relay
 from dpm_schemas import Metadata, NewEvent
-from dpm_schemas.codec import encode_payload
+from dpm_schemas.codec import _decode_cached, encode_payload
 from dpm_schemas.events import MachineBooted, MachineRegistered, Probe
 
 RAW_TABLE = """CREATE TABLE raw_events (position bigint PRIMARY KEY, stream_id text NOT NULL,
@@ -114,7 +114,19 @@ async def relay_throughput(log: EventLog, url: str, nats_url: str, n: int) -> fl
     return rate(relay.stats.published, seconds)
 
 
-async def fill_fleet_history(url: str, n: int, machines: int = 2000) -> None:
+def boot(fleet: list[tuple[str, str]], i: int, distinct: bool) -> MachineBooted:
+    """Boot number ``i``: realistic (stages cycle rom -> ipxe -> deploy, a machine's lease changes every
+    ~100 boots) or worst case for the decode cache (every payload distinct: a unique client address)."""
+    machine = i % len(fleet)
+    if distinct:
+        ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+    else:
+        ip = f"10.{machine // 250}.{machine % 250}.{(i // (len(fleet) * 100)) % 250 + 1}"
+    stage = ("rom", "ipxe", "deploy")[(i // len(fleet)) % 3]
+    return MachineBooted(mac=fleet[machine][(i // len(fleet)) % 2], arch="uefi-x64", client_ip=ip, stage=stage)
+
+
+async def fill_fleet_history(url: str, n: int, machines: int = 2000, distinct: bool = False) -> None:
     """n events for the machine list: registrations, then boots from every machine's NICs."""
     log_pool: AsyncConnectionPool = AsyncConnectionPool(url, min_size=4, max_size=4, open=False)
     await log_pool.open()
@@ -131,19 +143,39 @@ async def fill_fleet_history(url: str, n: int, machines: int = 2000) -> None:
 
     async def writer(w: int) -> None:
         for b in range(w, remaining // 1000, 4):
-            events = [
-                NewEvent(
-                    MachineBooted(
-                        mac=fleet[(b * 1000 + k) % machines][k % 2], arch="uefi-x64", client_ip="10.0.0.1", stage="ipxe"
-                    ),
-                    Metadata.new(),
-                )
-                for k in range(1000)
-            ]
+            events = [NewEvent(boot(fleet, b * 1000 + k, distinct), Metadata.new()) for k in range(1000)]
             await log.append(f"boot-{b}", ANY_VERSION, events)
 
     await asyncio.gather(*(writer(w) for w in range(4)))
     await log_pool.close()
+
+
+async def rebuild_case(cluster: PostgresCluster, n: int, *, distinct: bool) -> dict:
+    """Rebuild the machine list from n events; baseline: a raw ordered scan of the same log."""
+    name = "rebuild_distinct" if distinct else "rebuild"
+    cluster.create_database(name)
+    await migrate(cluster.url(name))
+    url = cluster.url(name, user=SERVICE_USER)
+    started = time.perf_counter()
+    await fill_fleet_history(url, n, distinct=distinct)
+    print(f"(wrote {n:,} events in {time.perf_counter() - started:.0f} s)", flush=True)
+    _decode_cached.cache_clear()
+    pool: AsyncConnectionPool = AsyncConnectionPool(url, min_size=1, max_size=4, open=False)
+    await pool.open()
+    log = EventLog(pool)
+    await ProjectionRunner(MachineList(), pool=pool, eventlog=log).setup()
+    result = await rebuild(MachineList(), pool=pool, eventlog=log)
+    await pool.close()
+    async with await psycopg.AsyncConnection.connect(cluster.url(name)) as conn:
+        started = time.perf_counter()
+        async with conn.cursor(name="scan", binary=True) as cur:
+            await cur.execute("SELECT position, type, data, metadata FROM events ORDER BY position")
+            scanned = 0
+            while rows := await cur.fetchmany(20_000):
+                scanned += len(rows)
+        scan = rate(scanned, time.perf_counter() - started)
+    label = "every payload distinct" if distinct else "fleet-like history"
+    return row(f"rebuild, {result.events:,} events, {label}", result.rate, "raw ordered scan of the log", scan)
 
 
 async def main(args: argparse.Namespace) -> list[dict]:
@@ -167,53 +199,37 @@ async def main(args: argparse.Namespace) -> list[dict]:
         log = EventLog(pool)
         n_single = 500 if args.quick else 3000
         print(f"PostgreSQL {cluster.data} (fsync on), nats {nats_server.url}\n", flush=True)
-        raw1 = await raw_single_inserts(admin, n_single)
-        results.append(
-            row("append, 1 event per transaction", await dpm_appends(log, n_single, 1), "raw single-row INSERT", raw1)
-        )
-        copy = await raw_copy(admin, n_single * 20, 10_000_000)
-        results.append(
-            row(
-                "append, batches of 100",
-                await dpm_appends(log, n_single * 20, 100),
-                "raw COPY of 100-row batches",
-                copy,
+        if args.only in (None, "append"):
+            raw1 = await raw_single_inserts(admin, n_single)
+            results.append(
+                row(
+                    "append, 1 event per transaction",
+                    await dpm_appends(log, n_single, 1),
+                    "raw single-row INSERT",
+                    raw1,
+                )
             )
-        )
-        results.append(
-            row(
-                "relay publish to JetStream",
-                await relay_throughput(log, url, nats_server.url, 5000 if args.quick else 50_000),
+            copy = await raw_copy(admin, n_single * 20, 10_000_000)
+            results.append(
+                row(
+                    "append, batches of 100",
+                    await dpm_appends(log, n_single * 20, 100),
+                    "raw COPY of 100-row batches",
+                    copy,
+                )
             )
-        )
+            results.append(
+                row(
+                    "relay publish to JetStream",
+                    await relay_throughput(log, url, nats_server.url, 5000 if args.quick else 50_000),
+                )
+            )
         await pool.close()
 
-        rebuild_db = "rebuild"
-        cluster.create_database(rebuild_db)
-        await migrate(cluster.url(rebuild_db))
-        rurl = cluster.url(rebuild_db, user=SERVICE_USER)
-        n = 100_000 if args.quick else args.rebuild_events
-        started = time.perf_counter()
-        await fill_fleet_history(rurl, n)
-        print(f"(wrote {n:,} events in {time.perf_counter() - started:.0f} s)", flush=True)
-        rpool: AsyncConnectionPool = AsyncConnectionPool(rurl, min_size=1, max_size=4, open=False)
-        await rpool.open()
-        rlog = EventLog(rpool)
-        runner = ProjectionRunner(MachineList(), pool=rpool, eventlog=rlog)
-        await runner.setup()
-        result = await rebuild(MachineList(), pool=rpool, eventlog=rlog)
-        async with await psycopg.AsyncConnection.connect(cluster.url(rebuild_db)) as conn:
-            started = time.perf_counter()
-            async with conn.cursor(name="scan", binary=True) as cur:
-                await cur.execute("SELECT position, type, data, metadata FROM events ORDER BY position")
-                scanned = 0
-                while rows := await cur.fetchmany(20_000):
-                    scanned += len(rows)
-            scan = rate(scanned, time.perf_counter() - started)
-        results.append(
-            row(f"projection rebuild ({result.events:,} events)", result.rate, "raw ordered scan of the log", scan)
-        )
-        await rpool.close()
+        if args.only in (None, "rebuild"):
+            n = 100_000 if args.quick else args.rebuild_events
+            results.append(await rebuild_case(cluster, n, distinct=False))
+            results.append(await rebuild_case(cluster, n, distinct=True))
     finally:
         nats_server.stop()
         cluster.stop()
@@ -228,4 +244,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--rebuild-events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", choices=["append", "rebuild"], help="run one group of cases")
     asyncio.run(main(parser.parse_args()))

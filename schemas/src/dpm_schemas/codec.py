@@ -6,6 +6,7 @@ strings: any msgpack reader (another language, a debugging tool) can read the lo
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any, cast
@@ -26,6 +27,17 @@ def encode_payload(message: Message) -> bytes:
 
 
 def decode_payload(wire_name: str, version: int, raw: bytes) -> Message:
+    """Decode (and upcast) a stored payload.
+
+    Results are cached by the exact bytes: messages are frozen and their fields immutable (a test
+    enforces it), so sharing one decoded instance is safe -- and a fleet's log repeats itself (the
+    same machine boots with the same MAC, architecture and address), which makes replays cheap.
+    """
+    return _decode_cached(wire_name, version, bytes(raw))
+
+
+@functools.lru_cache(maxsize=65536)
+def _decode_cached(wire_name: str, version: int, raw: bytes) -> Message:
     cls = REGISTRY.get(wire_name)
     try:
         data = msgpack.unpackb(raw, raw=False)

@@ -142,3 +142,29 @@ def test_decoding_arbitrary_bytes_never_crashes(raw: bytes) -> None:
 def test_decoding_malformed_envelopes_is_a_decode_error(body: dict) -> None:
     with pytest.raises(DecodeError):
         decode_envelope(msgpack.packb(body))
+
+
+def _mutable(annotation: object) -> bool:
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if annotation in (list, dict, set, bytearray) or origin in (list, dict, set):
+        return True
+    return any(_mutable(arg) for arg in typing.get_args(annotation))
+
+
+def test_message_fields_are_immutable_so_decoded_instances_can_be_shared() -> None:
+    """decode_payload caches decoded messages; a list or dict field would let one reader change
+    what another sees. Use tuples and frozen models."""
+    offenders = [
+        f"{cls.__name__}.{name}"
+        for cls in REGISTRY.all()
+        for name, field in cls.model_fields.items()
+        if _mutable(field.annotation)
+    ]
+    assert offenders == []
+
+
+def test_repeated_payloads_decode_to_the_same_frozen_instance() -> None:
+    raw = encode_payload(Probe(writer=1, seq=1))
+    assert decode_payload("Probe", 1, raw) is decode_payload("Probe", 1, memoryview(raw))
