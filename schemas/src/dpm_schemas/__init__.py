@@ -3,7 +3,7 @@
 Importing this package registers every message class; it performs no I/O.
 """
 
-from dpm_schemas import events
+from dpm_schemas import events, ports, subjects
 from dpm_schemas.base import REGISTRY, Command, Event, Message, UnknownMessageType
 from dpm_schemas.envelope import Metadata, NewEvent, RecordedEvent
 from dpm_schemas.errors import CATALOGUE, DpmError, E, ErrorCode
@@ -22,4 +22,6 @@ __all__ = [
     "RecordedEvent",
     "UnknownMessageType",
     "events",
+    "ports",
+    "subjects",
 ]

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.telemetry import current_traceparent
-from dpm_schemas import E
+from dpm_schemas import E, Event
 from dpm_schemas.codec import decode_payload, encode_payload
 from dpm_schemas.envelope import Metadata, NewEvent, RecordedEvent
 from dpm_schemas.errors import DpmError
@@ -224,9 +224,9 @@ async def read_raw(conn: Conn, *, after: int, limit: int) -> list[RawEvent]:
 
 def decode_row(row: TupleRow) -> RecordedEvent:
     position, stream_id, stream_version, event_id, type_, version, data, metadata, recorded_at = row
-    event = decode_payload(type_, version, data)
+    event = cast(Event, decode_payload(type_, version, data))  # the log holds events only (append checks)
     meta = Metadata.from_dict(metadata) if metadata is not None else _UNREAD
     # positional: this runs once per event in a rebuild
     return RecordedEvent(
         event_id, type_, event.wire_version, stream_id, stream_version, position, recorded_at, meta, event
-    )  # type: ignore[arg-type]
+    )

@@ -40,7 +40,7 @@ class MachineList:
         )
         rows: dict[uuid.UUID, MachineRow | None] = {}
         for raw in await cur.fetchall():
-            row = MachineRow(*raw[:_MACS], tuple(raw[_MACS]), *raw[_MACS + 1 :])
+            row = MachineRow._make((*raw[:_MACS], tuple(raw[_MACS]), *raw[_MACS + 1 :]))
             rows[row.machine_id] = row
         loaded = dict(rows)
         by_mac = {mac: r.machine_id for r in rows.values() if r for mac in r.macs}
