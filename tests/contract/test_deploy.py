@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from ruamel.yaml import YAML
 
 from dpm_runtime.localstack.stack import SERVICES
@@ -36,16 +35,18 @@ def test_every_service_is_built_from_the_root_waits_for_healthy_dependencies_and
     doc = compose()
     for name, module in SERVICES:
         svc = doc["services"][name]
-        assert svc["build"] == {"context": "..", "dockerfile": f"services/{name}/Dockerfile"}
-        assert (ROOT / "services" / name / "Dockerfile").exists()
+        port = ports.SETTINGS[name][1]
+        assert svc["build"] == {
+            "context": "..",
+            "dockerfile": "deploy/Dockerfile",
+            "args": {"PACKAGE": f"dpm-{name}", "MODULE": module, "PORT": str(port)},
+        }
+        assert (ROOT / "services" / name / "pyproject.toml").read_text().count(f'name = "dpm-{name}"') == 1
         assert svc["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "nats": {"condition": "service_healthy"},
         }
-        port = ports.SETTINGS[name][1]
         assert f"{port}/readyz" in " ".join(svc["healthcheck"]["test"])
-        dockerfile = (ROOT / "services" / name / "Dockerfile").read_text()
-        assert f'ENTRYPOINT ["python", "-m", "{module}"]' in dockerfile and f"EXPOSE {port}" in dockerfile
         assert svc["environment"]["DPM_NATS_URL"] == "nats://nats:4222"
     for infra in ("postgres", "nats"):
         assert doc["services"][infra]["healthcheck"]["test"]
@@ -59,13 +60,12 @@ def test_tracing_profile_has_a_collector_and_jaeger() -> None:
     assert (ROOT / "deploy/otel/collector.yaml").exists()
 
 
-@pytest.mark.parametrize("name", [name for name, _ in SERVICES])
-def test_dockerfiles_pass_hadolint(name: str) -> None:
+def test_the_service_dockerfile_passes_hadolint() -> None:
     hadolint = BIN / "hadolint"
-    if not hadolint.exists():
+    if not hadolint.exists():  # pragma: no cover -- outside the project venv
         hadolint = Path(shutil.which("hadolint") or "hadolint")
     result = subprocess.run(
-        [str(hadolint), "--failure-threshold", "info", f"services/{name}/Dockerfile"],
+        [str(hadolint), "--failure-threshold", "info", "deploy/Dockerfile"],
         cwd=ROOT,
         capture_output=True,
         text=True,
