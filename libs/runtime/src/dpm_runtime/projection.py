@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -177,9 +178,26 @@ async def rebuild(
         if not (got and got[0]):
             raise E.REBUILD_RUNNING(name=p.name)
         try:
-            return await _rebuild(p, conn, eventlog, batch_size, pool)
+            with _gc_paused():
+                return await _rebuild(p, conn, eventlog, batch_size, pool)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_REBUILD_LOCK, p.name))
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a rebuild churns through millions of short-lived
+    objects: with the decode cache holding tens of thousands of live models, every full collection
+    walked them all, and collections ate a third of the rebuild (bench: 80k -> 117k events/s).
+    Memory stays bounded by one batch; what cycles accumulate are collected when it ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
 
 
 async def _fetch(conn: Conn, p: Projection, after: int, limit: int) -> list[TupleRow]:
