@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,12 @@ async def test_register_list_show_delete(api_service, auth) -> None:
 
         again = await api.http.post("/machines", headers=auth, json={"name": "dup", "macs": ["52-54-00-AA-BB-01"]})
         assert again.status_code == 409 and again.json()["error"]["code"] == "DPM-E103"
+
+        async def status():
+            return (await api.http.get("/statusz")).json()
+
+        seen = await eventually(status, until=lambda s: s["relay"]["checkpoint"] >= 1, what="relay published")
+        assert seen["relay"]["active"] is True and seen["projections"]["machines"]["position"] >= 1
 
         gone = await api.http.delete(f"/machines/{machine_id}", headers=auth)
         assert gone.status_code == 202

@@ -81,6 +81,26 @@ def health_router() -> APIRouter:
         body: dict[str, Any] = {"status": "ready" if ready else "waiting", "service": health.service, **checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    @router.get("/statusz")
+    async def statusz(request: Request) -> dict[str, Any]:
+        """What this process is doing: relay role and checkpoint, consumer and projection counters."""
+        health: Health = request.app.state.health
+        rt = health.runtime
+        if rt is None:
+            return {"service": health.service, "starting": dict(health.waiting)}
+        return {
+            "service": health.service,
+            "relay": None
+            if rt.relay is None
+            else {
+                "active": rt.relay.stats.active,
+                "checkpoint": rt.relay.stats.checkpoint,
+                "published": rt.relay.stats.published,
+            },
+            "consumers": {name: vars(c.stats) for name, c in rt.consumers.items()},
+            "projections": {name: {"position": p.position} for name, p in rt.projections.items()},
+        }
+
     return router
 
 
