@@ -168,3 +168,12 @@ def test_message_fields_are_immutable_so_decoded_instances_can_be_shared() -> No
 def test_repeated_payloads_decode_to_the_same_frozen_instance() -> None:
     raw = encode_payload(Probe(writer=1, seq=1))
     assert decode_payload("Probe", 1, raw) is decode_payload("Probe", 1, memoryview(raw))
+
+
+def test_a_reaction_keeps_the_conversation_and_names_its_cause() -> None:
+    parent = recorded(Probe(writer=0, seq=0))
+    child = Metadata(correlation_id=uuid.uuid4(), actor="scheduler").caused_by(parent)
+    assert child.correlation_id == parent.metadata.correlation_id
+    assert child.causation_id == parent.event_id
+    assert child.actor == "scheduler" and child.traceparent == parent.metadata.traceparent
+    assert Metadata.from_dict(child.to_dict()) == child

@@ -43,7 +43,7 @@ def wait_until(
 
 
 def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-    """Signal ``proc`` (its whole process group when it leads one), wait, then kill if it lingers."""
+    """Signal ``proc``, wait, then kill it (with its process group when it leads one) if it lingers."""
     if proc.poll() is not None:
         return proc.returncode
     with contextlib.suppress(ProcessLookupError):
@@ -52,7 +52,10 @@ def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, ti
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL) if os.getpgid(proc.pid) == proc.pid else proc.kill()
+            if os.getpgid(proc.pid) == proc.pid:  # it leads its own group: take its children too
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
         return proc.wait(5)
 
 
