@@ -82,7 +82,7 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         added = cli(env, "machines", "add", "e2e-01", "--mac", "52-54-00-E2-E0-01", "--json")
         assert added.returncode == 0, added.stderr
         dup = cli(env, "machines", "add", "e2e-01", "--mac", "52-54-00-E2-E0-01")
-        assert dup.returncode == 1 and "DPM-E103" in dup.stderr and "remedy" in dup.stderr
+        assert dup.returncode == 1 and "DPM-E105" in dup.stderr and "remedy" in dup.stderr
         assert "e2e-01" in cli(env, "machines", "list").stdout
         rebuilt = cli(env, "admin", "rebuild", "machines")
         assert rebuilt.returncode == 0 and "rebuilt machines: 1 events" in rebuilt.stdout

@@ -26,7 +26,7 @@ async def test_register_list_show_delete(api_service, auth) -> None:
         assert (await api.http.get(f"/machines/{machine_id}")).json()["group_name"] == "new-machines"
 
         again = await api.http.post("/machines", headers=auth, json={"name": "dup", "macs": ["52-54-00-AA-BB-01"]})
-        assert again.status_code == 409 and again.json()["error"]["code"] == "DPM-E103"
+        assert again.status_code == 409 and again.json()["error"]["code"] == "DPM-E105"
 
         async def status():
             return (await api.http.get("/statusz")).json()

@@ -10,7 +10,7 @@ import uuid
 import psycopg
 import pytest
 
-from dpm_api.domain import MachineRow, evolve, target_of
+from dpm_api.domain.view import MachineRow, evolve, target_of
 from dpm_api.projections import COLUMNS
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.testing.services import running

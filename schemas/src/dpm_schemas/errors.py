@@ -163,6 +163,50 @@ class E:
         "Edit the existing machine instead of adding it again, or delete it first.",
         409,
     )
+    INVALID_HOSTNAME = _define(
+        "DPM-E104",
+        "Invalid machine name",
+        "{name!r} is not a valid machine name: {reason}.",
+        "Use letters, digits and hyphens (RFC 1123), labels of at most 63 characters, not starting or ending "
+        "with a hyphen; for Windows machines at most 15 characters and not only digits (NetBIOS).",
+        422,
+    )
+    DUPLICATE_IDENTITY = _define(
+        "DPM-E105",
+        "MAC address or SMBIOS UUID already registered",
+        "{identity} already belongs to machine {machine_id}.",
+        "A machine is one record however many NICs it has: add the NIC to machine {machine_id} "
+        "(`dpm machines edit`) or delete that machine first.",
+        409,
+    )
+    GROUP_NOT_FOUND = _define(
+        "DPM-E106",
+        "Group not found",
+        "There is no machine group named {name!r}.",
+        "Create it first (`dpm groups add {name}`), or list groups with `dpm groups list`.",
+        404,
+    )
+    GROUP_IN_USE = _define(
+        "DPM-E107",
+        "Group not empty",
+        "Group {name!r} still holds {count} machine(s); {reason}.",
+        "Move its machines to another group (`dpm machines edit --group`) before deleting it.",
+        409,
+    )
+    INVALID_NETWORK = _define(
+        "DPM-E108",
+        "Invalid group network settings",
+        "The network settings of group {name!r} are inconsistent: {reason}.",
+        "Give the subnet in CIDR form (192.168.0.0/24); the broadcast and gateway must lie inside it.",
+        422,
+    )
+    CSV_INVALID = _define(
+        "DPM-E110",
+        "Malformed machine CSV",
+        "line {line}, column {column} ({field}): {reason}. Nothing was imported.",
+        "Correct that cell and import again; `dpm machines export` shows the expected format.",
+        422,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

@@ -27,9 +27,10 @@ SCENARIO = "scenario"
 EXECUTION = "execution"
 IMAGE = "image"
 PACKAGE = "package"
+IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
 TEST = "test"  # reserved for the test suites and benchmarks
 
-CATEGORIES = (MACHINE, GROUP, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, TEST)
+CATEGORIES = (MACHINE, GROUP, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, IDENTITY, TEST)
 
 
 def event_subject(category: str, wire_name: str) -> str:

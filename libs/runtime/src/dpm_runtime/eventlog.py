@@ -150,13 +150,17 @@ class EventLog:
         assert row is not None
         return AppendResult(stream_version=int(row[0]), position=int(row[1]))
 
-    async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[RecordedEvent]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND stream_version > %s ORDER BY stream_version",
-                (stream_id, after_version),
-            )
-            return [decode_row(row) for row in await cur.fetchall()]
+    async def read_stream(
+        self, stream_id: str, *, after_version: int = 0, conn: Conn | None = None
+    ) -> list[RecordedEvent]:
+        """One stream in version order; with ``conn`` inside the caller's transaction."""
+        sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND stream_version > %s ORDER BY stream_version"
+        if conn is not None:
+            rows = await (await conn.execute(sql, (stream_id, after_version))).fetchall()
+        else:
+            async with self._pool.connection() as own:
+                rows = await (await own.execute(sql, (stream_id, after_version))).fetchall()
+        return [decode_row(row) for row in rows]
 
     async def read_all(
         self,

@@ -2,9 +2,13 @@
 
 from dpm_schemas.events.agents import MachineCameOnline, MachineWentOffline
 from dpm_schemas.events.boot import MachineBooted, MachineDiscovered
+from dpm_schemas.events.groups import GroupDefined, GroupDeleted
 from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
 from dpm_schemas.events.machines import (
+    IdentityClaimed,
+    IdentityReleased,
     MachineDeleted,
+    MachineEdited,
     MachineRegistered,
     MachineRenamed,
     PowerOn,
@@ -15,11 +19,16 @@ from dpm_schemas.events.testing import Probe
 
 __all__ = [
     "ChunkSent",
+    "GroupDefined",
+    "GroupDeleted",
+    "IdentityClaimed",
+    "IdentityReleased",
     "ImageCaptured",
     "MachineBooted",
     "MachineCameOnline",
     "MachineDeleted",
     "MachineDiscovered",
+    "MachineEdited",
     "MachineRegistered",
     "MachineRenamed",
     "MachineWentOffline",

@@ -33,6 +33,37 @@ class MachineRegistered(Event):
     os_type: str | None = None
 
 
+class MachineEdited(Event):
+    """A machine's editable fields after an edit (the whole new state, so replays need no merging)."""
+
+    wire_name = "MachineEdited"
+
+    machine_id: uuid.UUID
+    name: MachineName
+    macs: Annotated[tuple[Mac, ...], Field(min_length=1)]
+    smbios_uuid: uuid.UUID | None = None
+    ip: IPv4Address | IPv6Address | None = None
+    group: str
+    os_type: str | None = None
+
+
+class IdentityClaimed(Event):
+    """A MAC or SMBIOS UUID now belongs to a machine. One stream per identity (``identity-mac:...``),
+    appended with an expected version, makes "no two machines share a MAC" a log guarantee."""
+
+    wire_name = "IdentityClaimed"
+
+    identity: str  # "mac:aa:bb:cc:dd:ee:ff" or "smbios:<uuid>"
+    machine_id: uuid.UUID
+
+
+class IdentityReleased(Event):
+    wire_name = "IdentityReleased"
+
+    identity: str
+    machine_id: uuid.UUID
+
+
 class MachineRenamed(Event):
     wire_name = "MachineRenamed"
 

@@ -6,8 +6,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api.projections import MachineList
-from dpm_api.routes import admin, machines
+from dpm_api.projections import GroupList, MachineList
+from dpm_api.routes import admin, groups, machines
 from dpm_api.settings import ApiSettings
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import E
@@ -20,6 +20,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
     app.state.runtime = None
     app.include_router(machines.router)
+    app.include_router(groups.router)
     app.include_router(admin.router)
 
     @app.exception_handler(RequestValidationError)
@@ -42,6 +43,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
 def bootstrap(settings: ApiSettings) -> Service:
     def wire(_rt: Runtime) -> Wiring:
-        return Wiring(projections=[MachineList()])
+        return Wiring(projections=[MachineList(), GroupList()])
 
     return Service(name=NAME, settings=settings, port=settings.api_port, app=create_app(settings), wire=wire)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from dpm_api.domain import EVENT_TYPES, MACHINE_ID_EVENTS, MachineRow, evolve, target_of
+from dpm_api.domain.rules import check_group_network
+from dpm_api.domain.view import EVENT_TYPES, MACHINE_ID_EVENTS, MachineRow, evolve, target_of
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import MachineBooted
+from dpm_schemas.events import GroupDefined, GroupDeleted, MachineBooted
 
 COLUMNS = MachineRow._fields
 _MACS = COLUMNS.index("macs")
+
+
+def row_from_db(raw: Sequence[object]) -> MachineRow:
+    """A database row as the domain's MachineRow (macs come back as a list)."""
+    return MachineRow._make((*raw[:_MACS], tuple(raw[_MACS]), *raw[_MACS + 1 :]))  # type: ignore[arg-type]
 
 
 class MachineList:
@@ -40,7 +46,7 @@ class MachineList:
         )
         rows: dict[uuid.UUID, MachineRow | None] = {}
         for raw in await cur.fetchall():
-            row = MachineRow._make((*raw[:_MACS], tuple(raw[_MACS]), *raw[_MACS + 1 :]))
+            row = row_from_db(raw)
             rows[row.machine_id] = row
         loaded = dict(rows)
         by_mac = {mac: r.machine_id for r in rows.values() if r for mac in r.macs}
@@ -88,3 +94,39 @@ async def _upsert(conn: Conn, table: str, rows: list[tuple[object, ...]]) -> Non
         f" ON CONFLICT (machine_id) DO UPDATE SET {updates}"
     )
     await conn.execute("DROP TABLE machines_stage")
+
+
+class GroupList:
+    """``api.groups``: machine groups with their network settings and the WOL broadcast they imply."""
+
+    name = "groups"
+    schema = "api"
+    tables = ("groups",)
+    event_types = (GroupDefined.wire_name, GroupDeleted.wire_name)
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".groups (name text PRIMARY KEY, subnet text, broadcast text,'
+            " gateway text, wol_broadcast text, description text NOT NULL, position bigint NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        table = f'"{schema}".groups'
+        for rec in events:
+            e = rec.event
+            if isinstance(e, GroupDeleted):
+                await conn.execute(f"DELETE FROM {table} WHERE name = %s", (e.name,))
+                continue
+            assert isinstance(e, GroupDefined)
+            wol = check_group_network(e.name, e.subnet, e.broadcast, e.gateway)
+            await conn.execute(
+                f"INSERT INTO {table} (name, subnet, broadcast, gateway, wol_broadcast, description, position)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET subnet = excluded.subnet,"
+                " broadcast = excluded.broadcast, gateway = excluded.gateway, wol_broadcast = excluded.wol_broadcast,"
+                " description = excluded.description, position = excluded.position",
+                (e.name, _str(e.subnet), _str(e.broadcast), _str(e.gateway), _str(wol), e.description, rec.position),
+            )
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)

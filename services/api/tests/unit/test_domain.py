@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from dpm_api.domain import MachineRow, evolve, new_machine_id, target_of
+from dpm_api.domain.view import MachineRow, evolve, new_machine_id, target_of
 from dpm_schemas import Metadata, RecordedEvent
 from dpm_schemas.events import (
     MachineBooted,

@@ -1,21 +1,27 @@
-"""Machines: register, list, show, delete. Changes are events; reads come from the projection."""
+"""Machines: register, edit, delete, list, show, CSV export/import. Changes are events (handlers.py);
+reads come from the projection."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from dpm_api import handlers
 from dpm_api.deps import ActorDep, RuntimeDep
-from dpm_api.domain import new_machine_id
-from dpm_api.projections import COLUMNS
-from dpm_runtime.eventlog import NO_STREAM, StreamConflict
-from dpm_schemas import E, Metadata, NewEvent, subjects
-from dpm_schemas.events import MachineDeleted, MachineRegistered
-from dpm_schemas.ids import normalize_mac, stream_id
+from dpm_api.domain import csvfile
+from dpm_api.domain.csvfile import MachineSpec
+from dpm_api.domain.view import MachineRow
+from dpm_api.projections import COLUMNS, row_from_db
+from dpm_runtime.service import Runtime
+from dpm_schemas import E
+from dpm_schemas.events.groups import NEW_MACHINES
+from dpm_schemas.ids import normalize_mac
 
 router = APIRouter(prefix="/machines", tags=["machines"])
 
@@ -25,7 +31,7 @@ class MachineIn(BaseModel):
     macs: list[str] = Field(min_length=1, max_length=32)
     smbios_uuid: uuid.UUID | None = None
     ip: IPv4Address | IPv6Address | None = None
-    group: str = Field(default="new-machines", min_length=1, max_length=200)
+    group: str = Field(default=NEW_MACHINES, min_length=1, max_length=200)
     os_type: str | None = Field(default=None, max_length=100)
 
 
@@ -51,51 +57,81 @@ class Accepted(BaseModel):
     position: int
 
 
-def _macs(raw: list[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for value in raw:
+def _spec(body: MachineIn) -> MachineSpec:
+    macs: list[str] = []
+    for value in body.macs:
         try:
             mac = normalize_mac(value)
         except ValueError:
             raise E.INVALID_MAC(value=value) from None
-        if mac not in out:
-            out.append(mac)
-    return tuple(out)
-
-
-@router.post("", status_code=201, response_model=Accepted)
-async def register_machine(body: MachineIn, rt: RuntimeDep, actor: ActorDep, response: Response) -> Accepted:
-    """Register a machine by hand; its id derives from its SMBIOS UUID or first MAC."""
-    macs = _macs(body.macs)
-    machine_id = new_machine_id(macs, body.smbios_uuid)
-    event = MachineRegistered(
-        machine_id=machine_id,
+        if mac not in macs:
+            macs.append(mac)
+    return MachineSpec(
         name=body.name,
-        macs=macs,
+        macs=tuple(macs),
         smbios_uuid=body.smbios_uuid,
         ip=body.ip,
         group=body.group,
         os_type=body.os_type,
     )
-    try:
-        result = await rt.eventlog.append(
-            stream_id(subjects.MACHINE, machine_id), NO_STREAM, [NewEvent(event, Metadata.new(actor=actor))]
-        )
-    except StreamConflict:
-        raise E.MACHINE_EXISTS(machine_id=machine_id) from None
+
+
+@router.post("", status_code=201, response_model=Accepted)
+async def register_machine(body: MachineIn, rt: RuntimeDep, actor: ActorDep, response: Response) -> Accepted:
+    """Register a machine by hand; its id derives from its SMBIOS UUID or first MAC."""
+    spec = _spec(body)
+    async with rt.pool.connection() as conn, conn.transaction():
+        machine_id, result = await handlers.register(rt.eventlog, conn, spec, actor=actor)
     await rt.projections["machines"].wait_for(result.position, timeout=5)
     response.headers["Location"] = f"/machines/{machine_id}"
     return Accepted(machine_id=machine_id, position=result.position)
 
 
 @router.get("", response_model=list[MachineOut])
-async def list_machines(rt: RuntimeDep, min_position: int = 0) -> list[MachineOut]:
-    """List machines; ``min_position`` waits until the list includes that change."""
+async def list_machines(rt: RuntimeDep, group: str | None = None, min_position: int = 0) -> list[MachineOut]:
+    """List machines, optionally of one group; ``min_position`` waits until the list includes that change."""
     if min_position:
         await rt.projections["machines"].wait_for(min_position, timeout=5)
+    return [MachineOut(**row._asdict()) for row in await machine_rows(rt, group=group)]
+
+
+async def machine_rows(rt: Runtime, *, group: str | None = None) -> list[MachineRow]:
+    sql = f"SELECT {', '.join(COLUMNS)} FROM api.machines"
+    params: tuple[object, ...] = ()
+    if group is not None:
+        sql, params = sql + " WHERE group_name = %s", (group,)
     async with rt.pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM api.machines ORDER BY name, machine_id")
-        return [MachineOut(**dict(zip(COLUMNS, row, strict=True))) for row in await cur.fetchall()]
+        cur = await conn.execute(sql + " ORDER BY name, machine_id", params)
+        return [row_from_db(raw) for raw in await cur.fetchall()]
+
+
+@router.get("/export", response_class=PlainTextResponse, responses={200: {"content": {"text/csv": {}}}})
+async def export_machines(rt: RuntimeDep) -> PlainTextResponse:
+    """Every machine as CSV (name, macs, smbios_uuid, ip, group, os_type); `import` reads it back losslessly."""
+    return PlainTextResponse(
+        csvfile.render(await machine_rows(rt)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="machines.csv"'},
+    )
+
+
+@router.post("/import")
+async def import_machines(request: Request, rt: RuntimeDep, actor: ActorDep, dry_run: bool = False) -> dict[str, Any]:
+    """Upsert machines from CSV by MAC/SMBIOS UUID; ``dry_run`` shows the diff. All rows apply, or none."""
+    try:
+        text = (await request.body()).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise E.CSV_INVALID(line=1, column=1, field="-", reason=f"not UTF-8 text ({exc.reason})") from None
+    specs = csvfile.parse(text)
+    async with rt.pool.connection() as conn, conn.transaction():
+        plan = csvfile.plan_import(specs, await machine_rows(rt))
+        for spec in plan.create + [spec for _row, spec, _ in plan.update]:
+            if not await handlers.group_exists(conn, spec.group):
+                raise E.CSV_INVALID(line=spec.line, column=0, field="group", reason=f"no group named {spec.group!r}")
+        position = 0 if dry_run else await handlers.apply_import(rt.eventlog, conn, plan, actor=actor)
+    if position:
+        await rt.projections["machines"].wait_for(position, timeout=10)
+    return {"dry_run": dry_run, **plan.summary()}
 
 
 @router.get("/{machine_id}", response_model=MachineOut)
@@ -106,17 +142,23 @@ async def show_machine(machine_id: uuid.UUID, rt: RuntimeDep) -> MachineOut:
         row = await cur.fetchone()
     if row is None:
         raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
-    return MachineOut(**dict(zip(COLUMNS, row, strict=True)))
+    return MachineOut(**row_from_db(row)._asdict())
+
+
+@router.put("/{machine_id}", response_model=Accepted)
+async def edit_machine(machine_id: uuid.UUID, body: MachineIn, rt: RuntimeDep, actor: ActorDep) -> Accepted:
+    """Replace a machine's editable fields (name, MACs, SMBIOS UUID, IP, group, OS type)."""
+    spec = _spec(body)
+    async with rt.pool.connection() as conn, conn.transaction():
+        result = await handlers.edit(rt.eventlog, conn, machine_id, spec, actor=actor)
+    await rt.projections["machines"].wait_for(result.position, timeout=5)
+    return Accepted(machine_id=machine_id, position=result.position)
 
 
 @router.delete("/{machine_id}", status_code=202, response_model=Accepted)
 async def delete_machine(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Accepted:
-    """Delete a machine (its history stays in the log)."""
-    sid = stream_id(subjects.MACHINE, machine_id)
-    history = await rt.eventlog.read_stream(sid)
-    if not history or isinstance(history[-1].event, MachineDeleted):
-        raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
-    event = MachineDeleted(machine_id=machine_id)
-    result = await rt.eventlog.append(sid, history[-1].stream_version, [NewEvent(event, Metadata.new(actor=actor))])
+    """Delete a machine (its history stays in the log); its MACs and UUID become free again."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        result = await handlers.delete(rt.eventlog, conn, machine_id, actor=actor)
     await rt.projections["machines"].wait_for(result.position, timeout=5)
     return Accepted(machine_id=machine_id, position=result.position)

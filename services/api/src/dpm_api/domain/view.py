@@ -1,4 +1,4 @@
-"""The machine list read model as pure functions: ``evolve(row, event) -> row``. No I/O here.
+"""The machine list read model as pure functions: ``evolve(event, row, rec) -> row``. No I/O here.
 
 The projection adapter loads the rows a batch touches, folds the batch through ``evolve`` and writes
 back what changed -- the same code path live and on rebuild, so a rebuild equals the live table.
@@ -18,16 +18,32 @@ from dpm_schemas.events import (
     MachineBooted,
     MachineCameOnline,
     MachineDeleted,
+    MachineEdited,
     MachineRegistered,
     MachineRenamed,
     MachineWentOffline,
 )
 from dpm_schemas.ids import machine_key
 
-MACHINE_ID_EVENTS = (MachineRegistered, MachineRenamed, MachineDeleted, MachineCameOnline, MachineWentOffline)
+MACHINE_ID_EVENTS = (
+    MachineRegistered,
+    MachineEdited,
+    MachineRenamed,
+    MachineDeleted,
+    MachineCameOnline,
+    MachineWentOffline,
+)
 EVENT_TYPES = tuple(
     cls.wire_name
-    for cls in (MachineRegistered, MachineRenamed, MachineDeleted, MachineBooted, MachineCameOnline, MachineWentOffline)
+    for cls in (
+        MachineRegistered,
+        MachineEdited,
+        MachineRenamed,
+        MachineDeleted,
+        MachineBooted,
+        MachineCameOnline,
+        MachineWentOffline,
+    )
 )
 
 
@@ -80,6 +96,21 @@ def _(event: MachineRegistered, row: MachineRow | None, rec: RecordedEvent) -> M
         group_name=event.group,
         os_type=event.os_type,
         registered_at=rec.occurred_at,
+        position=rec.position,
+    )
+
+
+@evolve.register
+def _(event: MachineEdited, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    if row is None:
+        return None
+    return row._replace(
+        name=event.name,
+        macs=tuple(event.macs),
+        smbios_uuid=event.smbios_uuid,
+        ip=str(event.ip) if event.ip else None,
+        group_name=event.group,
+        os_type=event.os_type,
         position=rec.position,
     )
 

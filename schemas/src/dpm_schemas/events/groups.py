@@ -1,0 +1,31 @@
+"""Group stream (written by api): machine groups and the network settings Wake-on-LAN needs."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from dpm_schemas.base import Event
+
+GroupName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+NEW_MACHINES = "new-machines"  # where auto-registered machines land; always exists
+
+
+class GroupDefined(Event):
+    """A group was created or its settings changed (the whole new state)."""
+
+    wire_name = "GroupDefined"
+
+    name: GroupName
+    subnet: IPv4Network | None = None  # e.g. 192.168.0.0/24; None: the server's own segment
+    broadcast: IPv4Address | None = None  # directed broadcast for WOL; derived from subnet when None
+    gateway: IPv4Address | None = None
+    description: Annotated[str, Field(max_length=500)] = ""
+
+
+class GroupDeleted(Event):
+    wire_name = "GroupDeleted"
+
+    name: GroupName
