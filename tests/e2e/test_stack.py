@@ -84,8 +84,23 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         dup = cli(env, "machines", "add", "e2e-01", "--mac", "52-54-00-E2-E0-01")
         assert dup.returncode == 1 and "DPM-E105" in dup.stderr and "remedy" in dup.stderr
         assert "e2e-01" in cli(env, "machines", "list").stdout
+        assert cli(env, "groups", "add", "lab", "--subnet", "192.168.7.0/24").stdout.strip() == (
+            "group lab: WOL to 192.168.7.255"
+        )
+        edited = cli(env, "machines", "edit", "e2e-01", "--group", "lab", "--ip", "192.168.7.20")
+        assert edited.returncode == 0, edited.stderr
+        exported = cli(env, "machines", "export").stdout
+        assert exported.splitlines()[1] == "e2e-01,52:54:00:e2:e0:01,,192.168.7.20,lab,"
+        csv_path = var.parent / f"{var.name}.csv"
+        csv_path.write_text(exported.replace("192.168.7.20", "192.168.7.21"))
+        preview = cli(env, "machines", "import", str(csv_path), "--dry-run")
+        assert "would update e2e-01: ip: 192.168.7.20 -> 192.168.7.21" in preview.stdout
+        csv_path.write_text("name,macs\nbad,nonsense\n")
+        refused = cli(env, "machines", "import", str(csv_path))
+        assert refused.returncode == 1 and "DPM-E110" in refused.stderr and "line 2, column 2" in refused.stderr
+        assert cli(env, "groups", "rm", "lab").returncode == 1  # still holds e2e-01: DPM-E107
         rebuilt = cli(env, "admin", "rebuild", "machines")
-        assert rebuilt.returncode == 0 and "rebuilt machines: 1 events" in rebuilt.stdout
+        assert rebuilt.returncode == 0 and "rebuilt machines: 2 events" in rebuilt.stdout  # registered, edited
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +14,11 @@ from dpm_cli.client import EXIT_USAGE, CliError, request
 app = typer.Typer(help="dpm: deployment manager for fleets of machines.", no_args_is_help=True)
 machines = typer.Typer(help="Managed machines.", no_args_is_help=True)
 admin = typer.Typer(help="Administration.", no_args_is_help=True)
+groups = typer.Typer(help="Machine groups and their network settings.", no_args_is_help=True)
+power = typer.Typer(help="Power actions.", no_args_is_help=True)
 app.add_typer(machines, name="machines")
+app.add_typer(groups, name="groups")
+app.add_typer(power, name="power")
 app.add_typer(admin, name="admin")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -61,6 +66,135 @@ def machines_add(
         body["ip"] = ip
     result = request("POST", "/machines", json=body)
     print(json.dumps(result) if as_json else f"registered {name} as {result['machine_id']}")
+
+
+def find_machine(ref: str) -> dict[str, Any]:
+    """A machine by id, name or MAC; an ambiguous or unknown reference is a usage error."""
+    rows = request("GET", "/machines")
+    wanted = ref.lower().replace("-", ":")
+    hits = [m for m in rows if ref in (m["machine_id"], m["name"]) or wanted in m["macs"]]
+    if len(hits) != 1:
+        raise CliError(f"{'no' if not hits else 'several'} machine(s) match {ref!r}; use the machine id", EXIT_USAGE)
+    found: dict[str, Any] = hits[0]
+    return found
+
+
+@machines.command("show")
+def machines_show(machine: str, as_json: JsonOpt = False) -> None:
+    """One machine, by id, name or MAC."""
+    row = find_machine(machine)
+    print(json.dumps(row, indent=2) if as_json else "\n".join(f"{k:16} {v}" for k, v in row.items()))
+
+
+@machines.command("edit")
+def machines_edit(
+    machine: str,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    mac: Annotated[list[str] | None, typer.Option("--mac", help="Replace the MACs; repeat for several NICs.")] = None,
+    ip: Annotated[str | None, typer.Option(help="IP address.")] = None,
+    group: Annotated[str | None, typer.Option(help="Machine group.")] = None,
+    os_type: Annotated[str | None, typer.Option("--os-type", help="OS type, e.g. linux, windows 11.")] = None,
+) -> None:
+    """Change a machine; fields not given keep their value."""
+    row = find_machine(machine)
+    body = {
+        "name": name or row["name"],
+        "macs": mac or row["macs"],
+        "smbios_uuid": row["smbios_uuid"],
+        "ip": ip if ip is not None else row["ip"],
+        "group": group or row["group_name"],
+        "os_type": os_type if os_type is not None else row["os_type"],
+    }
+    request("PUT", f"/machines/{row['machine_id']}", json=body)
+    print(f"updated {body['name']}")
+
+
+@machines.command("rm")
+def machines_rm(machine: str) -> None:
+    """Delete a machine (its history stays in the event log)."""
+    row = find_machine(machine)
+    request("DELETE", f"/machines/{row['machine_id']}")
+    print(f"deleted {row['name']}")
+
+
+@machines.command("export")
+def machines_export(output: Annotated[Path | None, typer.Option("--output", "-o")] = None) -> None:
+    """Every machine as CSV, to a file or stdout."""
+    text = request("GET", "/machines/export", raw=True)
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+@machines.command("import")
+def machines_import(
+    path: Path,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upsert machines from CSV (matched by MAC or SMBIOS UUID); a malformed file changes nothing."""
+    result = request(
+        "POST",
+        "/machines/import",
+        params={"dry_run": str(dry_run).lower()},
+        content=path.read_bytes(),
+        headers={"Content-Type": "text/csv"},
+    )
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    verb = "would " if dry_run else ""
+    for row in result["create"]:
+        print(f"{verb}create {row['name']} ({', '.join(row['macs'])})")
+    for row in result["update"]:
+        changes = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in row["changes"].items())
+        print(f"{verb}update {row['name']}: {changes}")
+    print(f"{len(result['create'])} to create, {len(result['update'])} to update, {result['unchanged']} unchanged")
+
+
+@groups.command("list")
+def groups_list(as_json: JsonOpt = False) -> None:
+    """Groups and where their Wake-on-LAN packets go."""
+    rows = request("GET", "/groups")
+    print(
+        json.dumps(rows, indent=2)
+        if as_json
+        else table(rows, ["name", "subnet", "gateway", "wol_broadcast", "description"])
+    )
+
+
+@groups.command("add")
+def groups_add(
+    name: str,
+    subnet: Annotated[str | None, typer.Option(help="e.g. 192.168.0.0/24; omit for the server's own segment.")] = None,
+    broadcast: Annotated[str | None, typer.Option(help="Directed broadcast; derived from --subnet.")] = None,
+    gateway: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create a group or replace its settings."""
+    row = request(
+        "PUT",
+        f"/groups/{name}",
+        json={"subnet": subnet, "broadcast": broadcast, "gateway": gateway, "description": description},
+    )
+    print(f"group {row['name']}: WOL to {row['wol_broadcast'] or '255.255.255.255'}")
+
+
+@groups.command("rm")
+def groups_rm(name: str) -> None:
+    """Delete an empty group."""
+    request("DELETE", f"/groups/{name}")
+    print(f"deleted group {name}")
+
+
+@power.command("on")
+def power_on(machine_refs: Annotated[list[str], typer.Argument(metavar="MACHINE...")]) -> None:
+    """Power machines on (Wake-on-LAN to their group's broadcast address)."""
+    for ref in machine_refs:
+        row = find_machine(ref)
+        request("POST", f"/machines/{row['machine_id']}/power/on")
+        print(f"power-on requested for {row['name']}")
 
 
 @admin.command("rebuild")

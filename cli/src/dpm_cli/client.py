@@ -35,7 +35,8 @@ def token() -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def request(method: str, path: str, **kwargs: Any) -> Any:
+def request(method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+    """Call the API; JSON back (or the text with ``raw``); errors become CliError with code and remedy."""
     headers = kwargs.pop("headers", {})
     if tok := token():
         headers["Authorization"] = f"Bearer {tok}"
@@ -55,4 +56,6 @@ def request(method: str, path: str, **kwargs: Any) -> Any:
         except (ValueError, KeyError, TypeError):
             text = f"HTTP {response.status_code}: {response.text[:500]}"
         raise CliError(text, EXIT_API_ERROR)
+    if raw:
+        return response.text
     return response.json() if response.content else None

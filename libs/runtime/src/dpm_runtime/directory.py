@@ -1,7 +1,9 @@
-"""A service's own copy of the machine directory (id, name, MACs, SMBIOS UUID), kept by a consumer.
+"""A service's own copy of the machine directory (id, name, MACs, SMBIOS UUID, group) and of the
+groups' WOL broadcast addresses, kept by a consumer.
 
 pxe resolves a booting MAC, the scheduler its targets, the imager image-name templates, the gateway
-agent hellos -- each from its own table, never from another service's read model (DESIGN.md §3).
+agent hellos -- each from its own tables, never from another service's read model (DESIGN.md §3).
+Every update is guarded by ``position``, so a redelivered older event never overwrites a newer one.
 """
 
 from __future__ import annotations
@@ -9,7 +11,14 @@ from __future__ import annotations
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import MachineDeleted, MachineRegistered, MachineRenamed
+from dpm_schemas.events import (
+    GroupDefined,
+    GroupDeleted,
+    MachineDeleted,
+    MachineEdited,
+    MachineRegistered,
+    MachineRenamed,
+)
 from dpm_schemas.subjects import durable_name
 
 
@@ -17,32 +26,37 @@ def directory_ddl(schema: str) -> list[str]:
     return [
         f'CREATE SCHEMA IF NOT EXISTS "{schema}"',
         f'CREATE TABLE IF NOT EXISTS "{schema}".machine_directory ('
-        " machine_id uuid PRIMARY KEY, name text NOT NULL, macs text[] NOT NULL,"
-        " smbios_uuid uuid, deleted boolean NOT NULL DEFAULT false, position bigint NOT NULL)",
+        " machine_id uuid PRIMARY KEY, name text NOT NULL, macs text[] NOT NULL, smbios_uuid uuid,"
+        " group_name text NOT NULL DEFAULT 'new-machines', deleted boolean NOT NULL DEFAULT false,"
+        " position bigint NOT NULL)",
         f'CREATE INDEX IF NOT EXISTS machine_directory_macs ON "{schema}".machine_directory USING gin (macs)',
+        f'CREATE TABLE IF NOT EXISTS "{schema}".group_directory ('
+        " name text PRIMARY KEY, wol_broadcast text, deleted boolean NOT NULL DEFAULT false,"
+        " position bigint NOT NULL)",
     ]
 
 
 def directory_consumer(service: str, schema: str) -> ConsumerSpec:
-    """The consumer that keeps ``<schema>.machine_directory``; later positions win on redelivery."""
-    table = f'"{schema}".machine_directory'
+    """The consumer that keeps ``<schema>.machine_directory`` and ``<schema>.group_directory``."""
+    machines = f'"{schema}".machine_directory'
+    groups = f'"{schema}".group_directory'
 
-    async def registered(rec: RecordedEvent, conn: Conn) -> None:
+    async def upsert_machine(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
-        assert isinstance(e, MachineRegistered)
+        assert isinstance(e, MachineRegistered | MachineEdited)
         await conn.execute(
-            f"INSERT INTO {table} (machine_id, name, macs, smbios_uuid, position) VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (machine_id) DO UPDATE SET name = excluded.name, macs = excluded.macs,"
-            f" smbios_uuid = excluded.smbios_uuid, deleted = false, position = excluded.position"
-            f" WHERE {table}.position < excluded.position",
-            (e.machine_id, e.name, list(e.macs), e.smbios_uuid, rec.position),
+            f"INSERT INTO {machines} (machine_id, name, macs, smbios_uuid, group_name, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (machine_id) DO UPDATE SET name = excluded.name,"
+            " macs = excluded.macs, smbios_uuid = excluded.smbios_uuid, group_name = excluded.group_name,"
+            f" deleted = false, position = excluded.position WHERE {machines}.position < excluded.position",
+            (e.machine_id, e.name, list(e.macs), e.smbios_uuid, e.group, rec.position),
         )
 
     async def renamed(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
         assert isinstance(e, MachineRenamed)
         await conn.execute(
-            f"UPDATE {table} SET name = %s, position = %s WHERE machine_id = %s AND position < %s",
+            f"UPDATE {machines} SET name = %s, position = %s WHERE machine_id = %s AND position < %s",
             (e.name, rec.position, e.machine_id, rec.position),
         )
 
@@ -50,11 +64,37 @@ def directory_consumer(service: str, schema: str) -> ConsumerSpec:
         e = rec.event
         assert isinstance(e, MachineDeleted)
         await conn.execute(
-            f"UPDATE {table} SET deleted = true, position = %s WHERE machine_id = %s AND position < %s",
+            f"UPDATE {machines} SET deleted = true, position = %s WHERE machine_id = %s AND position < %s",
             (rec.position, e.machine_id, rec.position),
+        )
+
+    async def group_defined(rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, GroupDefined)
+        wol = str(e.wol_broadcast) if e.wol_broadcast else None
+        await conn.execute(
+            f"INSERT INTO {groups} (name, wol_broadcast, position) VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE"
+            f" SET wol_broadcast = excluded.wol_broadcast, deleted = false, position = excluded.position"
+            f" WHERE {groups}.position < excluded.position",
+            (e.name, wol, rec.position),
+        )
+
+    async def group_deleted(rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, GroupDeleted)
+        await conn.execute(
+            f"UPDATE {groups} SET deleted = true, position = %s WHERE name = %s AND position < %s",
+            (rec.position, e.name, rec.position),
         )
 
     return ConsumerSpec(
         durable=durable_name(service, "machine-directory"),
-        handlers={MachineRegistered: registered, MachineRenamed: renamed, MachineDeleted: deleted},
+        handlers={
+            MachineRegistered: upsert_machine,
+            MachineEdited: upsert_machine,
+            MachineRenamed: renamed,
+            MachineDeleted: deleted,
+            GroupDefined: group_defined,
+            GroupDeleted: group_deleted,
+        },
     )

@@ -12,6 +12,8 @@ from dpm_schemas.events.machines import (
     MachineRegistered,
     MachineRenamed,
     PowerOn,
+    PowerOnRequested,
+    PowerOnSent,
     RebootMachine,
 )
 from dpm_schemas.events.scenarios import ScenarioAssigned
@@ -33,6 +35,8 @@ __all__ = [
     "MachineRenamed",
     "MachineWentOffline",
     "PowerOn",
+    "PowerOnRequested",
+    "PowerOnSent",
     "Probe",
     "RebootMachine",
     "ScenarioAssigned",

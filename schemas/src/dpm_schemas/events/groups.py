@@ -24,6 +24,14 @@ class GroupDefined(Event):
     gateway: IPv4Address | None = None
     description: Annotated[str, Field(max_length=500)] = ""
 
+    @property
+    def wol_broadcast(self) -> IPv4Address | None:
+        """Where magic packets for this group go: the directed broadcast (given, or the subnet's);
+        None means the server's own segment (255.255.255.255)."""
+        if self.broadcast is not None:
+            return self.broadcast
+        return self.subnet.broadcast_address if self.subnet is not None else None
+
 
 class GroupDeleted(Event):
     wire_name = "GroupDeleted"

@@ -83,6 +83,25 @@ class PowerOn(Command):
     machine_id: uuid.UUID
 
 
+class PowerOnRequested(Event):
+    """An operator (or a schedule) asked for a machine to be powered on; the scheduler acts on it."""
+
+    wire_name = "PowerOnRequested"
+
+    machine_id: uuid.UUID
+
+
+class PowerOnSent(Event):
+    """The scheduler sent the power-on (stream ``power-<machine>``); verification comes separately."""
+
+    wire_name = "PowerOnSent"
+
+    machine_id: uuid.UUID
+    driver: str
+    macs: tuple[Mac, ...]
+    destination: str  # e.g. "192.168.0.255:5561"
+
+
 class RebootMachine(Command):
     wire_name = "RebootMachine"
 

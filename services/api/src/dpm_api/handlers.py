@@ -22,6 +22,7 @@ from dpm_schemas.events import (
     MachineDeleted,
     MachineEdited,
     MachineRegistered,
+    PowerOnRequested,
 )
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import stream_id
@@ -136,6 +137,16 @@ async def delete(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str
         stream_id(subjects.MACHINE, machine_id),
         version,
         [NewEvent(MachineDeleted(machine_id=machine_id), meta)],
+        conn=conn,
+    )
+
+
+async def request_power_on(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str) -> AppendResult:
+    _held, version = await _current(log, conn, machine_id)
+    return await log.append(
+        stream_id(subjects.MACHINE, machine_id),
+        version,
+        [NewEvent(PowerOnRequested(machine_id=machine_id), Metadata.new(actor=actor))],
         conn=conn,
     )
 

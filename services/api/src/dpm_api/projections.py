@@ -118,7 +118,8 @@ class GroupList:
                 await conn.execute(f"DELETE FROM {table} WHERE name = %s", (e.name,))
                 continue
             assert isinstance(e, GroupDefined)
-            wol = check_group_network(e.name, e.subnet, e.broadcast, e.gateway)
+            check_group_network(e.name, e.subnet, e.broadcast, e.gateway)  # refused at the API; guards old events
+            wol = e.wol_broadcast
             await conn.execute(
                 f"INSERT INTO {table} (name, subnet, broadcast, gateway, wol_broadcast, description, position)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET subnet = excluded.subnet,"

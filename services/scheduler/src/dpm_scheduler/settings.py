@@ -1,6 +1,8 @@
-"""Settings of the scheduler service (DPM_* shared, DPM_SCHEDULER_PORT its own)."""
+"""Settings of the scheduler service (DPM_* shared, DPM_SCHEDULER_* its own)."""
 
 from __future__ import annotations
+
+from pydantic import Field
 
 from dpm_runtime.settings import ServiceSettings
 from dpm_schemas import ports
@@ -8,3 +10,10 @@ from dpm_schemas import ports
 
 class SchedulerSettings(ServiceSettings):
     scheduler_port: int = ports.SCHEDULER_HTTP
+    scheduler_wol_port: int = Field(
+        default=ports.WAKE_ON_LAN, description="UDP port of magic packets (5561; 9 also common)"
+    )
+    scheduler_wol_interface: str | None = Field(
+        default=None, description="Interface for 255.255.255.255 (the server's own segment); default: routing decides"
+    )
+    scheduler_wol_repeats: int = Field(default=3, ge=1, le=10, description="Magic packets per NIC per power-on")

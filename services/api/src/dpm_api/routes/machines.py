@@ -162,3 +162,11 @@ async def delete_machine(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep)
         result = await handlers.delete(rt.eventlog, conn, machine_id, actor=actor)
     await rt.projections["machines"].wait_for(result.position, timeout=5)
     return Accepted(machine_id=machine_id, position=result.position)
+
+
+@router.post("/{machine_id}/power/on", status_code=202, response_model=Accepted)
+async def power_on(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Accepted:
+    """Ask for a machine to be powered on (Wake-on-LAN to its group's broadcast address)."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        result = await handlers.request_power_on(rt.eventlog, conn, machine_id, actor=actor)
+    return Accepted(machine_id=machine_id, position=result.position)
