@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from dpm_agent_gateway.bootstrap import bootstrap as gateway_bootstrap
+from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
 from dpm_runtime.localstack.procs import free_port
@@ -38,6 +40,24 @@ def scheduler_service(database, nats_server):
     def make(**overrides):
         settings = SchedulerSettings(**common(database, nats_server), scheduler_port=free_port(), **overrides)
         return scheduler_bootstrap(settings)
+
+    return make
+
+
+ENROLMENT = "enrol-me-0123456789"
+
+
+@pytest.fixture
+def gateway_service(database, nats_server):
+    def make(**overrides):
+        settings = AgentGatewaySettings(
+            **common(database, nats_server),
+            agent_gateway_port=free_port(),
+            relay_enabled=False,
+            agent_gateway_enrolment_token=SecretStr(ENROLMENT),
+            **overrides,
+        )
+        return gateway_bootstrap(settings)
 
     return make
 

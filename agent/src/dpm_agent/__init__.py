@@ -1,2 +1,4 @@
-"""dpm-agent: runs on managed machines (and as the deploy-OS client). Built by the machines issue;
-it depends on dpm-schemas only, so its wire contract is shared with the services."""
+"""dpm-agent: runs on managed machines (and, later, as the deploy-OS client). One outbound, authenticated
+WebSocket to agent-gateway; depends on dpm-schemas for its wire contract."""
+
+__version__ = "0.1.0"

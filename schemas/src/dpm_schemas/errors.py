@@ -214,6 +214,20 @@ class E:
         "Log in with `dpm login`, or pass the token in the Authorization: Bearer header.",
         401,
     )
+    AGENT_TOKEN_REFUSED = _define(
+        "DPM-E402",
+        "Agent token refused",
+        "The agent's token is unknown or was revoked{detail}.",
+        "Enrol the agent again: remove its state file (token) and restart it with a valid enrolment token.",
+        401,
+    )
+    ENROLMENT_REFUSED = _define(
+        "DPM-E403",
+        "Enrolment refused",
+        "The enrolment token is wrong, or enrolment is disabled on this gateway.",
+        "Give the agent the enrolment token set in DPM_AGENT_GATEWAY_ENROLMENT_TOKEN on the gateway.",
+        403,
+    )
     NETBOOT_NOT_DETECTED = _define(
         "DPM-E112",
         "Network boot not detected",

@@ -1,6 +1,13 @@
 """Every event and command dpm knows, grouped by the stream category that owns them."""
 
-from dpm_schemas.events.agents import MachineCameOnline, MachineWentOffline
+from dpm_schemas.events.agents import (
+    AgentEnrolled,
+    AgentTokenRevoked,
+    InventoryReported,
+    MachineAddressesChanged,
+    MachineCameOnline,
+    MachineWentOffline,
+)
 from dpm_schemas.events.boot import MachineBooted, MachineDiscovered
 from dpm_schemas.events.groups import GroupDefined, GroupDeleted
 from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
@@ -20,12 +27,16 @@ from dpm_schemas.events.scenarios import ScenarioAssigned
 from dpm_schemas.events.testing import Probe
 
 __all__ = [
+    "AgentEnrolled",
+    "AgentTokenRevoked",
     "ChunkSent",
     "GroupDefined",
     "GroupDeleted",
     "IdentityClaimed",
     "IdentityReleased",
     "ImageCaptured",
+    "InventoryReported",
+    "MachineAddressesChanged",
     "MachineBooted",
     "MachineCameOnline",
     "MachineDeleted",

@@ -1,10 +1,24 @@
-"""Agent stream (written by agent-gateway): presence transitions only, never heartbeats."""
+"""Agent stream (written by agent-gateway): enrolment, presence transitions, addresses, inventory --
+never heartbeats, which stay transient. Token revocation is an operator action on the machine stream."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
+
+from pydantic import Field
 
 from dpm_schemas.base import Event
+
+
+class AgentEnrolled(Event):
+    """A machine's agent obtained its per-machine token (stored only as a SHA-256 hash)."""
+
+    wire_name = "AgentEnrolled"
+
+    machine_id: uuid.UUID
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    hostname: str
 
 
 class MachineCameOnline(Event):
@@ -19,3 +33,30 @@ class MachineWentOffline(Event):
 
     machine_id: uuid.UUID
     reason: str
+
+
+class MachineAddressesChanged(Event):
+    wire_name = "MachineAddressesChanged"
+
+    machine_id: uuid.UUID
+    ips: tuple[str, ...]
+
+
+class InventoryReported(Event):
+    """The OS and installed packages, appended only when they differ from the last report."""
+
+    wire_name = "InventoryReported"
+
+    machine_id: uuid.UUID
+    os: str
+    kernel: str
+    packages: tuple[str, ...]  # "name=version", sorted
+    digest: str
+
+
+class AgentTokenRevoked(Event):
+    """An operator revoked a machine's agent token (machine stream, written by api)."""
+
+    wire_name = "AgentTokenRevoked"
+
+    machine_id: uuid.UUID

@@ -15,6 +15,7 @@ from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.base import Event
 from dpm_schemas.errors import DpmError
 from dpm_schemas.events import (
+    AgentTokenRevoked,
     GroupDefined,
     GroupDeleted,
     IdentityClaimed,
@@ -147,6 +148,16 @@ async def request_power_on(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, 
         stream_id(subjects.MACHINE, machine_id),
         version,
         [NewEvent(PowerOnRequested(machine_id=machine_id), Metadata.new(actor=actor))],
+        conn=conn,
+    )
+
+
+async def revoke_agent_token(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str) -> AppendResult:
+    _held, version = await _current(log, conn, machine_id)
+    return await log.append(
+        stream_id(subjects.MACHINE, machine_id),
+        version,
+        [NewEvent(AgentTokenRevoked(machine_id=machine_id), Metadata.new(actor=actor))],
         conn=conn,
     )
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from dpm_schemas.base import Event
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
+    MachineAddressesChanged,
     MachineBooted,
     MachineCameOnline,
     MachineDeleted,
@@ -26,6 +27,7 @@ from dpm_schemas.events import (
 from dpm_schemas.ids import machine_key
 
 MACHINE_ID_EVENTS = (
+    MachineAddressesChanged,
     MachineRegistered,
     MachineEdited,
     MachineRenamed,
@@ -36,6 +38,7 @@ MACHINE_ID_EVENTS = (
 EVENT_TYPES = tuple(
     cls.wire_name
     for cls in (
+        MachineAddressesChanged,
         MachineRegistered,
         MachineEdited,
         MachineRenamed,
@@ -113,6 +116,15 @@ def _(event: MachineEdited, row: MachineRow | None, rec: RecordedEvent) -> Machi
         os_type=event.os_type,
         position=rec.position,
     )
+
+
+@evolve.register
+def _(event: MachineAddressesChanged, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    """The agent reported new addresses: the record follows (first IPv4, else first address)."""
+    if row is None or not event.ips:
+        return row
+    ipv4 = [ip for ip in event.ips if ":" not in ip]
+    return row._replace(ip=(ipv4 or list(event.ips))[0], position=rec.position)
 
 
 @evolve.register

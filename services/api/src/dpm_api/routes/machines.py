@@ -170,3 +170,11 @@ async def power_on(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Ac
     async with rt.pool.connection() as conn, conn.transaction():
         result = await handlers.request_power_on(rt.eventlog, conn, machine_id, actor=actor)
     return Accepted(machine_id=machine_id, position=result.position)
+
+
+@router.post("/{machine_id}/agent/revoke", status_code=202, response_model=Accepted)
+async def revoke_agent(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Accepted:
+    """Revoke the machine's agent token: the gateway refuses it from now on and drops the connection."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        result = await handlers.revoke_agent_token(rt.eventlog, conn, machine_id, actor=actor)
+    return Accepted(machine_id=machine_id, position=result.position)

@@ -1,0 +1,32 @@
+"""`dpm-agent [--config /etc/dpm-agent.toml]`: run until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from dpm_agent.client import Agent
+from dpm_agent.config import AgentConfig
+
+
+async def _main(config: AgentConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Agent(config).run(stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="dpm-agent")
+    parser.add_argument("--config", type=Path, default=Path("/etc/dpm-agent.toml"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_main(AgentConfig.load(args.config)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The agent <-> agent-gateway protocol, version 1: msgpack frames over one WebSocket that the agent
+opens (outbound only; DESIGN.md §6). Every frame is a map with ``kind``; unknown kinds are refused.
+
+    agent                                   gateway
+      | -- POST /v1/enrol {enrolment token, facts} -->   (once; returns the per-machine token)
+      | == WS /v1/agent, Authorization: Bearer <machine token> ==
+      | -- Hello(facts, protocol, agent_version) --> |
+      | <-- Welcome(machine_id, heartbeat, server_version)
+      | -- Heartbeat / Addresses / Inventory ------> |   (Addresses and Inventory only on change)
+      | <-- Command(id, ...) / --> CommandResult(id)   (later: shutdown, reboot, files)
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal, cast
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from dpm_schemas.events.machines import Mac
+
+PROTOCOL_VERSION = 1
+ENROL_PATH = "/v1/enrol"
+AGENT_PATH = "/v1/agent"
+MAX_FRAME = 4 * 1024 * 1024  # bytes; inventories of a few thousand packages fit easily
+CLOSE_UNAUTHORIZED = 4401  # WebSocket close code: unknown or revoked token (DPM-E402)
+CLOSE_PROTOCOL = 4400  # malformed frame or unsupported protocol version
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Facts(Frame):
+    """What a machine says about itself."""
+
+    macs: Annotated[tuple[Mac, ...], Field(min_length=1, max_length=64)]
+    smbios_uuid: uuid.UUID | None = None
+    hostname: Annotated[str, Field(max_length=253)]
+    ips: Annotated[tuple[str, ...], Field(max_length=256)] = ()
+    os: Annotated[str, Field(max_length=200)] = ""
+    kernel: Annotated[str, Field(max_length=200)] = ""
+
+
+class Hello(Frame):
+    kind: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    agent_version: Annotated[str, Field(max_length=50)]
+    facts: Facts
+
+
+class Welcome(Frame):
+    kind: Literal["welcome"] = "welcome"
+    machine_id: uuid.UUID
+    heartbeat_interval: float
+    server_version: str
+
+
+class Heartbeat(Frame):
+    kind: Literal["heartbeat"] = "heartbeat"
+    seq: int = Field(ge=0)
+
+
+class Addresses(Frame):
+    kind: Literal["addresses"] = "addresses"
+    ips: Annotated[tuple[str, ...], Field(max_length=256)]
+
+
+class Inventory(Frame):
+    kind: Literal["inventory"] = "inventory"
+    os: str
+    kernel: str
+    packages: Annotated[tuple[str, ...], Field(max_length=50_000)]  # "name=version"
+    digest: str
+
+
+class Refused(Frame):
+    kind: Literal["refused"] = "refused"
+    code: str
+    message: str
+
+
+AnyFrame = Annotated[Hello | Welcome | Heartbeat | Addresses | Inventory | Refused, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[AnyFrame] = TypeAdapter(AnyFrame)
+
+
+class FrameError(ValueError):
+    """Not a valid frame of this protocol version."""
+
+
+def encode(frame: Frame) -> bytes:
+    return cast(bytes, msgpack.packb(frame.model_dump(mode="json"), use_bin_type=True))
+
+
+def decode(raw: bytes) -> Frame:
+    if len(raw) > MAX_FRAME:
+        raise FrameError(f"frame of {len(raw)} bytes exceeds {MAX_FRAME}")
+    try:
+        return cast(Frame, _ADAPTER.validate_python(msgpack.unpackb(raw, raw=False)))
+    except (ValueError, ValidationError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise FrameError(str(exc)[:300]) from None

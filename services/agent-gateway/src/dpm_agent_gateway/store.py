@@ -1,0 +1,79 @@
+"""The gateway's own tables: agent tokens (hashes only) and presence. Transitions are appended to the
+agent stream in the same transaction as the row that records them, under a row lock, so a machine
+is never reported online (or offline) twice."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
+from dpm_schemas import Metadata, NewEvent, subjects
+from dpm_schemas.base import Event
+from dpm_schemas.ids import stream_id
+
+SCHEMA = "agent_gateway"
+
+DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.agent_tokens (machine_id uuid PRIMARY KEY, token_sha256 text NOT NULL,"
+    " revoked boolean NOT NULL DEFAULT false)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS agent_tokens_hash ON {SCHEMA}.agent_tokens (token_sha256)",
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,"
+    " agent_version text NOT NULL DEFAULT '', ips text[] NOT NULL DEFAULT '{}',"
+    " inventory_digest text NOT NULL DEFAULT '')",
+]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def machine_for_token(conn: Conn, token: str) -> uuid.UUID | None:
+    cur = await conn.execute(
+        f"SELECT machine_id FROM {SCHEMA}.agent_tokens WHERE token_sha256 = %s AND NOT revoked", (token_hash(token),)
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def save_token(conn: Conn, machine_id: uuid.UUID, digest: str) -> None:
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.agent_tokens (machine_id, token_sha256) VALUES (%s, %s) ON CONFLICT (machine_id)"
+        " DO UPDATE SET token_sha256 = excluded.token_sha256, revoked = false",
+        (machine_id, digest),
+    )
+
+
+async def revoke(conn: Conn, machine_id: uuid.UUID) -> None:
+    await conn.execute(f"UPDATE {SCHEMA}.agent_tokens SET revoked = true WHERE machine_id = %s", (machine_id,))
+
+
+async def locked_presence(conn: Conn, machine_id: uuid.UUID) -> tuple[bool, list[str], str]:
+    """(online, ips, inventory digest), the row locked for this transaction (created if absent)."""
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.presence (machine_id, online) VALUES (%s, false) ON CONFLICT DO NOTHING", (machine_id,)
+    )
+    cur = await conn.execute(
+        f"SELECT online, ips, inventory_digest FROM {SCHEMA}.presence WHERE machine_id = %s FOR UPDATE", (machine_id,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return bool(row[0]), list(row[1]), str(row[2])
+
+
+async def record(log: EventLog, conn: Conn, machine_id: uuid.UUID, event: Event, **columns: object) -> None:
+    """Append ``event`` to the agent stream and update the presence row, in the caller's transaction."""
+    sets = ", ".join(f"{name} = %s" for name in columns)
+    await conn.execute(f"UPDATE {SCHEMA}.presence SET {sets} WHERE machine_id = %s", (*columns.values(), machine_id))
+    await log.append(
+        stream_id(subjects.AGENT, machine_id),
+        ANY_VERSION,
+        [NewEvent(event, Metadata.new(actor="agent-gateway"))],
+        conn=conn,
+    )
+
+
+async def online_machines(conn: Conn) -> list[uuid.UUID]:
+    cur = await conn.execute(f"SELECT machine_id FROM {SCHEMA}.presence WHERE online")
+    return [r[0] for r in await cur.fetchall()]
