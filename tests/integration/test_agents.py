@@ -63,7 +63,7 @@ async def test_agents_presence_addresses_and_revocation(api_service, gateway_ser
     procs: dict[int, subprocess.Popen[bytes]] = {}
     with netlab.NetLab(hosts_wanted=3) as lab, _reaped(procs):
         server = f"http://{lab.host_ip}:{gateway.port}"
-        async with running(api_service()) as api, running(gateway):
+        async with running(api_service(), headers=auth) as api, running(gateway):
             configs = {}
             for i in range(len(lab.hosts)):
                 path, macs, smbios = agent_config(tmp_path, i, server)

@@ -23,7 +23,7 @@ async def names(api) -> list[str]:
 
 async def test_macs_and_uuids_are_unique_across_machines_and_freed_by_edit_and_delete(api_service, auth) -> None:
     smbios = str(uuid.uuid4())
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         first = await api.http.post(
             "/machines",
             headers=auth,
@@ -70,7 +70,7 @@ async def test_macs_and_uuids_are_unique_across_machines_and_freed_by_edit_and_d
 
 
 async def test_concurrent_registrations_of_one_mac_make_exactly_one_machine(api_service, auth) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         replies = await asyncio.gather(
             *(
                 api.http.post(
@@ -99,7 +99,7 @@ async def test_concurrent_registrations_of_one_mac_make_exactly_one_machine(api_
     ],
 )
 async def test_machine_names_follow_rfc1123_and_netbios_for_windows(api_service, auth, name, os_type, ok) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         r = await api.http.post("/machines", headers=auth, json=machine(name, "52:54:00:00:04:01", os_type=os_type))
         assert (r.status_code == 201) is ok, r.text
         if not ok:
@@ -107,7 +107,7 @@ async def test_machine_names_follow_rfc1123_and_netbios_for_windows(api_service,
 
 
 async def test_groups_network_settings_membership_and_deletion(api_service, auth) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         r = await api.http.put(
             "/groups/lab-b", headers=auth, json={"subnet": "192.168.0.0/24", "gateway": "192.168.0.1"}
         )
@@ -138,7 +138,7 @@ ws-01,52:54:00:00:06:04,,,lab,Windows 11
 
 
 async def test_csv_round_trip_is_lossless_and_import_is_an_idempotent_upsert(api_service, auth) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         assert (await api.http.put("/groups/lab", headers=auth, json={})).status_code == 200
         preview = await api.http.post("/machines/import", params={"dry_run": "true"}, headers=auth, content=CSV)
         assert preview.status_code == 200, preview.text
@@ -181,7 +181,7 @@ async def test_csv_round_trip_is_lossless_and_import_is_an_idempotent_upsert(api
 async def test_a_malformed_csv_changes_nothing_and_names_line_and_column(
     api_service, auth, csv_text, line, column
 ) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         assert (await api.http.put("/groups/lab", headers=auth, json={})).status_code == 200
         r = await api.http.post("/machines/import", headers=auth, content=csv_text)
         assert r.status_code == 422, r.text

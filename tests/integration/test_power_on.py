@@ -30,7 +30,7 @@ async def test_power_on_reaches_the_machine_and_is_recorded(api_service, schedul
         try:
             assert json.loads(listener.stdout.readline()) == {"listening": port}
             scheduler = scheduler_service(scheduler_wol_port=port, scheduler_wol_repeats=2)
-            async with running(api_service()) as api, running(scheduler):
+            async with running(api_service(), headers=auth) as api, running(scheduler):
                 assert (await api.http.put("/groups/lab", headers=auth, json={"subnet": str(lab.subnet)})).is_success
                 r = await api.http.post(
                     "/machines", headers=auth, json={"name": "lab-01", "macs": [machine.mac], "group": "lab"}

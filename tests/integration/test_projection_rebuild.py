@@ -7,6 +7,7 @@ import asyncio
 import random
 import uuid
 
+import httpx
 import psycopg
 import pytest
 
@@ -100,7 +101,7 @@ async def folded(eventlog) -> list[tuple]:
 
 
 async def test_rebuilt_equals_live_row_for_row(api_service, auth, database) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         rt = api.runtime
         await append_all(rt.eventlog, history(random.Random(1), machines=60, events=3000))
         assert await rt.projections["machines"].wait_for(await rt.eventlog.head(), timeout=30)
@@ -115,7 +116,7 @@ async def test_rebuilt_equals_live_row_for_row(api_service, auth, database) -> N
 
 
 async def test_events_appended_during_a_rebuild_survive_the_swap(api_service, auth, database) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         rt = api.runtime
         items = history(random.Random(2), machines=40, events=4000)
         await append_all(rt.eventlog, items[:3000])
@@ -128,8 +129,9 @@ async def test_events_appended_during_a_rebuild_survive_the_swap(api_service, au
 
 
 async def test_unknown_projection_and_unauthenticated_rebuild_are_refused(api_service, auth) -> None:
-    async with running(api_service()) as api:
+    async with running(api_service(), headers=auth) as api:
         r = await api.http.post("/admin/projections/nope/rebuild", headers=auth)
         assert r.status_code == 404 and r.json()["error"]["code"] == "DPM-E020"
-        r = await api.http.post("/admin/projections/machines/rebuild")
+        async with httpx.AsyncClient(base_url=api.url) as bare:
+            r = await bare.post("/admin/projections/machines/rebuild")
         assert r.status_code == 401

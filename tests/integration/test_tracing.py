@@ -19,7 +19,7 @@ async def test_one_trace_from_http_request_to_another_services_handler(
 ) -> None:
     provider, exporter = tracing
     async with (
-        running(api_service(), tracer_provider=provider) as api,
+        running(api_service(), tracer_provider=provider, headers=auth) as api,
         running(scheduler_service(relay_enabled=False), tracer_provider=provider),
     ):
         headers = {**auth, "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}

@@ -214,6 +214,41 @@ class E:
         "Log in with `dpm login`, or pass the token in the Authorization: Bearer header.",
         401,
     )
+    FORBIDDEN = _define(
+        "DPM-E404",
+        "Not allowed",
+        "{username} has the {role} role; {action} needs {needed}.",
+        "Ask an administrator for the {needed} role, or use an account that has it.",
+        403,
+    )
+    LOGIN_FAILED = _define(
+        "DPM-E405",
+        "Login failed",
+        "Unknown user, wrong password, or the account is disabled.",
+        "Check the user name and password; an administrator can reset the password (`dpm users passwd`).",
+        401,
+    )
+    SESSION_EXPIRED = _define(
+        "DPM-E406",
+        "Session expired",
+        "The session was idle for more than {minutes} minutes.",
+        "Log in again with `dpm login`; scripts should use an API token (`dpm tokens create`).",
+        401,
+    )
+    USER_EXISTS = _define(
+        "DPM-E407",
+        "User exists",
+        "There is already a user named {username!r}.",
+        "Choose another name, or change the existing user's role.",
+        409,
+    )
+    USER_NOT_FOUND = _define(
+        "DPM-E408",
+        "User not found",
+        "There is no user named {username!r}.",
+        "List users with `dpm users list`.",
+        404,
+    )
     AGENT_TOKEN_REFUSED = _define(
         "DPM-E402",
         "Agent token refused",

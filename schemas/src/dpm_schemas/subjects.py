@@ -27,11 +27,12 @@ SCENARIO = "scenario"
 EXECUTION = "execution"
 IMAGE = "image"
 PACKAGE = "package"
+USER = "user"  # api: accounts, roles, API tokens
 POWER = "power"  # scheduler: power actions sent per machine
 IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
 TEST = "test"  # reserved for the test suites and benchmarks
 
-CATEGORIES = (MACHINE, GROUP, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, POWER, IDENTITY, TEST)
+CATEGORIES = (MACHINE, GROUP, USER, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, POWER, IDENTITY, TEST)
 
 
 def event_subject(category: str, wire_name: str) -> str:

@@ -25,10 +25,21 @@ from dpm_schemas.events.machines import (
 )
 from dpm_schemas.events.scenarios import ScenarioAssigned
 from dpm_schemas.events.testing import Probe
+from dpm_schemas.events.users import (
+    ApiTokenIssued,
+    ApiTokenRevoked,
+    UserCreated,
+    UserDisabled,
+    UserLoggedIn,
+    UserPasswordChanged,
+    UserRoleChanged,
+)
 
 __all__ = [
     "AgentEnrolled",
     "AgentTokenRevoked",
+    "ApiTokenIssued",
+    "ApiTokenRevoked",
     "ChunkSent",
     "GroupDefined",
     "GroupDeleted",
@@ -51,4 +62,9 @@ __all__ = [
     "Probe",
     "RebootMachine",
     "ScenarioAssigned",
+    "UserCreated",
+    "UserDisabled",
+    "UserLoggedIn",
+    "UserPasswordChanged",
+    "UserRoleChanged",
 ]

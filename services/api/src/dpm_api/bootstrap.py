@@ -6,8 +6,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api.projections import GroupList, MachineList
-from dpm_api.routes import admin, groups, machines
+from dpm_api import auth
+from dpm_api.projections import Accounts, GroupList, MachineList
+from dpm_api.routes import admin, groups, machines, users
+from dpm_api.routes import auth as auth_routes
 from dpm_api.settings import ApiSettings
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import E
@@ -19,8 +21,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="dpm", version="0.1.0", description="dpm deployment manager API")
     app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
     app.state.runtime = None
+    app.state.session_idle_timeout = settings.api_session_idle_timeout
     app.include_router(machines.router)
     app.include_router(groups.router)
+    app.include_router(auth_routes.router)
+    app.include_router(users.router)
     app.include_router(admin.router)
 
     @app.exception_handler(RequestValidationError)
@@ -43,6 +48,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
 def bootstrap(settings: ApiSettings) -> Service:
     def wire(_rt: Runtime) -> Wiring:
-        return Wiring(projections=[MachineList(), GroupList()])
+        return Wiring(ddl=auth.DDL, projections=[MachineList(), GroupList(), Accounts()])
 
     return Service(name=NAME, settings=settings, port=settings.api_port, app=create_app(settings), wire=wire)

@@ -1,14 +1,21 @@
-"""FastAPI dependencies as ``Annotated`` aliases: the running runtime and the authenticated actor."""
+"""FastAPI dependencies as ``Annotated`` aliases: the running runtime and the authenticated caller.
+
+Every route but the health checks needs a bearer token; reads need the viewer role, changes the
+operator role, user and system administration the admin role.
+"""
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from dpm_api.auth import Principal, resolve
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
+from dpm_schemas.events.users import Role
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -18,16 +25,35 @@ def get_runtime(request: Request) -> Runtime:
     return rt
 
 
-def get_actor(request: Request) -> str:
-    """The caller of a change. With ``DPM_API_TOKEN`` set, changes need ``Authorization: Bearer``."""
-    token = request.app.state.api_token
-    if token is None:
-        return "anonymous"
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
+async def get_principal(request: Request) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
         raise E.UNAUTHENTICATED()
-    return "admin"
+    rt = get_runtime(request)
+    idle = timedelta(seconds=request.app.state.session_idle_timeout)
+    async with rt.pool.connection() as conn:
+        return await resolve(conn, token, bootstrap=request.app.state.api_token, idle=idle)
+
+
+def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
+        principal = await get_principal(request)
+        principal.require(role, f"{request.method} {request.url.path}")
+        return principal
+
+    return check
+
+
+async def _actor(principal: Annotated[Principal, Depends(require(Role.OPERATOR))]) -> str:
+    return principal.username
+
+
+async def _admin(principal: Annotated[Principal, Depends(require(Role.ADMIN))]) -> str:
+    return principal.username
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-ActorDep = Annotated[str, Depends(get_actor)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ViewerDep = Annotated[Principal, Depends(require(Role.VIEWER))]
+ActorDep = Annotated[str, Depends(_actor)]  # an operator (or admin) making a change; the value is the actor
+AdminDep = Annotated[str, Depends(_admin)]

@@ -9,7 +9,16 @@ from dpm_api.domain.rules import check_group_network
 from dpm_api.domain.view import EVENT_TYPES, MACHINE_ID_EVENTS, MachineRow, evolve, target_of
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import GroupDefined, GroupDeleted, MachineBooted
+from dpm_schemas.events import (
+    ApiTokenIssued,
+    ApiTokenRevoked,
+    GroupDefined,
+    GroupDeleted,
+    MachineBooted,
+    UserCreated,
+    UserDisabled,
+    UserRoleChanged,
+)
 
 COLUMNS = MachineRow._fields
 _MACS = COLUMNS.index("macs")
@@ -131,3 +140,46 @@ class GroupList:
 
 def _str(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+class Accounts:
+    """``api.users`` and ``api.api_tokens``: who may log in, with which role, and which tokens are valid."""
+
+    name = "accounts"
+    schema = "api"
+    tables = ("users", "api_tokens")
+    event_types = tuple(
+        c.wire_name for c in (UserCreated, UserRoleChanged, UserDisabled, ApiTokenIssued, ApiTokenRevoked)
+    )
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".users (username text PRIMARY KEY, role text NOT NULL,'
+            " disabled boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL);"
+            f'CREATE TABLE IF NOT EXISTS "{schema}".api_tokens (token_id uuid PRIMARY KEY, username text NOT NULL,'
+            " name text NOT NULL, token_sha256 text NOT NULL UNIQUE, revoked boolean NOT NULL DEFAULT false,"
+            " created_at timestamptz NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        users, tokens = f'"{schema}".users', f'"{schema}".api_tokens'
+        for rec in events:
+            e = rec.event
+            if isinstance(e, UserCreated):
+                await conn.execute(
+                    f"INSERT INTO {users} (username, role, created_at) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (username) DO UPDATE SET role = excluded.role, disabled = false",
+                    (e.username, e.role.value, rec.occurred_at),
+                )
+            elif isinstance(e, UserRoleChanged):
+                await conn.execute(f"UPDATE {users} SET role = %s WHERE username = %s", (e.role.value, e.username))
+            elif isinstance(e, UserDisabled):
+                await conn.execute(f"UPDATE {users} SET disabled = true WHERE username = %s", (e.username,))
+            elif isinstance(e, ApiTokenIssued):
+                await conn.execute(
+                    f"INSERT INTO {tokens} (token_id, username, name, token_sha256, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (e.token_id, e.username, e.name, e.token_sha256, rec.occurred_at),
+                )
+            elif isinstance(e, ApiTokenRevoked):
+                await conn.execute(f"UPDATE {tokens} SET revoked = true WHERE token_id = %s", (e.token_id,))

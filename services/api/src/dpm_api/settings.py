@@ -13,4 +13,5 @@ class ApiSettings(ServiceSettings):
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token required for changes; `dpm up` generates one into var/."
     )
+    api_session_idle_timeout: float = Field(default=1800.0, gt=0, description="Seconds a login session may idle")
     api_max_body: int = Field(default=1_048_576, description="Largest accepted request body, in bytes.")

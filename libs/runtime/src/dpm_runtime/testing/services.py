@@ -26,11 +26,14 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(service: Service, *, tracer_provider: TracerProvider | None = None) -> AsyncIterator[Running]:
+async def running(
+    service: Service, *, tracer_provider: TracerProvider | None = None, headers: dict[str, str] | None = None
+) -> AsyncIterator[Running]:
+    """Serve ``service`` on this loop; ``headers`` (e.g. a bearer token) go with every request of ``.http``."""
     stop = asyncio.Event()
     task = asyncio.create_task(serve(service, tracer_provider=tracer_provider or TracerProvider(), stop=stop))
     url = f"http://{service.settings.http_host}:{service.port}"
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
 
         async def ready() -> bool:
             if task.done():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from dpm_api.deps import ActorDep, RuntimeDep
+from dpm_api.deps import AdminDep, RuntimeDep, ViewerDep
 from dpm_runtime.projection import rebuild
 from dpm_schemas import E
 
@@ -26,13 +26,13 @@ class RebuildOut(BaseModel):
 
 
 @router.get("/projections", response_model=list[ProjectionOut])
-async def list_projections(rt: RuntimeDep) -> list[ProjectionOut]:
+async def list_projections(rt: RuntimeDep, _who: ViewerDep) -> list[ProjectionOut]:
     """Projections of this service and the position each has reached."""
     return [ProjectionOut(name=name, position=runner.position) for name, runner in sorted(rt.projections.items())]
 
 
 @router.post("/projections/{name}/rebuild", response_model=RebuildOut)
-async def rebuild_projection(name: str, rt: RuntimeDep, _actor: ActorDep) -> RebuildOut:
+async def rebuild_projection(name: str, rt: RuntimeDep, _admin: AdminDep) -> RebuildOut:
     """Replay the log from position 0 into fresh tables and swap them in."""
     runner = rt.projections.get(name)
     if runner is None:

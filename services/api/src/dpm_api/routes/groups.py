@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, ValidationError
 
 from dpm_api import handlers
-from dpm_api.deps import ActorDep, RuntimeDep
+from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
+from dpm_runtime.service import Runtime
 from dpm_schemas import E
 from dpm_schemas.events import GroupDefined
 from dpm_schemas.events.groups import NEW_MACHINES
@@ -33,8 +34,12 @@ class GroupOut(BaseModel):
 
 
 @router.get("", response_model=list[GroupOut])
-async def list_groups(rt: RuntimeDep) -> list[GroupOut]:
+async def list_groups(rt: RuntimeDep, _who: ViewerDep) -> list[GroupOut]:
     """Every group, the built-in "new-machines" group first."""
+    return await group_rows(rt)
+
+
+async def group_rows(rt: Runtime) -> list[GroupOut]:
     async with rt.pool.connection() as conn:
         cur = await conn.execute("SELECT name, subnet, broadcast, gateway, wol_broadcast, description FROM api.groups")
         rows = [
@@ -64,7 +69,7 @@ async def define_group(name: str, body: GroupIn, rt: RuntimeDep, actor: ActorDep
     async with rt.pool.connection() as conn, conn.transaction():
         result = await handlers.define_group(rt.eventlog, conn, event, actor=actor)
     await rt.projections["groups"].wait_for(result.position, timeout=5)
-    return next(g for g in await list_groups(rt) if g.name == name)
+    return next(g for g in await group_rows(rt) if g.name == name)
 
 
 @router.delete("/{name}", status_code=202)

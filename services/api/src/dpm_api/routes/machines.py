@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from dpm_api import handlers
-from dpm_api.deps import ActorDep, RuntimeDep
+from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.domain import csvfile
 from dpm_api.domain.csvfile import MachineSpec
 from dpm_api.domain.view import MachineRow
@@ -88,7 +88,9 @@ async def register_machine(body: MachineIn, rt: RuntimeDep, actor: ActorDep, res
 
 
 @router.get("", response_model=list[MachineOut])
-async def list_machines(rt: RuntimeDep, group: str | None = None, min_position: int = 0) -> list[MachineOut]:
+async def list_machines(
+    rt: RuntimeDep, _who: ViewerDep, group: str | None = None, min_position: int = 0
+) -> list[MachineOut]:
     """List machines, optionally of one group; ``min_position`` waits until the list includes that change."""
     if min_position:
         await rt.projections["machines"].wait_for(min_position, timeout=5)
@@ -106,7 +108,7 @@ async def machine_rows(rt: Runtime, *, group: str | None = None) -> list[Machine
 
 
 @router.get("/export", response_class=PlainTextResponse, responses={200: {"content": {"text/csv": {}}}})
-async def export_machines(rt: RuntimeDep) -> PlainTextResponse:
+async def export_machines(rt: RuntimeDep, _who: ViewerDep) -> PlainTextResponse:
     """Every machine as CSV (name, macs, smbios_uuid, ip, group, os_type); `import` reads it back losslessly."""
     return PlainTextResponse(
         csvfile.render(await machine_rows(rt)),
@@ -135,7 +137,7 @@ async def import_machines(request: Request, rt: RuntimeDep, actor: ActorDep, dry
 
 
 @router.get("/{machine_id}", response_model=MachineOut)
-async def show_machine(machine_id: uuid.UUID, rt: RuntimeDep) -> MachineOut:
+async def show_machine(machine_id: uuid.UUID, rt: RuntimeDep, _who: ViewerDep) -> MachineOut:
     """One machine."""
     async with rt.pool.connection() as conn:
         cur = await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM api.machines WHERE machine_id = %s", (machine_id,))
