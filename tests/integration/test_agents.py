@@ -91,6 +91,7 @@ async def test_agents_presence_addresses_and_revocation(api_service, gateway_ser
                 machines, until=lambda ms: all(m["online"] for m in ms.values()), timeout=30, what="all agents online"
             )
             assert {n: m["ip"] for n, m in fleet.items()} == {f"lab-{i}": str(h.ip) for i, h in enumerate(lab.hosts)}
+            assert {(m["agent_version"], m["agent_outdated"]) for m in fleet.values()} == {("0.1.0", False)}
 
             # kill an agent: offline within the heartbeat timeout (plus the sweep period)
             procs[0].send_signal(signal.SIGKILL)

@@ -20,10 +20,10 @@ from dpm_schemas import E, Metadata, NewEvent, agent_protocol, subjects
 from dpm_schemas.agent_protocol import Addresses, Facts, Heartbeat, Hello, Inventory, Refused, Welcome
 from dpm_schemas.events import AgentEnrolled
 from dpm_schemas.ids import machine_key, stream_id
+from dpm_schemas.version import DPM_VERSION
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["agents"])
-SERVER_VERSION = "0.1.0"
 
 
 class EnrolIn(BaseModel):
@@ -112,7 +112,7 @@ async def agent_socket(ws: WebSocket) -> None:
             Welcome(
                 machine_id=machine_id,
                 heartbeat_interval=settings.agent_gateway_heartbeat_interval,
-                server_version=SERVER_VERSION,
+                server_version=DPM_VERSION,
             )
         )
     )

@@ -1,1 +1,1 @@
-"""dpm_api."""
+"""dpm api service: REST + OpenAPI, read models, authentication."""

@@ -66,6 +66,7 @@ class MachineRow(NamedTuple):
     last_boot_arch: str | None = None
     last_boot_stage: str | None = None
     boot_count: int = 0
+    agent_version: str | None = None
     position: int = 0
 
 
@@ -153,7 +154,7 @@ def _(event: MachineBooted, row: MachineRow | None, rec: RecordedEvent) -> Machi
 
 @evolve.register
 def _(event: MachineCameOnline, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
-    return row._replace(online=True, position=rec.position) if row else None
+    return row._replace(online=True, agent_version=event.agent_version, position=rec.position) if row else None
 
 
 @evolve.register

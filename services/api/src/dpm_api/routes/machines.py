@@ -22,6 +22,7 @@ from dpm_runtime.service import Runtime
 from dpm_schemas import E
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import normalize_mac
+from dpm_schemas.version import DPM_VERSION
 
 router = APIRouter(prefix="/machines", tags=["machines"])
 
@@ -49,12 +50,19 @@ class MachineOut(BaseModel):
     last_boot_arch: str | None
     last_boot_stage: str | None
     boot_count: int
+    agent_version: str | None
+    agent_outdated: bool = False  # the agent's version differs from the server's (it needs an upgrade)
     position: int
 
 
 class Accepted(BaseModel):
     machine_id: uuid.UUID
     position: int
+
+
+def _out(row: MachineRow) -> MachineOut:
+    outdated = row.agent_version is not None and row.agent_version != DPM_VERSION
+    return MachineOut(**row._asdict(), agent_outdated=outdated)
 
 
 def _spec(body: MachineIn) -> MachineSpec:
@@ -94,7 +102,7 @@ async def list_machines(
     """List machines, optionally of one group; ``min_position`` waits until the list includes that change."""
     if min_position:
         await rt.projections["machines"].wait_for(min_position, timeout=5)
-    return [MachineOut(**row._asdict()) for row in await machine_rows(rt, group=group)]
+    return [_out(row) for row in await machine_rows(rt, group=group)]
 
 
 async def machine_rows(rt: Runtime, *, group: str | None = None) -> list[MachineRow]:
@@ -144,7 +152,7 @@ async def show_machine(machine_id: uuid.UUID, rt: RuntimeDep, _who: ViewerDep) -
         row = await cur.fetchone()
     if row is None:
         raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
-    return MachineOut(**row_from_db(row)._asdict())
+    return _out(row_from_db(row))
 
 
 @router.put("/{machine_id}", response_model=Accepted)
