@@ -62,10 +62,12 @@ class Agent:
         *,
         gather: Callable[[AgentConfig], Facts] = facts.gather,
         take_inventory: Callable[[], Inventory] = facts.inventory,
+        current_addresses: Callable[[], tuple[str, ...]] = facts.addresses,
     ) -> None:
         self.config = config
         self._gather = gather
         self._inventory = take_inventory
+        self._addresses = current_addresses
         self.machine_id: str | None = None
         self.sessions = 0
 
@@ -121,7 +123,7 @@ class Agent:
         while not stop.is_set():
             await ws.send(agent_protocol.encode(Heartbeat(seq=seq)))
             seq += 1
-            now = await asyncio.to_thread(facts.addresses)
+            now = await asyncio.to_thread(self._addresses)
             if now != ips:
                 ips = now
                 local = ws.local_address[0] if ws.local_address else None
