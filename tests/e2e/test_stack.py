@@ -71,6 +71,7 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
     env.update({name: str(free_port()) for name in PORT_SETTINGS})
     env["DPM_STACK_VAR_DIR"] = str(var)
     env["DPM_API_URL"] = f"http://127.0.0.1:{env['DPM_API_PORT']}"
+    env["DPM_SESSION_FILE"] = str(var.parent / f"{var.name}-session")  # never the developer's own login
     try:
         proc, seconds = start_stack(env, var.parent / f"{var.name}-up1.log")
         assert seconds < 60, f"ready after {seconds:.1f} s"
@@ -99,6 +100,15 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         refused = cli(env, "machines", "import", str(csv_path))
         assert refused.returncode == 1 and "DPM-E110" in refused.stderr and "line 2, column 2" in refused.stderr
         assert cli(env, "groups", "rm", "lab").returncode == 1  # still holds e2e-01: DPM-E107
+
+        added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
+        assert added.returncode == 0, added.stderr
+        logged = cli(env, "login", "--username", "otto", "--password", "otto-secret-1")
+        assert logged.stdout.strip() == "logged in as otto (operator)", logged.stderr
+        assert "e2e-01" in cli(env, "machines", "list").stdout  # now as otto, through the session
+        denied = cli(env, "users", "list")
+        assert denied.returncode == 1 and "DPM-E404" in denied.stderr
+        assert cli(env, "logout").returncode == 0
         rebuilt = cli(env, "admin", "rebuild", "machines")
         assert rebuilt.returncode == 0 and "rebuilt machines: 2 events" in rebuilt.stdout  # registered, edited
 

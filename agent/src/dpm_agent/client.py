@@ -19,9 +19,22 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dpm_agent import __version__, facts
+from dpm_agent.commands import run_file_command
 from dpm_agent.config import AgentConfig
+from dpm_agent.power import MachinePower, SimulatedPower, SystemdPower
 from dpm_schemas import agent_protocol
-from dpm_schemas.agent_protocol import Addresses, Facts, Heartbeat, Hello, Inventory, Refused, Welcome
+from dpm_schemas.agent_protocol import (
+    Action,
+    Addresses,
+    Command,
+    CommandResult,
+    Facts,
+    Heartbeat,
+    Hello,
+    Inventory,
+    Refused,
+    Welcome,
+)
 
 log = logging.getLogger("dpm_agent")
 
@@ -70,8 +83,15 @@ class Agent:
         self._addresses = current_addresses
         self.machine_id: str | None = None
         self.sessions = 0
+        self.power: MachinePower | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.power is None:
+            self.power = (
+                SimulatedPower(self.config.state_dir, stop)
+                if self.config.power_driver == "simulated"
+                else SystemdPower()
+            )
         failures = 0
         while not stop.is_set():
             try:
@@ -136,8 +156,25 @@ class Agent:
         await ws.close()
 
     async def _receive(self, ws) -> None:  # type: ignore[no-untyped-def]
-        """Frames from the gateway (commands arrive here in a later protocol step); a refusal ends us."""
+        """Frames from the gateway: commands (each carried out in its own task) or a refusal."""
+        running: set[asyncio.Task[None]] = set()
         async for raw in ws:
             frame = agent_protocol.decode(raw)
             if isinstance(frame, Refused):
                 log.error("gateway: %s %s", frame.code, frame.message)
+            elif isinstance(frame, Command):
+                task = asyncio.create_task(self._execute(ws, frame))
+                running.add(task)
+                task.add_done_callback(running.discard)
+
+    async def _execute(self, ws, cmd: Command) -> None:  # type: ignore[no-untyped-def]
+        log.info("command %s %s %s", cmd.id, cmd.action.value, cmd.path or "")
+        if cmd.action in (Action.SHUTDOWN, Action.REBOOT):
+            await ws.send(agent_protocol.encode(CommandResult(id=cmd.id, ok=True)))  # answer, then act
+            assert self.power is not None
+            await self.power.act(cmd.action)
+            if cmd.action is Action.REBOOT and isinstance(self.power, SimulatedPower):
+                await ws.close()  # the simulated machine restarts: the agent comes back on its own
+            return
+        result = await asyncio.to_thread(run_file_command, cmd, self.config.allowed_paths)
+        await ws.send(agent_protocol.encode(result))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 import uuid
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +23,11 @@ class AgentConfig(BaseModel):
     smbios_uuid: uuid.UUID | None = None
     hostname: str | None = None
     inventory: bool = True
+    allowed_paths: tuple[Path, ...] = Field(
+        default=(Path("/opt/dpm/files"),),
+        description="File distribution may only touch paths inside these directories",
+    )
+    power_driver: Literal["systemd", "simulated"] = "systemd"
     max_backoff: float = Field(default=30.0, gt=0)
 
     @field_validator("server")

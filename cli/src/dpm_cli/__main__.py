@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli.client import EXIT_USAGE, CliError, request
+from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
 
 app = typer.Typer(help="dpm: deployment manager for fleets of machines.", no_args_is_help=True)
 machines = typer.Typer(help="Managed machines.", no_args_is_help=True)
@@ -19,6 +20,12 @@ power = typer.Typer(help="Power actions.", no_args_is_help=True)
 app.add_typer(machines, name="machines")
 app.add_typer(groups, name="groups")
 app.add_typer(power, name="power")
+files = typer.Typer(help="File distribution to machines' agents.", no_args_is_help=True)
+users = typer.Typer(help="Users and roles (admin).", no_args_is_help=True)
+tokens = typer.Typer(help="Your API tokens.", no_args_is_help=True)
+app.add_typer(files, name="files")
+app.add_typer(users, name="users")
+app.add_typer(tokens, name="tokens")
 app.add_typer(admin, name="admin")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -195,6 +202,131 @@ def power_on(machine_refs: Annotated[list[str], typer.Argument(metavar="MACHINE.
         row = find_machine(ref)
         request("POST", f"/machines/{row['machine_id']}/power/on")
         print(f"power-on requested for {row['name']}")
+
+
+def _command(ref: str, body: dict[str, Any]) -> dict[str, Any]:
+    row = find_machine(ref)
+    result: dict[str, Any] = request("POST", f"/machines/{row['machine_id']}/commands", json=body)
+    return result
+
+
+@power.command("off")
+def power_off(machine_refs: Annotated[list[str], typer.Argument(metavar="MACHINE...")]) -> None:
+    """Shut machines down through their agents."""
+    for ref in machine_refs:
+        _command(ref, {"action": "shutdown"})
+        print(f"shutdown sent to {ref}")
+
+
+@power.command("reboot")
+def power_reboot(machine_refs: Annotated[list[str], typer.Argument(metavar="MACHINE...")]) -> None:
+    """Reboot machines through their agents."""
+    for ref in machine_refs:
+        _command(ref, {"action": "reboot"})
+        print(f"reboot sent to {ref}")
+
+
+@files.command("put")
+def files_put(
+    local: Path, machine: str, path: str, mode: Annotated[str, typer.Option(help="Octal permissions.")] = "644"
+) -> None:
+    """Copy LOCAL to PATH on MACHINE (inside the agent's allowed directories)."""
+    content = base64.b64encode(local.read_bytes()).decode()
+    _command(machine, {"action": "put_file", "path": path, "content_base64": content, "mode": int(mode, 8)})
+    print(f"{local} -> {machine}:{path}")
+
+
+@files.command("rm")
+def files_rm(machine: str, path: str) -> None:
+    """Delete PATH on MACHINE."""
+    _command(machine, {"action": "delete_file", "path": path})
+    print(f"deleted {machine}:{path}")
+
+
+@files.command("ls")
+def files_ls(machine: str, path: str, as_json: JsonOpt = False) -> None:
+    """List the directory PATH on MACHINE."""
+    entries = _command(machine, {"action": "list_dir", "path": path})["entries"]
+    print(json.dumps(entries, indent=2) if as_json else table(entries, ["type", "size", "name"]))
+
+
+@app.command()
+def login(
+    username: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+) -> None:
+    """Log in; the session token is kept in ~/.config/dpm/token (mode 0600)."""
+    result = request("POST", "/auth/login", json={"username": username, "password": password}, anonymous=True)
+    save_token(result["token"])
+    print(f"logged in as {result['username']} ({result['role']})")
+
+
+@app.command()
+def logout() -> None:
+    """End the session and forget its token."""
+    request("POST", "/auth/logout")
+    forget_token()
+    print("logged out")
+
+
+@users.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """Users with their roles."""
+    rows = request("GET", "/users")
+    print(json.dumps(rows, indent=2) if as_json else table(rows, ["username", "role", "disabled", "created_at"]))
+
+
+@users.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create a user."""
+    request("POST", "/users", json={"username": username, "password": password, "role": role})
+    print(f"created {username} ({role})")
+
+
+@users.command("role")
+def users_role(username: str, role: str) -> None:
+    """Change a user's role."""
+    request("PUT", f"/users/{username}/role", json={"role": role})
+    print(f"{username} is now {role}")
+
+
+@users.command("passwd")
+def users_passwd(
+    username: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)]
+) -> None:
+    """Set a password (yours, or anyone's as admin)."""
+    request("PUT", f"/users/{username}/password", json={"password": password})
+    print(f"password of {username} changed")
+
+
+@users.command("rm")
+def users_rm(username: str) -> None:
+    """Disable a user."""
+    request("DELETE", f"/users/{username}")
+    print(f"disabled {username}")
+
+
+@tokens.command("create")
+def tokens_create(name: str) -> None:
+    """Issue an API token with your role; it is printed once."""
+    print(request("POST", "/auth/tokens", json={"name": name})["token"])
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """Your API tokens."""
+    print(table(request("GET", "/auth/tokens"), ["token_id", "name", "created_at"]))
+
+
+@tokens.command("rm")
+def tokens_rm(token_id: str) -> None:
+    """Revoke one of your API tokens."""
+    request("DELETE", f"/auth/tokens/{token_id}")
+    print(f"revoked {token_id}")
 
 
 @admin.command("rebuild")

@@ -27,18 +27,35 @@ def base_url() -> str:
     return os.environ.get("DPM_API_URL", f"http://127.0.0.1:{ports.API_HTTP}").rstrip("/")
 
 
+def session_file() -> Path:
+    return Path(os.environ.get("DPM_SESSION_FILE", Path.home() / ".config" / "dpm" / "token"))
+
+
+def save_token(value: str) -> None:
+    path = session_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(value)
+
+
+def forget_token() -> None:
+    session_file().unlink(missing_ok=True)
+
+
 def token() -> str | None:
-    """DPM_API_TOKEN, else the token `dpm up` wrote into var/api-token."""
+    """DPM_API_TOKEN, else the session of `dpm login`, else the token `dpm up` wrote into var/api-token."""
     if value := os.environ.get("DPM_API_TOKEN"):
         return value
+    if session_file().exists():
+        return session_file().read_text().strip()
     path = Path(os.environ.get("DPM_TOKEN_FILE", Path(os.environ.get("DPM_STACK_VAR_DIR", "var")) / "api-token"))
     return path.read_text().strip() if path.exists() else None
 
 
-def request(method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+def request(method: str, path: str, *, raw: bool = False, anonymous: bool = False, **kwargs: Any) -> Any:
     """Call the API; JSON back (or the text with ``raw``); errors become CliError with code and remedy."""
     headers = kwargs.pop("headers", {})
-    if tok := token():
+    if not anonymous and (tok := token()):
         headers["Authorization"] = f"Bearer {tok}"
     try:
         with httpx.Client(base_url=base_url(), timeout=float(os.environ.get("DPM_CLI_TIMEOUT", "120"))) as http:

@@ -13,6 +13,7 @@ opens (outbound only; DESIGN.md §6). Every frame is a map with ``kind``; unknow
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 from typing import Annotated, Literal, cast
 
 import msgpack
@@ -75,13 +76,51 @@ class Inventory(Frame):
     digest: str
 
 
+class Action(StrEnum):
+    SHUTDOWN = "shutdown"
+    REBOOT = "reboot"
+    PUT_FILE = "put_file"
+    DELETE_FILE = "delete_file"
+    LIST_DIR = "list_dir"
+
+
+MAX_FILE = 3 * 1024 * 1024  # put_file content travels inside one frame
+
+
+class Command(Frame):
+    kind: Literal["command"] = "command"
+    id: uuid.UUID
+    action: Action
+    path: Annotated[str, Field(max_length=4096)] | None = None
+    content: Annotated[bytes, Field(max_length=MAX_FILE)] | None = None
+    mode: int = Field(default=0o644, ge=0, le=0o7777)
+
+
+class Entry(Frame):
+    name: str
+    type: Literal["file", "dir", "link", "other"]
+    size: int
+    mtime: float
+
+
+class CommandResult(Frame):
+    kind: Literal["result"] = "result"
+    id: uuid.UUID
+    ok: bool
+    code: str = ""  # a DPM error code when not ok
+    message: str = ""
+    entries: tuple[Entry, ...] = ()
+
+
 class Refused(Frame):
     kind: Literal["refused"] = "refused"
     code: str
     message: str
 
 
-AnyFrame = Annotated[Hello | Welcome | Heartbeat | Addresses | Inventory | Refused, Field(discriminator="kind")]
+AnyFrame = Annotated[
+    Hello | Welcome | Heartbeat | Addresses | Inventory | Command | CommandResult | Refused, Field(discriminator="kind")
+]
 _ADAPTER: TypeAdapter[AnyFrame] = TypeAdapter(AnyFrame)
 
 
@@ -90,7 +129,10 @@ class FrameError(ValueError):
 
 
 def encode(frame: Frame) -> bytes:
-    return cast(bytes, msgpack.packb(frame.model_dump(mode="json"), use_bin_type=True))
+    """msgpack of the JSON form, except bytes fields, which msgpack carries as they are."""
+    raw = {k: v for k in type(frame).model_fields if isinstance(v := getattr(frame, k), bytes)}
+    body = frame.model_dump(mode="json", exclude_none=True, exclude=set(raw)) | raw
+    return cast(bytes, msgpack.packb(body, use_bin_type=True))
 
 
 def decode(raw: bytes) -> Frame:

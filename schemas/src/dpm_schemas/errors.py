@@ -263,6 +263,27 @@ class E:
         "Give the agent the enrolment token set in DPM_AGENT_GATEWAY_ENROLMENT_TOKEN on the gateway.",
         403,
     )
+    AGENT_OFFLINE = _define(
+        "DPM-E120",
+        "Machine offline",
+        "No agent of machine {machine_id} is connected.",
+        "Power the machine on (`dpm power on`) and check that dpm-agent runs on it; see `dpm machines show`.",
+        409,
+    )
+    AGENT_TIMEOUT = _define(
+        "DPM-E121",
+        "Agent did not answer",
+        "The agent of machine {machine_id} did not answer {action} within {timeout} s.",
+        "The machine may be overloaded or hung; retry, or check the agent's log on the machine.",
+        504,
+    )
+    AGENT_REFUSED = _define(
+        "DPM-E122",
+        "Agent refused the command",
+        "The agent refused {action} on {path}: {reason}.",
+        "Use an absolute path inside the agent's allowed directories (allowed_paths in /etc/dpm-agent.toml).",
+        422,
+    )
     NETBOOT_NOT_DETECTED = _define(
         "DPM-E112",
         "Network boot not detected",

@@ -28,11 +28,12 @@ EXECUTION = "execution"
 IMAGE = "image"
 PACKAGE = "package"
 USER = "user"  # api: accounts, roles, API tokens
+COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
 POWER = "power"  # scheduler: power actions sent per machine
 IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
 TEST = "test"  # reserved for the test suites and benchmarks
 
-CATEGORIES = (MACHINE, GROUP, USER, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, POWER, IDENTITY, TEST)
+CATEGORIES = (MACHINE, GROUP, USER, COMMAND, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, POWER, IDENTITY, TEST)
 
 
 def event_subject(category: str, wire_name: str) -> str:
@@ -50,6 +51,11 @@ def all_events() -> str:
 
 def command_subject(service: str, wire_name: str) -> str:
     return f"{COMMANDS_ROOT}.{service}.{wire_name}"
+
+
+def agent_command(machine_id: object) -> str:
+    """Requests for one machine's agent; the gateway replica holding its connection subscribes."""
+    return f"{COMMANDS_ROOT}.agent.{machine_id}"
 
 
 def signal_subject(wire_name: str, key: str = "*") -> str:

@@ -1,6 +1,8 @@
 """Every event and command dpm knows, grouped by the stream category that owns them."""
 
 from dpm_schemas.events.agents import (
+    AgentCommandCompleted,
+    AgentCommandIssued,
     AgentEnrolled,
     AgentTokenRevoked,
     InventoryReported,
@@ -36,6 +38,8 @@ from dpm_schemas.events.users import (
 )
 
 __all__ = [
+    "AgentCommandCompleted",
+    "AgentCommandIssued",
     "AgentEnrolled",
     "AgentTokenRevoked",
     "ApiTokenIssued",

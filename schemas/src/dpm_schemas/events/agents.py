@@ -54,6 +54,28 @@ class InventoryReported(Event):
     digest: str
 
 
+class AgentCommandIssued(Event):
+    """An operator sent a command to a machine's agent (stream ``command-<machine>``, written by api)."""
+
+    wire_name = "AgentCommandIssued"
+
+    command_id: uuid.UUID
+    machine_id: uuid.UUID
+    action: str
+    path: str | None = None
+    size: int = 0
+
+
+class AgentCommandCompleted(Event):
+    wire_name = "AgentCommandCompleted"
+
+    command_id: uuid.UUID
+    machine_id: uuid.UUID
+    ok: bool
+    code: str = ""
+    message: str = ""
+
+
 class AgentTokenRevoked(Event):
     """An operator revoked a machine's agent token (machine stream, written by api)."""
 

@@ -10,6 +10,7 @@ import secrets
 import uuid
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from dpm_agent_gateway import store
@@ -17,13 +18,24 @@ from dpm_agent_gateway.presence import Presence
 from dpm_runtime.eventlog import ANY_VERSION, Conn
 from dpm_runtime.service import Runtime
 from dpm_schemas import E, Metadata, NewEvent, agent_protocol, subjects
-from dpm_schemas.agent_protocol import Addresses, Facts, Heartbeat, Hello, Inventory, Refused, Welcome
+from dpm_schemas.agent_protocol import (
+    Addresses,
+    Command,
+    CommandResult,
+    Facts,
+    Heartbeat,
+    Hello,
+    Inventory,
+    Refused,
+    Welcome,
+)
 from dpm_schemas.events import AgentEnrolled
 from dpm_schemas.ids import machine_key, stream_id
 from dpm_schemas.version import DPM_VERSION
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["agents"])
+COMMAND_TIMEOUT = 120.0  # the api's own request timeout is normally shorter
 
 
 class EnrolIn(BaseModel):
@@ -107,6 +119,33 @@ async def agent_socket(ws: WebSocket) -> None:
         await ws.close(code=agent_protocol.CLOSE_UNAUTHORIZED)
 
     await presence.hello(machine_id, hello, close)
+    pending: dict[uuid.UUID, asyncio.Future[CommandResult]] = {}
+    send_lock = asyncio.Lock()
+
+    async def forward(msg: Msg) -> None:
+        """A command request from the api: pass it to the agent, answer with its result."""
+        try:
+            cmd = agent_protocol.decode(msg.data)
+            if not isinstance(cmd, Command):
+                raise agent_protocol.FrameError("not a command")
+        except agent_protocol.FrameError as exc:
+            await msg.respond(
+                agent_protocol.encode(CommandResult(id=uuid.UUID(int=0), ok=False, code="DPM-E100", message=str(exc)))
+            )
+            return
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        pending[cmd.id] = future
+        try:
+            async with send_lock:
+                await ws.send_bytes(agent_protocol.encode(cmd))
+            result = await asyncio.wait_for(future, COMMAND_TIMEOUT)
+        except (TimeoutError, RuntimeError, WebSocketDisconnect) as exc:
+            result = CommandResult(id=cmd.id, ok=False, code="DPM-E121", message=f"agent did not answer: {exc!r}")
+        finally:
+            pending.pop(cmd.id, None)
+        await msg.respond(agent_protocol.encode(result))
+
+    subscription = await rt.nc.subscribe(subjects.agent_command(machine_id), cb=forward)
     await ws.send_bytes(
         agent_protocol.encode(
             Welcome(
@@ -126,6 +165,9 @@ async def agent_socket(ws: WebSocket) -> None:
                 await presence.addresses(machine_id, frame.ips)
             elif isinstance(frame, Inventory):
                 await presence.inventory(machine_id, frame)
+            elif isinstance(frame, CommandResult):
+                if (waiting := pending.get(frame.id)) is not None and not waiting.done():
+                    waiting.set_result(frame)
             else:
                 raise agent_protocol.FrameError(f"unexpected {type(frame).__name__}")
     except (WebSocketDisconnect, TimeoutError, RuntimeError):
@@ -134,3 +176,5 @@ async def agent_socket(ws: WebSocket) -> None:
         await _refuse(ws, agent_protocol.CLOSE_PROTOCOL, Refused(code="DPM-E100", message=str(exc)))
     finally:
         presence.disconnected(machine_id, close)
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()

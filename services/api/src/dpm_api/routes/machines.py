@@ -3,6 +3,8 @@ reads come from the projection."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
@@ -12,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from dpm_api import handlers
+from dpm_api import commands, handlers
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.domain import csvfile
 from dpm_api.domain.csvfile import MachineSpec
@@ -20,6 +22,7 @@ from dpm_api.domain.view import MachineRow
 from dpm_api.projections import COLUMNS, row_from_db
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
+from dpm_schemas.agent_protocol import MAX_FILE, Action, Command
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import normalize_mac
 from dpm_schemas.version import DPM_VERSION
@@ -188,3 +191,33 @@ async def revoke_agent(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -
     async with rt.pool.connection() as conn, conn.transaction():
         result = await handlers.revoke_agent_token(rt.eventlog, conn, machine_id, actor=actor)
     return Accepted(machine_id=machine_id, position=result.position)
+
+
+class CommandIn(BaseModel):
+    action: Action
+    path: str | None = Field(default=None, max_length=4096)
+    content_base64: str | None = Field(default=None, max_length=4 * 1024 * 1024 + 16)
+    mode: int = Field(default=0o644, ge=0, le=0o777)
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+
+class CommandOut(BaseModel):
+    command_id: uuid.UUID
+    ok: bool
+    entries: list[dict[str, Any]] = []
+
+
+@router.post("/{machine_id}/commands", response_model=CommandOut)
+async def command_machine(machine_id: uuid.UUID, body: CommandIn, rt: RuntimeDep, actor: ActorDep) -> CommandOut:
+    """Tell the machine's agent to shut down, reboot, put or delete a file, or list a directory."""
+    content = None
+    if body.content_base64 is not None:
+        try:
+            content = base64.b64decode(body.content_base64, validate=True)
+        except binascii.Error:
+            raise E.INVALID_REQUEST(reason="content_base64 is not base64") from None
+        if len(content) > MAX_FILE:
+            raise E.INVALID_REQUEST(reason=f"files above {MAX_FILE} bytes are not distributed this way")
+    cmd = Command(id=uuid.uuid4(), action=body.action, path=body.path, content=content, mode=body.mode)
+    result = await commands.send(rt, machine_id, cmd, timeout=body.timeout, actor=actor)
+    return CommandOut(command_id=cmd.id, ok=result.ok, entries=[e.model_dump() for e in result.entries])

@@ -1,0 +1,47 @@
+"""Commands to a machine's agent: recorded (issued, completed) in the log, carried by a NATS request to
+the gateway replica that holds the agent's connection. No responder means the machine is offline."""
+
+from __future__ import annotations
+
+import uuid
+
+import nats.errors
+
+from dpm_runtime.eventlog import ANY_VERSION
+from dpm_runtime.service import Runtime
+from dpm_schemas import E, Metadata, NewEvent, agent_protocol, subjects
+from dpm_schemas.agent_protocol import Command, CommandResult
+from dpm_schemas.events import AgentCommandCompleted, AgentCommandIssued
+from dpm_schemas.ids import stream_id
+
+
+async def send(rt: Runtime, machine_id: uuid.UUID, cmd: Command, *, timeout: float, actor: str) -> CommandResult:
+    async with rt.pool.connection() as conn:
+        cur = await conn.execute("SELECT 1 FROM api.machines WHERE machine_id = %s", (machine_id,))
+        if await cur.fetchone() is None:
+            raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
+    sid = stream_id(subjects.COMMAND, machine_id)
+    meta = Metadata.new(actor=actor)
+    issued = AgentCommandIssued(
+        command_id=cmd.id, machine_id=machine_id, action=cmd.action.value, path=cmd.path, size=len(cmd.content or b"")
+    )
+    await rt.eventlog.append(sid, ANY_VERSION, [NewEvent(issued, meta)])
+    try:
+        reply = await rt.nc.request(subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=timeout)
+        result = agent_protocol.decode(reply.data)
+        assert isinstance(result, CommandResult)
+    except nats.errors.NoRespondersError:
+        result = CommandResult(id=cmd.id, ok=False, code=E.AGENT_OFFLINE.code, message="no agent connected")
+    except nats.errors.TimeoutError:
+        result = CommandResult(id=cmd.id, ok=False, code=E.AGENT_TIMEOUT.code, message=f"no answer in {timeout} s")
+    done = AgentCommandCompleted(
+        command_id=cmd.id, machine_id=machine_id, ok=result.ok, code=result.code, message=result.message[:500]
+    )
+    await rt.eventlog.append(sid, ANY_VERSION, [NewEvent(done, Metadata(meta.correlation_id, actor=actor))])
+    if not result.ok:
+        if result.code == E.AGENT_OFFLINE.code:
+            raise E.AGENT_OFFLINE(machine_id=machine_id)
+        if result.code == E.AGENT_TIMEOUT.code:
+            raise E.AGENT_TIMEOUT(machine_id=machine_id, action=cmd.action.value, timeout=timeout)
+        raise E.AGENT_REFUSED(action=cmd.action.value, path=cmd.path or "-", reason=result.message)
+    return result
