@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from dpm_runtime.testing import eventually, netlab
 from dpm_runtime.testing.services import running
 from dpm_schemas import agent_protocol
-from dpm_schemas.events import AgentEnrolled
+from dpm_schemas.events import AgentEnrolled, InventoryReported
 
 from .conftest import ENROLMENT
 
@@ -107,6 +107,10 @@ async def test_agents_presence_addresses_and_revocation(api_service, gateway_ser
             await eventually(machines, until=lambda ms: ms["lab-0"]["online"], timeout=20, what="lab-0 back online")
             enrolled = [e for e in await api.runtime.eventlog.read_all() if isinstance(e.event, AgentEnrolled)]
             assert len(enrolled) == 3  # the restart reused its token
+            (inventory,) = [
+                e.event for e in await api.runtime.eventlog.read_all() if isinstance(e.event, InventoryReported)
+            ]  # once: the restart's report was unchanged
+            assert inventory.os and inventory.kernel and any(p.startswith("dpkg=") for p in inventory.packages)
 
             # change an agent's address: the record follows
             new_ip = lab.subnet.network_address + 77

@@ -263,6 +263,15 @@ class E:
         "Give the agent the enrolment token set in DPM_AGENT_GATEWAY_ENROLMENT_TOKEN on the gateway.",
         403,
     )
+    POWER_ON_FAILED = _define(
+        "DPM-E113",
+        "Remote power-on failed",
+        "{machine} neither came online nor network-booted within {timeout} s of the Wake-on-LAN.",
+        "Check that Wake-on-LAN is enabled in the BIOS/UEFI and on the NIC, that the machine was shut down "
+        "cleanly (not forced off), that its group's network settings give the right broadcast address (routers "
+        "must forward directed broadcasts), and that the registered MAC is the NIC's; then `dpm power on` again.",
+        504,
+    )
     AGENT_OFFLINE = _define(
         "DPM-E120",
         "Machine offline",

@@ -21,8 +21,10 @@ from dpm_schemas.events.machines import (
     MachineRegistered,
     MachineRenamed,
     PowerOn,
+    PowerOnFailed,
     PowerOnRequested,
     PowerOnSent,
+    PowerOnSucceeded,
     RebootMachine,
 )
 from dpm_schemas.events.scenarios import ScenarioAssigned
@@ -61,8 +63,10 @@ __all__ = [
     "MachineRenamed",
     "MachineWentOffline",
     "PowerOn",
+    "PowerOnFailed",
     "PowerOnRequested",
     "PowerOnSent",
+    "PowerOnSucceeded",
     "Probe",
     "RebootMachine",
     "ScenarioAssigned",

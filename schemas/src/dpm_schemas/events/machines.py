@@ -102,6 +102,25 @@ class PowerOnSent(Event):
     destination: str  # e.g. "192.168.0.255:5561"
 
 
+class PowerOnSucceeded(Event):
+    """The machine answered after a power-on: its agent came online, or it network-booted."""
+
+    wire_name = "PowerOnSucceeded"
+
+    machine_id: uuid.UUID
+    via: str  # "agent" or "netboot"
+
+
+class PowerOnFailed(Event):
+    """Nothing answered within the remote power-on timeout: the machine is in remote-power-on error."""
+
+    wire_name = "PowerOnFailed"
+
+    machine_id: uuid.UUID
+    code: str
+    reason: str
+
+
 class RebootMachine(Command):
     wire_name = "RebootMachine"
 

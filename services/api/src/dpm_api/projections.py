@@ -41,7 +41,7 @@ class MachineList:
             " machine_id uuid PRIMARY KEY, name text NOT NULL, macs text[] NOT NULL, smbios_uuid uuid,"
             " ip text, group_name text NOT NULL, os_type text, registered_at timestamptz NOT NULL,"
             " online boolean NOT NULL, last_boot_at timestamptz, last_boot_arch text, last_boot_stage text,"
-            " boot_count integer NOT NULL, agent_version text, position bigint NOT NULL);"
+            " boot_count integer NOT NULL, agent_version text, power_error text, position bigint NOT NULL);"
             f'CREATE INDEX IF NOT EXISTS machines_macs ON "{schema}".machines USING gin (macs);'
         )
 

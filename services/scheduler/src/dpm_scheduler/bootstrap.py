@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import logging
 
 from fastapi import FastAPI
 
@@ -12,8 +15,10 @@ from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_scheduler import handlers
 from dpm_scheduler.power.wol import WakeOnLan
 from dpm_scheduler.settings import SchedulerSettings
-from dpm_schemas.events import PowerOnRequested
+from dpm_schemas.events import MachineBooted, MachineCameOnline, PowerOnRequested
 from dpm_schemas.subjects import durable_name
+
+log = logging.getLogger(__name__)
 
 NAME = "scheduler"
 SCHEMA = "scheduler"
@@ -26,19 +31,40 @@ def bootstrap(settings: SchedulerSettings) -> Service:
             interface=settings.scheduler_wol_interface,
             repeats=settings.scheduler_wol_repeats,
         )
+        timeout = settings.scheduler_power_on_timeout
         power_on = functools.partial(
             handlers.power_on_requested,
             driver=driver,
             eventlog=rt.eventlog,
             schema=SCHEMA,
             port=settings.scheduler_wol_port,
+            timeout=timeout,
         )
+        answered = functools.partial(handlers.machine_answered, eventlog=rt.eventlog, schema=SCHEMA)
+
+        async def expire(runtime: Runtime) -> None:
+            """Fail power-ons past their deadline, about once a second."""
+            period = min(1.0, timeout / 4)
+            while not runtime.stop.is_set():
+                try:
+                    await handlers.expire_power_watches(
+                        pool=runtime.pool, eventlog=runtime.eventlog, schema=SCHEMA, timeout=timeout
+                    )
+                except Exception as exc:  # the database may blip; the next round catches up
+                    log.warning("power-on watch: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runtime.stop.wait(), period)
+
         return Wiring(
-            ddl=directory_ddl(SCHEMA),
+            ddl=[*directory_ddl(SCHEMA), *handlers.watch_ddl(SCHEMA)],
             consumers=[
                 directory_consumer(NAME, SCHEMA),
-                ConsumerSpec(durable=durable_name(NAME, "power"), handlers={PowerOnRequested: power_on}),
+                ConsumerSpec(
+                    durable=durable_name(NAME, "power"),
+                    handlers={PowerOnRequested: power_on, MachineCameOnline: answered, MachineBooted: answered},
+                ),
             ],
+            tasks=[expire],
         )
 
     app = FastAPI(title="dpm scheduler", version="0.1.0")

@@ -16,4 +16,7 @@ class SchedulerSettings(ServiceSettings):
     scheduler_wol_interface: str | None = Field(
         default=None, description="Interface for 255.255.255.255 (the server's own segment); default: routing decides"
     )
+    scheduler_power_on_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds a machine has to come online or network-boot after a power-on"
+    )
     scheduler_wol_repeats: int = Field(default=3, ge=1, le=10, description="Magic packets per NIC per power-on")

@@ -23,10 +23,14 @@ from dpm_schemas.events import (
     MachineRegistered,
     MachineRenamed,
     MachineWentOffline,
+    PowerOnFailed,
+    PowerOnSucceeded,
 )
 from dpm_schemas.ids import machine_key
 
 MACHINE_ID_EVENTS = (
+    PowerOnFailed,
+    PowerOnSucceeded,
     MachineAddressesChanged,
     MachineRegistered,
     MachineEdited,
@@ -38,6 +42,8 @@ MACHINE_ID_EVENTS = (
 EVENT_TYPES = tuple(
     cls.wire_name
     for cls in (
+        PowerOnFailed,
+        PowerOnSucceeded,
         MachineAddressesChanged,
         MachineRegistered,
         MachineEdited,
@@ -67,6 +73,7 @@ class MachineRow(NamedTuple):
     last_boot_stage: str | None = None
     boot_count: int = 0
     agent_version: str | None = None
+    power_error: str | None = None  # the code of the last failed power-on, until the machine answers
     position: int = 0
 
 
@@ -154,7 +161,19 @@ def _(event: MachineBooted, row: MachineRow | None, rec: RecordedEvent) -> Machi
 
 @evolve.register
 def _(event: MachineCameOnline, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
-    return row._replace(online=True, agent_version=event.agent_version, position=rec.position) if row else None
+    if row is None:
+        return None
+    return row._replace(online=True, agent_version=event.agent_version, power_error=None, position=rec.position)
+
+
+@evolve.register
+def _(event: PowerOnFailed, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return row._replace(power_error=event.code, position=rec.position) if row else None
+
+
+@evolve.register
+def _(event: PowerOnSucceeded, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return row._replace(power_error=None, position=rec.position) if row else None
 
 
 @evolve.register

@@ -55,6 +55,8 @@ class MachineOut(BaseModel):
     boot_count: int
     agent_version: str | None
     agent_outdated: bool = False  # the agent's version differs from the server's (it needs an upgrade)
+    power_error: str | None = None
+    power_state: str = "off"  # on | off | remote-power-on-error
     position: int
 
 
@@ -65,7 +67,8 @@ class Accepted(BaseModel):
 
 def _out(row: MachineRow) -> MachineOut:
     outdated = row.agent_version is not None and row.agent_version != DPM_VERSION
-    return MachineOut(**row._asdict(), agent_outdated=outdated)
+    state = "remote-power-on-error" if row.power_error else "on" if row.online else "off"
+    return MachineOut(**row._asdict(), agent_outdated=outdated, power_state=state)
 
 
 def _spec(body: MachineIn) -> MachineSpec:
