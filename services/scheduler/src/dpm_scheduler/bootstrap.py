@@ -13,7 +13,7 @@ from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_scheduler import handlers
-from dpm_scheduler.power.wol import WakeOnLan
+from dpm_scheduler.power.wol import Spacing, WakeOnLan
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas.events import MachineBooted, MachineCameOnline, PowerOnRequested
 from dpm_schemas.subjects import durable_name
@@ -39,6 +39,7 @@ def bootstrap(settings: SchedulerSettings) -> Service:
             schema=SCHEMA,
             port=settings.scheduler_wol_port,
             timeout=timeout,
+            spacing=Spacing(settings.scheduler_power_on_interval),
         )
         answered = functools.partial(handlers.machine_answered, eventlog=rt.eventlog, schema=SCHEMA)
 

@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_runtime.consumer import Retry
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
 from dpm_scheduler.power.driver import PowerDriver, PowerTarget
-from dpm_scheduler.power.wol import destination
+from dpm_scheduler.power.wol import Spacing, destination
 from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, subjects
 from dpm_schemas.events import (
     MachineBooted,
@@ -47,6 +47,7 @@ async def power_on_requested(
     schema: str,
     port: int,
     timeout: float,
+    spacing: Spacing,
 ) -> None:
     """Send the power-on and start watching: the machine has ``timeout`` seconds to answer."""
     event = rec.event
@@ -54,6 +55,7 @@ async def power_on_requested(
     target = await power_target(conn, schema, event.machine_id)
     if target is None:  # the directory consumer may not have seen the registration yet
         raise Retry(f"machine {event.machine_id} not in the directory yet", delay=0.5)
+    await spacing.wait()
     await driver.power_on(target)
     await conn.execute(
         f'INSERT INTO "{schema}".power_watch (machine_id, deadline) VALUES (%s, now() + %s)'

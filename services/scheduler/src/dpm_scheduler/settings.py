@@ -19,4 +19,7 @@ class SchedulerSettings(ServiceSettings):
     scheduler_power_on_timeout: float = Field(
         default=600.0, gt=0, description="Seconds a machine has to come online or network-boot after a power-on"
     )
+    scheduler_power_on_interval: float = Field(
+        default=1.0, ge=0, description="Seconds between consecutive power-ons, so a room does not start at once"
+    )
     scheduler_wol_repeats: int = Field(default=3, ge=1, le=10, description="Magic packets per NIC per power-on")

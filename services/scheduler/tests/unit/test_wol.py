@@ -27,3 +27,28 @@ def test_own_segment_uses_the_limited_broadcast_other_segments_their_directed_br
     assert destination(PowerTarget("m", ("52:54:00:00:00:01",), IPv4Address("192.168.0.255"))) == IPv4Address(
         "192.168.0.255"
     )
+
+
+async def test_power_ons_are_spaced_by_the_interval() -> None:
+    from dpm_scheduler.power.wol import Spacing
+
+    now = [100.0]
+    slept: list[float] = []
+    spacing = Spacing(2.0, clock=lambda: now[0])
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    import asyncio
+
+    real_sleep, asyncio.sleep = asyncio.sleep, fake_sleep  # type: ignore[assignment]
+    try:
+        await spacing.wait()
+        now[0] += 0.5
+        await spacing.wait()
+        now[0] += 5.0
+        await spacing.wait()
+    finally:
+        asyncio.sleep = real_sleep  # type: ignore[assignment]
+    assert slept == [1.5]

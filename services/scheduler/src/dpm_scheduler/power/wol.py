@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from dpm_scheduler.power.driver import PowerTarget
@@ -68,10 +70,26 @@ class WakeOnLan:
         )
 
 
+class Spacing:
+    """Consecutive power-ons at least ``interval`` seconds apart (the original's remote power-on
+    interval), across requests: one consumer sends them one after another through this gate."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: float | None = None
+
+    async def wait(self) -> None:
+        if self._last is not None:
+            remaining = self._last + self.interval - self._clock()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+        self._last = self._clock()
+
+
 async def power_on_all(driver: WakeOnLan, targets: list[PowerTarget], *, interval: float) -> None:
-    """Wake many machines, ``interval`` seconds apart (the original's remote power-on interval), so a
-    room of machines does not draw its inrush current at once."""
-    for i, target in enumerate(targets):
-        if i:
-            await asyncio.sleep(interval)
+    """Wake many machines, ``interval`` seconds apart."""
+    spacing = Spacing(interval)
+    for target in targets:
+        await spacing.wait()
         await driver.power_on(target)
