@@ -329,6 +329,19 @@ def tokens_rm(token_id: str) -> None:
     print(f"revoked {token_id}")
 
 
+agents = typer.Typer(help="Agents.", no_args_is_help=True)
+app.add_typer(agents, name="agents")
+
+
+@agents.command("enrolment-token")
+def agents_enrolment_token(
+    uses: Annotated[int, typer.Option(help="How many machines may enrol with it.")] = 1,
+    expires_in: Annotated[float, typer.Option(help="Seconds until it expires.")] = 86400.0,
+) -> None:
+    """Issue an enrolment token for new agents (printed once)."""
+    print(request("POST", "/agents/enrolment-tokens", json={"uses": uses, "expires_in": expires_in})["token"])
+
+
 @admin.command("rebuild")
 def admin_rebuild(projection: str, as_json: JsonOpt = False) -> None:
     """Replay the event log from position 0 into fresh read-model tables and swap them in."""

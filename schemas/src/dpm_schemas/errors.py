@@ -259,8 +259,8 @@ class E:
     ENROLMENT_REFUSED = _define(
         "DPM-E403",
         "Enrolment refused",
-        "The enrolment token is wrong, or enrolment is disabled on this gateway.",
-        "Give the agent the enrolment token set in DPM_AGENT_GATEWAY_ENROLMENT_TOKEN on the gateway.",
+        "The enrolment token is unknown, used up or expired.",
+        "Issue a new one (`dpm agents enrolment-token`) and put it in the agent's enrolment_token.",
         403,
     )
     POWER_ON_FAILED = _define(

@@ -28,12 +28,28 @@ EXECUTION = "execution"
 IMAGE = "image"
 PACKAGE = "package"
 USER = "user"  # api: accounts, roles, API tokens
+ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
 POWER = "power"  # scheduler: power actions sent per machine
 IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
 TEST = "test"  # reserved for the test suites and benchmarks
 
-CATEGORIES = (MACHINE, GROUP, USER, COMMAND, BOOT, AGENT, SCENARIO, EXECUTION, IMAGE, PACKAGE, POWER, IDENTITY, TEST)
+CATEGORIES = (
+    MACHINE,
+    GROUP,
+    USER,
+    ENROLMENT,
+    COMMAND,
+    BOOT,
+    AGENT,
+    SCENARIO,
+    EXECUTION,
+    IMAGE,
+    PACKAGE,
+    POWER,
+    IDENTITY,
+    TEST,
+)
 
 
 def event_subject(category: str, wire_name: str) -> str:

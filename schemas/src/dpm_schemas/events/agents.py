@@ -4,11 +4,24 @@ never heartbeats, which stay transient. Token revocation is an operator action o
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import Field
 
 from dpm_schemas.base import Event
+
+
+class EnrolmentTokenIssued(Event):
+    """An admin issued an enrolment token (stream ``enrolment-<id>``, written by api): good for
+    ``uses`` enrolments until ``expires_at``. Only its SHA-256 is recorded (it is 256-bit random)."""
+
+    wire_name = "EnrolmentTokenIssued"
+
+    token_id: uuid.UUID
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    expires_at: datetime
+    uses: int = Field(ge=1, le=100_000)
 
 
 class AgentEnrolled(Event):

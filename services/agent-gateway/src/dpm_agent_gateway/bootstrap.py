@@ -13,7 +13,7 @@ from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Wiring
-from dpm_schemas.events import AgentTokenRevoked
+from dpm_schemas.events import AgentTokenRevoked, EnrolmentTokenIssued
 from dpm_schemas.subjects import durable_name
 
 NAME = "agent-gateway"
@@ -40,7 +40,10 @@ def bootstrap(settings: AgentGatewaySettings) -> Service:
             ddl=[*directory_ddl(store.SCHEMA), *store.DDL],
             consumers=[
                 directory_consumer(NAME, store.SCHEMA),
-                ConsumerSpec(durable=durable_name(NAME, "tokens"), handlers={AgentTokenRevoked: revoked}),
+                ConsumerSpec(
+                    durable=durable_name(NAME, "tokens"),
+                    handlers={AgentTokenRevoked: revoked, EnrolmentTokenIssued: handlers.enrolment_token_issued},
+                ),
             ],
             tasks=[sweep],
         )

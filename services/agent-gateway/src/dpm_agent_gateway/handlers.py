@@ -8,7 +8,7 @@ from dpm_agent_gateway import store
 from dpm_agent_gateway.presence import Presence
 from dpm_runtime.eventlog import Conn
 from dpm_schemas import RecordedEvent
-from dpm_schemas.events import AgentTokenRevoked
+from dpm_schemas.events import AgentTokenRevoked, EnrolmentTokenIssued
 
 
 async def token_revoked(rec: RecordedEvent, conn: Conn, *, presence: Presence) -> None:
@@ -19,3 +19,9 @@ async def token_revoked(rec: RecordedEvent, conn: Conn, *, presence: Presence) -
     if close := presence.connections.pop(event.machine_id, None):
         with contextlib.suppress(Exception):
             await close()
+
+
+async def enrolment_token_issued(rec: RecordedEvent, conn: Conn) -> None:
+    event = rec.event
+    assert isinstance(event, EnrolmentTokenIssued)
+    await store.save_enrolment_token(conn, event.token_id, event.token_sha256, event.expires_at, event.uses)

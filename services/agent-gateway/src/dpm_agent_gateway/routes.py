@@ -61,15 +61,17 @@ async def resolve_machine(conn: Conn, facts: Facts) -> uuid.UUID:
 
 @router.post(agent_protocol.ENROL_PATH, response_model=EnrolOut)
 async def enrol(body: EnrolIn, request: Request) -> EnrolOut:
-    """Exchange the shared enrolment token for this machine's own token (only its hash is kept)."""
+    """Exchange an enrolment token -- one issued by an admin (single-use by default) or the gateway's shared
+    secret -- for this machine's own token; only its hash is kept."""
     rt: Runtime | None = request.app.state.runtime
     expected: str | None = request.app.state.enrolment_token
     if rt is None:
         raise E.NOT_READY(service="agent-gateway", reason="still connecting")
-    if expected is None or not hmac.compare_digest(body.enrolment_token.encode(), expected.encode()):
-        raise E.ENROLMENT_REFUSED()
+    shared = expected is not None and hmac.compare_digest(body.enrolment_token.encode(), expected.encode())
     token = secrets.token_urlsafe(32)
     async with rt.pool.connection() as conn, conn.transaction():
+        if not shared and not await store.use_enrolment_token(conn, body.enrolment_token):
+            raise E.ENROLMENT_REFUSED()
         machine_id = await resolve_machine(conn, body.facts)
         digest = store.token_hash(token)
         await store.save_token(conn, machine_id, digest)

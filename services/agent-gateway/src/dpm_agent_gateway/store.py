@@ -19,6 +19,8 @@ DDL = [
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.agent_tokens (machine_id uuid PRIMARY KEY, token_sha256 text NOT NULL,"
     " revoked boolean NOT NULL DEFAULT false)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS agent_tokens_hash ON {SCHEMA}.agent_tokens (token_sha256)",
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.enrolment_tokens (token_sha256 text PRIMARY KEY, token_id uuid NOT NULL,"
+    " expires_at timestamptz NOT NULL, uses_left integer NOT NULL)",
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,"
     " agent_version text NOT NULL DEFAULT '', ips text[] NOT NULL DEFAULT '{}',"
     " inventory_digest text NOT NULL DEFAULT '')",
@@ -77,3 +79,21 @@ async def record(log: EventLog, conn: Conn, machine_id: uuid.UUID, event: Event,
 async def online_machines(conn: Conn) -> list[uuid.UUID]:
     cur = await conn.execute(f"SELECT machine_id FROM {SCHEMA}.presence WHERE online")
     return [r[0] for r in await cur.fetchall()]
+
+
+async def save_enrolment_token(conn: Conn, token_id: uuid.UUID, digest: str, expires_at: object, uses: int) -> None:
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.enrolment_tokens (token_sha256, token_id, expires_at, uses_left)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (digest, token_id, expires_at, uses),
+    )
+
+
+async def use_enrolment_token(conn: Conn, token: str) -> bool:
+    """Spend one use of an issued enrolment token, atomically; False if unknown, used up or expired."""
+    cur = await conn.execute(
+        f"UPDATE {SCHEMA}.enrolment_tokens SET uses_left = uses_left - 1"
+        " WHERE token_sha256 = %s AND uses_left > 0 AND expires_at > now() RETURNING 1",
+        (token_hash(token),),
+    )
+    return await cur.fetchone() is not None

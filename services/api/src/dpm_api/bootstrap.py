@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from dpm_api import auth
 from dpm_api.projections import Accounts, GroupList, MachineList
-from dpm_api.routes import admin, groups, machines, users
+from dpm_api.routes import admin, agents, groups, machines, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.settings import ApiSettings
 from dpm_runtime.service import Runtime, Service, Wiring
@@ -26,6 +26,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(groups.router)
     app.include_router(auth_routes.router)
     app.include_router(users.router)
+    app.include_router(agents.router)
     app.include_router(admin.router)
 
     @app.exception_handler(RequestValidationError)
