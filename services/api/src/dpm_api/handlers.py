@@ -15,7 +15,6 @@ from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.base import Event
 from dpm_schemas.errors import DpmError
 from dpm_schemas.events import (
-    AgentTokenRevoked,
     GroupDefined,
     GroupDeleted,
     IdentityClaimed,
@@ -23,7 +22,6 @@ from dpm_schemas.events import (
     MachineDeleted,
     MachineEdited,
     MachineRegistered,
-    PowerOnRequested,
 )
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import stream_id
@@ -142,23 +140,11 @@ async def delete(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str
     )
 
 
-async def request_power_on(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str) -> AppendResult:
+async def machine_event(log: EventLog, conn: Conn, machine_id: uuid.UUID, event: Event, *, actor: str) -> AppendResult:
+    """Append an operator's request about a live machine (power on, token revocation) to its stream."""
     _held, version = await _current(log, conn, machine_id)
     return await log.append(
-        stream_id(subjects.MACHINE, machine_id),
-        version,
-        [NewEvent(PowerOnRequested(machine_id=machine_id), Metadata.new(actor=actor))],
-        conn=conn,
-    )
-
-
-async def revoke_agent_token(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str) -> AppendResult:
-    _held, version = await _current(log, conn, machine_id)
-    return await log.append(
-        stream_id(subjects.MACHINE, machine_id),
-        version,
-        [NewEvent(AgentTokenRevoked(machine_id=machine_id), Metadata.new(actor=actor))],
-        conn=conn,
+        stream_id(subjects.MACHINE, machine_id), version, [NewEvent(event, Metadata.new(actor=actor))], conn=conn
     )
 
 

@@ -39,21 +39,8 @@ MACHINE_ID_EVENTS = (
     MachineCameOnline,
     MachineWentOffline,
 )
-EVENT_TYPES = tuple(
-    cls.wire_name
-    for cls in (
-        PowerOnFailed,
-        PowerOnSucceeded,
-        MachineAddressesChanged,
-        MachineRegistered,
-        MachineEdited,
-        MachineRenamed,
-        MachineDeleted,
-        MachineBooted,
-        MachineCameOnline,
-        MachineWentOffline,
-    )
-)
+# every event the machine list reads: those naming a machine, and boots (matched by MAC)
+EVENT_TYPES = tuple(cls.wire_name for cls in (*MACHINE_ID_EVENTS, MachineBooted))
 
 
 class MachineRow(NamedTuple):

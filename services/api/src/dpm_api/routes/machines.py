@@ -23,6 +23,7 @@ from dpm_api.projections import COLUMNS, row_from_db
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
 from dpm_schemas.agent_protocol import MAX_FILE, Action, Command
+from dpm_schemas.events import AgentTokenRevoked, PowerOnRequested
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import normalize_mac
 from dpm_schemas.version import DPM_VERSION
@@ -184,7 +185,9 @@ async def delete_machine(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep)
 async def power_on(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Accepted:
     """Ask for a machine to be powered on (Wake-on-LAN to its group's broadcast address)."""
     async with rt.pool.connection() as conn, conn.transaction():
-        result = await handlers.request_power_on(rt.eventlog, conn, machine_id, actor=actor)
+        result = await handlers.machine_event(
+            rt.eventlog, conn, machine_id, PowerOnRequested(machine_id=machine_id), actor=actor
+        )
     return Accepted(machine_id=machine_id, position=result.position)
 
 
@@ -192,7 +195,9 @@ async def power_on(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Ac
 async def revoke_agent(machine_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> Accepted:
     """Revoke the machine's agent token: the gateway refuses it from now on and drops the connection."""
     async with rt.pool.connection() as conn, conn.transaction():
-        result = await handlers.revoke_agent_token(rt.eventlog, conn, machine_id, actor=actor)
+        result = await handlers.machine_event(
+            rt.eventlog, conn, machine_id, AgentTokenRevoked(machine_id=machine_id), actor=actor
+        )
     return Accepted(machine_id=machine_id, position=result.position)
 
 
