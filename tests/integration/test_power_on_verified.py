@@ -74,13 +74,23 @@ async def test_woken_machine_answers_and_a_dead_one_is_a_power_on_error(
                     timeout=20,
                     what="power-on error of the dead machine",
                 )
+                # powering on a machine that is already running answers at once
+                assert (await api.http.post(f"/machines/{ids['alive']}/power/on")).status_code == 202
+
+                async def succeeded():
+                    return [
+                        e.event for e in await api.runtime.eventlog.read_all() if isinstance(e.event, PowerOnSucceeded)
+                    ]
+
+                await eventually(succeeded, until=lambda s: len(s) == 2, timeout=3, what="already-on answered")
                 events = [e.event for e in await api.runtime.eventlog.read_all()]
         finally:
             machine.kill()
             machine.wait()
     assert on["online"] and on["power_error"] is None
     assert failed["power_state"] == "remote-power-on-error" and failed["power_error"] == "DPM-E113"
-    (ok,) = [e for e in events if isinstance(e, PowerOnSucceeded)]
+    ok, already = [e for e in events if isinstance(e, PowerOnSucceeded)]
     (bad,) = [e for e in events if isinstance(e, PowerOnFailed)]
     assert str(ok.machine_id) == ids["alive"] and ok.via == "agent"
+    assert str(already.machine_id) == ids["alive"] and already.via == "already-on"
     assert str(bad.machine_id) == ids["dead"] and "dead" in bad.reason and "4 s" in bad.reason

@@ -15,7 +15,7 @@ from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_scheduler import handlers
 from dpm_scheduler.power.wol import Spacing, WakeOnLan
 from dpm_scheduler.settings import SchedulerSettings
-from dpm_schemas.events import MachineBooted, MachineCameOnline, PowerOnRequested
+from dpm_schemas.events import MachineBooted, MachineCameOnline, MachineWentOffline, PowerOnRequested
 from dpm_schemas.subjects import durable_name
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def bootstrap(settings: SchedulerSettings) -> Service:
             spacing=Spacing(settings.scheduler_power_on_interval),
         )
         answered = functools.partial(handlers.machine_answered, eventlog=rt.eventlog, schema=SCHEMA)
+        went_offline = functools.partial(handlers.presence_changed, schema=SCHEMA)
 
         async def expire(runtime: Runtime) -> None:
             """Fail power-ons past their deadline, about once a second."""
@@ -62,7 +63,12 @@ def bootstrap(settings: SchedulerSettings) -> Service:
                 directory_consumer(NAME, SCHEMA),
                 ConsumerSpec(
                     durable=durable_name(NAME, "power"),
-                    handlers={PowerOnRequested: power_on, MachineCameOnline: answered, MachineBooted: answered},
+                    handlers={
+                        PowerOnRequested: power_on,
+                        MachineCameOnline: answered,
+                        MachineWentOffline: went_offline,
+                        MachineBooted: answered,
+                    },
                 ),
             ],
             tasks=[expire],

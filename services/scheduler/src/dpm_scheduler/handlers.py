@@ -16,6 +16,7 @@ from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, subjects
 from dpm_schemas.events import (
     MachineBooted,
     MachineCameOnline,
+    MachineWentOffline,
     PowerOnFailed,
     PowerOnRequested,
     PowerOnSent,
@@ -55,6 +56,21 @@ async def power_on_requested(
     target = await power_target(conn, schema, event.machine_id)
     if target is None:  # the directory consumer may not have seen the registration yet
         raise Retry(f"machine {event.machine_id} not in the directory yet", delay=0.5)
+    cur = await conn.execute(f'SELECT online FROM "{schema}".presence WHERE machine_id = %s', (event.machine_id,))
+    row = await cur.fetchone()
+    if row is not None and row[0]:  # already running: nothing to wake, nothing to wait for
+        await eventlog.append(
+            stream_id(subjects.POWER, event.machine_id),
+            ANY_VERSION,
+            [
+                NewEvent(
+                    PowerOnSucceeded(machine_id=event.machine_id, via="already-on"),
+                    Metadata(correlation_id=rec.metadata.correlation_id, actor="scheduler").caused_by(rec),
+                )
+            ],
+            conn=conn,
+        )
+        return
     await spacing.wait()
     await driver.power_on(target)
     await conn.execute(
@@ -76,8 +92,22 @@ async def power_on_requested(
 def watch_ddl(schema: str) -> list[str]:
     return [
         f'CREATE TABLE IF NOT EXISTS "{schema}".power_watch (machine_id uuid PRIMARY KEY,'
-        " deadline timestamptz NOT NULL)"
+        " deadline timestamptz NOT NULL)",
+        f'CREATE TABLE IF NOT EXISTS "{schema}".presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,'
+        " position bigint NOT NULL)",
     ]
+
+
+async def presence_changed(rec: RecordedEvent, conn: Conn, *, schema: str) -> None:
+    """Remember whether each machine's agent is online (a power-on of a running machine answers at once)."""
+    event = rec.event
+    assert isinstance(event, MachineCameOnline | MachineWentOffline)
+    await conn.execute(
+        f'INSERT INTO "{schema}".presence (machine_id, online, position) VALUES (%s, %s, %s)'
+        f" ON CONFLICT (machine_id) DO UPDATE SET online = excluded.online, position = excluded.position"
+        f' WHERE "{schema}".presence.position < excluded.position',
+        (event.machine_id, isinstance(event, MachineCameOnline), rec.position),
+    )
 
 
 async def machine_answered(rec: RecordedEvent, conn: Conn, *, eventlog: EventLog, schema: str) -> None:
@@ -93,6 +123,7 @@ async def machine_answered(rec: RecordedEvent, conn: Conn, *, eventlog: EventLog
         machine_id, via = row[0], "netboot"
     else:
         assert isinstance(event, MachineCameOnline)
+        await presence_changed(rec, conn, schema=schema)
         machine_id, via = event.machine_id, "agent"
     cur = await conn.execute(f'DELETE FROM "{schema}".power_watch WHERE machine_id = %s RETURNING 1', (machine_id,))
     if await cur.fetchone() is not None:
