@@ -30,6 +30,7 @@ PORT_SETTINGS = [
     "DPM_STACK_POSTGRES_PORT",
     "DPM_STACK_NATS_PORT",
     "DPM_STACK_NATS_MONITOR_PORT",
+    "DPM_PXE_TFTP_PORT",
 ]
 
 
@@ -79,6 +80,16 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         for name, port in ports.items():
             r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             assert r.status_code == 200 and r.json()["service"] == name
+
+        # the pxe service serves var/tftp over TFTP (curl is a client nobody here wrote)
+        (var / "tftp" / "hello.txt").write_text("boot me\n")
+        fetched = subprocess.run(
+            ["curl", "-sS", f"tftp://127.0.0.1:{env['DPM_PXE_TFTP_PORT']}/hello.txt"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert fetched.stdout == "boot me\n", fetched.stderr
 
         added = cli(env, "machines", "add", "e2e-01", "--mac", "52-54-00-E2-E0-01", "--json")
         assert added.returncode == 0, added.stderr

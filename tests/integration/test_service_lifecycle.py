@@ -99,3 +99,20 @@ def test_a_taken_port_is_a_clear_error_naming_the_setting(tmp_path) -> None:
     (record,) = [r for r in log_lines(tmp_path / "pxe.log") if r["level"] == "ERROR"]
     assert record["code"] == "DPM-E001"
     assert f"port {port}" in record["message"] and "DPM_PXE_PORT" in record["message"]
+
+
+def test_a_taken_tftp_port_stops_pxe_with_the_setting_to_change(service_env, tmp_path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        env = {
+            **service_env,
+            "DPM_PXE_PORT": str(free_port()),
+            "DPM_PXE_TFTP_PORT": str(port),
+            "DPM_PXE_TFTP_HOST": "127.0.0.1",
+            "DPM_PXE_TFTP_ROOT": str(tmp_path / "tftp"),
+        }
+        proc = start("dpm_pxe", env, tmp_path / "pxe.log")
+        assert proc.wait(60) == 2
+    (record,) = [r for r in log_lines(tmp_path / "pxe.log") if r["level"] == "ERROR"]
+    assert record["code"] == "DPM-E001" and "DPM_PXE_TFTP_PORT" in record["message"] and str(port) in record["message"]

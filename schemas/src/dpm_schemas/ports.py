@@ -27,6 +27,7 @@ SETTINGS: Final = {
     "api": ("DPM_API_PORT", API_HTTP),
     "imager": ("DPM_IMAGER_PORT", IMAGER_HTTP),
     "pxe": ("DPM_PXE_PORT", PXE_HTTP),
+    "pxe-tftp": ("DPM_PXE_TFTP_PORT", TFTP),
     "agent-gateway": ("DPM_AGENT_GATEWAY_PORT", AGENT_GATEWAY),
     "updater": ("DPM_UPDATER_PORT", UPDATER_HTTP),
     "scheduler": ("DPM_SCHEDULER_PORT", SCHEDULER_HTTP),

@@ -243,6 +243,20 @@ def run(service: Service) -> None:
     setup_logging(service.name, service.settings.log_level)
     try:
         asyncio.run(serve(service))
-    except DpmError as exc:
+    except (DpmError, BaseExceptionGroup) as raised:
+        exc = _catalogued(raised)
+        if exc is None:
+            raise
         log.error("%s: %s %s -- %s", service.name, exc.code, exc.message, exc.remedy, extra={"code": exc.code})
         sys.exit(2)
+
+
+def _catalogued(raised: BaseException) -> DpmError | None:
+    """The catalogued error behind a failure, also when a task group wrapped it."""
+    if isinstance(raised, DpmError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        for inner in raised.exceptions:
+            if found := _catalogued(inner):
+                return found
+    return None
