@@ -1,0 +1,108 @@
+"""What to answer a PXE client (pure): proxyDHCP gives boot information and never an address.
+
+The PXE ROM gets the iPXE binary for its architecture over TFTP; iPXE itself (recognised by option
+77/175, so it is not sent back to the ROM stage) gets the URL of its per-machine script. Every
+ignore has a reason for the log (PXE spec 2.1; RFC 4578; Intel PXE proxyDHCP behaviour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address
+
+from dpm_pxe.dhcp.client import ClientInfo
+from dpm_pxe.dhcp.packet import (
+    ACK,
+    BOOTREPLY,
+    DISCOVER,
+    OFFER,
+    OPT_CLIENT_UUID,
+    OPT_MESSAGE_TYPE,
+    OPT_SERVER_ID,
+    OPT_VENDOR_CLASS,
+    OPT_VENDOR_SPECIFIC,
+    REQUEST,
+    DhcpPacket,
+)
+from dpm_schemas.events.boot import Arch
+
+
+class Mode(StrEnum):
+    PROXY = "proxy"  # another server gives addresses; dpm adds boot information (67 and 4011)
+    FULL = "full"  # dpm gives addresses too (leases; not yet implemented)
+    OFF = "off"  # no DHCP answers at all: boot media instead
+
+
+DEFAULT_BOOT_FILES = {
+    Arch.BIOS_X86: "undionly.kpxe",
+    Arch.UEFI_X64: "ipxe.efi",
+    Arch.UEFI_ARM64: "ipxe-arm64.efi",
+}
+
+# PXE vendor options (option 43): sub-option 6, discovery control = 8: use the boot file name given,
+# skip boot-server discovery -- otherwise ROMs wait for menus and multicast discovery first.
+PXE_DISCOVERY_SKIP = bytes((6, 1, 8, 255))
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    mode: Mode
+    server_ip: IPv4Address  # our address on the boot network: option 54, siaddr (TFTP)
+    script_url: str  # iPXE script URL with {mac}, e.g. http://10.0.0.1:26502/boot/{mac}.ipxe
+    boot_files: dict[Arch, str] = field(default_factory=lambda: dict(DEFAULT_BOOT_FILES))
+
+
+@dataclass(frozen=True)
+class Ignore:
+    reason: str
+
+
+def reply(request: DhcpPacket, config: BootConfig, *, on_4011: bool = False) -> DhcpPacket | Ignore:
+    if config.mode is Mode.OFF:
+        return Ignore("DHCP mode is off")
+    if config.mode is Mode.FULL:
+        return Ignore("full DHCP mode is not implemented yet; use proxy")
+    info = ClientInfo.from_packet(request)
+    wanted = REQUEST if on_4011 else DISCOVER
+    if info.message_type != wanted:
+        return Ignore(f"message type {info.message_type} on {'4011' if on_4011 else '67'}; only {wanted} is answered")
+    if not info.is_pxe:
+        return Ignore(f"not a PXE client (option 60 is {info.vendor_class!r})")
+    if info.is_ipxe:
+        boot_file = config.script_url.format(mac=info.mac)
+    elif (name := config.boot_files.get(info.arch)) is not None:
+        boot_file = name
+    else:
+        return Ignore(f"no boot file for architecture {info.arch_code} ({info.arch.value})")
+    options = {
+        OPT_MESSAGE_TYPE: bytes([ACK if on_4011 else OFFER]),
+        OPT_SERVER_ID: config.server_ip.packed,
+        OPT_VENDOR_CLASS: b"PXEClient",  # without it iPXE waits ~2 s for a "proper" proxyDHCP answer
+        OPT_VENDOR_SPECIFIC: PXE_DISCOVERY_SKIP,
+    }
+    if OPT_CLIENT_UUID in request.options:
+        options[OPT_CLIENT_UUID] = request.options[OPT_CLIENT_UUID]
+    return DhcpPacket(
+        op=BOOTREPLY,
+        xid=request.xid,
+        chaddr=request.chaddr,
+        htype=request.htype,
+        hlen=request.hlen,
+        flags=request.flags,
+        giaddr=request.giaddr,
+        siaddr=config.server_ip,
+        file=boot_file.encode("ascii")[:127],
+        options=options,
+    )
+
+
+def destination(request: DhcpPacket, source: tuple[str, int], *, on_4011: bool) -> tuple[str, int]:
+    """Where the reply goes (RFC 2131 §4.1): back to 4011's sender, via a relay, or broadcast."""
+    if on_4011:
+        return source
+    if int(request.giaddr):
+        return (str(request.giaddr), 67)
+    if request.broadcast or not int(request.ciaddr):
+        return ("255.255.255.255", 68)
+    return (str(request.ciaddr), 68)
