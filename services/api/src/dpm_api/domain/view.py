@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from functools import singledispatch
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from dpm_schemas.base import Event
 from dpm_schemas.envelope import RecordedEvent
@@ -83,18 +83,22 @@ def evolve(event: Event, row: MachineRow | None, rec: RecordedEvent) -> MachineR
     return row
 
 
+def _editable(event: MachineRegistered | MachineEdited) -> dict[str, Any]:
+    """The row fields an operator sets, the same for a registration and an edit."""
+    return {
+        "name": event.name,
+        "macs": tuple(event.macs),
+        "smbios_uuid": event.smbios_uuid,
+        "ip": str(event.ip) if event.ip else None,
+        "group_name": event.group,
+        "os_type": event.os_type,
+    }
+
+
 @evolve.register
 def _(event: MachineRegistered, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
     return MachineRow(
-        machine_id=event.machine_id,
-        name=event.name,
-        macs=tuple(event.macs),
-        smbios_uuid=event.smbios_uuid,
-        ip=str(event.ip) if event.ip else None,
-        group_name=event.group,
-        os_type=event.os_type,
-        registered_at=rec.occurred_at,
-        position=rec.position,
+        machine_id=event.machine_id, registered_at=rec.occurred_at, position=rec.position, **_editable(event)
     )
 
 
@@ -102,15 +106,7 @@ def _(event: MachineRegistered, row: MachineRow | None, rec: RecordedEvent) -> M
 def _(event: MachineEdited, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
     if row is None:
         return None
-    return row._replace(
-        name=event.name,
-        macs=tuple(event.macs),
-        smbios_uuid=event.smbios_uuid,
-        ip=str(event.ip) if event.ip else None,
-        group_name=event.group,
-        os_type=event.os_type,
-        position=rec.position,
-    )
+    return row._replace(position=rec.position, **_editable(event))
 
 
 @evolve.register
