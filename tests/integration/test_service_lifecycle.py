@@ -110,7 +110,8 @@ def test_a_taken_tftp_port_stops_pxe_with_the_setting_to_change(service_env, tmp
             "DPM_PXE_PORT": str(free_port()),
             "DPM_PXE_TFTP_PORT": str(port),
             "DPM_PXE_TFTP_HOST": "127.0.0.1",
-            "DPM_PXE_TFTP_ROOT": str(tmp_path / "tftp"),
+            "DPM_PXE_ROOT": str(tmp_path / "boot"),
+            "DPM_PXE_DHCP_ENABLED": "false",
         }
         proc = start("dpm_pxe", env, tmp_path / "pxe.log")
         assert proc.wait(60) == 2

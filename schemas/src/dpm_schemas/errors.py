@@ -207,6 +207,29 @@ class E:
         "Correct that cell and import again; `dpm machines export` shows the expected format.",
         422,
     )
+    BOOT_SETTINGS_INVALID = _define(
+        "DPM-E130",
+        "Invalid boot settings",
+        "Boot settings refused: {reason}.",
+        "Give each full-mode range as start and end inside its CIDR subnet (router inside it too), without "
+        "overlapping another range; a server IP must be one of this network's addresses.",
+        422,
+    )
+    BOOT_SETTINGS_BUSY = _define(
+        "DPM-E131",
+        "Network boots are pending",
+        "{count} machine(s) are waiting to network-boot for an execution; changing the DHCP mode now would "
+        "strand them.",
+        "Wait for those executions to finish or cancel them, or repeat the change with --force.",
+        409,
+    )
+    PXE_UNAVAILABLE = _define(
+        "DPM-E132",
+        "The pxe service did not answer",
+        "The pxe service at {url} did not answer: {reason}.",
+        "Check that the pxe service runs (dpm up starts it) and that DPM_API_PXE_URL points to it.",
+        503,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

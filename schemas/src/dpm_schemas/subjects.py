@@ -31,6 +31,7 @@ USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
 POWER = "power"  # scheduler: power actions sent per machine
+SETTING = "setting"  # api: server-wide settings, one stream per area (setting-boot)
 IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
 TEST = "test"  # reserved for the test suites and benchmarks
 
@@ -47,6 +48,7 @@ CATEGORIES = (
     IMAGE,
     PACKAGE,
     POWER,
+    SETTING,
     IDENTITY,
     TEST,
 )

@@ -1,4 +1,4 @@
-"""A service's own copy of the machine directory (id, name, MACs, SMBIOS UUID, group) and of the
+"""A service's own copy of the machine directory (id, name, MACs, SMBIOS UUID, group, IP) and of the
 groups' WOL broadcast addresses, kept by a consumer.
 
 pxe resolves a booting MAC, the scheduler its targets, the imager image-name templates, the gateway
@@ -29,6 +29,7 @@ def directory_ddl(schema: str) -> list[str]:
         " machine_id uuid PRIMARY KEY, name text NOT NULL, macs text[] NOT NULL, smbios_uuid uuid,"
         " group_name text NOT NULL DEFAULT 'new-machines', deleted boolean NOT NULL DEFAULT false,"
         " position bigint NOT NULL)",
+        f'ALTER TABLE "{schema}".machine_directory ADD COLUMN IF NOT EXISTS ip text',  # pxe: full-mode reservations
         f'CREATE INDEX IF NOT EXISTS machine_directory_macs ON "{schema}".machine_directory USING gin (macs)',
         f'CREATE TABLE IF NOT EXISTS "{schema}".group_directory ('
         " name text PRIMARY KEY, wol_broadcast text, deleted boolean NOT NULL DEFAULT false,"
@@ -45,11 +46,12 @@ def directory_consumer(service: str, schema: str) -> ConsumerSpec:
         e = rec.event
         assert isinstance(e, MachineRegistered | MachineEdited)
         await conn.execute(
-            f"INSERT INTO {machines} (machine_id, name, macs, smbios_uuid, group_name, position)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (machine_id) DO UPDATE SET name = excluded.name,"
+            f"INSERT INTO {machines} (machine_id, name, macs, smbios_uuid, group_name, ip, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (machine_id) DO UPDATE SET name = excluded.name,"
             " macs = excluded.macs, smbios_uuid = excluded.smbios_uuid, group_name = excluded.group_name,"
+            " ip = excluded.ip,"
             f" deleted = false, position = excluded.position WHERE {machines}.position < excluded.position",
-            (e.machine_id, e.name, list(e.macs), e.smbios_uuid, e.group, rec.position),
+            (e.machine_id, e.name, list(e.macs), e.smbios_uuid, e.group, str(e.ip) if e.ip else None, rec.position),
         )
 
     async def renamed(rec: RecordedEvent, conn: Conn) -> None:

@@ -11,7 +11,14 @@ from dpm_schemas.events.agents import (
     MachineCameOnline,
     MachineWentOffline,
 )
-from dpm_schemas.events.boot import MachineBooted, MachineDiscovered
+from dpm_schemas.events.boot import (
+    BootSettingsChanged,
+    DeployTokenIssued,
+    MachineBooted,
+    MachineDiscovered,
+    NetbootCleared,
+    NetbootRequested,
+)
 from dpm_schemas.events.groups import GroupDefined, GroupDeleted
 from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
 from dpm_schemas.events.machines import (
@@ -47,7 +54,9 @@ __all__ = [
     "AgentTokenRevoked",
     "ApiTokenIssued",
     "ApiTokenRevoked",
+    "BootSettingsChanged",
     "ChunkSent",
+    "DeployTokenIssued",
     "EnrolmentTokenIssued",
     "GroupDefined",
     "GroupDeleted",
@@ -64,6 +73,8 @@ __all__ = [
     "MachineRegistered",
     "MachineRenamed",
     "MachineWentOffline",
+    "NetbootCleared",
+    "NetbootRequested",
     "PowerOn",
     "PowerOnFailed",
     "PowerOnRequested",

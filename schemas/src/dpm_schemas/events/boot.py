@@ -1,12 +1,24 @@
-"""Boot stream (written by pxe): what the network-boot services saw."""
+"""Network boot: boot-<mac> streams (pxe), setting-boot (api), execution-<id> (the scheduler).
+
+What the network-boot services saw (MachineDiscovered, MachineBooted), how they must answer
+(BootSettingsChanged), and which machines must boot the deploy environment next (NetbootRequested
+until NetbootCleared). pxe decides every answer from these alone, so a replica restart or a rebuild
+gives the same answers.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.machines import IPv4, Mac
+
+SETTINGS_KEY = "boot"  # BootSettingsChanged lives on stream setting-boot (written by api)
 
 
 class Arch(StrEnum):
@@ -25,6 +37,12 @@ class BootStage(StrEnum):
     DEPLOY = "deploy"  # the deploy environment started
 
 
+class DhcpMode(StrEnum):
+    PROXY = "proxy"  # another server gives addresses; dpm adds boot information (67 and 4011)
+    FULL = "full"  # dpm is the DHCP server of its ranges (leases persisted)
+    OFF = "off"  # no DHCP answers at all: boot media reach the HTTP endpoint instead
+
+
 class MachineDiscovered(Event):
     wire_name = "MachineDiscovered"
 
@@ -40,3 +58,60 @@ class MachineBooted(Event):
     arch: Arch
     client_ip: IPv4 | None = None
     stage: BootStage
+
+
+class DhcpRange(BaseModel):
+    """One address pool of full mode: [start, end] inside ``subnet`` with its router and DNS servers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: IPv4
+    end: IPv4
+    subnet: Annotated[str, StringConstraints(pattern=r"^[0-9.]+/\d{1,2}$")]
+    router: IPv4 | None = None
+    dns: tuple[IPv4, ...] = ()
+    lease_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 3600
+
+
+class BootSettingsChanged(Event):
+    """The whole boot configuration after a change (no merging on replay). pxe applies it per packet."""
+
+    wire_name = "BootSettingsChanged"
+
+    mode: DhcpMode
+    server_ip: IPv4 | None = None  # our address on the boot network; None = the pxe service's own setting
+    ranges: tuple[DhcpRange, ...] = ()
+    deploy_kernel: str = "deploy/vmlinuz"  # paths under the boot root, served over HTTP
+    deploy_initrd: str = "deploy/initrd.img"
+    deploy_cmdline: Annotated[str, Field(max_length=2000)] = "console=ttyS0 quiet"
+
+
+class NetbootRequested(Event):
+    """The machine must boot the deploy environment for this execution on its next network boot."""
+
+    wire_name = "NetbootRequested"
+
+    machine_id: uuid.UUID
+    execution_id: uuid.UUID
+    expires_at: datetime | None = None
+
+
+class NetbootCleared(Event):
+    """The request is over (the deploy environment started, the execution ended or was cancelled)."""
+
+    wire_name = "NetbootCleared"
+
+    machine_id: uuid.UUID
+    execution_id: uuid.UUID
+    reason: str = ""
+
+
+class DeployTokenIssued(Event):
+    """pxe gave the deploy environment of an execution a short-lived token; only its SHA-256 is kept."""
+
+    wire_name = "DeployTokenIssued"
+
+    machine_id: uuid.UUID
+    execution_id: uuid.UUID
+    token_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    expires_at: datetime

@@ -3,33 +3,135 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from ipaddress import IPv4Address
 
 from fastapi import FastAPI
 
+from dpm_pxe import routes
+from dpm_pxe.dhcp.client import ClientInfo
+from dpm_pxe.dhcp.leases import LeaseStore
+from dpm_pxe.dhcp.pools import Pool
+from dpm_pxe.dhcp.proxy import BootConfig
+from dpm_pxe.dhcp.server import DhcpServer, interface_ipv4
+from dpm_pxe.recorder import BootRecorder
 from dpm_pxe.settings import PxeSettings
+from dpm_pxe.state import DDL, SCHEMA, BootState, boot_consumer
 from dpm_pxe.tftp.server import TftpLimits, TftpServer
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Task, Wiring
-from dpm_schemas import E
+from dpm_schemas import E, ports
+from dpm_schemas.events.boot import BootStage
 
 NAME = "pxe"
-SCHEMA = "pxe"
 
 
 def bootstrap(settings: PxeSettings) -> Service:
-    def wire(_rt: Runtime) -> Wiring:
-        tasks: list[Task] = []
+    app = FastAPI(title="dpm pxe", version="0.1.0")
+    app.include_router(routes.router)
+
+    def wire(rt: Runtime) -> Wiring:
+        state = BootState(default_mode=settings.pxe_dhcp_mode)
+        recorder = BootRecorder(rt.pool, rt.eventlog)
+        leases = LeaseStore(rt.pool, SCHEMA)
+        config = config_provider(settings, state)
+        server_ip = config().server_ip
+        host = str(server_ip) if server_ip else settings.http_host
+        app.state.boot = routes.Boot(
+            pool=rt.pool,
+            state=state,
+            recorder=recorder,
+            leases=leases,
+            root=settings.pxe_root,
+            files_url=f"{http_url(settings, server_ip)}/files",
+            api_url=settings.pxe_api_url or f"http://{host}:{ports.API_HTTP}",
+            token_ttl=settings.pxe_deploy_token_ttl,
+        )
+        tasks: list[Task] = [load_settings(state)]
         if settings.pxe_tftp_enabled:
             tasks.append(tftp_task(settings))
-        return Wiring(ddl=directory_ddl(SCHEMA), consumers=[directory_consumer(NAME, SCHEMA)], tasks=tasks)
+        if settings.pxe_dhcp_enabled:
+            tasks.append(dhcp_task(settings, config, leases, recorder))
+        return Wiring(
+            ddl=[*directory_ddl(SCHEMA), *DDL],
+            consumers=[directory_consumer(NAME, SCHEMA), boot_consumer(state)],
+            tasks=tasks,
+        )
 
-    app = FastAPI(title="dpm pxe", version="0.1.0")
     return Service(name=NAME, settings=settings, port=settings.pxe_port, app=app, wire=wire)
+
+
+def http_url(settings: PxeSettings, server_ip: IPv4Address | None) -> str:
+    if settings.pxe_http_url:
+        return settings.pxe_http_url.rstrip("/")
+    return f"http://{server_ip or settings.http_host}:{settings.pxe_port}"
+
+
+def config_provider(settings: PxeSettings, state: BootState) -> Callable[[], BootConfig]:
+    """The DHCP configuration for the settings in force, rebuilt only when they change."""
+    cache: dict[int, BootConfig] = {}
+
+    def config() -> BootConfig:
+        if (hit := cache.get(state.position)) is not None:
+            return hit
+        current = state.current
+        server_ip = (
+            IPv4Address(current.server_ip)
+            if current.server_ip
+            else settings.pxe_server_ip
+            or (interface_ipv4(settings.pxe_dhcp_interface) if settings.pxe_dhcp_interface else None)
+        )
+        built = BootConfig(
+            mode=current.mode,
+            server_ip=server_ip,
+            script_url=http_url(settings, server_ip) + "/boot/{mac}.ipxe?arch={arch}",
+            pools=tuple(Pool.from_range(r) for r in current.ranges),
+        )
+        cache.clear()
+        cache[state.position] = built
+        return built
+
+    return config
+
+
+def load_settings(state: BootState) -> Task:
+    async def load(rt: Runtime) -> None:
+        async with rt.pool.connection() as conn:
+            await state.load(conn)
+
+    return load
+
+
+def dhcp_task(
+    settings: PxeSettings, config: Callable[[], BootConfig], leases: LeaseStore, recorder: BootRecorder
+) -> Task:
+    async def on_boot(info: ClientInfo, client_ip: IPv4Address | None) -> None:
+        await recorder.booted(
+            mac=info.mac, arch=info.arch, stage=BootStage.ROM, client_ip=client_ip, client_uuid=info.client_uuid
+        )
+
+    async def serve(rt: Runtime) -> None:
+        server = DhcpServer(
+            config, leases=leases, interface=settings.pxe_dhcp_interface, on_boot=on_boot, tracer=rt.tracer
+        )
+        try:
+            await server.serve(settings.pxe_dhcp_host, (settings.pxe_dhcp_port, settings.pxe_dhcp_pxe_port), rt.stop)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise E.PORT_IN_USE(
+                    service="pxe (DHCP)",
+                    host=settings.pxe_dhcp_host,
+                    port=f"{settings.pxe_dhcp_port}/{settings.pxe_dhcp_pxe_port}",
+                    setting="DPM_PXE_DHCP_PORT (or DPM_PXE_DHCP_ENABLED=false)",
+                ) from exc
+            raise
+
+    return serve
 
 
 def tftp_task(settings: PxeSettings) -> Task:
     async def serve(rt: Runtime) -> None:
-        root = settings.pxe_tftp_root
+        root = settings.pxe_root
         root.mkdir(parents=True, exist_ok=True)
         server = TftpServer(
             root, limits=TftpLimits(max_blksize=settings.pxe_tftp_max_blksize, max_window=settings.pxe_tftp_max_window)

@@ -1,5 +1,6 @@
-"""proxyDHCP on a lab network: a PXE DISCOVER broadcast from a namespace whose NIC has no address
-gets boot information without an address; switching the mode to off (no restart) silences it."""
+"""DHCP on a lab network: a PXE DISCOVER broadcast from a namespace whose NIC has no address gets
+boot information without an address in proxy mode, an address (persisted as a lease) in full mode,
+and nothing in off mode -- the mode switched between packets, without a restart."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from dpm_pxe.dhcp.proxy import BootConfig, Mode
+from dpm_pxe.dhcp.client import ClientInfo
+from dpm_pxe.dhcp.leases import LeaseStore
+from dpm_pxe.dhcp.pools import Pool
+from dpm_pxe.dhcp.proxy import BootConfig
 from dpm_pxe.dhcp.server import DhcpServer
+from dpm_pxe.state import DDL, SCHEMA
+from dpm_runtime.directory import directory_ddl
 from dpm_runtime.testing import netlab
+from dpm_schemas.events.boot import DhcpMode, DhcpRange
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not netlab.available(), reason="needs root and iproute2")]
 
@@ -28,39 +35,66 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def discover(lab: netlab.NetLab, host: netlab.LabHost, port: int, arch: int) -> dict | None:
-    proc = lab.popen(host, [sys.executable, str(CLIENT), str(port), host.mac, str(arch), "2"], stdout=-1, text=True)
+async def discover(lab: netlab.NetLab, host: netlab.LabHost, port: int, arch: int, *, full: bool = False) -> dict:
+    argv = [sys.executable, str(CLIENT), str(port), host.mac, str(arch), "2", "full" if full else "proxy"]
+    proc = lab.popen(host, argv, stdout=-1, text=True)
     out, _ = await asyncio.to_thread(proc.communicate, timeout=30)  # the server answers on this loop
-    return json.loads(out)["reply"]
+    return json.loads(out)
 
 
-async def test_proxy_offers_boot_information_without_an_address_and_off_mode_is_silent() -> None:
-    with netlab.NetLab(hosts_wanted=1) as lab:
-        (host,) = lab.hosts
-        subprocess.run(["ip", "-n", host.netns, "addr", "flush", "dev", "eth0"], check=True)  # a ROM has none yet
-        mode = {"now": Mode.PROXY}
+async def test_proxy_full_and_off_modes_switched_without_a_restart(pool) -> None:
+    async with pool.connection() as conn:
+        for statement in [*directory_ddl(SCHEMA), *DDL]:
+            await conn.execute(statement.encode())
+    with netlab.NetLab(hosts_wanted=2) as lab:
+        first, second = lab.hosts
+        for host in lab.hosts:  # a ROM has no address yet
+            subprocess.run(["ip", "-n", host.netns, "addr", "flush", "dev", "eth0"], check=True)
+        start, end = lab.host_ip + 100, lab.host_ip + 101
+        pools = (
+            Pool.from_range(
+                DhcpRange(
+                    start=str(start), end=str(end), subnet=str(lab.subnet), router=str(lab.host_ip), lease_seconds=600
+                )
+            ),
+        )
+        mode = {"now": DhcpMode.PROXY}
 
-        def config():
+        def config() -> BootConfig:
             return BootConfig(
                 mode=mode["now"],
                 server_ip=lab.host_ip,
                 script_url=f"http://{lab.host_ip}:26502/boot/{{mac}}.ipxe",
+                pools=pools,
             )
 
-        seen = []
-        server = DhcpServer(config, interface=lab.bridge, on_client=lambda info, _src: seen.append(info))
+        booted: list[tuple[str, IPv4Address | None]] = []
+
+        async def on_boot(info: ClientInfo, ip: IPv4Address | None) -> None:
+            booted.append((info.mac, ip))
+
+        server = DhcpServer(config, leases=LeaseStore(pool), interface=lab.bridge, on_boot=on_boot)
         port, pxe_port = free_udp_port(), free_udp_port()
         stop = asyncio.Event()
         task = asyncio.create_task(server.serve("0.0.0.0", (port, pxe_port), stop))
         try:
             await asyncio.sleep(0.1)
-            bios = await discover(lab, host, port, 0)
-            uefi = await discover(lab, host, port, 7)
-            mode["now"] = Mode.OFF
-            silent = await discover(lab, host, port, 7)
+            bios = (await discover(lab, first, port, 0))["reply"]
+            uefi = (await discover(lab, first, port, 7))["reply"]
+            mode["now"] = DhcpMode.FULL
+            full = await discover(lab, first, port, 0, full=True)
+            again = await discover(lab, first, port, 0, full=True)
+            other = await discover(lab, second, port, 7, full=True)
+            mode["now"] = DhcpMode.OFF
+            silent = (await discover(lab, first, port, 7))["reply"]
         finally:
             stop.set()
             await task
+        async with pool.connection() as conn:
+            leases = await (
+                await conn.execute(f"SELECT host(ip), mac, state FROM {SCHEMA}.leases ORDER BY ip")
+            ).fetchall()
+
     assert bios == {
         "from": str(lab.host_ip),
         "yiaddr": "0.0.0.0",
@@ -70,6 +104,20 @@ async def test_proxy_offers_boot_information_without_an_address_and_off_mode_is_
         "vendor_class": "PXEClient",
     }
     assert uefi is not None and uefi["file"] == "ipxe.efi" and uefi["yiaddr"] == "0.0.0.0"
+    # full mode: an address from the range with mask, router and lease time, and the boot file
+    offer, ack = full["reply"], full["ack"]
+    assert offer["yiaddr"] == str(start) and offer["type"] == 2 and offer["file"] == "undionly.kpxe"
+    assert ack == {**offer, "type": 5}
+    assert offer["mask"] == str(lab.subnet.netmask) and offer["router"] == str(lab.host_ip) and offer["lease"] == 600
+    assert again["ack"]["yiaddr"] == str(start)  # the same client keeps its address
+    assert other["ack"]["yiaddr"] == str(end) and other["ack"]["file"] == "ipxe.efi"
+    assert leases == [(str(start), first.mac, "bound"), (str(end), second.mac, "bound")]
     assert silent is None
-    assert [info.mac for info in seen] == [host.mac, host.mac] and server.ignored == 1
-    assert IPv4Address(bios["siaddr"]) == lab.host_ip
+    # recorded boots: the proxy offers and the full-mode ACKs (with the address), never the full OFFER
+    assert booted == [
+        (first.mac, None),
+        (first.mac, None),
+        (first.mac, start),
+        (first.mac, start),
+        (second.mac, end),
+    ]

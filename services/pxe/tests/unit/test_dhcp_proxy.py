@@ -21,7 +21,8 @@ from dpm_pxe.dhcp.packet import (
     build,
     parse,
 )
-from dpm_pxe.dhcp.proxy import BootConfig, Ignore, Mode, destination, reply
+from dpm_pxe.dhcp.proxy import BootConfig, Ignore, destination, reply
+from dpm_schemas.events.boot import DhcpMode as Mode
 
 SERVER = IPv4Address("10.0.0.1")
 CONFIG = BootConfig(mode=Mode.PROXY, server_ip=SERVER, script_url="http://10.0.0.1:26502/boot/{mac}.ipxe")

@@ -103,7 +103,7 @@ class Stack:
             DPM_HTTP_HOST=s.host,
             DPM_STACK_VAR_DIR=str(self.var),
         )
-        env.setdefault("DPM_PXE_TFTP_ROOT", str(self.var / "tftp"))
+        env.setdefault("DPM_PXE_ROOT", str(self.var / "boot"))
         for name, module in SERVICES:
             with open(self.var / "log" / f"{name}.log", "ab") as log:
                 self.services[name] = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""What to answer a PXE client (pure): proxyDHCP gives boot information and never an address.
+"""What to answer a PXE client (pure): proxyDHCP gives boot information and never an address; full
+mode (``full.py``) adds an address to the same boot information.
 
 The PXE ROM gets the iPXE binary for its architecture over TFTP; iPXE itself (recognised by option
 77/175, so it is not sent back to the ROM stage) gets the URL of its per-machine script. Every
@@ -8,8 +9,8 @@ ignore has a reason for the log (PXE spec 2.1; RFC 4578; Intel PXE proxyDHCP beh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from ipaddress import IPv4Address
+from typing import Any
 
 from dpm_pxe.dhcp.client import ClientInfo
 from dpm_pxe.dhcp.packet import (
@@ -25,14 +26,8 @@ from dpm_pxe.dhcp.packet import (
     REQUEST,
     DhcpPacket,
 )
-from dpm_schemas.events.boot import Arch
-
-
-class Mode(StrEnum):
-    PROXY = "proxy"  # another server gives addresses; dpm adds boot information (67 and 4011)
-    FULL = "full"  # dpm gives addresses too (leases; not yet implemented)
-    OFF = "off"  # no DHCP answers at all: boot media instead
-
+from dpm_pxe.dhcp.pools import Pool
+from dpm_schemas.events.boot import Arch, DhcpMode
 
 DEFAULT_BOOT_FILES = {
     Arch.BIOS_X86: "undionly.kpxe",
@@ -47,10 +42,11 @@ PXE_DISCOVERY_SKIP = bytes((6, 1, 8, 255))
 
 @dataclass(frozen=True)
 class BootConfig:
-    mode: Mode
-    server_ip: IPv4Address  # our address on the boot network: option 54, siaddr (TFTP)
+    mode: DhcpMode
+    server_ip: IPv4Address | None  # our address on the boot network: option 54, siaddr (TFTP)
     script_url: str  # iPXE script URL with {mac}, e.g. http://10.0.0.1:26502/boot/{mac}.ipxe
     boot_files: dict[Arch, str] = field(default_factory=lambda: dict(DEFAULT_BOOT_FILES))
+    pools: tuple[Pool, ...] = ()  # full mode only
 
 
 @dataclass(frozen=True)
@@ -58,29 +54,24 @@ class Ignore:
     reason: str
 
 
-def reply(request: DhcpPacket, config: BootConfig, *, on_4011: bool = False) -> DhcpPacket | Ignore:
-    if config.mode is Mode.OFF:
-        return Ignore("DHCP mode is off")
-    if config.mode is Mode.FULL:
-        return Ignore("full DHCP mode is not implemented yet; use proxy")
-    info = ClientInfo.from_packet(request)
-    wanted = REQUEST if on_4011 else DISCOVER
-    if info.message_type != wanted:
-        return Ignore(f"message type {info.message_type} on {'4011' if on_4011 else '67'}; only {wanted} is answered")
-    if not info.is_pxe:
-        return Ignore(f"not a PXE client (option 60 is {info.vendor_class!r})")
+def boot_file(info: ClientInfo, config: BootConfig) -> str | Ignore:
+    """The iPXE binary for a ROM of this architecture, or the per-machine script URL for iPXE itself."""
     if info.is_ipxe:
-        boot_file = config.script_url.format(mac=info.mac)
-    elif (name := config.boot_files.get(info.arch)) is not None:
-        boot_file = name
-    else:
-        return Ignore(f"no boot file for architecture {info.arch_code} ({info.arch.value})")
+        return config.script_url.format(mac=info.mac, arch=info.arch.value)
+    if (name := config.boot_files.get(info.arch)) is not None:
+        return name
+    return Ignore(f"no boot file for architecture {info.arch_code} ({info.arch.value})")
+
+
+def boot_reply(request: DhcpPacket, server_ip: IPv4Address, file: str, kind: int, **fields: Any) -> DhcpPacket:
+    """A reply carrying boot information (PXE spec 2.1); ``fields`` add an address in full mode."""
     options = {
-        OPT_MESSAGE_TYPE: bytes([ACK if on_4011 else OFFER]),
-        OPT_SERVER_ID: config.server_ip.packed,
+        OPT_MESSAGE_TYPE: bytes([kind]),
+        OPT_SERVER_ID: server_ip.packed,
         OPT_VENDOR_CLASS: b"PXEClient",  # without it iPXE waits ~2 s for a "proper" proxyDHCP answer
         OPT_VENDOR_SPECIFIC: PXE_DISCOVERY_SKIP,
     }
+    options.update(fields.pop("options", {}))
     if OPT_CLIENT_UUID in request.options:
         options[OPT_CLIENT_UUID] = request.options[OPT_CLIENT_UUID]
     return DhcpPacket(
@@ -91,10 +82,29 @@ def reply(request: DhcpPacket, config: BootConfig, *, on_4011: bool = False) -> 
         hlen=request.hlen,
         flags=request.flags,
         giaddr=request.giaddr,
-        siaddr=config.server_ip,
-        file=boot_file.encode("ascii")[:127],
+        siaddr=server_ip,
+        file=file.encode("ascii")[:127],
         options=options,
+        **fields,
     )
+
+
+def reply(request: DhcpPacket, config: BootConfig, *, on_4011: bool = False) -> DhcpPacket | Ignore:
+    """The proxyDHCP answer; 4011 is answered like this in full mode too (ROMs that ask there)."""
+    if config.mode is DhcpMode.OFF:
+        return Ignore("DHCP mode is off")
+    if config.server_ip is None:
+        return Ignore("no server IP: set DPM_PXE_SERVER_IP, DPM_PXE_DHCP_INTERFACE or the boot settings' server_ip")
+    info = ClientInfo.from_packet(request)
+    wanted = REQUEST if on_4011 else DISCOVER
+    if info.message_type != wanted:
+        return Ignore(f"message type {info.message_type} on {'4011' if on_4011 else '67'}; only {wanted} is answered")
+    if not info.is_pxe:
+        return Ignore(f"not a PXE client (option 60 is {info.vendor_class!r})")
+    file = boot_file(info, config)
+    if isinstance(file, Ignore):
+        return file
+    return boot_reply(request, config.server_ip, file, ACK if on_4011 else OFFER)
 
 
 def destination(request: DhcpPacket, source: tuple[str, int], *, on_4011: bool) -> tuple[str, int]:

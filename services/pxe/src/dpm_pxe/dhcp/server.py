@@ -1,23 +1,45 @@
 """The DHCP/proxyDHCP listener: UDP 67 (broadcast) and 4011 (unicast). Pure decisions come from
-``proxy.reply``; this module only reads, logs and sends. The mode is read per packet from a
-provider, so switching it needs no restart."""
+``proxy.reply`` and ``full.full_reply``; this module reads, logs, persists full-mode leases before it
+answers, and tells the boot recorder when a PXE ROM was answered. The configuration is read per packet
+from a provider, so switching the mode needs no restart.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import socket
-from collections.abc import Callable
+import struct
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from opentelemetry import trace
 
 from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.packet import Malformed, build, parse
+from dpm_pxe.dhcp.full import Book, Effect, full_reply
+from dpm_pxe.dhcp.packet import ACK, OFFER, DhcpPacket, Malformed, build, parse
 from dpm_pxe.dhcp.proxy import BootConfig, Ignore, destination, reply
+from dpm_schemas.events.boot import DhcpMode
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+MAX_IN_FLIGHT = 256  # packets being decided at once; beyond it a flood is dropped, not queued
+SIOCGIFADDR = 0x8915
+
+
+def interface_ipv4(name: str) -> IPv4Address | None:
+    """The IPv4 address of a network interface (the boot network's), or None if it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return IPv4Address(raw[20:24])
 
 
 def udp_socket(host: str, port: int, interface: str | None) -> socket.socket:
@@ -29,6 +51,17 @@ def udp_socket(host: str, port: int, interface: str | None) -> socket.socket:
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
+
+
+class Leases(Protocol):
+    """Where full mode keeps its holdings (``dhcp.leases.LeaseStore`` in PostgreSQL)."""
+
+    async def book(self) -> Book: ...
+
+    async def persist(self, effect: Effect) -> None: ...
+
+
+OnBoot = Callable[[ClientInfo, IPv4Address | None], Awaitable[None]]
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -49,38 +82,90 @@ class DhcpServer:
         self,
         config: Callable[[], BootConfig],
         *,
+        leases: Leases | None = None,
         interface: str | None = None,
-        on_client: Callable[[ClientInfo, Address], None] | None = None,
+        on_boot: OnBoot | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._config = config
+        self._leases = leases
         self.interface = interface
-        self._on_client = on_client
+        self._on_boot = on_boot
+        self._tracer = tracer or trace.get_tracer(__name__)
+        self._full_lock = asyncio.Lock()  # one full-mode decision at a time: an address is offered once
+        self._tasks: set[asyncio.Task[None]] = set()
         self.answered = 0
         self.ignored = 0
 
-    def handle(self, data: bytes, source: Address, transport: asyncio.DatagramTransport, *, on_4011: bool) -> None:
+    def received(self, data: bytes, source: Address, transport: asyncio.DatagramTransport, *, on_4011: bool) -> None:
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self.ignored += 1
+            log.warning("Ignoring packet from %s:%d: %d packets in flight (flood?)", *source, len(self._tasks))
+            return
+        task = asyncio.create_task(self.handle(data, source, transport, on_4011=on_4011))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(
+        self, data: bytes, source: Address, transport: asyncio.DatagramTransport, *, on_4011: bool
+    ) -> None:
         try:
             request = parse(data)
         except Malformed as exc:
             self.ignored += 1
             log.info("Ignoring packet from %s:%d: %s", *source, exc)
             return
-        answer = reply(request, self._config(), on_4011=on_4011)
-        if isinstance(answer, Ignore):
-            self.ignored += 1
-            log.info("Ignoring packet from %s (%s): %s", request.mac, source[0], answer.reason)
+        with self._tracer.start_as_current_span("dhcp.exchange") as span:
+            span.set_attributes({"dhcp.mac": request.mac, "dhcp.type": request.message_type or 0, "dhcp.4011": on_4011})
+            try:
+                answer = await self._decide(request, on_4011)
+            except Exception as exc:  # the lease store may be unreachable: the client retries
+                self.ignored += 1
+                log.warning("Ignoring packet from %s (%s): %r", request.mac, source[0], exc)
+                span.record_exception(exc)
+                return
+            if isinstance(answer, Ignore):
+                self.ignored += 1
+                span.set_attribute("dhcp.ignored", answer.reason)
+                log.info("Ignoring packet from %s (%s): %s", request.mac, source[0], answer.reason)
+                return
+            transport.sendto(build(answer), destination(request, source, on_4011=on_4011))
+            self.answered += 1
+            span.set_attribute("dhcp.answer", answer.options.get(53, b"\0")[0])
+        await self._booted(request, answer)
+
+    async def _decide(self, request: DhcpPacket, on_4011: bool) -> DhcpPacket | Ignore:
+        config = self._config()
+        if config.mode is not DhcpMode.FULL or on_4011:
+            return reply(request, config, on_4011=on_4011)
+        if self._leases is None:
+            return Ignore("full mode needs the lease store")
+        async with self._full_lock:
+            outcome = full_reply(request, config, await self._leases.book())
+            if outcome.effect is not None:
+                await self._leases.persist(outcome.effect)  # before the answer: an ACK is never forgotten
+        return outcome.answer
+
+    async def _booted(self, request: DhcpPacket, answer: DhcpPacket) -> None:
+        """A PXE ROM got its boot file (proxy OFFER, or the full-mode ACK): that machine is network-booting."""
+        info = ClientInfo.from_packet(request)
+        kind = answer.message_type
+        if self._on_boot is None or not info.is_pxe or info.is_ipxe or not answer.file:
             return
-        transport.sendto(build(answer), destination(request, source, on_4011=on_4011))
-        self.answered += 1
-        if self._on_client is not None:
-            self._on_client(ClientInfo.from_packet(request), source)
+        if kind == OFFER and int(answer.yiaddr):
+            return  # full mode: wait for the ACK
+        if kind in (OFFER, ACK):
+            try:
+                await self._on_boot(info, answer.yiaddr if int(answer.yiaddr) else None)
+            except Exception as exc:  # recording must never stop the answers
+                log.warning("could not record the boot of %s: %r", info.mac, exc)
 
     async def serve(self, host: str, ports: tuple[int, int], stop: asyncio.Event) -> None:
         """Listen on the DHCP port and the PXE port (67 and 4011 by default) until ``stop``."""
         loop = asyncio.get_running_loop()
         transports = []
         for port, on_4011 in zip(ports, (False, True), strict=True):
-            listener = _Listener(functools.partial(self.handle, on_4011=on_4011))
+            listener = _Listener(functools.partial(self.received, on_4011=on_4011))
             transport, _ = await loop.create_datagram_endpoint(
                 lambda lst=listener: lst,  # type: ignore[misc]
                 sock=udp_socket(host, port, self.interface),
@@ -93,3 +178,5 @@ class DhcpServer:
             for transport in transports:
                 with contextlib.suppress(Exception):
                     transport.close()
+            for task in list(self._tasks):
+                task.cancel()

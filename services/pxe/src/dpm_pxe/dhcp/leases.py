@@ -1,0 +1,82 @@
+"""Full mode's holdings in PostgreSQL (``pxe.leases``) and the reservations from the machine records.
+
+One row per address in use, keyed by the address, so two holders of one address cannot exist; a lease
+is written (and committed) before its ACK is sent.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_pxe.dhcp.full import Book, Decline, Effect, Free, Hold, Holding
+from dpm_runtime.eventlog import Conn
+
+DECLINED_FOR = 3600  # seconds an address reported in use (DHCPDECLINE) is left alone
+
+
+class LeaseStore:
+    def __init__(self, pool: AsyncConnectionPool[Conn], schema: str = "pxe") -> None:
+        self._pool = pool
+        self._schema = schema
+
+    async def book(self) -> Book:
+        async with self._pool.connection() as conn:
+            held = await (
+                await conn.execute(f"SELECT host(ip), mac, state FROM {self._schema}.leases WHERE expires_at > now()")
+            ).fetchall()
+            reserved = await (
+                await conn.execute(
+                    f"SELECT mac, ip FROM {self._schema}.machine_directory, unnest(macs) AS mac"
+                    " WHERE ip IS NOT NULL AND NOT deleted AND position('.' in ip) > 0"
+                )
+            ).fetchall()
+        return Book(
+            holdings=tuple(Holding(IPv4Address(ip), mac, state) for ip, mac, state in held),
+            reservations={mac: IPv4Address(ip) for mac, ip in reserved},
+        )
+
+    async def persist(self, effect: Effect) -> None:
+        async with self._pool.connection() as conn:
+            if isinstance(effect, Hold):
+                # the address moves to this client; any other address it held is given back
+                await conn.execute(
+                    f"DELETE FROM {self._schema}.leases WHERE mac = %s AND ip <> %s AND state <> 'declined'",
+                    (effect.mac, str(effect.ip)),
+                )
+                await conn.execute(
+                    f"INSERT INTO {self._schema}.leases (ip, mac, state, expires_at)"
+                    " VALUES (%s, %s, %s, now() + make_interval(secs => %s))"
+                    " ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac, state = excluded.state,"
+                    " expires_at = excluded.expires_at, updated_at = now()",
+                    (str(effect.ip), effect.mac, effect.state, effect.seconds),
+                )
+            elif isinstance(effect, Free):
+                if effect.ip is None:
+                    await conn.execute(
+                        f"DELETE FROM {self._schema}.leases WHERE mac = %s AND state <> 'declined'", (effect.mac,)
+                    )
+                else:
+                    await conn.execute(
+                        f"DELETE FROM {self._schema}.leases WHERE mac = %s AND ip = %s AND state <> 'declined'",
+                        (effect.mac, str(effect.ip)),
+                    )
+            elif isinstance(effect, Decline):
+                await conn.execute(
+                    f"INSERT INTO {self._schema}.leases (ip, mac, state, expires_at)"
+                    " VALUES (%s, %s, 'declined', now() + make_interval(secs => %s))"
+                    " ON CONFLICT (ip) DO UPDATE SET state = 'declined', expires_at = excluded.expires_at",
+                    (str(effect.ip), effect.mac, DECLINED_FOR),
+                )
+
+    async def leases(self) -> list[dict[str, object]]:
+        """Current holdings for the operator (``GET /dhcp/leases``)."""
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT host(ip), mac, state, expires_at FROM {self._schema}.leases"
+                    " WHERE expires_at > now() ORDER BY ip"
+                )
+            ).fetchall()
+        return [{"ip": ip, "mac": mac, "state": state, "expires_at": exp.isoformat()} for ip, mac, state, exp in rows]

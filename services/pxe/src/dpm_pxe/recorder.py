@@ -1,0 +1,126 @@
+"""Appends what pxe saw: MachineBooted for every network boot (the scheduler's proof that a woken
+machine came up, DPM-E112 otherwise), MachineDiscovered for a MAC no machine has (the api registers it
+into new-machines), DeployTokenIssued when a deploy environment gets its token. A ROM repeats its
+DISCOVER several times, so one (MAC, stage) is recorded once per window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_pxe.script import Machine
+from dpm_pxe.state import SCHEMA
+from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
+from dpm_schemas import Metadata, NewEvent, subjects
+from dpm_schemas.events import DeployTokenIssued, MachineBooted, MachineDiscovered
+from dpm_schemas.events.boot import Arch, BootStage
+from dpm_schemas.ids import stream_id
+
+ACTOR = "pxe"
+
+
+async def find_machine(conn: Conn, mac: str) -> Machine | None:
+    row = await (
+        await conn.execute(
+            f"SELECT machine_id, name FROM {SCHEMA}.machine_directory WHERE %s = ANY(macs) AND NOT deleted LIMIT 1",
+            (mac,),
+        )
+    ).fetchone()
+    return Machine(row[0], row[1]) if row else None
+
+
+class BootRecorder:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Conn],
+        eventlog: EventLog,
+        *,
+        window: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._log = eventlog
+        self._window = window
+        self._clock = clock
+        self._seen: dict[tuple[str, BootStage], float] = {}
+
+    def _fresh(self, mac: str, stage: BootStage) -> bool:
+        now = self._clock()
+        if len(self._seen) > 10_000:  # forget old entries; bounded whatever the number of MACs
+            self._seen = {k: t for k, t in self._seen.items() if now - t < self._window}
+        last = self._seen.get((mac, stage))
+        if last is not None and now - last < self._window:
+            return False
+        self._seen[(mac, stage)] = now
+        return True
+
+    async def booted(
+        self,
+        *,
+        mac: str,
+        arch: Arch,
+        stage: BootStage,
+        client_ip: IPv4Address | str | None,
+        client_uuid: uuid.UUID | None = None,
+        decision: str = "",
+    ) -> Machine | None:
+        """Record one boot; returns the machine the MAC belongs to (None: just discovered)."""
+        async with self._pool.connection() as conn:
+            machine = await find_machine(conn, mac)
+            if not self._fresh(mac, stage):
+                return machine
+            meta = Metadata.new(actor=ACTOR)
+            events = []
+            if machine is None:
+                events.append(NewEvent(MachineDiscovered(mac=mac, arch=arch, client_uuid=client_uuid), meta))
+            ip = str(client_ip) if client_ip else None
+            events.append(NewEvent(MachineBooted(mac=mac, arch=arch, client_ip=ip, stage=stage), meta))
+            async with conn.transaction():
+                await self._log.append(stream_id(subjects.BOOT, mac), ANY_VERSION, events, conn=conn)
+                await conn.execute(
+                    f"INSERT INTO {SCHEMA}.recent_boots (mac, arch, client_ip, stage, machine_id, decision)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (mac, arch.value, ip, stage.value, machine.machine_id if machine else None, decision[:500]),
+                )
+                await conn.execute(  # keep the table small: the log holds the full history
+                    f"DELETE FROM {SCHEMA}.recent_boots WHERE id < (SELECT max(id) - 10000 FROM {SCHEMA}.recent_boots)"
+                )
+        return machine
+
+    async def issue_token(self, mac: str, machine_id: uuid.UUID, execution_id: uuid.UUID, ttl: float) -> str:
+        """A fresh token for the deploy environment; the log keeps only its SHA-256."""
+        token = secrets.token_urlsafe(32)
+        event = DeployTokenIssued(
+            machine_id=machine_id,
+            execution_id=execution_id,
+            token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        )
+        await self._log.append(stream_id(subjects.BOOT, mac), ANY_VERSION, [NewEvent(event, Metadata.new(actor=ACTOR))])
+        return token
+
+    async def recent(self, limit: int, mac: str | None = None) -> list[dict[str, object]]:
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT at, mac, arch, client_ip, stage, machine_id, decision FROM {SCHEMA}.recent_boots"
+                    " WHERE %s::text IS NULL OR mac = %s ORDER BY id DESC LIMIT %s",
+                    (mac, mac, limit),
+                )
+            ).fetchall()
+        keys = ("at", "mac", "arch", "client_ip", "stage", "machine_id", "decision")
+        return [
+            {
+                k: (v.isoformat() if k == "at" else str(v) if k == "machine_id" and v else v)
+                for k, v in zip(keys, r, strict=True)
+            }
+            for r in rows
+        ]

@@ -1,0 +1,128 @@
+"""pxe's HTTP side: the per-machine iPXE script, what a MAC would boot and why, recent boots, the
+full-mode leases, and the boot files themselves (with Range, for kernels and images).
+
+These face the boot network and carry no authentication (a booting machine has nothing to show); they
+reveal no more than DHCP broadcasts do. The api proxies the read-only ones for operators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_pxe.dhcp.leases import LeaseStore
+from dpm_pxe.recorder import BootRecorder, find_machine
+from dpm_pxe.script import Action, Decision, decide, render
+from dpm_pxe.state import BootState, pending_netboot
+from dpm_pxe.tftp.files import Refused, resolve
+from dpm_runtime.eventlog import Conn
+from dpm_schemas.events.boot import Arch, BootStage
+from dpm_schemas.ids import normalize_mac
+
+router = APIRouter()
+
+
+@dataclass
+class Boot:
+    """What the routes need, built by the bootstrap once the runtime is connected."""
+
+    pool: AsyncConnectionPool[Conn]
+    state: BootState
+    recorder: BootRecorder
+    leases: LeaseStore
+    root: Path
+    files_url: str  # e.g. http://10.0.0.1:26502/files
+    api_url: str
+    token_ttl: float
+
+
+def _boot(request: Request) -> Boot:
+    boot: Boot | None = getattr(request.app.state, "boot", None)
+    if boot is None:
+        raise HTTPException(503, "pxe is starting")
+    return boot
+
+
+def _mac(text: str) -> str:
+    try:
+        return normalize_mac(text)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+async def _decision(boot: Boot, mac: str) -> Decision:
+    async with boot.pool.connection() as conn:
+        machine = await find_machine(conn, mac)
+        pending = await pending_netboot(conn, machine.machine_id) if machine else None
+    return decide(machine, pending, datetime.now(UTC))
+
+
+@router.get("/boot/{mac}.ipxe", response_class=PlainTextResponse)
+async def script(request: Request, mac: str, arch: Arch = Arch.UNKNOWN) -> PlainTextResponse:
+    """The script iPXE runs: deploy environment for pending work, else the local disk (and discovery)."""
+    boot, mac = _boot(request), _mac(mac)
+    decision = await _decision(boot, mac)
+    client = request.client.host if request.client else None
+    ip = client if client and _is_ipv4(client) else None
+    await boot.recorder.booted(mac=mac, arch=arch, stage=BootStage.IPXE, client_ip=ip, decision=decision.reason)
+    token = None
+    if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:
+        token = await boot.recorder.issue_token(mac, decision.machine.machine_id, decision.execution_id, boot.token_ttl)
+    text = render(decision, settings=boot.state.current, files_url=boot.files_url, server_url=boot.api_url, token=token)
+    return PlainTextResponse(text, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/boot/{mac}/explain")
+async def explain(request: Request, mac: str) -> dict[str, object]:
+    """What this MAC would boot now and why -- no side effects, nothing recorded."""
+    boot, mac = _boot(request), _mac(mac)
+    decision = await _decision(boot, mac)
+    settings = boot.state.current
+    return {
+        "mac": mac,
+        "dhcp_mode": settings.mode.value,
+        "machine_id": str(decision.machine.machine_id) if decision.machine else None,
+        "machine": decision.machine.name if decision.machine else None,
+        "action": decision.action.value,
+        "reason": decision.reason,
+        "execution_id": str(decision.execution_id) if decision.execution_id else None,
+        "kernel": settings.deploy_kernel if decision.action is Action.DEPLOY else None,
+    }
+
+
+@router.get("/boot/recent")
+async def recent(
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50, mac: str | None = None
+) -> list[dict[str, object]]:
+    return await _boot(request).recorder.recent(limit, _mac(mac) if mac else None)
+
+
+@router.get("/dhcp/leases")
+async def leases(request: Request) -> list[dict[str, object]]:
+    return await _boot(request).leases.leases()
+
+
+@router.get("/files/{path:path}")
+async def files(request: Request, path: str) -> FileResponse:
+    """A boot file from the root, with Range support (FileResponse answers 206 to a Range request)."""
+    boot = _boot(request)
+    try:
+        real = resolve(boot.root, path)
+    except Refused as exc:
+        raise HTTPException(404 if "not found" in str(exc) else 403, str(exc)) from None
+    return FileResponse(real)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True
