@@ -9,6 +9,8 @@ from dpm_agent_gateway.bootstrap import bootstrap as gateway_bootstrap
 from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
+from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
+from dpm_pxe.settings import PxeSettings
 from dpm_runtime.localstack.procs import free_port
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
@@ -65,3 +67,20 @@ def gateway_service(database, nats_server):
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def pxe_service(database, nats_server, tmp_path):
+    def make(**overrides):
+        settings = PxeSettings(
+            **common(database, nats_server),
+            pxe_port=free_port(),
+            relay_enabled=False,
+            pxe_root=tmp_path / "boot",
+            pxe_tftp_enabled=False,
+            pxe_dhcp_enabled=False,
+            **overrides,
+        )
+        return pxe_bootstrap(settings)
+
+    return make

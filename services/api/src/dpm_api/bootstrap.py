@@ -6,10 +6,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth
+from dpm_api import auth, boot
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
 from dpm_api.routes import auth as auth_routes
+from dpm_api.routes import boot as boot_routes
 from dpm_api.settings import ApiSettings
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import E
@@ -22,12 +23,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
     app.state.runtime = None
     app.state.session_idle_timeout = settings.api_session_idle_timeout
+    app.state.pxe_url = settings.api_pxe_url
     app.include_router(machines.router)
     app.include_router(groups.router)
     app.include_router(auth_routes.router)
     app.include_router(users.router)
     app.include_router(agents.router)
     app.include_router(admin.router)
+    app.include_router(boot_routes.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -48,7 +51,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
 
 def bootstrap(settings: ApiSettings) -> Service:
-    def wire(_rt: Runtime) -> Wiring:
-        return Wiring(ddl=auth.DDL, projections=[MachineList(), GroupList(), Accounts()])
+    def wire(rt: Runtime) -> Wiring:
+        return Wiring(
+            ddl=[*auth.DDL, *boot.DDL],
+            projections=[MachineList(), GroupList(), Accounts()],
+            consumers=[boot.boot_consumer(rt.eventlog)],
+        )
 
     return Service(name=NAME, settings=settings, port=settings.api_port, app=create_app(settings), wire=wire)

@@ -15,3 +15,6 @@ class ApiSettings(ServiceSettings):
     )
     api_session_idle_timeout: float = Field(default=1800.0, gt=0, description="Seconds a login session may idle")
     api_max_body: int = Field(default=1_048_576, description="Largest accepted request body, in bytes.")
+    api_pxe_url: str = Field(
+        default=f"http://127.0.0.1:{ports.PXE_HTTP}", description="Where the pxe service answers boot questions"
+    )

@@ -1,12 +1,14 @@
-"""Validation rules with catalogued errors: machine names (RFC 1123; NetBIOS for Windows) and group
-network settings. Pure functions; the API calls them before anything is appended."""
+"""Validation rules with catalogued errors: machine names (RFC 1123; NetBIOS for Windows), group
+network settings and full-mode DHCP ranges. Pure functions; the API calls them before anything is appended."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from dpm_schemas import E
+from dpm_schemas.events.boot import DhcpRange
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _NETBIOS_FORBIDDEN = set("\\/:*?\"<>|.,~!@#$%^&'(){}_ ")
@@ -56,3 +58,32 @@ def check_group_network(
     if gateway is not None and (gateway not in subnet or gateway in (subnet.network_address, effective)):
         raise E.INVALID_NETWORK(name=name, reason=f"gateway {gateway} is not a host address of {subnet}")
     return effective
+
+
+def check_boot_ranges(ranges: Sequence[DhcpRange]) -> None:
+    """Full-mode ranges: start <= end inside the subnet (never its network or broadcast address), the
+    router inside the subnet and outside the range, and no two ranges overlapping."""
+    spans: list[tuple[int, int, str]] = []
+    for r in ranges:
+        try:
+            net = IPv4Network(r.subnet, strict=False)
+        except ValueError as exc:
+            raise E.BOOT_SETTINGS_INVALID(reason=f"subnet {r.subnet!r}: {exc}") from None
+        start, end = IPv4Address(r.start), IPv4Address(r.end)
+        label = f"range {start}-{end}"
+        if start > end:
+            raise E.BOOT_SETTINGS_INVALID(reason=f"{label} starts after it ends")
+        if start not in net or end not in net:
+            raise E.BOOT_SETTINGS_INVALID(reason=f"{label} is not inside {net}")
+        if net.num_addresses > 2 and (start == net.network_address or end == net.broadcast_address):
+            raise E.BOOT_SETTINGS_INVALID(reason=f"{label} includes the network or broadcast address of {net}")
+        if r.router is not None:
+            router = IPv4Address(r.router)
+            if router not in net:
+                raise E.BOOT_SETTINGS_INVALID(reason=f"router {router} is not inside {net}")
+            if start <= router <= end:
+                raise E.BOOT_SETTINGS_INVALID(reason=f"router {router} lies inside {label}")
+        for lo, hi, other in spans:
+            if int(start) <= hi and lo <= int(end):
+                raise E.BOOT_SETTINGS_INVALID(reason=f"{label} overlaps {other}")
+        spans.append((int(start), int(end), label))

@@ -1,0 +1,110 @@
+"""Network boot on the api side: the boot settings (one stream, setting-boot), the machines waiting to
+network-boot (so a mode change cannot strand them), and auto-registration of discovered machines.
+
+A discovered MAC becomes a machine in new-machines named after its MAC; if the PXE client's UUID
+(option 97) is already a machine's SMBIOS UUID, the MAC is added to that machine instead -- one record
+however many NICs it has.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dpm_api import handlers
+from dpm_api.domain.csvfile import MachineSpec
+from dpm_api.domain.rules import check_boot_ranges
+from dpm_runtime.consumer import ConsumerSpec
+from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
+from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas.envelope import RecordedEvent
+from dpm_schemas.errors import DpmError
+from dpm_schemas.events import BootSettingsChanged, MachineDiscovered, NetbootCleared, NetbootRequested
+from dpm_schemas.events.boot import SETTINGS_KEY
+from dpm_schemas.events.groups import NEW_MACHINES
+from dpm_schemas.ids import stream_id
+
+log = logging.getLogger(__name__)
+
+SETTINGS_STREAM = stream_id(subjects.SETTING, SETTINGS_KEY)
+DISCOVERY_ACTOR = "pxe-discovery"
+
+DDL = [
+    "CREATE SCHEMA IF NOT EXISTS api",
+    "CREATE TABLE IF NOT EXISTS api.netboot_pending ("
+    " machine_id uuid PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
+]
+
+
+async def current_settings(log_: EventLog, conn: Conn) -> tuple[BootSettingsChanged | None, int]:
+    history = await log_.read_stream(SETTINGS_STREAM, conn=conn)
+    if not history:
+        return None, NO_STREAM
+    last = history[-1]
+    assert isinstance(last.event, BootSettingsChanged)
+    return last.event, last.stream_version
+
+
+async def change_settings(
+    log_: EventLog, conn: Conn, settings: BootSettingsChanged, *, actor: str, force: bool = False
+) -> AppendResult:
+    """Validate and append new boot settings. Changing the mode while machines wait to network-boot is
+    refused (DPM-E131) unless forced: the original lost those runs silently."""
+    check_boot_ranges(settings.ranges)
+    previous, version = await current_settings(log_, conn)
+    if not force and (previous is None or previous.mode != settings.mode):
+        row = await (await conn.execute("SELECT count(*) FROM api.netboot_pending")).fetchone()
+        if row and row[0]:
+            raise E.BOOT_SETTINGS_BUSY(count=row[0])
+    return await log_.append(SETTINGS_STREAM, version, [NewEvent(settings, Metadata.new(actor=actor))], conn=conn)
+
+
+def discovery_name(mac: str) -> str:
+    """A host name for a discovered machine: RFC 1123 and NetBIOS-safe (15 characters)."""
+    return "new-" + mac.replace(":", "")[-11:]
+
+
+def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
+    async def discovered(rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, MachineDiscovered)
+        try:
+            async with conn.transaction():  # a savepoint: a refused registration leaves the batch intact
+                if e.client_uuid is not None:
+                    cur = await conn.execute(
+                        "SELECT machine_id, name, macs, smbios_uuid, ip, group_name, os_type FROM api.machines"
+                        " WHERE smbios_uuid = %s",
+                        (e.client_uuid,),
+                    )
+                    row = await cur.fetchone()
+                    if row is not None:
+                        if e.mac not in row[2]:
+                            spec = MachineSpec(row[1], (*row[2], e.mac), row[3], row[4], row[5], row[6])
+                            await handlers.edit(eventlog, conn, row[0], spec, actor=DISCOVERY_ACTOR)
+                        return
+                spec = MachineSpec(discovery_name(e.mac), (e.mac,), e.client_uuid, group=NEW_MACHINES)
+                await handlers.register(eventlog, conn, spec, actor=DISCOVERY_ACTOR)
+        except DpmError as exc:  # already registered (a repeated discovery), or its UUID/MAC is taken
+            log.info("discovered %s not registered: %s", e.mac, exc.message)
+
+    async def requested(rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, NetbootRequested)
+        await conn.execute(
+            "INSERT INTO api.netboot_pending (machine_id, execution_id, position) VALUES (%s, %s, %s)"
+            " ON CONFLICT (machine_id) DO UPDATE SET execution_id = excluded.execution_id,"
+            " position = excluded.position WHERE api.netboot_pending.position < excluded.position",
+            (e.machine_id, e.execution_id, rec.position),
+        )
+
+    async def cleared(rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, NetbootCleared)
+        await conn.execute(
+            "DELETE FROM api.netboot_pending WHERE machine_id = %s AND execution_id = %s",
+            (e.machine_id, e.execution_id),
+        )
+
+    return ConsumerSpec(
+        durable=subjects.durable_name("api", "boot"),
+        handlers={MachineDiscovered: discovered, NetbootRequested: requested, NetbootCleared: cleared},
+    )
