@@ -31,6 +31,8 @@ PORT_SETTINGS = [
     "DPM_STACK_NATS_PORT",
     "DPM_STACK_NATS_MONITOR_PORT",
     "DPM_PXE_TFTP_PORT",
+    "DPM_PXE_DHCP_PORT",
+    "DPM_PXE_DHCP_PXE_PORT",
 ]
 
 
@@ -81,8 +83,8 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
             r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
             assert r.status_code == 200 and r.json()["service"] == name
 
-        # the pxe service serves var/tftp over TFTP (curl is a client nobody here wrote)
-        (var / "tftp" / "hello.txt").write_text("boot me\n")
+        # the pxe service serves var/boot over TFTP (curl is a client nobody here wrote)
+        (var / "boot" / "hello.txt").write_text("boot me\n")
         fetched = subprocess.run(
             ["curl", "-sS", f"tftp://127.0.0.1:{env['DPM_PXE_TFTP_PORT']}/hello.txt"],
             capture_output=True,
@@ -111,6 +113,18 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         refused = cli(env, "machines", "import", str(csv_path))
         assert refused.returncode == 1 and "DPM-E110" in refused.stderr and "line 2, column 2" in refused.stderr
         assert cli(env, "groups", "rm", "lab").returncode == 1  # still holds e2e-01: DPM-E107
+
+        # boot settings: off until chosen; a bad range names the problem; what a MAC would boot
+        assert cli(env, "boot", "settings").stdout.startswith("mode:       off (default; never saved)")
+        bad = cli(env, "boot", "set", "--mode", "full", "--range", "10.1.0.9-10.1.0.5/24")
+        assert bad.returncode == 1 and "DPM-E130" in bad.stderr and "starts after it ends" in bad.stderr
+        saved = cli(env, "boot", "set", "--mode", "full", "--range", "10.1.0.100-10.1.0.150/24,router=10.1.0.1")
+        assert (
+            saved.returncode == 0 and "range:      10.1.0.100-10.1.0.150 in 10.1.0.0/24 router 10.1.0.1" in saved.stdout
+        )
+        explained = cli(env, "boot", "explain", "52-54-00-E2-E0-01")
+        assert "boots: local" in explained.stdout and "e2e-01" in explained.stdout, explained.stderr
+        assert cli(env, "boot", "leases").returncode == 0
 
         added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
         assert added.returncode == 0, added.stderr

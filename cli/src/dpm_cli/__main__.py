@@ -10,7 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
+from dpm_cli import boot
 from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
+from dpm_cli.output import JsonOpt, table
 
 app = typer.Typer(help="dpm: deployment manager for fleets of machines.", no_args_is_help=True)
 machines = typer.Typer(help="Managed machines.", no_args_is_help=True)
@@ -27,16 +29,7 @@ app.add_typer(files, name="files")
 app.add_typer(users, name="users")
 app.add_typer(tokens, name="tokens")
 app.add_typer(admin, name="admin")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+app.add_typer(boot.app, name="boot")
 
 
 @app.command()

@@ -104,6 +104,7 @@ class Stack:
             DPM_STACK_VAR_DIR=str(self.var),
         )
         env.setdefault("DPM_PXE_ROOT", str(self.var / "boot"))
+        env.setdefault("DPM_API_PXE_URL", f"http://{s.host}:{service_port('pxe', env)}")
         for name, module in SERVICES:
             with open(self.var / "log" / f"{name}.log", "ab") as log:
                 self.services[name] = subprocess.Popen(

@@ -24,7 +24,7 @@ router = APIRouter(tags=["boot"])
 class RangeIn(BaseModel):
     start: IPv4Address
     end: IPv4Address
-    subnet: IPv4Network = Field(description="CIDR, e.g. 10.0.0.0/24 (host bits allowed: 10.0.0.1/24)")
+    subnet: str = Field(max_length=18, description="CIDR, e.g. 10.0.0.0/24 (host bits allowed: 10.0.0.1/24)")
     router: IPv4Address | None = None
     dns: list[IPv4Address] = Field(default_factory=list, max_length=8)
     lease_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
@@ -38,6 +38,13 @@ class BootSettingsIn(BaseModel):
     deploy_initrd: str = Field(default="deploy/initrd.img", max_length=300, pattern=r"^[A-Za-z0-9._/-]+$")
     deploy_cmdline: str = Field(default="console=ttyS0 quiet", max_length=2000, pattern=r"^[^\r\n]*$")
     force: bool = Field(default=False, description="change the mode even while machines wait to network-boot")
+
+
+def network(text: str) -> str:
+    try:
+        return str(IPv4Network(text, strict=False))
+    except ValueError as exc:
+        raise E.BOOT_SETTINGS_INVALID(reason=f"subnet {text!r}: {exc}") from None
 
 
 def settings_out(event: BootSettingsChanged | None, version: int) -> dict[str, Any]:
@@ -64,7 +71,7 @@ async def put_settings(body: BootSettingsIn, rt: RuntimeDep, actor: AdminDep) ->
                 DhcpRange(
                     start=str(r.start),
                     end=str(r.end),
-                    subnet=str(r.subnet),
+                    subnet=network(r.subnet),
                     router=str(r.router) if r.router else None,
                     dns=tuple(str(d) for d in r.dns),
                     lease_seconds=r.lease_seconds,
