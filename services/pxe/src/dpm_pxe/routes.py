@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -65,13 +66,15 @@ async def _decision(boot: Boot, mac: str) -> Decision:
 
 
 @router.get("/boot/{mac}.ipxe", response_class=PlainTextResponse)
-async def script(request: Request, mac: str, arch: Arch = Arch.UNKNOWN) -> PlainTextResponse:
+async def script(request: Request, mac: str, arch: Arch = Arch.UNKNOWN, uuid: UUID | None = None) -> PlainTextResponse:
     """The script iPXE runs: deploy environment for pending work, else the local disk (and discovery)."""
     boot, mac = _boot(request), _mac(mac)
     decision = await _decision(boot, mac)
     client = request.client.host if request.client else None
     ip = client if client and _is_ipv4(client) else None
-    await boot.recorder.booted(mac=mac, arch=arch, stage=BootStage.IPXE, client_ip=ip, decision=decision.reason)
+    await boot.recorder.booted(
+        mac=mac, arch=arch, stage=BootStage.IPXE, client_ip=ip, client_uuid=uuid, decision=decision.reason
+    )
     token = None
     if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:
         token = await boot.recorder.issue_token(mac, decision.machine.machine_id, decision.execution_id, boot.token_ttl)

@@ -3,6 +3,7 @@ off mode and non-PXE clients ignored with a reason."""
 
 from __future__ import annotations
 
+import uuid
 from ipaddress import IPv4Address
 
 import pytest
@@ -12,6 +13,7 @@ from dpm_pxe.dhcp.packet import (
     BOOTREQUEST,
     DISCOVER,
     OFFER,
+    OPT_BOOTFILE,
     OPT_CLIENT_ARCH,
     OPT_MESSAGE_TYPE,
     OPT_USER_CLASS,
@@ -50,6 +52,19 @@ def test_ipxe_gets_its_script_url_not_the_rom_binary_again() -> None:
     offer = reply(request(0, o77=b"iPXE"), CONFIG)
     assert not isinstance(offer, Ignore)
     assert offer.file == b"http://10.0.0.1:26502/boot/52:54:00:00:00:01.ipxe"
+
+
+def test_a_script_url_longer_than_the_file_field_goes_in_option_67_with_the_client_uuid() -> None:
+    config = BootConfig(
+        mode=Mode.PROXY,
+        server_ip=SERVER,
+        script_url="http://pxe.boot-network.lab.internal:26502/boot/{mac}.ipxe?arch={arch}",
+    )
+    smbios = uuid.UUID("e99828ab-26df-417c-a181-183df6af1877")
+    offer = reply(request(7, o77=b"iPXE", o97=b"\x00" + smbios.bytes_le), config)
+    assert not isinstance(offer, Ignore) and offer.file == b""
+    url = parse(build(offer)).options[OPT_BOOTFILE].decode()
+    assert url == f"http://pxe.boot-network.lab.internal:26502/boot/52:54:00:00:00:01.ipxe?arch=uefi-x64&uuid={smbios}"
 
 
 def test_port_4011_requests_get_an_ack_sent_back_to_the_sender() -> None:

@@ -39,6 +39,7 @@ class NetLab:
     hosts_wanted: int = 1
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     hosts: list[LabHost] = field(default_factory=list)
+    taps: list[str] = field(default_factory=list)
     subnet: IPv4Network = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,11 +86,22 @@ class NetLab:
         self.hosts.append(host)
         return host
 
+    def add_tap(self) -> str:
+        """A tap device on the bridge, for a virtual machine (QEMU ``-netdev tap,ifname=...``)."""
+        name = f"dpm{self.tag}t{len(self.taps)}"
+        _ip("tuntap", "add", "dev", name, "mode", "tap")
+        self.taps.append(name)
+        _ip("link", "set", name, "master", self.bridge)
+        _ip("link", "set", name, "up")
+        return name
+
     def popen(self, host: LabHost, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside the host's namespace."""
         return subprocess.Popen(["ip", "netns", "exec", host.netns, *argv], **kwargs)  # type: ignore[call-overload,no-any-return]
 
     def __exit__(self, *exc: object) -> None:
+        for tap in self.taps:
+            subprocess.run(["ip", "link", "del", tap], capture_output=True)
         for i in range(len(self.hosts) + 1):
             subprocess.run(["ip", "netns", "del", f"dpm{self.tag}h{i}"], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)

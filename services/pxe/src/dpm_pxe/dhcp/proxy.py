@@ -18,6 +18,7 @@ from dpm_pxe.dhcp.packet import (
     BOOTREPLY,
     DISCOVER,
     OFFER,
+    OPT_BOOTFILE,
     OPT_CLIENT_UUID,
     OPT_MESSAGE_TYPE,
     OPT_SERVER_ID,
@@ -57,7 +58,10 @@ class Ignore:
 def boot_file(info: ClientInfo, config: BootConfig) -> str | Ignore:
     """The iPXE binary for a ROM of this architecture, or the per-machine script URL for iPXE itself."""
     if info.is_ipxe:
-        return config.script_url.format(mac=info.mac, arch=info.arch.value)
+        url = config.script_url.format(mac=info.mac, arch=info.arch.value)
+        if info.client_uuid is not None and "?" in url:  # lets the script request name the SMBIOS UUID
+            url += f"&uuid={info.client_uuid}"
+        return url
     if (name := config.boot_files.get(info.arch)) is not None:
         return name
     return Ignore(f"no boot file for architecture {info.arch_code} ({info.arch.value})")
@@ -72,6 +76,9 @@ def boot_reply(request: DhcpPacket, server_ip: IPv4Address, file: str, kind: int
         OPT_VENDOR_SPECIFIC: PXE_DISCOVERY_SKIP,
     }
     options.update(fields.pop("options", {}))
+    if len(file) > 127:  # longer than the BOOTP file field: option 67 carries it (iPXE reads it first)
+        options[OPT_BOOTFILE] = file.encode("ascii")
+        file = ""
     if OPT_CLIENT_UUID in request.options:
         options[OPT_CLIENT_UUID] = request.options[OPT_CLIENT_UUID]
     return DhcpPacket(
