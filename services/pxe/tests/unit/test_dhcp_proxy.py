@@ -58,13 +58,16 @@ def test_a_script_url_longer_than_the_file_field_goes_in_option_67_with_the_clie
     config = BootConfig(
         mode=Mode.PROXY,
         server_ip=SERVER,
-        script_url="http://pxe.boot-network.lab.internal:26502/boot/{mac}.ipxe?arch={arch}",
+        script_url="http://pxe-server.boot-network.lab.internal:26502/boot/{mac}.ipxe?arch={arch}",
     )
     smbios = uuid.UUID("e99828ab-26df-417c-a181-183df6af1877")
     offer = reply(request(7, o77=b"iPXE", o97=b"\x00" + smbios.bytes_le), config)
     assert not isinstance(offer, Ignore) and offer.file == b""
     url = parse(build(offer)).options[OPT_BOOTFILE].decode()
-    assert url == f"http://pxe.boot-network.lab.internal:26502/boot/52:54:00:00:00:01.ipxe?arch=uefi-x64&uuid={smbios}"
+    assert (
+        url
+        == f"http://pxe-server.boot-network.lab.internal:26502/boot/52:54:00:00:00:01.ipxe?arch=uefi-x64&uuid={smbios}"
+    )
 
 
 def test_port_4011_requests_get_an_ack_sent_back_to_the_sender() -> None:
