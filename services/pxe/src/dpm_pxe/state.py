@@ -35,6 +35,7 @@ DDL = [
     " ip inet PRIMARY KEY, mac text NOT NULL, state text NOT NULL CHECK (state IN ('offered', 'bound', 'declined')),"
     " expires_at timestamptz NOT NULL, hostname text, updated_at timestamptz NOT NULL DEFAULT now())",
     f"CREATE INDEX IF NOT EXISTS leases_mac ON {SCHEMA}.leases (mac)",
+    f"CREATE INDEX IF NOT EXISTS machine_directory_ip ON {SCHEMA}.machine_directory (ip)",  # full-mode reservations
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.recent_boots ("
     " id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), mac text NOT NULL, arch text NOT NULL,"
     " client_ip text, stage text NOT NULL, machine_id uuid, decision text NOT NULL)",

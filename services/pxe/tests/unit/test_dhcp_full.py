@@ -28,6 +28,7 @@ SERVER = IPv4Address("10.0.0.1")
 POOL = Pool.from_range(DhcpRange(start="10.0.0.100", end="10.0.0.102", subnet="10.0.0.0/24", router="10.0.0.1"))
 CONFIG = BootConfig(mode=DhcpMode.FULL, server_ip=SERVER, script_url="http://x/{mac}", pools=(POOL,))
 A, B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+FREE = tuple(IPv4Address(f"10.0.0.{n}") for n in (100, 101, 102))  # what the store found unused
 
 
 def packet(mac: str, kind: int, *, pxe: bool = False, ciaddr: str = "0.0.0.0", **opts: bytes) -> DhcpPacket:
@@ -44,30 +45,43 @@ def ip(text: str) -> IPv4Address:
 
 
 def test_discover_offers_the_first_free_address_and_holds_it_briefly() -> None:
-    out = full_reply(packet(A, DISCOVER), CONFIG, Book())
+    out = full_reply(packet(A, DISCOVER), CONFIG, Book(free=FREE))
     assert not isinstance(out.answer, Ignore)
     assert out.answer.message_type == OFFER and out.answer.yiaddr == ip("10.0.0.100") and out.answer.file == b""
     assert out.effect == Hold(ip("10.0.0.100"), A, "offered", 60)
 
 
 def test_pxe_clients_get_boot_information_with_their_address() -> None:
-    out = full_reply(packet(A, DISCOVER, pxe=True), CONFIG, Book())
+    out = full_reply(packet(A, DISCOVER, pxe=True), CONFIG, Book(free=FREE))
     assert not isinstance(out.answer, Ignore) and out.answer.file == b"undionly.kpxe"
     assert out.answer.options[OPT_VENDOR_CLASS] == b"PXEClient" and out.answer.siaddr == SERVER
 
 
 def test_a_reservation_wins_and_is_never_offered_to_another_client() -> None:
-    book = Book(reservations={A: ip("10.0.0.50"), B: ip("10.0.0.100")})  # .50: outside the range, in the subnet
+    book = Book(reservations={A: ip("10.0.0.50")}, free=FREE)  # .50: outside the range, in the subnet
     out = full_reply(packet(A, DISCOVER), CONFIG, book)
     assert not isinstance(out.answer, Ignore) and out.answer.yiaddr == ip("10.0.0.50") and out.effect is None
-    other = full_reply(packet("52:54:00:00:00:0c", DISCOVER), CONFIG, book)
+    # asking for another machine's reserved address gets the next free one instead
+    taken = Book(reservations={B: ip("10.0.0.100")}, free=FREE)
+    other = full_reply(packet("52:54:00:00:00:0c", DISCOVER, o50=ip("10.0.0.100").packed), CONFIG, taken)
     assert not isinstance(other.answer, Ignore) and other.answer.yiaddr == ip("10.0.0.101")
 
 
-def test_held_addresses_are_skipped_and_an_exhausted_pool_is_ignored_with_a_reason() -> None:
-    book = Book(holdings=tuple(Holding(ip(f"10.0.0.{n}"), f"52:54:00:00:01:{n:02x}", "bound") for n in (100, 101, 102)))
-    out = full_reply(packet(A, DISCOVER), CONFIG, book)
+def test_an_exhausted_pool_is_ignored_with_a_reason() -> None:
+    out = full_reply(packet(A, DISCOVER), CONFIG, Book(free=()))
     assert isinstance(out.answer, Ignore) and "exhausted" in out.answer.reason
+
+
+def test_the_router_is_never_handed_out() -> None:
+    config = BootConfig(
+        mode=DhcpMode.FULL,
+        server_ip=SERVER,
+        script_url="",
+        pools=(Pool.from_range(DhcpRange(start="10.0.0.1", end="10.0.0.9", subnet="10.0.0.0/24")),),
+    )
+    with_router = BootConfig(**{**config.__dict__, "pools": (Pool(**{**config.pools[0].__dict__, "router": SERVER}),)})
+    out = full_reply(packet(A, DISCOVER), with_router, Book(free=(SERVER, ip("10.0.0.2"))))
+    assert not isinstance(out.answer, Ignore) and out.answer.yiaddr == ip("10.0.0.2")
 
 
 def test_request_for_our_offer_is_acked_and_bound_for_the_lease_time() -> None:
@@ -116,9 +130,9 @@ def test_release_and_decline_are_persisted_and_not_answered(req: DhcpPacket, eff
     assert isinstance(out.answer, Ignore) and out.effect == effect
 
 
-def test_a_declined_address_is_not_offered_again() -> None:
-    book = Book(holdings=(Holding(ip("10.0.0.100"), A, "declined"),))
-    out = full_reply(packet(A, DISCOVER), CONFIG, book)
+def test_a_declined_address_is_not_given_to_the_client_that_declined_it() -> None:
+    book = Book(holdings=(Holding(ip("10.0.0.100"), A, "declined"),), free=(ip("10.0.0.101"),))
+    out = full_reply(packet(A, DISCOVER, o50=ip("10.0.0.100").packed), CONFIG, book)
     assert not isinstance(out.answer, Ignore) and out.answer.yiaddr == ip("10.0.0.101")
 
 

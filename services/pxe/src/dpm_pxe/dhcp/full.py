@@ -4,7 +4,8 @@ decision and persists the returned ``Effect`` before it sends the answer, so an 
 crash and no address is offered twice.
 
 Address choice, in order: the machine's reservation (its registered IP, inside a pool's subnet), the
-address it already holds, the address it asks for if free, then the first free one of the ranges.
+address it already holds, the address it asks for if free, then the first free one of the ranges
+(found by the store, which sees every holding).
 """
 
 from __future__ import annotations
@@ -50,10 +51,13 @@ class Holding:
 
 @dataclass(frozen=True)
 class Book:
-    """What the pools look like now: unexpired holdings and reservations (mac -> registered IP)."""
+    """What the decision needs to know, read for one request: the unexpired holdings and reservations
+    (mac -> registered IP) of this client and of the address it asks for, and the first few addresses
+    of the ranges that nobody holds or has reserved -- bounded, however large the pools."""
 
     holdings: tuple[Holding, ...] = ()
     reservations: Mapping[str, IPv4Address] = field(default_factory=dict)
+    free: tuple[IPv4Address, ...] = ()
 
     def holder(self, ip: IPv4Address) -> Holding | None:
         return next((h for h in self.holdings if h.ip == ip), None)
@@ -111,11 +115,10 @@ def choose(mac: str, requested: IPv4Address | None, pools: tuple[Pool, ...], boo
         return held.ip
     if requested is not None and any(p.in_range(requested) for p in pools) and book.free_for(requested, mac):
         return requested
-    taken = {h.ip for h in book.holdings} | set(book.reservations.values())
-    for pool in pools:
-        for ip in pool.addresses():
-            if ip not in taken and ip not in (pool.router, pool.network.network_address):
-                return ip
+    for ip in book.free:
+        pool = next((p for p in pools if p.in_range(ip)), None)
+        if pool is not None and ip not in (pool.router, pool.network.network_address) and book.free_for(ip, mac):
+            return ip
     return None
 
 
@@ -183,6 +186,11 @@ def _nak(request: DhcpPacket, server_ip: IPv4Address) -> DhcpPacket:
 def _ip_option(request: DhcpPacket, code: int) -> IPv4Address | None:
     raw = request.options.get(code, b"")
     return IPv4Address(raw) if len(raw) == 4 else None
+
+
+def requested_address(request: DhcpPacket) -> IPv4Address | None:
+    """The address a client asks for: option 50, else the one it renews (ciaddr)."""
+    return _ip_option(request, OPT_REQUESTED_IP) or (request.ciaddr if int(request.ciaddr) else None)
 
 
 def full_reply(request: DhcpPacket, config: BootConfig, book: Book) -> Outcome:

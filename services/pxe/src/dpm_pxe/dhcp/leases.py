@@ -11,9 +11,11 @@ from ipaddress import IPv4Address
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_pxe.dhcp.full import Book, Decline, Effect, Free, Hold, Holding
+from dpm_pxe.dhcp.pools import Pool
 from dpm_runtime.eventlog import Conn
 
 DECLINED_FOR = 3600  # seconds an address reported in use (DHCPDECLINE) is left alone
+FREE_CANDIDATES = 4  # free addresses read per pool and request (the router or a race may rule one out)
 
 
 class LeaseStore:
@@ -21,20 +23,41 @@ class LeaseStore:
         self._pool = pool
         self._schema = schema
 
-    async def book(self) -> Book:
+    async def book(self, mac: str, requested: IPv4Address | None, pools: tuple[Pool, ...]) -> Book:
+        """Only what one decision needs (see ``full.Book``): a few indexed queries, not the whole table."""
+        wanted = str(requested) if requested else None
         async with self._pool.connection() as conn:
             held = await (
-                await conn.execute(f"SELECT host(ip), mac, state FROM {self._schema}.leases WHERE expires_at > now()")
+                await conn.execute(
+                    f"SELECT host(ip), mac, state FROM {self._schema}.leases"
+                    " WHERE expires_at > now() AND (mac = %s OR ip = %s::inet)",
+                    (mac, wanted),
+                )
             ).fetchall()
             reserved = await (
                 await conn.execute(
-                    f"SELECT mac, ip FROM {self._schema}.machine_directory, unnest(macs) AS mac"
-                    " WHERE ip IS NOT NULL AND NOT deleted AND position('.' in ip) > 0"
+                    f"SELECT m, ip FROM {self._schema}.machine_directory, unnest(macs) AS m"
+                    " WHERE ip IS NOT NULL AND NOT deleted AND position('.' in ip) > 0 AND (%s = ANY(macs) OR ip = %s)",
+                    (mac, wanted),
                 )
             ).fetchall()
+            free: list[IPv4Address] = []
+            for pool in pools:
+                rows = await (
+                    await conn.execute(
+                        f"SELECT host(a) FROM generate_series(0, %s) AS g, LATERAL (SELECT %s::inet + g AS a) AS x"
+                        f" WHERE NOT EXISTS (SELECT 1 FROM {self._schema}.leases l WHERE l.ip = x.a"
+                        " AND l.expires_at > now())"
+                        f" AND NOT EXISTS (SELECT 1 FROM {self._schema}.machine_directory d WHERE d.ip = host(x.a)"
+                        " AND NOT d.deleted) LIMIT %s",
+                        (int(pool.end) - int(pool.start), str(pool.start), FREE_CANDIDATES),
+                    )
+                ).fetchall()
+                free += [IPv4Address(r[0]) for r in rows]
         return Book(
-            holdings=tuple(Holding(IPv4Address(ip), mac, state) for ip, mac, state in held),
-            reservations={mac: IPv4Address(ip) for mac, ip in reserved},
+            holdings=tuple(Holding(IPv4Address(ip), m, state) for ip, m, state in held),
+            reservations={m: IPv4Address(ip) for m, ip in reserved if m == mac or ip == wanted},
+            free=tuple(free),
         )
 
     async def persist(self, effect: Effect) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -31,10 +30,6 @@ class Pool:
 
     def in_range(self, ip: IPv4Address) -> bool:
         return self.start <= ip <= self.end
-
-    def addresses(self) -> Iterator[IPv4Address]:
-        for n in range(int(self.start), int(self.end) + 1):
-            yield IPv4Address(n)
 
 
 def pool_of(pools: tuple[Pool, ...], ip: IPv4Address) -> Pool | None:

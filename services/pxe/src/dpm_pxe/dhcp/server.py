@@ -20,8 +20,9 @@ from typing import Protocol
 from opentelemetry import trace
 
 from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.full import Book, Effect, full_reply
+from dpm_pxe.dhcp.full import Book, Effect, full_reply, requested_address
 from dpm_pxe.dhcp.packet import ACK, OFFER, DhcpPacket, Malformed, build, parse
+from dpm_pxe.dhcp.pools import Pool
 from dpm_pxe.dhcp.proxy import BootConfig, Ignore, destination, reply
 from dpm_schemas.events.boot import DhcpMode
 
@@ -56,7 +57,7 @@ def udp_socket(host: str, port: int, interface: str | None) -> socket.socket:
 class Leases(Protocol):
     """Where full mode keeps its holdings (``dhcp.leases.LeaseStore`` in PostgreSQL)."""
 
-    async def book(self) -> Book: ...
+    async def book(self, mac: str, requested: IPv4Address | None, pools: tuple[Pool, ...]) -> Book: ...
 
     async def persist(self, effect: Effect) -> None: ...
 
@@ -141,7 +142,8 @@ class DhcpServer:
         if self._leases is None:
             return Ignore("full mode needs the lease store")
         async with self._full_lock:
-            outcome = full_reply(request, config, await self._leases.book())
+            book = await self._leases.book(request.mac, requested_address(request), config.pools)
+            outcome = full_reply(request, config, book)
             if outcome.effect is not None:
                 await self._leases.persist(outcome.effect)  # before the answer: an ACK is never forgotten
         return outcome.answer
