@@ -1,4 +1,5 @@
-"""Event log, relay and projection benchmarks against raw psycopg baselines.
+"""Event log, relay and projection benchmarks against raw psycopg baselines; network boot (TFTP
+against tftpd-hpa, DHCP answers per second) in ``bench/boot.py``.
 
     uv run python -m bench [--rebuild-events 1000000] [--quick]
 
@@ -22,6 +23,7 @@ import psycopg
 from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
+from bench import boot as netboot
 from dpm_api.projections import MachineList
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
@@ -226,6 +228,10 @@ async def main(args: argparse.Namespace) -> list[dict]:
             )
         await pool.close()
 
+        if args.only in (None, "boot"):
+            results += await netboot.tftp_cases(row, size_mb=20 if args.quick else 100, repeats=1 if args.quick else 2)
+            results += await netboot.dhcp_cases(row, url, n=2000 if args.quick else 20_000)
+
         if args.only in (None, "rebuild"):
             n = 100_000 if args.quick else args.rebuild_events
             results.append(await rebuild_case(cluster, n, distinct=False))
@@ -244,5 +250,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--rebuild-events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["append", "rebuild"], help="run one group of cases")
+    parser.add_argument("--only", choices=["append", "boot", "rebuild"], help="run one group of cases")
     asyncio.run(main(parser.parse_args()))
