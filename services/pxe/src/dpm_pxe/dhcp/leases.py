@@ -22,6 +22,9 @@ class LeaseStore:
     def __init__(self, pool: AsyncConnectionPool[Conn], schema: str = "pxe") -> None:
         self._pool = pool
         self._schema = schema
+        # pool start -> offset the free-address search starts from, so it does not rescan the addresses
+        # given out before (a hint only: the search wraps around and sees every holding)
+        self._next: dict[IPv4Address, int] = {}
 
     async def book(self, mac: str, requested: IPv4Address | None, pools: tuple[Pool, ...]) -> Book:
         """Only what one decision needs (see ``full.Book``): a few indexed queries, not the whole table."""
@@ -43,17 +46,24 @@ class LeaseStore:
             ).fetchall()
             free: list[IPv4Address] = []
             for pool in pools:
+                size = int(pool.end) - int(pool.start) + 1
+                hint = self._next.get(pool.start, 0) % size  # next fit: where the last search found room
                 rows = await (
                     await conn.execute(
-                        f"SELECT host(a) FROM generate_series(0, %s) AS g, LATERAL (SELECT %s::inet + g AS a) AS x"
+                        "SELECT host(a) FROM (SELECT g FROM generate_series(%s::bigint, %s) AS g UNION ALL"
+                        " SELECT g FROM generate_series(0, %s::bigint - 1) AS g) AS o,"
+                        " LATERAL (SELECT %s::inet + o.g AS a) AS x"
                         f" WHERE NOT EXISTS (SELECT 1 FROM {self._schema}.leases l WHERE l.ip = x.a"
                         " AND l.expires_at > now())"
                         f" AND NOT EXISTS (SELECT 1 FROM {self._schema}.machine_directory d WHERE d.ip = host(x.a)"
                         " AND NOT d.deleted) LIMIT %s",
-                        (int(pool.end) - int(pool.start), str(pool.start), FREE_CANDIDATES),
+                        (hint, size - 1, hint, str(pool.start), FREE_CANDIDATES),
                     )
                 ).fetchall()
-                free += [IPv4Address(r[0]) for r in rows]
+                found = [IPv4Address(r[0]) for r in rows]
+                if found:
+                    self._next[pool.start] = int(found[0]) - int(pool.start)
+                free += found
         return Book(
             holdings=tuple(Holding(IPv4Address(ip), m, state) for ip, m, state in held),
             reservations={m: IPv4Address(ip) for m, ip in reserved if m == mac or ip == wanted},
@@ -61,7 +71,11 @@ class LeaseStore:
         )
 
     async def persist(self, effect: Effect) -> None:
-        async with self._pool.connection() as conn:
+        """One transaction per effect. An offer is a hint, not a promise (RFC 2131 §4.3.1): it is not
+        waited for on disk (synchronous_commit off); a lease, a release and a decline are."""
+        async with self._pool.connection() as conn, conn.transaction():
+            if isinstance(effect, Hold) and effect.state == "offered":
+                await conn.execute("SET LOCAL synchronous_commit = off")
             if isinstance(effect, Hold):
                 # the address moves to this client; any other address it held is given back
                 await conn.execute(
