@@ -111,6 +111,9 @@ async def test_boot_settings_discovery_and_the_deploy_script(api_service, pxe_se
         assert [e.token_sha256 for e in issued] == [hashlib.sha256(token.encode()).hexdigest()]
         assert token not in str(issued)
 
+        media = (await p.http.get("/boot/media.ipxe")).text
+        assert f"chain http://127.0.0.1:{pxe.port}/boot/${{net0/mac}}.ipxe" in media
+
         # the boot file: whole, by Range, and nothing outside the root
         whole = await p.http.get("/files/deploy/vmlinuz")
         assert whole.content == kernel

@@ -134,7 +134,9 @@ def tftp_task(settings: PxeSettings) -> Task:
         root = settings.pxe_root
         root.mkdir(parents=True, exist_ok=True)
         server = TftpServer(
-            root, limits=TftpLimits(max_blksize=settings.pxe_tftp_max_blksize, max_window=settings.pxe_tftp_max_window)
+            root,
+            limits=TftpLimits(max_blksize=settings.pxe_tftp_max_blksize, max_window=settings.pxe_tftp_max_window),
+            tracer=rt.tracer,
         )
         try:
             await server.serve(settings.pxe_tftp_host, settings.pxe_tftp_port, rt.stop)

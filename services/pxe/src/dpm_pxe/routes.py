@@ -20,11 +20,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from dpm_pxe.dhcp.leases import LeaseStore
 from dpm_pxe.recorder import BootRecorder, find_machine
-from dpm_pxe.script import Action, Decision, decide, render
+from dpm_pxe.script import Action, Decision, arch_of, decide, media, render
 from dpm_pxe.state import BootState, pending_netboot
 from dpm_pxe.tftp.files import Refused, resolve
 from dpm_runtime.eventlog import Conn
-from dpm_schemas.events.boot import Arch, BootStage
+from dpm_schemas.events.boot import BootStage
 from dpm_schemas.ids import normalize_mac
 
 router = APIRouter()
@@ -65,15 +65,22 @@ async def _decision(boot: Boot, mac: str) -> Decision:
     return decide(machine, pending, datetime.now(UTC))
 
 
+@router.get("/boot/media.ipxe", response_class=PlainTextResponse)
+async def media_script(request: Request) -> PlainTextResponse:
+    """The script to embed in boot media (iPXE ``make ... EMBED=``) for networks where dpm answers no DHCP."""
+    boot = _boot(request)
+    return PlainTextResponse(media(boot.files_url.removesuffix("/files")))
+
+
 @router.get("/boot/{mac}.ipxe", response_class=PlainTextResponse)
-async def script(request: Request, mac: str, arch: Arch = Arch.UNKNOWN, uuid: UUID | None = None) -> PlainTextResponse:
+async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID | None = None) -> PlainTextResponse:
     """The script iPXE runs: deploy environment for pending work, else the local disk (and discovery)."""
     boot, mac = _boot(request), _mac(mac)
     decision = await _decision(boot, mac)
     client = request.client.host if request.client else None
     ip = client if client and _is_ipv4(client) else None
     await boot.recorder.booted(
-        mac=mac, arch=arch, stage=BootStage.IPXE, client_ip=ip, client_uuid=uuid, decision=decision.reason
+        mac=mac, arch=arch_of(arch), stage=BootStage.IPXE, client_ip=ip, client_uuid=uuid, decision=decision.reason
     )
     token = None
     if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:

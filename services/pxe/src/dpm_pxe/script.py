@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from dpm_pxe.state import Pending
-from dpm_schemas.events.boot import BootSettingsChanged
+from dpm_schemas.events.boot import Arch, BootSettingsChanged
 
 
 class Action(StrEnum):
@@ -89,3 +89,38 @@ def render(
         token=token,
         cmdline=settings.deploy_cmdline.replace("\n", " "),
     )
+
+
+# Boot media (mode off): an iPXE built with this script embedded gets an address from whatever DHCP
+# server the site has (``dhcp`` is IPv4 only, so iPXE does not wait for IPv6 router advertisements),
+# then asks dpm the same question a network boot does.
+MEDIA = """#!ipxe
+echo dpm boot media: asking {base} what to boot
+:retry
+dhcp || goto wait
+chain {base}/boot/${{net0/mac}}.ipxe?arch=${{platform}}-${{buildarch}} && exit ||
+:wait
+echo dpm: no answer yet; retrying in 10 s
+sleep 10
+goto retry
+"""
+
+# what ${platform}-${buildarch} says on boot media, as the architecture of the boot events
+MEDIA_ARCH = {
+    "pcbios-i386": Arch.BIOS_X86,
+    "pcbios-x86_64": Arch.BIOS_X86,
+    "efi-x86_64": Arch.UEFI_X64,
+    "efi-arm64": Arch.UEFI_ARM64,
+}
+
+
+def media(base_url: str) -> str:
+    return MEDIA.format(base=base_url.rstrip("/"))
+
+
+def arch_of(text: str) -> Arch:
+    """``?arch=`` from a DHCP-given script URL (an Arch value) or from boot media (platform-buildarch)."""
+    try:
+        return Arch(text)
+    except ValueError:
+        return MEDIA_ARCH.get(text, Arch.UNKNOWN)

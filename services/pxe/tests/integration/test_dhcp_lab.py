@@ -42,7 +42,7 @@ async def discover(lab: netlab.NetLab, host: netlab.LabHost, port: int, arch: in
     return json.loads(out)
 
 
-async def test_proxy_full_and_off_modes_switched_without_a_restart(pool) -> None:
+async def test_proxy_full_and_off_modes_switched_without_a_restart(pool, tracing) -> None:
     async with pool.connection() as conn:
         for statement in [*directory_ddl(SCHEMA), *DDL]:
             await conn.execute(statement.encode())
@@ -73,7 +73,9 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool) -> None
         async def on_boot(info: ClientInfo, ip: IPv4Address | None) -> None:
             booted.append((info.mac, ip))
 
-        server = DhcpServer(config, leases=LeaseStore(pool), interface=lab.bridge, on_boot=on_boot)
+        server = DhcpServer(
+            config, leases=LeaseStore(pool), interface=lab.bridge, on_boot=on_boot, tracer=tracing[0].get_tracer("t")
+        )
         port, pxe_port = free_udp_port(), free_udp_port()
         stop = asyncio.Event()
         task = asyncio.create_task(server.serve("0.0.0.0", (port, pxe_port), stop))
@@ -121,3 +123,7 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool) -> None
         (first.mac, start),
         (second.mac, end),
     ]
+    # one span per exchange; the ignored one says why
+    spans = [sp for sp in tracing[1].get_finished_spans() if sp.name == "dhcp.exchange"]
+    assert len(spans) == 9 and all(sp.attributes["dhcp.mac"] in (first.mac, second.mac) for sp in spans)
+    assert [sp.attributes.get("dhcp.ignored") for sp in spans][-1] == "DHCP mode is off"

@@ -39,10 +39,10 @@ def tftp_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-async def tftp(tftp_root: Path):
+async def tftp(tftp_root: Path, tracing):
     port = free_udp_port()
     stop = asyncio.Event()
-    server = TftpServer(tftp_root)
+    server = TftpServer(tftp_root, tracer=tracing[0].get_tracer("test"))
     task = asyncio.create_task(server.serve("127.0.0.1", port, stop))
     await asyncio.sleep(0.05)  # the bind happens on the first loop turn
     yield port
@@ -60,12 +60,15 @@ async def run(argv: list[str]) -> tuple[int, float]:
     return proc.returncode, time.monotonic() - started
 
 
-async def test_curl_downloads_50_mb_intact_with_blksize_1468(tftp, tftp_root, tmp_path) -> None:
+async def test_curl_downloads_50_mb_intact_with_blksize_1468(tftp, tftp_root, tmp_path, tracing) -> None:
     out = tmp_path / "curl.bin"
     code, seconds = await run(
         ["curl", "-sS", "--tftp-blksize", "1468", f"tftp://127.0.0.1:{tftp}/big.bin", "-o", str(out)]
     )
     assert code == 0 and sha(out) == sha(tftp_root / "big.bin")
+    (span,) = [s for s in tracing[1].get_finished_spans() if s.name == "tftp.transfer"]  # one span per transfer
+    assert span.attributes["tftp.file"] == "big.bin" and span.attributes["tftp.bytes"] == SIZE
+    assert span.attributes["tftp.option.blksize"] == "1468"
     print(f"\ncurl blksize 1468: {SIZE / seconds / 1e6:.1f} MB/s")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from dpm_pxe.script import Action, Machine, decide, render
+from dpm_pxe.script import Action, Machine, arch_of, decide, media, render
 from dpm_pxe.state import Pending
-from dpm_schemas.events.boot import BootSettingsChanged, DhcpMode
+from dpm_schemas.events.boot import Arch, BootSettingsChanged, DhcpMode
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 PC = Machine(uuid.uuid4(), "pc-01")
@@ -37,3 +37,11 @@ def test_pending_work_boots_the_deploy_environment_with_its_execution_and_token(
 def test_an_expired_request_boots_the_disk_and_says_so() -> None:
     decision = decide(PC, Pending(RUN, NOW - timedelta(seconds=1)), NOW)
     assert decision.action is Action.LOCAL and "expired" in decision.reason
+
+
+def test_boot_media_ask_the_same_endpoint_and_name_their_architecture() -> None:
+    text = media("http://10.0.0.1:26502/")
+    assert text.startswith("#!ipxe\n") and "\ndhcp || goto wait\n" in text
+    assert "chain http://10.0.0.1:26502/boot/${net0/mac}.ipxe?arch=${platform}-${buildarch}" in text
+    assert arch_of("pcbios-i386") is Arch.BIOS_X86 and arch_of("efi-x86_64") is Arch.UEFI_X64
+    assert arch_of("uefi-x64") is Arch.UEFI_X64 and arch_of("<script>") is Arch.UNKNOWN

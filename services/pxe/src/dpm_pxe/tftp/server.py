@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from opentelemetry import trace
+
 from dpm_pxe.tftp import protocol as p
 from dpm_pxe.tftp.files import Refused, resolve
 
@@ -76,6 +78,10 @@ def _receive_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
 
 
+def _span_options(req: p.Request) -> dict[str, str]:
+    return {f"tftp.option.{k}": v for k, v in req.options.items() if k in ("blksize", "windowsize", "tsize", "timeout")}
+
+
 def _extend(into: list[bytes], make: Callable[[int], list[bytes]], first: int) -> None:
     into.extend(make(first))
 
@@ -92,10 +98,12 @@ class TftpServer:
         *,
         limits: TftpLimits | None = None,
         on_transfer: Callable[[str, Address, int], None] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.root = root
         self.limits = limits or TftpLimits()
         self._on_transfer = on_transfer
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._slots = asyncio.Semaphore(self.limits.max_transfers)
         self._threads = ThreadPoolExecutor(self.limits.max_transfers, thread_name_prefix="tftp")
         self._stopping = threading.Event()
@@ -132,13 +140,17 @@ class TftpServer:
         task.add_done_callback(self.transfers.discard)
 
     async def _transfer(self, req: p.Request, peer: Address, host: str) -> None:
-        async with self._slots:
-            loop = asyncio.get_running_loop()
-            try:
-                sent = await loop.run_in_executor(self._threads, self._transfer_blocking, req, peer, host)
-            except Exception:  # a bug must not pass silently; the client times out and retries
-                log.exception("tftp %s:%d %s failed", *peer, req.filename)
-                return
+        attributes = {"tftp.file": req.filename, "tftp.peer": f"{peer[0]}:{peer[1]}", **_span_options(req)}
+        with self._tracer.start_as_current_span("tftp.transfer", attributes=attributes) as span:
+            async with self._slots:
+                loop = asyncio.get_running_loop()
+                try:
+                    sent = await loop.run_in_executor(self._threads, self._transfer_blocking, req, peer, host)
+                except Exception as exc:  # a bug must not pass silently; the client times out and retries
+                    log.exception("tftp %s:%d %s failed", *peer, req.filename)
+                    span.record_exception(exc)
+                    return
+            span.set_attribute("tftp.bytes", sent if sent is not None else -1)
         if self._on_transfer and sent is not None:
             self._on_transfer(req.filename, peer, sent)
 
