@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,10 @@ def service_port(name: str, env: dict[str, str]) -> int:
     return int(env.get(setting, default))
 
 
+IPXE_DIR = Path("/usr/lib/ipxe")
+IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
+
+
 @dataclass
 class Stack:
     settings: StackSettings
@@ -104,6 +109,7 @@ class Stack:
             DPM_STACK_VAR_DIR=str(self.var),
         )
         env.setdefault("DPM_PXE_ROOT", str(self.var / "boot"))
+        self._seed_boot_files(Path(env["DPM_PXE_ROOT"]))
         env.setdefault("DPM_API_PXE_URL", f"http://{s.host}:{service_port('pxe', env)}")
         for name, module in SERVICES:
             with open(self.var / "log" / f"{name}.log", "ab") as log:
@@ -116,6 +122,15 @@ class Stack:
                 )
         self._wait_ready(env, stopping)
         return env
+
+    def _seed_boot_files(self, root: Path) -> None:
+        """Debian's iPXE binaries (apt-get install ipxe) into the boot root, unless already there."""
+        root.mkdir(parents=True, exist_ok=True)
+        for name in IPXE_BINARIES:
+            source, target = IPXE_DIR / name, root / name
+            if source.exists() and not target.exists():
+                shutil.copyfile(source, target)
+                self.say(f"boot file {target} from {source}")
 
     def _wait_ready(self, env: dict[str, str], stopping: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout
