@@ -230,6 +230,51 @@ class E:
         "Check that the pxe service runs (dpm up starts it) and that DPM_API_PXE_URL points to it.",
         503,
     )
+    MACHINE_BUSY = _define(
+        "DPM-E140",
+        "Machine cannot take a scenario now",
+        "{machine} is {state}; a scenario cannot be assigned to it.",
+        "Wait for the running scenario to finish, or clear the error (`dpm clear {machine}`) and run again.",
+        409,
+    )
+    NETBOOT_NEEDS_REBOOT = _define(
+        "DPM-E141",
+        "Machine is powered on",
+        "{machine} is powered on and scenario {scenario} ({kind}) boots the deploy environment, but "
+        "'reboot at start' is not set.",
+        "Power the machine off first, or set reboot_at_start on the scenario so the agent reboots it.",
+        409,
+    )
+    SCENARIO_INVALID = _define(
+        "DPM-E142",
+        "Invalid scenario",
+        "Scenario refused: {reason}.",
+        "Correct the named setting; multicast groups are 224.0.1.0-239.255.255.255, max targets at least 1.",
+        422,
+    )
+    MULTICAST_GROUP_IN_USE = _define(
+        "DPM-E143",
+        "Multicast group already used",
+        "Multicast group {group} is already used by scenario {other}; two scenarios that can run at once need "
+        "different groups.",
+        "Pick another multicast group address for this scenario.",
+        409,
+    )
+    SCENARIO_NOT_FOUND = _define(
+        "DPM-E144",
+        "Scenario not found",
+        "No scenario {scenario!r}.",
+        "List scenarios with `dpm scenarios list`.",
+        404,
+    )
+    NO_RESPONSE = _define(
+        "DPM-E145",
+        "No response from the machine",
+        "Timeout error and stop run scenario: no response from {machine} for {timeout} s in {phase}.",
+        "The machine may wait for input or be halted on an error screen: look at its console, power it off, "
+        "clear the error and run again.",
+        504,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

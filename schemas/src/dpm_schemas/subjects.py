@@ -31,6 +31,8 @@ USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
 POWER = "power"  # scheduler: power actions sent per machine
+ASSIGNMENT = "assignment"  # api: requests to run a scenario on machines (one stream per run)
+STEP = "step"  # step reports of an execution, by the service that implements the step
 SETTING = "setting"  # api: server-wide settings, one stream per area (setting-boot)
 IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
 TEST = "test"  # reserved for the test suites and benchmarks
@@ -48,6 +50,8 @@ CATEGORIES = (
     IMAGE,
     PACKAGE,
     POWER,
+    ASSIGNMENT,
+    STEP,
     SETTING,
     IDENTITY,
     TEST,

@@ -19,6 +19,14 @@ from dpm_schemas.events.boot import (
     NetbootCleared,
     NetbootRequested,
 )
+from dpm_schemas.events.executions import (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionQueued,
+    ExecutionStarted,
+    StepReported,
+    StepRequested,
+)
 from dpm_schemas.events.groups import GroupDefined, GroupDeleted
 from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
 from dpm_schemas.events.machines import (
@@ -28,6 +36,7 @@ from dpm_schemas.events.machines import (
     MachineEdited,
     MachineRegistered,
     MachineRenamed,
+    MachineStatusCleared,
     PowerOn,
     PowerOnFailed,
     PowerOnRequested,
@@ -35,7 +44,7 @@ from dpm_schemas.events.machines import (
     PowerOnSucceeded,
     RebootMachine,
 )
-from dpm_schemas.events.scenarios import ScenarioAssigned
+from dpm_schemas.events.scenarios import ScenarioAssigned, ScenarioDeleted, ScenarioRunRequested, ScenarioSaved
 from dpm_schemas.events.testing import Probe
 from dpm_schemas.events.users import (
     ApiTokenIssued,
@@ -58,6 +67,10 @@ __all__ = [
     "ChunkSent",
     "DeployTokenIssued",
     "EnrolmentTokenIssued",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "ExecutionQueued",
+    "ExecutionStarted",
     "GroupDefined",
     "GroupDeleted",
     "IdentityClaimed",
@@ -72,6 +85,7 @@ __all__ = [
     "MachineEdited",
     "MachineRegistered",
     "MachineRenamed",
+    "MachineStatusCleared",
     "MachineWentOffline",
     "NetbootCleared",
     "NetbootRequested",
@@ -83,6 +97,11 @@ __all__ = [
     "Probe",
     "RebootMachine",
     "ScenarioAssigned",
+    "ScenarioDeleted",
+    "ScenarioRunRequested",
+    "ScenarioSaved",
+    "StepReported",
+    "StepRequested",
     "UserCreated",
     "UserDisabled",
     "UserLoggedIn",

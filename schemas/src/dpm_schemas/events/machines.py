@@ -125,3 +125,12 @@ class RebootMachine(Command):
     wire_name = "RebootMachine"
 
     machine_id: uuid.UUID
+
+
+class MachineStatusCleared(Event):
+    """An operator cleared a machine's error (failed execution, remote power-on error): it may take a
+    scenario again (seed catalog §3.3, "error clear" and "bulk status clear")."""
+
+    wire_name = "MachineStatusCleared"
+
+    machine_id: uuid.UUID

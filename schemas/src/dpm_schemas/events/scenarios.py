@@ -1,12 +1,87 @@
-"""Scenario and assignment streams (written by api)."""
+"""Scenario and assignment streams (written by api): what operators run on machines, and their
+requests to run it. A run carries the scenario revision it was requested with (its spec copied in),
+so editing or deleting the scenario never changes a run in flight."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dpm_schemas.base import Event
+from dpm_schemas.events.machines import IPv4
+
+
+class ScenarioKind(StrEnum):
+    BACKUP = "backup"
+    RESTORE = "restore"
+    DISK_CHECK = "disk-check"
+    OS_INSTALL = "os-install"
+    REMOTE_UPDATE = "remote-update"
+    FIRMWARE = "firmware"
+    SIMULATED = "simulated"  # a step the scheduler completes itself after ``params.seconds`` (tests, lab, demos)
+
+
+# Kinds that boot the deploy environment (the machine must be off, or rebooted at start).
+NETBOOT_KINDS = frozenset(
+    {ScenarioKind.BACKUP, ScenarioKind.RESTORE, ScenarioKind.DISK_CHECK, ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE}
+)
+
+
+class Multicast(BaseModel):
+    """Delivery conditions of a multicast restore or remote update (seed catalog §2.3.4-2.3.5)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: IPv4
+    max_targets: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_wait_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] | None = None
+    max_rate_mbps: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class ScenarioSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ScenarioKind
+    reboot_at_start: bool = False
+    power_off_at_end: bool = False
+    timeout_seconds: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
+    multicast: Multicast | None = None  # None: unicast
+    params: dict[str, str] = Field(default_factory=dict)  # kind-specific (image name, packages, seconds)
+
+
+class ScenarioSaved(Event):
+    """A scenario's whole definition at one revision (the id never changes; the name may)."""
+
+    wire_name = "ScenarioSaved"
+
+    scenario_id: uuid.UUID
+    revision: Annotated[int, Field(ge=1)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    spec: ScenarioSpec
+
+
+class ScenarioDeleted(Event):
+    wire_name = "ScenarioDeleted"
+
+    scenario_id: uuid.UUID
+
+
+class ScenarioRunRequested(Event):
+    """An operator asked to run a scenario revision on machines (stream ``assignment-<run>``)."""
+
+    wire_name = "ScenarioRunRequested"
+
+    run_id: uuid.UUID
+    scenario_id: uuid.UUID
+    revision: Annotated[int, Field(ge=1)]
+    name: str
+    spec: ScenarioSpec
+    machine_ids: Annotated[tuple[uuid.UUID, ...], Field(min_length=1)]
+    not_before: datetime | None = None
 
 
 class ScenarioAssigned(Event):

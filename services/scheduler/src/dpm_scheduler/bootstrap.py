@@ -13,6 +13,7 @@ from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_scheduler import handlers
+from dpm_scheduler.executions.engine import Engine, Limits, ddl
 from dpm_scheduler.power.wol import Spacing, WakeOnLan
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas.events import MachineBooted, MachineCameOnline, MachineWentOffline, PowerOnRequested
@@ -57,8 +58,32 @@ def bootstrap(settings: SchedulerSettings) -> Service:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(runtime.stop.wait(), period)
 
+        engine = Engine(
+            pool=rt.pool,
+            eventlog=rt.eventlog,
+            nc=rt.nc,
+            driver=driver,
+            spacing=Spacing(settings.scheduler_power_on_interval),
+            schema=SCHEMA,
+            limits=Limits(
+                concurrency=settings.scheduler_concurrency,
+                power_on_timeout=timeout,
+                no_response_timeout=settings.scheduler_no_response_timeout,
+            ),
+        )
+
+        async def rounds(runtime: Runtime) -> None:
+            """Drive executions: watchdogs, simulated steps, starts within the limit."""
+            while not runtime.stop.is_set():
+                try:
+                    await engine.tick()
+                except Exception as exc:  # the database may blip; the next round catches up
+                    log.warning("execution engine: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(runtime.stop.wait(), settings.scheduler_tick)
+
         return Wiring(
-            ddl=[*directory_ddl(SCHEMA), *handlers.watch_ddl(SCHEMA)],
+            ddl=[*directory_ddl(SCHEMA), *handlers.watch_ddl(SCHEMA), *ddl(SCHEMA)],
             consumers=[
                 directory_consumer(NAME, SCHEMA),
                 ConsumerSpec(
@@ -70,8 +95,9 @@ def bootstrap(settings: SchedulerSettings) -> Service:
                         MachineBooted: answered,
                     },
                 ),
+                engine.consumer(),
             ],
-            tasks=[expire],
+            tasks=[expire, rounds],
         )
 
     app = FastAPI(title="dpm scheduler", version="0.1.0")

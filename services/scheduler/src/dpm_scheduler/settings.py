@@ -23,3 +23,13 @@ class SchedulerSettings(ServiceSettings):
         default=1.0, ge=0, description="Seconds between consecutive power-ons, so a room does not start at once"
     )
     scheduler_wol_repeats: int = Field(default=3, ge=1, le=10, description="Magic packets per NIC per power-on")
+    scheduler_concurrency: int = Field(
+        default=5,
+        ge=1,
+        le=100_000,
+        description="Executions running at once, server-wide (the concurrent execution limit)",
+    )
+    scheduler_no_response_timeout: float = Field(
+        default=1800.0, gt=0, description="Seconds without a step report before an execution fails (DPM-E145)"
+    )
+    scheduler_tick: float = Field(default=0.5, gt=0, le=10, description="Seconds between execution-engine rounds")

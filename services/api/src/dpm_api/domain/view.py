@@ -22,6 +22,7 @@ from dpm_schemas.events import (
     MachineEdited,
     MachineRegistered,
     MachineRenamed,
+    MachineStatusCleared,
     MachineWentOffline,
     PowerOnFailed,
     PowerOnSucceeded,
@@ -29,6 +30,7 @@ from dpm_schemas.events import (
 from dpm_schemas.ids import machine_key
 
 MACHINE_ID_EVENTS = (
+    MachineStatusCleared,
     PowerOnFailed,
     PowerOnSucceeded,
     MachineAddressesChanged,
@@ -107,6 +109,11 @@ def _(event: MachineEdited, row: MachineRow | None, rec: RecordedEvent) -> Machi
     if row is None:
         return None
     return row._replace(position=rec.position, **_editable(event))
+
+
+@evolve.register
+def _(event: MachineStatusCleared, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return row._replace(power_error=None, position=rec.position) if row else None
 
 
 @evolve.register

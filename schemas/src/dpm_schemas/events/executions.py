@@ -1,0 +1,91 @@
+"""Execution streams (written by the scheduler, one per scenario run per machine) and step reports
+(stream ``step-<execution>``, written by whichever service implements the step).
+
+The step protocol: the scheduler appends StepRequested when an execution reaches its running phase;
+the service that implements the kind (imager for backup/restore, updater for remote updates, the
+deploy environment through the api) appends StepReported -- progress, then completed or failed with
+a code. The scheduler completes or fails the execution on the final report, or fails it with
+DPM-E145 when no report comes within the no-response timeout. ``simulated`` steps are completed by
+the scheduler itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from dpm_schemas.base import Event
+from dpm_schemas.events.scenarios import ScenarioSpec
+
+
+class StartAction(StrEnum):
+    WAKE = "wake"  # Wake-on-LAN, then wait for the network boot (or the agent, for remote updates)
+    REBOOT = "reboot"  # reboot through the agent, then wait for the network boot
+    RUN = "run"  # already where it must be: the step starts at once
+
+
+class StepStatus(StrEnum):
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ExecutionQueued(Event):
+    wire_name = "ExecutionQueued"
+
+    execution_id: uuid.UUID
+    run_id: uuid.UUID
+    machine_id: uuid.UUID
+    scenario_id: uuid.UUID
+    revision: int
+    name: str
+    spec: ScenarioSpec
+
+
+class ExecutionStarted(Event):
+    """A slot of the concurrency limit is taken; ``action`` says how the machine is brought in."""
+
+    wire_name = "ExecutionStarted"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    action: StartAction
+
+
+class StepRequested(Event):
+    wire_name = "StepRequested"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    step: str
+    spec: ScenarioSpec
+
+
+class StepReported(Event):
+    wire_name = "StepReported"
+
+    execution_id: uuid.UUID
+    step: str
+    status: StepStatus
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    code: str | None = None
+    message: Annotated[str, Field(max_length=1000)] = ""
+
+
+class ExecutionCompleted(Event):
+    wire_name = "ExecutionCompleted"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+
+
+class ExecutionFailed(Event):
+    wire_name = "ExecutionFailed"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    code: str
+    reason: str

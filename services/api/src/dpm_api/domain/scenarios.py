@@ -1,0 +1,42 @@
+"""Scenario rules (pure): multicast settings, and which machine states refuse an assignment."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from dpm_schemas import E
+from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
+
+MULTICAST = IPv4Network("224.0.0.0/4")
+LOCAL_CONTROL = IPv4Network("224.0.0.0/24")  # link-local control block: routers and protocols use it
+MULTICAST_KINDS = frozenset({ScenarioKind.RESTORE, ScenarioKind.REMOTE_UPDATE, ScenarioKind.FIRMWARE})
+
+# execution states that refuse a new assignment (seed catalog §3.2), with the words the error uses
+BUSY_STATES = {
+    "queued": "waiting to run a scenario",
+    "powering-on": "running a scenario (powering on)",
+    "rebooting": "running a scenario (rebooting)",
+    "running": "running a scenario",
+    "failed": "in scenario execution error",
+}
+
+
+def check_spec(spec: ScenarioSpec) -> None:
+    if spec.multicast is None:
+        return
+    if spec.kind not in MULTICAST_KINDS:
+        raise E.SCENARIO_INVALID(
+            reason=f"multicast delivery is for restore, remote update or firmware, not {spec.kind}"
+        )
+    group = IPv4Address(spec.multicast.group)
+    if group not in MULTICAST or group in LOCAL_CONTROL:
+        raise E.SCENARIO_INVALID(reason=f"{group} is not a usable multicast group (224.0.1.0-239.255.255.255)")
+
+
+def busy_reason(state: str | None, cleared: bool, power_error: str | None) -> str | None:
+    """Why a machine cannot take a scenario now, or None."""
+    if power_error:
+        return f"in remote power-on error ({power_error})"
+    if state is None or (state == "failed" and cleared):
+        return None
+    return BUSY_STATES.get(state)

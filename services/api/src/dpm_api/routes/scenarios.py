@@ -1,0 +1,185 @@
+"""Scenarios, runs, executions and error clear over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from dpm_api import scenarios
+from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
+from dpm_runtime.service import Runtime
+from dpm_schemas import E
+from dpm_schemas.events.scenarios import ScenarioSpec
+
+router = APIRouter(tags=["scenarios"])
+
+
+class ScenarioIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    spec: ScenarioSpec
+
+
+class RunIn(BaseModel):
+    machines: list[str] = Field(default_factory=list, max_length=100_000, description="machine ids or names")
+    group: str | None = Field(default=None, description="every machine of this group")
+    at: datetime | None = Field(default=None, description="not before this time (UTC if no offset)")
+
+
+def _scenario_out(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"scenario_id": str(row[0]), "name": row[1], "revision": row[2], "spec": row[3]}
+
+
+@router.get("/scenarios")
+async def list_scenarios(rt: RuntimeDep, _who: ViewerDep) -> list[dict[str, Any]]:
+    async with rt.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT scenario_id, name, revision, spec FROM api.scenarios WHERE NOT deleted ORDER BY name"
+            )
+        ).fetchall()
+    return [_scenario_out(r) for r in rows]
+
+
+@router.post("/scenarios", status_code=201)
+async def create_scenario(body: ScenarioIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    return await _save(rt, None, body, actor)
+
+
+@router.put("/scenarios/{ref}")
+async def revise_scenario(ref: str, body: ScenarioIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """A new revision; runs already requested keep theirs."""
+    async with rt.pool.connection() as conn:
+        scenario_id, *_ = await scenarios.find(conn, ref)
+    return await _save(rt, scenario_id, body, actor)
+
+
+async def _save(rt: Runtime, scenario_id: uuid.UUID | None, body: ScenarioIn, actor: str) -> dict[str, Any]:
+    async with rt.pool.connection() as conn, conn.transaction():
+        saved, position = await scenarios.save(rt.eventlog, conn, scenario_id, body.name, body.spec, actor=actor)
+    await rt.projections["scenarios"].wait_for(position, timeout=5)
+    return {
+        "scenario_id": str(saved.scenario_id),
+        "name": saved.name,
+        "revision": saved.revision,
+        "spec": saved.spec.model_dump(mode="json"),
+    }
+
+
+@router.delete("/scenarios/{ref}", status_code=202)
+async def delete_scenario(ref: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    async with rt.pool.connection() as conn, conn.transaction():
+        result = await scenarios.delete(rt.eventlog, conn, ref, actor=actor)
+    await rt.projections["scenarios"].wait_for(result.position, timeout=5)
+    return {"deleted": ref}
+
+
+@router.post("/scenarios/{ref}/runs", status_code=202)
+async def run_scenario(ref: str, body: RunIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """Run now (or not before ``at``) on machines and/or a group; each machine gets an execution."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        machine_ids = await _targets(conn, body)
+        request = await scenarios.run(rt.eventlog, conn, ref, machine_ids, body.at, actor=actor)
+    return {"run_id": str(request.run_id), "scenario": request.name, "revision": request.revision,
+            "machines": [str(m) for m in request.machine_ids]}  # fmt: skip
+
+
+async def _targets(conn: Any, body: RunIn) -> list[uuid.UUID]:
+    ids: list[uuid.UUID] = []
+    for ref in body.machines:
+        try:
+            row = await (
+                await conn.execute("SELECT machine_id FROM api.machines WHERE machine_id = %s", (uuid.UUID(ref),))
+            ).fetchone()
+        except ValueError:
+            row = await (await conn.execute("SELECT machine_id FROM api.machines WHERE name = %s", (ref,))).fetchone()
+        if row is None:
+            raise E.MACHINE_NOT_FOUND(machine_id=ref)
+        ids.append(row[0])
+    if body.group:
+        rows = await (
+            await conn.execute("SELECT machine_id FROM api.machines WHERE group_name = %s ORDER BY name", (body.group,))
+        ).fetchall()
+        if not rows:
+            raise E.GROUP_NOT_FOUND(name=body.group)
+        ids += [r[0] for r in rows]
+    if not ids:
+        raise E.INVALID_REQUEST(reason="name at least one machine or a group")
+    return ids
+
+
+@router.get("/executions")
+async def list_executions(
+    rt: RuntimeDep,
+    _who: ViewerDep,
+    machine: str | None = None,
+    scenario: str | None = None,
+    run_id: uuid.UUID | None = None,
+    state: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> list[dict[str, Any]]:
+    """Execution history (newest first): per machine, per scenario, per run, by state."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if machine:
+        clauses.append("(m.name = %s OR m.machine_id::text = %s)")
+        params += [machine, machine]
+    if scenario:
+        clauses.append("(x.scenario = %s OR x.scenario_id::text = %s)")
+        params += [scenario, scenario]
+    if run_id:
+        clauses.append("x.run_id = %s")
+        params.append(run_id)
+    if state:
+        clauses.append("x.state = %s")
+        params.append(state)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    async with rt.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT x.execution_id, x.run_id, x.machine_id, m.name, x.scenario, x.revision, x.kind, x.state,"
+                " x.percent, x.code, x.reason, x.cleared, x.queued_at, x.started_at, x.ended_at"
+                f" FROM api.executions x LEFT JOIN api.machines m ON m.machine_id = x.machine_id {where}"
+                " ORDER BY x.queued_at DESC, x.execution_id LIMIT %s",
+                (*params, limit),
+            )
+        ).fetchall()
+    keys = ("execution_id", "run_id", "machine_id", "machine", "scenario", "revision", "kind", "state", "percent",
+            "code", "reason", "cleared", "queued_at", "started_at", "ended_at")  # fmt: skip
+    return [
+        {k: (str(v) if isinstance(v, uuid.UUID | datetime) else v) for k, v in zip(keys, r, strict=True)} for r in rows
+    ]
+
+
+class ClearIn(BaseModel):
+    machines: list[str] = Field(default_factory=list, description="machine ids or names")
+    state: str | None = Field(default=None, description="bulk clear: every machine whose latest execution is in it")
+
+
+@router.post("/clear")
+async def clear(body: ClearIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """Error clear (named machines) or bulk status clear (every machine in ``state``)."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        ids = await _targets(conn, RunIn(machines=body.machines)) if body.machines else []
+        if body.state:
+            rows = await (
+                await conn.execute(
+                    "SELECT DISTINCT machine_id FROM api.executions WHERE state = %s AND NOT cleared", (body.state,)
+                )
+            ).fetchall()
+            ids += [r[0] for r in rows]
+        power = await (
+            await conn.execute(
+                "SELECT machine_id FROM api.machines WHERE power_error IS NOT NULL AND %s",
+                (body.state == "power-on-error",),
+            )
+        ).fetchall()
+        ids += [r[0] for r in power]
+        position = await scenarios.clear(rt.eventlog, conn, list(dict.fromkeys(ids)), actor=actor)
+    if position:
+        await rt.projections["executions"].wait_for(position, timeout=5)
+        await rt.projections["machines"].wait_for(position, timeout=5)
+    return {"cleared": len(set(ids))}

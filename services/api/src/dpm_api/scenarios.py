@@ -1,0 +1,131 @@
+"""Scenario changes and run requests: validate, then append. Routes call these in a transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from dpm_api.domain.scenarios import busy_reason, check_spec
+from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
+from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas.events import MachineStatusCleared, ScenarioDeleted, ScenarioRunRequested, ScenarioSaved
+from dpm_schemas.events.scenarios import ScenarioSpec
+from dpm_schemas.ids import stream_id
+
+
+async def find(conn: Conn, ref: str) -> tuple[uuid.UUID, str, int, ScenarioSpec]:
+    """A live scenario by id or name: (id, name, revision, spec); DPM-E144 otherwise."""
+    try:
+        key: object = uuid.UUID(ref)
+        where = "scenario_id = %s"
+    except ValueError:
+        key, where = ref, "name = %s"
+    row = await (
+        await conn.execute(
+            f"SELECT scenario_id, name, revision, spec FROM api.scenarios WHERE {where} AND NOT deleted", (key,)
+        )
+    ).fetchone()
+    if row is None:
+        raise E.SCENARIO_NOT_FOUND(scenario=ref)
+    return row[0], row[1], row[2], ScenarioSpec.model_validate(row[3])
+
+
+async def save(
+    log: EventLog, conn: Conn, scenario_id: uuid.UUID | None, name: str, spec: ScenarioSpec, *, actor: str
+) -> tuple[ScenarioSaved, int]:
+    """Create (``scenario_id`` None) or revise a scenario; the id never changes, the revision counts.
+    Returns the event and its log position."""
+    check_spec(spec)
+    if spec.multicast is not None:
+        clash = await (
+            await conn.execute(
+                "SELECT name FROM api.scenarios WHERE multicast_group = %s AND NOT deleted"
+                " AND scenario_id IS DISTINCT FROM %s",
+                (spec.multicast.group, scenario_id),
+            )
+        ).fetchone()
+        if clash is not None:
+            raise E.MULTICAST_GROUP_IN_USE(group=spec.multicast.group, other=clash[0])
+    taken = await (
+        await conn.execute(
+            "SELECT 1 FROM api.scenarios WHERE name = %s AND NOT deleted AND scenario_id IS DISTINCT FROM %s",
+            (name, scenario_id),
+        )
+    ).fetchone()
+    if taken is not None:
+        raise E.SCENARIO_INVALID(reason=f"the name {name!r} is taken")
+    if scenario_id is None:
+        scenario_id, version = uuid.uuid4(), NO_STREAM
+    else:
+        history = await log.read_stream(stream_id(subjects.SCENARIO, scenario_id), conn=conn)
+        if not history or isinstance(history[-1].event, ScenarioDeleted):
+            raise E.SCENARIO_NOT_FOUND(scenario=str(scenario_id))
+        version = history[-1].stream_version
+    saved = ScenarioSaved(scenario_id=scenario_id, revision=version + 1, name=name, spec=spec)
+    result = await log.append(
+        stream_id(subjects.SCENARIO, scenario_id), version, [NewEvent(saved, Metadata.new(actor=actor))], conn=conn
+    )
+    return saved, result.position
+
+
+async def delete(log: EventLog, conn: Conn, ref: str, *, actor: str) -> AppendResult:
+    """Delete a scenario; runs already requested keep the revision they pinned."""
+    scenario_id, *_ = await find(conn, ref)
+    return await log.append(
+        stream_id(subjects.SCENARIO, scenario_id),
+        None,
+        [NewEvent(ScenarioDeleted(scenario_id=scenario_id), Metadata.new(actor=actor))],
+        conn=conn,
+    )
+
+
+async def run(
+    log: EventLog, conn: Conn, ref: str, machine_ids: list[uuid.UUID], not_before: datetime | None, *, actor: str
+) -> ScenarioRunRequested:
+    """Request a run, refused (DPM-E140) if any target is running, failed, or in power-on error."""
+    scenario_id, name, revision, spec = await find(conn, ref)
+    rows = await (
+        await conn.execute(
+            "SELECT m.machine_id, m.name, m.power_error, e.state, e.cleared FROM api.machines m LEFT JOIN LATERAL"
+            " (SELECT state, cleared FROM api.executions x WHERE x.machine_id = m.machine_id"
+            " ORDER BY queued_at DESC LIMIT 1) e ON true WHERE m.machine_id = ANY(%s)",
+            (machine_ids,),
+        )
+    ).fetchall()
+    found = {r[0]: r for r in rows}
+    for machine_id in machine_ids:
+        if machine_id not in found:
+            raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
+        _, machine, power_error, state, cleared = found[machine_id]
+        if (why := busy_reason(state, bool(cleared), power_error)) is not None:
+            raise E.MACHINE_BUSY(machine=machine, state=why)
+    request = ScenarioRunRequested(
+        run_id=uuid.uuid4(),
+        scenario_id=scenario_id,
+        revision=revision,
+        name=name,
+        spec=spec,
+        machine_ids=tuple(dict.fromkeys(machine_ids)),
+        not_before=not_before,
+    )
+    await log.append(
+        stream_id(subjects.ASSIGNMENT, request.run_id),
+        NO_STREAM,
+        [NewEvent(request, Metadata.new(actor=actor))],
+        conn=conn,
+    )
+    return request
+
+
+async def clear(log: EventLog, conn: Conn, machine_ids: list[uuid.UUID], *, actor: str) -> int:
+    """Error clear: the machines may take a scenario again. Returns the last position (0: none)."""
+    position = 0
+    for machine_id in machine_ids:
+        result = await log.append(
+            stream_id(subjects.MACHINE, machine_id),
+            None,
+            [NewEvent(MachineStatusCleared(machine_id=machine_id), Metadata.new(actor=actor))],
+            conn=conn,
+        )
+        position = result.position
+    return position

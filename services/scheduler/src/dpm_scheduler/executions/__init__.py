@@ -1,0 +1,1 @@
+"""The execution engine: a process manager driving each scenario run per machine."""

@@ -1,0 +1,374 @@
+"""The execution engine: queued executions start within the server-wide concurrency limit, machines
+are woken or rebooted into the network boot, the step is requested, and the execution ends on the
+step's report -- or on a watchdog: no network boot after power-on (DPM-E112), no agent (DPM-E113),
+no step report (DPM-E145).
+
+State lives in ``scheduler.executions``, changed in the same transaction as the events that say so,
+so a crash at any point resumes from the last commit: a restart neither loses an execution nor
+starts one twice. Starting takes a transaction-scoped advisory lock, so scheduler replicas never
+exceed the limit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from psycopg_pool import AsyncConnectionPool
+
+from dpm_runtime.consumer import ConsumerSpec
+from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, Conn, EventLog, StreamConflict
+from dpm_scheduler.executions.plan import Refuse, Start, Wait, plan_start
+from dpm_scheduler.handlers import power_target
+from dpm_scheduler.power.driver import PowerDriver
+from dpm_scheduler.power.wol import Spacing
+from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, agent_protocol, subjects
+from dpm_schemas.agent_protocol import Action, Command
+from dpm_schemas.events import (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionQueued,
+    ExecutionStarted,
+    MachineBooted,
+    MachineCameOnline,
+    NetbootCleared,
+    NetbootRequested,
+    ScenarioRunRequested,
+    StepReported,
+    StepRequested,
+)
+from dpm_schemas.events.executions import StartAction, StepStatus
+from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
+from dpm_schemas.ids import stream_id
+from dpm_schemas.subjects import durable_name
+
+log = logging.getLogger(__name__)
+
+ACTOR = "scheduler"
+ACTIVE = ("waiting_boot", "waiting_online", "running")
+START_LOCK = 0x5C4ED  # advisory lock key: one scheduler replica starts executions at a time
+NAMESPACE = uuid.UUID("1b7e0f0c-6a55-4c52-9d59-0a8f4c3c5e11")
+
+
+def execution_id(run_id: uuid.UUID, machine_id: uuid.UUID) -> uuid.UUID:
+    """One execution per run and machine, so a redelivered run request creates nothing twice."""
+    return uuid.uuid5(NAMESPACE, f"{run_id}:{machine_id}")
+
+
+def ddl(schema: str) -> list[str]:
+    return [
+        f'CREATE TABLE IF NOT EXISTS "{schema}".executions ('
+        " execution_id uuid PRIMARY KEY, run_id uuid NOT NULL, machine_id uuid NOT NULL, name text NOT NULL,"
+        " spec jsonb NOT NULL, state text NOT NULL, queued_at bigint NOT NULL, not_before timestamptz,"
+        " deadline timestamptz, step_due timestamptz, netboot boolean NOT NULL DEFAULT false)",
+        f'CREATE INDEX IF NOT EXISTS executions_state ON "{schema}".executions (state, queued_at)',
+        f'CREATE INDEX IF NOT EXISTS executions_machine ON "{schema}".executions (machine_id, state)',
+    ]
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrency: int = 5
+    power_on_timeout: float = 600.0
+    no_response_timeout: float = 1800.0
+
+
+@dataclass
+class Engine:
+    pool: AsyncConnectionPool[Conn]
+    eventlog: EventLog
+    nc: NATS
+    driver: PowerDriver
+    spacing: Spacing
+    schema: str
+    limits: Limits
+
+    @property
+    def table(self) -> str:
+        return f'"{self.schema}".executions'
+
+    # -- reactions -------------------------------------------------------------------------------
+
+    async def run_requested(self, rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, ScenarioRunRequested)
+        for machine_id in e.machine_ids:
+            eid = execution_id(e.run_id, machine_id)
+            queued = ExecutionQueued(
+                execution_id=eid,
+                run_id=e.run_id,
+                machine_id=machine_id,
+                scenario_id=e.scenario_id,
+                revision=e.revision,
+                name=e.name,
+                spec=e.spec,
+            )
+            try:
+                async with conn.transaction():  # savepoint: a redelivery only skips what exists
+                    await self._append(conn, eid, [queued], rec, expected=NO_STREAM)
+                    await conn.execute(
+                        f"INSERT INTO {self.table} (execution_id, run_id, machine_id, name, spec, state, queued_at,"
+                        " not_before) VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s)",
+                        (eid, e.run_id, machine_id, e.name, e.spec.model_dump_json(), rec.position, e.not_before),
+                    )
+            except StreamConflict:
+                continue
+
+    async def machine_booted(self, rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, MachineBooted)
+        cur = await conn.execute(
+            f'SELECT machine_id FROM "{self.schema}".machine_directory WHERE %s = ANY(macs) AND NOT deleted', (e.mac,)
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            await self._arrived(conn, row[0], Wait.BOOT, rec)
+
+    async def came_online(self, rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, MachineCameOnline)
+        await self._arrived(conn, e.machine_id, Wait.ONLINE, rec)
+
+    async def step_reported(self, rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, StepReported)
+        cur = await conn.execute(
+            f"SELECT machine_id, netboot FROM {self.table} WHERE execution_id = %s AND state = 'running' FOR UPDATE",
+            (e.execution_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return  # late or duplicate report: the execution already ended
+        machine_id, netboot = row
+        if e.status is StepStatus.PROGRESS:
+            await self._set(conn, e.execution_id, "running", deadline=self.limits.no_response_timeout)
+        elif e.status is StepStatus.COMPLETED:
+            await self._finish(conn, e.execution_id, machine_id, netboot, None, rec)
+        else:
+            await self._finish(conn, e.execution_id, machine_id, netboot, (e.code or "DPM-E145", e.message), rec)
+
+    def consumer(self) -> ConsumerSpec:
+        return ConsumerSpec(
+            durable=durable_name("scheduler", "executions"),
+            handlers={
+                ScenarioRunRequested: self.run_requested,
+                MachineBooted: self.machine_booted,
+                MachineCameOnline: self.came_online,
+                StepReported: self.step_reported,
+            },
+        )
+
+    # -- the periodic round ------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Expire watchdogs, complete due simulated steps, start what the limit allows."""
+        await self._expire()
+        await self._complete_simulated()
+        await self._start_queued()
+
+    async def _expire(self) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT execution_id, machine_id, state, netboot, spec FROM {self.table}"
+                f" WHERE state = ANY(%s) AND deadline < now() FOR UPDATE SKIP LOCKED",
+                (list(ACTIVE),),
+            )
+            for eid, machine_id, state, netboot, spec in await cur.fetchall():
+                name = await self._machine_name(conn, machine_id)
+                if state == Wait.BOOT:
+                    err = E.NETBOOT_NOT_DETECTED(machine=name, timeout=round(self.limits.power_on_timeout))
+                elif state == Wait.ONLINE:
+                    err = E.POWER_ON_FAILED(machine=name, timeout=round(self.limits.power_on_timeout))
+                else:
+                    timeout = min(self.limits.no_response_timeout, ScenarioSpec.model_validate(spec).timeout_seconds)
+                    err = E.NO_RESPONSE(machine=name, timeout=round(timeout), phase=f"step {spec['kind']}")
+                await self._finish(conn, eid, machine_id, netboot, (err.code, err.message), None)
+
+    async def _complete_simulated(self) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT execution_id, machine_id FROM {self.table}"
+                " WHERE state = 'running' AND step_due < now() FOR UPDATE SKIP LOCKED LIMIT 500"
+            )
+            for eid, machine_id in await cur.fetchall():
+                await self._finish(conn, eid, machine_id, False, None, None)
+
+    async def _start_queued(self) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (START_LOCK,))
+            row = await (
+                await conn.execute(f"SELECT count(*) FROM {self.table} WHERE state = ANY(%s)", (list(ACTIVE),))
+            ).fetchone()
+            free = self.limits.concurrency - (row[0] if row else 0)
+            if free <= 0:
+                return
+            cur = await conn.execute(
+                f"SELECT execution_id, machine_id, spec, name FROM {self.table} q WHERE state = 'queued'"
+                " AND (not_before IS NULL OR not_before <= now())"
+                f" AND NOT EXISTS (SELECT 1 FROM {self.table} a WHERE a.machine_id = q.machine_id"
+                " AND a.state = ANY(%s)) ORDER BY queued_at, execution_id LIMIT %s",
+                (list(ACTIVE), free),
+            )
+            started: set[uuid.UUID] = set()
+            for eid, machine_id, spec, scenario in await cur.fetchall():
+                if machine_id in started:  # one execution per machine at a time
+                    continue
+                started.add(machine_id)
+                await self._start(conn, eid, machine_id, ScenarioSpec.model_validate(spec), scenario)
+
+    async def _start(
+        self, conn: Conn, eid: uuid.UUID, machine_id: uuid.UUID, spec: ScenarioSpec, scenario: str
+    ) -> None:
+        row = await (
+            await conn.execute(f'SELECT online FROM "{self.schema}".presence WHERE machine_id = %s', (machine_id,))
+        ).fetchone()
+        plan = plan_start(spec, online=bool(row and row[0]))
+        if isinstance(plan, Refuse):
+            name = await self._machine_name(conn, machine_id)
+            err = E.NETBOOT_NEEDS_REBOOT(machine=name, scenario=scenario, kind=spec.kind.value)
+            await self._finish(conn, eid, machine_id, False, (err.code, err.message), None)
+            return
+        events: list[object] = [ExecutionStarted(execution_id=eid, machine_id=machine_id, action=plan.action)]
+        if plan.netboot:  # before the machine is woken: pxe must already know what to serve it
+            events.append(NetbootRequested(machine_id=machine_id, execution_id=eid))
+        failure = await self._bring_in(conn, machine_id, plan)
+        if failure is None and plan.wait is Wait.NOTHING:
+            events.append(StepRequested(execution_id=eid, machine_id=machine_id, step=spec.kind.value, spec=spec))
+        await self._append(conn, eid, events, None)
+        if failure is not None:
+            await self._finish(conn, eid, machine_id, plan.netboot, failure, None)
+            return
+        deadline = self.limits.power_on_timeout if plan.wait is not Wait.NOTHING else self._step_timeout(spec)
+        step_due = _simulated_seconds(spec) if plan.wait is Wait.NOTHING else None
+        await self._set(conn, eid, plan.wait.value, deadline=deadline, step_due=step_due, netboot=plan.netboot)
+
+    async def _bring_in(self, conn: Conn, machine_id: uuid.UUID, plan: Start) -> tuple[str, str] | None:
+        """Wake or reboot the machine; a failure to even send is the execution's failure."""
+        if plan.action is StartAction.WAKE:
+            target = await power_target(conn, self.schema, machine_id)
+            if target is None:
+                err = E.MACHINE_NOT_FOUND(machine_id=machine_id)
+                return err.code, err.message
+            await self.spacing.wait()
+            await self.driver.power_on(target)
+        elif plan.action is StartAction.REBOOT:
+            cmd = Command(id=uuid.uuid4(), action=Action.REBOOT)
+            try:
+                reply = await self.nc.request(
+                    subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=30
+                )
+                result = agent_protocol.decode(reply.data)
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+                err = E.AGENT_OFFLINE(machine_id=machine_id)
+                return err.code, f"{err.message} ({type(exc).__name__})"
+            if not getattr(result, "ok", False):
+                return getattr(result, "code", None) or "DPM-E122", getattr(result, "message", "reboot refused")
+        return None
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _arrived(self, conn: Conn, machine_id: uuid.UUID, wait: Wait, cause: RecordedEvent) -> None:
+        cur = await conn.execute(
+            f"SELECT execution_id, spec FROM {self.table} WHERE machine_id = %s AND state = %s FOR UPDATE",
+            (machine_id, wait.value),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return
+        eid, raw = row
+        spec = ScenarioSpec.model_validate(raw)
+        step = StepRequested(execution_id=eid, machine_id=machine_id, step=spec.kind.value, spec=spec)
+        await self._append(conn, eid, [step], cause)
+        await self._set(conn, eid, "running", deadline=self._step_timeout(spec))
+
+    async def _finish(
+        self,
+        conn: Conn,
+        eid: uuid.UUID,
+        machine_id: uuid.UUID,
+        netboot: bool,
+        failure: tuple[str, str] | None,
+        cause: RecordedEvent | None,
+    ) -> None:
+        events: list[object] = []
+        if netboot:
+            events.append(NetbootCleared(machine_id=machine_id, execution_id=eid, reason="execution ended"))
+        if failure is None:
+            events.append(ExecutionCompleted(execution_id=eid, machine_id=machine_id))
+        else:
+            events.append(
+                ExecutionFailed(execution_id=eid, machine_id=machine_id, code=failure[0], reason=failure[1][:500])
+            )
+        await self._append(conn, eid, events, cause)
+        await self._set(conn, eid, "failed" if failure else "completed")
+
+    def _step_timeout(self, spec: ScenarioSpec) -> float:
+        return float(min(self.limits.no_response_timeout, spec.timeout_seconds))
+
+    async def _set(
+        self,
+        conn: Conn,
+        eid: uuid.UUID,
+        state: str,
+        *,
+        deadline: float | None = None,
+        step_due: float | None = None,
+        netboot: bool | None = None,
+    ) -> None:
+        await conn.execute(
+            f"UPDATE {self.table} SET state = %s, deadline = now() + %s, step_due = now() + %s,"
+            " netboot = coalesce(%s, netboot) WHERE execution_id = %s",
+            (
+                state,
+                timedelta(seconds=deadline) if deadline is not None else None,
+                timedelta(seconds=step_due) if step_due is not None else None,
+                netboot,
+                eid,
+            ),
+        )
+
+    async def _append(
+        self,
+        conn: Conn,
+        eid: uuid.UUID,
+        events: list[object],
+        cause: RecordedEvent | None,
+        *,
+        expected: int | None = ANY_VERSION,
+    ) -> None:
+        await self._append_to(conn, stream_id(subjects.EXECUTION, eid), events, cause, expected=expected)
+
+    async def _append_to(
+        self,
+        conn: Conn,
+        sid: str,
+        events: list[object],
+        cause: RecordedEvent | None = None,
+        *,
+        expected: int | None = ANY_VERSION,
+    ) -> None:
+        meta = Metadata.new(actor=ACTOR)
+        if cause is not None:
+            meta = Metadata(correlation_id=cause.metadata.correlation_id, actor=ACTOR).caused_by(cause)
+        await self.eventlog.append(sid, expected, [NewEvent(e, meta) for e in events], conn=conn)  # type: ignore[arg-type]
+
+    async def _machine_name(self, conn: Conn, machine_id: uuid.UUID) -> str:
+        row = await (
+            await conn.execute(
+                f'SELECT name FROM "{self.schema}".machine_directory WHERE machine_id = %s', (machine_id,)
+            )
+        ).fetchone()
+        return str(row[0]) if row else str(machine_id)
+
+
+def _simulated_seconds(spec: ScenarioSpec) -> float | None:
+    if spec.kind is not ScenarioKind.SIMULATED:
+        return None
+    try:
+        return max(0.0, float(spec.params.get("seconds", "1")))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,153 @@
+"""Scenario execution through the api and the scheduler: the concurrency limit, assignment refusals,
+error clear, the netboot watchdog (DPM-E112), the powered-on-without-reboot error (DPM-E141),
+revision pinning, and the multicast validations."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from dpm_runtime.eventlog import ANY_VERSION
+from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.testing import eventually
+from dpm_runtime.testing.services import running
+from dpm_schemas import Metadata, NewEvent, subjects
+from dpm_schemas.events import (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionStarted,
+    MachineCameOnline,
+    NetbootCleared,
+    NetbootRequested,
+)
+from dpm_schemas.ids import stream_id
+
+pytestmark = pytest.mark.integration
+
+
+def simulated(seconds: float) -> dict:
+    return {"kind": "simulated", "params": {"seconds": str(seconds)}}
+
+
+async def machines(api, n: int, group: str = "new-machines") -> list[str]:
+    ids = []
+    for i in range(n):
+        mac = f"52:54:00:ee:{i // 256:02x}:{i % 256:02x}"
+        r = await api.http.post("/machines", json={"name": f"m{i:03d}", "macs": [mac], "group": group})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["machine_id"])
+    return ids
+
+
+async def finished(api, run_id: str, n: int) -> list[dict]:
+    async def rows() -> list[dict]:
+        got = (await api.http.get("/executions", params={"run_id": run_id})).json()
+        return got if len(got) == n and all(r["state"] in ("completed", "failed") for r in got) else []
+
+    return await eventually(rows, timeout=60, interval=0.2, what=f"run {run_id} finished")
+
+
+async def test_limit_5_runs_10_targets_as_5_plus_5_and_busy_machines_are_refused(
+    api_service, scheduler_service, auth
+) -> None:
+    scheduler = scheduler_service(scheduler_concurrency=5, scheduler_tick=0.1)
+    async with running(api_service(), headers=auth) as api, running(scheduler):
+        ids = await machines(api, 10)
+        created = await api.http.post("/scenarios", json={"name": "sim", "spec": simulated(1.0)})
+        assert created.status_code == 201 and created.json()["revision"] == 1
+        run = (await api.http.post("/scenarios/sim/runs", json={"machines": ids})).json()
+        # the scenario is edited while the run is in flight: the run keeps revision 1
+        revised = await api.http.put("/scenarios/sim", json={"name": "sim", "spec": simulated(0.1)})
+        assert revised.json()["revision"] == 2
+
+        async def running_one() -> bool:
+            rows = (await api.http.get("/executions", params={"machine": "m000"})).json()
+            return bool(rows) and rows[0]["state"] in ("queued", "running")
+
+        await eventually(running_one, what="m000's execution visible")
+        busy = await api.http.post("/scenarios/sim/runs", json={"machines": ["m000"]})
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "DPM-E140"
+
+        rows = await finished(api, run["run_id"], 10)
+        assert {r["state"] for r in rows} == {"completed"} and {r["revision"] for r in rows} == {1}
+        # replay the run from the log: never more than 5 active, and the 6th started after a completion
+        events = [r.event for r in await api.runtime.eventlog.read_all()]
+        active = peak = 0
+        for e in events:
+            if isinstance(e, ExecutionStarted):
+                active += 1
+                peak = max(peak, active)
+            elif isinstance(e, ExecutionCompleted | ExecutionFailed):
+                active -= 1
+        assert peak == 5
+        started = [i for i, e in enumerate(events) if isinstance(e, ExecutionStarted)]
+        completed = [i for i, e in enumerate(events) if isinstance(e, ExecutionCompleted)]
+        assert len(started) == 10 and started[5] > completed[0]
+        again = await api.http.post("/scenarios/sim/runs", json={"machines": ["m000"]})
+        assert again.status_code == 202  # completed machines take a new run
+
+
+async def test_netboot_watchdog_error_clear_and_powered_on_without_reboot(api_service, scheduler_service, auth) -> None:
+    scheduler = scheduler_service(
+        scheduler_concurrency=5,
+        scheduler_tick=0.1,
+        scheduler_power_on_timeout=1.5,
+        scheduler_wol_port=free_port(),
+        scheduler_power_on_interval=0,
+    )
+    async with running(api_service(), headers=auth) as api, running(scheduler):
+        # WOL to 127.255.255.255: the packets stay on loopback
+        assert (await api.http.put("/groups/loop", json={"subnet": "127.0.0.0/8"})).is_success
+        off, on = await machines(api, 2, group="loop")
+        check = {"kind": "disk-check"}
+        assert (await api.http.post("/scenarios", json={"name": "check", "spec": check})).status_code == 201
+        await api.runtime.eventlog.append(
+            stream_id(subjects.AGENT, on),
+            ANY_VERSION,
+            [NewEvent(MachineCameOnline(machine_id=uuid.UUID(on), agent_version="1"), Metadata.new(actor="gw"))],
+        )
+
+        async def on_is_online() -> bool:
+            return bool((await api.http.get(f"/machines/{on}")).json()["online"])
+
+        await eventually(on_is_online, what="the machine online")
+        run = (await api.http.post("/scenarios/check/runs", json={"machines": [off, on]})).json()
+        rows = {r["machine_id"]: r for r in await finished(api, run["run_id"], 2)}
+        assert rows[off]["code"] == "DPM-E112" and "did not network-boot" in rows[off]["reason"]
+        assert rows[on]["code"] == "DPM-E141" and "reboot at start" in rows[on]["reason"]
+        # pxe was told to serve the deploy environment, and told to stop when the execution failed
+        events = [r.event for r in await api.runtime.eventlog.read_all()]
+        assert [type(e) for e in events if isinstance(e, NetbootRequested | NetbootCleared)] == [
+            NetbootRequested,
+            NetbootCleared,
+        ]
+        refused = await api.http.post("/scenarios/check/runs", json={"machines": [off]})
+        assert refused.status_code == 409 and "scenario execution error" in refused.json()["error"]["message"]
+        cleared = await api.http.post("/clear", json={"state": "failed"})
+        assert cleared.json() == {"cleared": 2}
+        assert (await api.http.post("/scenarios/check/runs", json={"machines": [off]})).status_code == 202
+
+
+async def test_multicast_settings_are_validated(api_service, auth) -> None:
+    async with running(api_service(), headers=auth) as api:
+
+        def restore(group: str, **extra) -> dict:
+            return {"kind": "restore", "multicast": {"group": group, **extra}}
+
+        unicast_range = await api.http.post("/scenarios", json={"name": "r0", "spec": restore("10.0.0.1")})
+        assert unicast_range.json()["error"]["code"] == "DPM-E142"
+        local = await api.http.post("/scenarios", json={"name": "r0", "spec": restore("224.0.0.5")})
+        assert local.json()["error"]["code"] == "DPM-E142"
+        zero = await api.http.post("/scenarios", json={"name": "r0", "spec": restore("239.1.1.1", max_targets=0)})
+        assert zero.status_code == 422
+        first = await api.http.post("/scenarios", json={"name": "r1", "spec": restore("239.1.1.1", max_targets=4)})
+        assert first.status_code == 201
+        clash = await api.http.post("/scenarios", json={"name": "r2", "spec": restore("239.1.1.1")})
+        assert clash.status_code == 409 and clash.json()["error"]["code"] == "DPM-E143"
+        backup = await api.http.post(
+            "/scenarios", json={"name": "b", "spec": {"kind": "backup", "multicast": {"group": "239.1.1.2"}}}
+        )
+        assert backup.json()["error"]["code"] == "DPM-E142"
+        missing = await api.http.post("/scenarios/nope/runs", json={"machines": ["x"]})
+        assert missing.status_code == 404
