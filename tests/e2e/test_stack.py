@@ -126,6 +126,15 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         assert "boots: local" in explained.stdout and "e2e-01" in explained.stdout, explained.stderr
         assert cli(env, "boot", "leases").returncode == 0
 
+        # a scenario run followed to its end, and its history
+        saved = cli(env, "scenarios", "save", "sim", "--kind", "simulated", "--param", "seconds=0.2")
+        assert saved.returncode == 0 and "revision 1" in saved.stdout, saved.stderr
+        ran = cli(env, "run", "sim", "--on", "e2e-01", "--wait")
+        assert ran.returncode == 0 and "1/1 done: completed 1" in ran.stdout, ran.stderr
+        history = cli(env, "executions", "--machine", "e2e-01", "--json")
+        assert '"state": "completed"' in history.stdout
+        assert cli(env, "clear").returncode == 2  # names nothing: a usage error
+
         added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
         assert added.returncode == 0, added.stderr
         logged = cli(env, "login", "--username", "otto", "--password", "otto-secret-1")

@@ -1,0 +1,153 @@
+"""`dpm scenarios ...`, `dpm run`, `dpm executions`, `dpm clear`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+
+from dpm_cli.client import EXIT_API_ERROR, EXIT_USAGE, CliError, request
+from dpm_cli.output import JsonOpt, table
+
+app = typer.Typer(
+    help="Scenarios: what runs on machines (backup, restore, OS install, updates...).", no_args_is_help=True
+)
+
+EXECUTION_COLUMNS = ["machine", "scenario", "revision", "state", "percent", "code", "queued_at", "ended_at"]
+
+
+def spec_from(
+    kind: str,
+    reboot_at_start: bool,
+    power_off_at_end: bool,
+    timeout: int,
+    multicast: str | None,
+    max_targets: int | None,
+    max_wait: int | None,
+    params: list[str],
+) -> dict[str, Any]:
+    pairs = {}
+    for p in params:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise CliError(f"--param {p!r}: expected KEY=VALUE", EXIT_USAGE)
+        pairs[key] = value
+    spec: dict[str, Any] = {
+        "kind": kind,
+        "reboot_at_start": reboot_at_start,
+        "power_off_at_end": power_off_at_end,
+        "timeout_seconds": timeout,
+        "params": pairs,
+    }
+    if multicast:
+        spec["multicast"] = {"group": multicast, "max_targets": max_targets, "max_wait_seconds": max_wait}
+    return spec
+
+
+@app.command("list")
+def scenarios_list(as_json: JsonOpt = False) -> None:
+    """Scenarios with their kind and revision."""
+    rows = request("GET", "/scenarios")
+    for r in rows:
+        r["kind"] = r["spec"]["kind"]
+    print(json.dumps(rows, indent=2) if as_json else table(rows, ["name", "kind", "revision", "scenario_id"]))
+
+
+@app.command("save")
+def scenarios_save(
+    name: str,
+    kind: Annotated[
+        str, typer.Option(help="backup | restore | disk-check | os-install | remote-update | firmware | simulated")
+    ],
+    reboot_at_start: Annotated[bool, typer.Option(help="Reboot a powered-on machine into the network boot.")] = False,
+    power_off_at_end: Annotated[bool, typer.Option()] = False,
+    timeout: Annotated[int, typer.Option(help="Execution timeout, seconds.")] = 3600,
+    multicast: Annotated[
+        str | None, typer.Option(help="Multicast group (restore, remote update); else unicast.")
+    ] = None,
+    max_targets: Annotated[int | None, typer.Option()] = None,
+    max_wait: Annotated[int | None, typer.Option(help="Seconds.")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, kind-specific (e.g. seconds=5).")] = None,
+) -> None:
+    """Create a scenario, or save a new revision of an existing one (by name)."""
+    body = {
+        "name": name,
+        "spec": spec_from(
+            kind, reboot_at_start, power_off_at_end, timeout, multicast, max_targets, max_wait, param or []
+        ),
+    }
+    existing = {r["name"] for r in request("GET", "/scenarios")}
+    saved = (
+        request("PUT", f"/scenarios/{name}", json=body)
+        if name in existing
+        else request("POST", "/scenarios", json=body)
+    )
+    print(f"scenario {saved['name']} revision {saved['revision']} ({saved['scenario_id']})")
+
+
+@app.command("rm")
+def scenarios_rm(name: str) -> None:
+    """Delete a scenario (runs in flight keep their revision)."""
+    request("DELETE", f"/scenarios/{name}")
+    print(f"deleted scenario {name}")
+
+
+def run(
+    scenario: str,
+    on: Annotated[list[str] | None, typer.Option("--on", help="Machine name or id (repeatable).")] = None,
+    group: Annotated[str | None, typer.Option(help="Every machine of this group.")] = None,
+    at: Annotated[str | None, typer.Option(help="Not before this time, ISO 8601 (e.g. 2026-11-24T22:00:00Z).")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress until every execution ends.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a scenario on machines now (or at a time); --wait shows progress and exits 1 if any failed."""
+    started = request("POST", f"/scenarios/{scenario}/runs", json={"machines": on or [], "group": group, "at": at})
+    if not wait:
+        print(
+            json.dumps(started, indent=2)
+            if as_json
+            else f"run {started['run_id']}: {len(started['machines'])} machine(s)"
+        )
+        return
+    total, last = len(started["machines"]), ""
+    while True:
+        rows = request("GET", "/executions", params={"run_id": started["run_id"]})
+        done = [r for r in rows if r["state"] in ("completed", "failed")]
+        states = ", ".join(f"{s} {sum(r['state'] == s for r in rows)}" for s in sorted({r["state"] for r in rows}))
+        if states != last:
+            print(f"{len(done)}/{total} done: {states}", flush=True)
+            last = states
+        if len(done) == total:
+            break
+        time.sleep(1)
+    print(json.dumps(rows, indent=2) if as_json else table(rows, EXECUTION_COLUMNS))
+    if any(r["state"] == "failed" for r in rows):
+        raise CliError("some executions failed; see the codes above (`dpm clear MACHINE` after fixing)", EXIT_API_ERROR)
+
+
+def executions(
+    machine: Annotated[str | None, typer.Option()] = None,
+    scenario: Annotated[str | None, typer.Option()] = None,
+    state: Annotated[
+        str | None, typer.Option(help="queued | powering-on | rebooting | running | completed | failed")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Execution history, newest first."""
+    params = {k: v for k, v in {"machine": machine, "scenario": scenario, "state": state}.items() if v}
+    rows = request("GET", "/executions", params={**params, "limit": limit})
+    print(json.dumps(rows, indent=2) if as_json else table(rows, EXECUTION_COLUMNS))
+
+
+def clear(
+    machines: Annotated[list[str] | None, typer.Argument(metavar="[MACHINE...]")] = None,
+    state: Annotated[str | None, typer.Option(help="Bulk clear: failed | power-on-error")] = None,
+) -> None:
+    """Error clear: the machines (or every machine in --state) may take a scenario again."""
+    if not machines and not state:
+        raise CliError("name machines or --state", EXIT_USAGE)
+    result = request("POST", "/clear", json={"machines": machines or [], "state": state})
+    print(f"cleared {result['cleared']} machine(s)")
