@@ -20,6 +20,8 @@ from dpm_schemas.events import (
     MachineCameOnline,
     NetbootCleared,
     NetbootRequested,
+    StepReported,
+    StepRequested,
 )
 from dpm_schemas.ids import stream_id
 
@@ -151,3 +153,48 @@ async def test_multicast_settings_are_validated(api_service, auth) -> None:
         assert backup.json()["error"]["code"] == "DPM-E142"
         missing = await api.http.post("/scenarios/nope/runs", json={"machines": ["x"]})
         assert missing.status_code == 404
+
+
+async def test_step_reports_end_an_execution_and_silence_is_a_no_response_error(
+    api_service, scheduler_service, auth
+) -> None:
+    scheduler = scheduler_service(scheduler_tick=0.1, scheduler_no_response_timeout=1.5)
+    async with running(api_service(), headers=auth) as api, running(scheduler):
+        reporting, silent = await machines(api, 2)
+        log = api.runtime.eventlog
+        for machine_id in (reporting, silent):  # remote updates need the agent
+            await log.append(
+                stream_id(subjects.AGENT, machine_id),
+                ANY_VERSION,
+                [
+                    NewEvent(
+                        MachineCameOnline(machine_id=uuid.UUID(machine_id), agent_version="1"), Metadata.new(actor="gw")
+                    )
+                ],
+            )
+        assert (await api.http.post("/scenarios", json={"name": "upd", "spec": {"kind": "remote-update"}})).is_success
+
+        async def online() -> bool:
+            states = [(await api.http.get(f"/machines/{m}")).json()["online"] for m in (reporting, silent)]
+            return all(states)
+
+        await eventually(online, what="both online")
+        run = (await api.http.post("/scenarios/upd/runs", json={"machines": [reporting, silent]})).json()
+
+        async def requested() -> list:
+            return [r.event for r in await log.read_all() if isinstance(r.event, StepRequested)]
+
+        steps = await eventually(requested, until=lambda s: len(s) == 2, what="both steps requested")
+        step = next(s for s in steps if str(s.machine_id) == reporting)
+        assert step.step == "remote-update" and step.spec.kind == "remote-update"
+        # the implementing service (the updater, later) reports progress, then completion
+        for status, percent in (("progress", 40), ("completed", 100)):
+            report = StepReported(execution_id=step.execution_id, step=step.step, status=status, percent=percent)
+            await log.append(
+                stream_id(subjects.STEP, step.execution_id),
+                ANY_VERSION,
+                [NewEvent(report, Metadata.new(actor="updater"))],
+            )
+        rows = {r["machine_id"]: r for r in await finished(api, run["run_id"], 2)}
+        assert rows[reporting]["state"] == "completed" and rows[reporting]["percent"] == 100
+        assert rows[silent]["code"] == "DPM-E145" and "no response" in rows[silent]["reason"]
