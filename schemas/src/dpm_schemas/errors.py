@@ -275,6 +275,21 @@ class E:
         "clear the error and run again.",
         504,
     )
+    MULTICAST_TARGETS_EXCEEDED = _define(
+        "DPM-E146",
+        "More machines than max targets",
+        "{machine} is beyond the {max_targets} machine(s) that multicast remote update {scenario} takes; the "
+        "extra machines of a remote update fail instead of waiting for another session.",
+        "Clear the error, raise max targets to the number of machines (or use unicast), and run again.",
+        409,
+    )
+    NO_START_NOW = _define(
+        "DPM-E147",
+        "No start now for this scenario",
+        "Scenario {scenario} cannot be started now: {reason}.",
+        "Start now is for multicast restores; remote updates start at max targets or after the max wait time.",
+        409,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

@@ -32,6 +32,7 @@ ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
 POWER = "power"  # scheduler: power actions sent per machine
 ASSIGNMENT = "assignment"  # api: requests to run a scenario on machines (one stream per run)
+SESSION = "session"  # scheduler: multicast sessions
 STEP = "step"  # step reports of an execution, by the service that implements the step
 SETTING = "setting"  # api: server-wide settings, one stream per area (setting-boot)
 IDENTITY = "identity"  # one stream per MAC / SMBIOS UUID: who owns it (uniqueness by expected version)
@@ -51,6 +52,7 @@ CATEGORIES = (
     PACKAGE,
     POWER,
     ASSIGNMENT,
+    SESSION,
     STEP,
     SETTING,
     IDENTITY,

@@ -24,6 +24,8 @@ from dpm_schemas.events.executions import (
     ExecutionFailed,
     ExecutionQueued,
     ExecutionStarted,
+    ExecutionWaiting,
+    MulticastSessionStarted,
     StepReported,
     StepRequested,
 )
@@ -44,7 +46,13 @@ from dpm_schemas.events.machines import (
     PowerOnSucceeded,
     RebootMachine,
 )
-from dpm_schemas.events.scenarios import ScenarioAssigned, ScenarioDeleted, ScenarioRunRequested, ScenarioSaved
+from dpm_schemas.events.scenarios import (
+    MulticastStartRequested,
+    ScenarioAssigned,
+    ScenarioDeleted,
+    ScenarioRunRequested,
+    ScenarioSaved,
+)
 from dpm_schemas.events.testing import Probe
 from dpm_schemas.events.users import (
     ApiTokenIssued,
@@ -71,6 +79,7 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionQueued",
     "ExecutionStarted",
+    "ExecutionWaiting",
     "GroupDefined",
     "GroupDeleted",
     "IdentityClaimed",
@@ -87,6 +96,8 @@ __all__ = [
     "MachineRenamed",
     "MachineStatusCleared",
     "MachineWentOffline",
+    "MulticastSessionStarted",
+    "MulticastStartRequested",
     "NetbootCleared",
     "NetbootRequested",
     "PowerOn",

@@ -62,6 +62,29 @@ class StepRequested(Event):
     machine_id: uuid.UUID
     step: str
     spec: ScenarioSpec
+    session_id: uuid.UUID | None = None  # the multicast session the step belongs to
+
+
+class ExecutionWaiting(Event):
+    """Ready, waiting for its multicast session to start ("waiting for restore" in the original)."""
+
+    wire_name = "ExecutionWaiting"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+
+
+class MulticastSessionStarted(Event):
+    """A multicast session starts with the ready machines of one scenario (stream ``session-<id>``)."""
+
+    wire_name = "MulticastSessionStarted"
+
+    session_id: uuid.UUID
+    scenario_id: uuid.UUID
+    group: str
+    machine_ids: tuple[uuid.UUID, ...]
+    execution_ids: tuple[uuid.UUID, ...]
+    reason: str  # max-targets | max-wait | start-now | immediately
 
 
 class StepReported(Event):

@@ -84,6 +84,15 @@ class ScenarioRunRequested(Event):
     not_before: datetime | None = None
 
 
+class MulticastStartRequested(Event):
+    """An operator pressed "start now": the gathering multicast session of this scenario starts with
+    the machines that are ready (restore only; remote updates have no start now)."""
+
+    wire_name = "MulticastStartRequested"
+
+    scenario_id: uuid.UUID
+
+
 class ScenarioAssigned(Event):
     wire_name = "ScenarioAssigned"
 

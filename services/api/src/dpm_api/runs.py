@@ -12,6 +12,7 @@ from dpm_schemas.events import (
     ExecutionFailed,
     ExecutionQueued,
     ExecutionStarted,
+    ExecutionWaiting,
     MachineStatusCleared,
     ScenarioDeleted,
     ScenarioSaved,
@@ -74,6 +75,7 @@ class ExecutionList:
         for cls in (
             ExecutionQueued,
             ExecutionStarted,
+            ExecutionWaiting,
             StepRequested,
             StepReported,
             ExecutionCompleted,
@@ -116,6 +118,8 @@ class ExecutionList:
                 )
             elif isinstance(e, ExecutionStarted):
                 await self._set(conn, table, e.execution_id, pos, state=STARTED_STATE[e.action], started_at=at)
+            elif isinstance(e, ExecutionWaiting):
+                await self._set(conn, table, e.execution_id, pos, state="waiting")
             elif isinstance(e, StepRequested):
                 await self._set(conn, table, e.execution_id, pos, state="running")
             elif isinstance(e, StepReported) and e.status is StepStatus.PROGRESS and e.percent is not None:

@@ -8,8 +8,14 @@ from datetime import datetime
 from dpm_api.domain.scenarios import busy_reason, check_spec
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
 from dpm_schemas import E, Metadata, NewEvent, subjects
-from dpm_schemas.events import MachineStatusCleared, ScenarioDeleted, ScenarioRunRequested, ScenarioSaved
-from dpm_schemas.events.scenarios import ScenarioSpec
+from dpm_schemas.events import (
+    MachineStatusCleared,
+    MulticastStartRequested,
+    ScenarioDeleted,
+    ScenarioRunRequested,
+    ScenarioSaved,
+)
+from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
 
 
@@ -115,6 +121,21 @@ async def run(
         conn=conn,
     )
     return request
+
+
+async def start_now(log: EventLog, conn: Conn, ref: str, *, actor: str) -> AppendResult:
+    """ "Start now" for a gathering multicast restore (remote updates have none: DPM-E147)."""
+    scenario_id, name, _revision, spec = await find(conn, ref)
+    if spec.multicast is None:
+        raise E.NO_START_NOW(scenario=name, reason="it is not a multicast scenario")
+    if spec.kind is ScenarioKind.REMOTE_UPDATE:
+        raise E.NO_START_NOW(scenario=name, reason="remote updates have no start now")
+    return await log.append(
+        stream_id(subjects.SCENARIO, scenario_id),
+        None,
+        [NewEvent(MulticastStartRequested(scenario_id=scenario_id), Metadata.new(actor=actor))],
+        conn=conn,
+    )
 
 
 async def clear(log: EventLog, conn: Conn, machine_ids: list[uuid.UUID], *, actor: str) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dpm_scheduler.executions.plan import Refuse, Start, Wait, plan_start
+from dpm_scheduler.executions.plan import Refuse, SessionStart, Start, Wait, plan_start, session_start
 from dpm_schemas.events.executions import StartAction
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 
@@ -28,3 +28,24 @@ def test_remote_updates_need_the_agent_and_never_reboot_first() -> None:
 
 def test_simulated_steps_start_at_once() -> None:
     assert plan_start(ScenarioSpec(kind=ScenarioKind.SIMULATED), online=False).action is StartAction.RUN  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("ready", "waited", "max_targets", "max_wait", "start_now", "expected"),
+    [
+        (3, 0, 3, None, False, SessionStart(3, "max-targets")),
+        (2, 0, 3, None, False, None),  # restore without max wait: waits for max targets
+        (2, 5, 3, 5, False, SessionStart(2, "max-wait")),  # only the ready ones start
+        (2, 4, 3, 5, False, None),
+        (2, 0, 3, None, True, SessionStart(2, "start-now")),
+        (4, 0, 3, None, False, SessionStart(3, "max-targets")),  # the fourth waits for the next session
+        (7, 0, 10, None, False, SessionStart(5, "max-targets")),  # limit 5, max targets 10: batches of 5
+        (2, 0, None, None, False, SessionStart(2, "immediately")),
+        (0, 99, 3, 5, True, None),
+    ],
+)
+def test_when_a_multicast_session_starts(ready, waited, max_targets, max_wait, start_now, expected) -> None:
+    got = session_start(
+        ready=ready, waited=waited, max_targets=max_targets, max_wait=max_wait, start_now=start_now, limit=5
+    )
+    assert got == expected

@@ -16,6 +16,7 @@ BUSY_STATES = {
     "queued": "waiting to run a scenario",
     "powering-on": "running a scenario (powering on)",
     "rebooting": "running a scenario (rebooting)",
+    "waiting": "waiting for its multicast session",
     "running": "running a scenario",
     "failed": "in scenario execution error",
 }

@@ -111,6 +111,14 @@ async def _targets(conn: Any, body: RunIn) -> list[uuid.UUID]:
     return ids
 
 
+@router.post("/scenarios/{ref}/start-now", status_code=202)
+async def start_now(ref: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """Start the gathering multicast session of a restore with the machines that are ready."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        await scenarios.start_now(rt.eventlog, conn, ref, actor=actor)
+    return {"start_now": ref}
+
+
 @router.get("/executions")
 async def list_executions(
     rt: RuntimeDep,

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, Conn, EventLog, StreamConflict
-from dpm_scheduler.executions.plan import Refuse, Start, Wait, plan_start
+from dpm_scheduler.executions.plan import Refuse, Start, Wait, plan_start, session_start
 from dpm_scheduler.handlers import power_target
 from dpm_scheduler.power.driver import PowerDriver
 from dpm_scheduler.power.wol import Spacing
@@ -33,8 +33,11 @@ from dpm_schemas.events import (
     ExecutionFailed,
     ExecutionQueued,
     ExecutionStarted,
+    ExecutionWaiting,
     MachineBooted,
     MachineCameOnline,
+    MulticastSessionStarted,
+    MulticastStartRequested,
     NetbootCleared,
     NetbootRequested,
     ScenarioRunRequested,
@@ -49,7 +52,7 @@ from dpm_schemas.subjects import durable_name
 log = logging.getLogger(__name__)
 
 ACTOR = "scheduler"
-ACTIVE = ("waiting_boot", "waiting_online", "running")
+ACTIVE = ("waiting_boot", "waiting_online", "ready", "running")  # each holds a slot of the limit
 START_LOCK = 0x5C4ED  # advisory lock key: one scheduler replica starts executions at a time
 NAMESPACE = uuid.UUID("1b7e0f0c-6a55-4c52-9d59-0a8f4c3c5e11")
 
@@ -65,6 +68,10 @@ def ddl(schema: str) -> list[str]:
         " execution_id uuid PRIMARY KEY, run_id uuid NOT NULL, machine_id uuid NOT NULL, name text NOT NULL,"
         " spec jsonb NOT NULL, state text NOT NULL, queued_at bigint NOT NULL, not_before timestamptz,"
         " deadline timestamptz, step_due timestamptz, netboot boolean NOT NULL DEFAULT false)",
+        f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS scenario_id uuid',
+        f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS ready_since timestamptz',
+        f'CREATE TABLE IF NOT EXISTS "{schema}".start_now ('
+        " scenario_id uuid PRIMARY KEY, requested_at timestamptz NOT NULL)",
         f'CREATE INDEX IF NOT EXISTS executions_state ON "{schema}".executions (state, queued_at)',
         f'CREATE INDEX IF NOT EXISTS executions_machine ON "{schema}".executions (machine_id, state)',
     ]
@@ -96,7 +103,8 @@ class Engine:
     async def run_requested(self, rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
         assert isinstance(e, ScenarioRunRequested)
-        for machine_id in e.machine_ids:
+        over = _beyond_max_targets(e.spec)
+        for index, machine_id in enumerate(e.machine_ids):
             eid = execution_id(e.run_id, machine_id)
             queued = ExecutionQueued(
                 execution_id=eid,
@@ -112,11 +120,24 @@ class Engine:
                     await self._append(conn, eid, [queued], rec, expected=NO_STREAM)
                     await conn.execute(
                         f"INSERT INTO {self.table} (execution_id, run_id, machine_id, name, spec, state, queued_at,"
-                        " not_before) VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s)",
-                        (eid, e.run_id, machine_id, e.name, e.spec.model_dump_json(), rec.position, e.not_before),
+                        " not_before, scenario_id) VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s)",
+                        (
+                            eid,
+                            e.run_id,
+                            machine_id,
+                            e.name,
+                            e.spec.model_dump_json(),
+                            rec.position,
+                            e.not_before,
+                            e.scenario_id,
+                        ),
                     )
             except StreamConflict:
                 continue
+            if over is not None and index >= over:  # seed catalog SE-05(b): the extra machines fail at once
+                name = await self._machine_name(conn, machine_id)
+                err = E.MULTICAST_TARGETS_EXCEEDED(scenario=e.name, max_targets=over, machine=name)
+                await self._finish(conn, eid, machine_id, False, (err.code, err.message), rec)
 
     async def machine_booted(self, rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
@@ -159,6 +180,7 @@ class Engine:
                 MachineBooted: self.machine_booted,
                 MachineCameOnline: self.came_online,
                 StepReported: self.step_reported,
+                MulticastStartRequested: self.start_now,
             },
         )
 
@@ -168,6 +190,7 @@ class Engine:
         """Expire watchdogs, complete due simulated steps, start what the limit allows."""
         await self._expire()
         await self._complete_simulated()
+        await self._start_sessions()
         await self._start_queued()
 
     async def _expire(self) -> None:
@@ -196,6 +219,71 @@ class Engine:
             )
             for eid, machine_id in await cur.fetchall():
                 await self._finish(conn, eid, machine_id, False, None, None)
+
+    async def _start_sessions(self) -> None:
+        """Start the multicast sessions whose condition is met, one scenario at a time."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (START_LOCK,))
+            cur = await conn.execute(
+                f"SELECT scenario_id, count(*), extract(epoch FROM now() - min(ready_since)), min(spec::text)"
+                f" FROM {self.table} WHERE state = 'ready' GROUP BY scenario_id"
+            )
+            for scenario_id, ready, waited, raw in await cur.fetchall():
+                spec = ScenarioSpec.model_validate_json(raw)
+                assert spec.multicast is not None
+                now = await (
+                    await conn.execute(
+                        f'DELETE FROM "{self.schema}".start_now WHERE scenario_id = %s RETURNING 1', (scenario_id,)
+                    )
+                ).fetchone()
+                decision = session_start(
+                    ready=ready,
+                    waited=float(waited),
+                    max_targets=spec.multicast.max_targets,
+                    max_wait=spec.multicast.max_wait_seconds,
+                    start_now=now is not None,
+                    limit=self.limits.concurrency,
+                )
+                if decision is not None:
+                    await self._open_session(conn, scenario_id, spec, decision.take, decision.reason)
+
+    async def _open_session(
+        self, conn: Conn, scenario_id: uuid.UUID, spec: ScenarioSpec, take: int, reason: str
+    ) -> None:
+        assert spec.multicast is not None
+        rows = await (
+            await conn.execute(
+                f"SELECT execution_id, machine_id, netboot FROM {self.table} WHERE state = 'ready' AND scenario_id = %s"
+                " ORDER BY ready_since, execution_id FOR UPDATE",
+                (scenario_id,),
+            )
+        ).fetchall()
+        members = rows[:take]  # the rest wait for the next session
+        session_id = uuid.uuid4()
+        started = MulticastSessionStarted(
+            session_id=session_id,
+            scenario_id=scenario_id,
+            group=spec.multicast.group,
+            machine_ids=tuple(r[1] for r in members),
+            execution_ids=tuple(r[0] for r in members),
+            reason=reason,
+        )
+        await self._append_to(conn, stream_id(subjects.SESSION, session_id), [started], expected=NO_STREAM)
+        for eid, machine_id, _netboot in members:
+            step = StepRequested(
+                execution_id=eid, machine_id=machine_id, step=spec.kind.value, spec=spec, session_id=session_id
+            )
+            await self._append(conn, eid, [step], None)
+            await self._set(conn, eid, "running", deadline=self._step_timeout(spec))
+
+    async def start_now(self, rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, MulticastStartRequested)
+        await conn.execute(
+            f'INSERT INTO "{self.schema}".start_now (scenario_id, requested_at) VALUES (%s, now())'
+            " ON CONFLICT (scenario_id) DO NOTHING",
+            (e.scenario_id,),
+        )
 
     async def _start_queued(self) -> None:
         async with self.pool.connection() as conn, conn.transaction():
@@ -236,6 +324,10 @@ class Engine:
         if plan.netboot:  # before the machine is woken: pxe must already know what to serve it
             events.append(NetbootRequested(machine_id=machine_id, execution_id=eid))
         failure = await self._bring_in(conn, machine_id, plan)
+        if failure is None and plan.wait is Wait.NOTHING and spec.multicast is not None:
+            await self._append(conn, eid, events, None)
+            await self._ready(conn, eid, machine_id, None)
+            return
         if failure is None and plan.wait is Wait.NOTHING:
             events.append(StepRequested(execution_id=eid, machine_id=machine_id, step=spec.kind.value, spec=spec))
         await self._append(conn, eid, events, None)
@@ -281,9 +373,20 @@ class Engine:
             return
         eid, raw = row
         spec = ScenarioSpec.model_validate(raw)
+        if spec.multicast is not None:
+            await self._ready(conn, eid, machine_id, cause)
+            return
         step = StepRequested(execution_id=eid, machine_id=machine_id, step=spec.kind.value, spec=spec)
         await self._append(conn, eid, [step], cause)
         await self._set(conn, eid, "running", deadline=self._step_timeout(spec))
+
+    async def _ready(self, conn: Conn, eid: uuid.UUID, machine_id: uuid.UUID, cause: RecordedEvent | None) -> None:
+        """The machine is where its multicast step needs it: it waits for its session (no deadline)."""
+        await self._append(conn, eid, [ExecutionWaiting(execution_id=eid, machine_id=machine_id)], cause)
+        await conn.execute(
+            f"UPDATE {self.table} SET state = 'ready', ready_since = now(), deadline = NULL WHERE execution_id = %s",
+            (eid,),
+        )
 
     async def _finish(
         self,
@@ -363,6 +466,13 @@ class Engine:
             )
         ).fetchone()
         return str(row[0]) if row else str(machine_id)
+
+
+def _beyond_max_targets(spec: ScenarioSpec) -> int | None:
+    """A multicast remote update runs on at most max targets machines of a run; restores queue the rest."""
+    if spec.kind is ScenarioKind.REMOTE_UPDATE and spec.multicast is not None:
+        return spec.multicast.max_targets
+    return None
 
 
 def _simulated_seconds(spec: ScenarioSpec) -> float | None:

@@ -46,3 +46,29 @@ def plan_start(spec: ScenarioSpec, *, online: bool) -> Start | Refuse:
     if online:
         return Start(StartAction.RUN, Wait.NOTHING, netboot=False)
     return Start(StartAction.WAKE, Wait.ONLINE, netboot=False)
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    take: int  # how many ready machines (oldest first) the session starts with
+    reason: str
+
+
+def session_start(
+    *, ready: int, waited: float, max_targets: int | None, max_wait: float | None, start_now: bool, limit: int
+) -> SessionStart | None:
+    """When a multicast session starts (seed catalog §3.5): at max targets (capped by the concurrency
+    limit, so cap 5 with max targets 10 runs in batches of 5), when the max wait expires (the ready
+    ones only), on "start now", or at once when neither is set."""
+    if ready == 0:
+        return None
+    target = min(max_targets, limit) if max_targets is not None else None
+    if start_now:
+        return SessionStart(min(ready, target or ready), "start-now")
+    if target is not None and ready >= target:
+        return SessionStart(target, "max-targets")
+    if max_wait is not None and waited >= max_wait:
+        return SessionStart(min(ready, target or ready), "max-wait")
+    if target is None and max_wait is None:
+        return SessionStart(ready, "immediately")
+    return None
