@@ -151,3 +151,10 @@ def clear(
         raise CliError("name machines or --state", EXIT_USAGE)
     result = request("POST", "/clear", json={"machines": machines or [], "state": state})
     print(f"cleared {result['cleared']} machine(s)")
+
+
+@app.command("start-now")
+def scenarios_start_now(name: str) -> None:
+    """Start the gathering multicast session of a restore with the machines that are ready."""
+    request("POST", f"/scenarios/{name}/start-now")
+    print(f"start now requested for {name}")
