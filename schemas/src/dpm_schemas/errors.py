@@ -290,6 +290,14 @@ class E:
         "Start now is for multicast restores; remote updates start at max targets or after the max wait time.",
         409,
     )
+    SCHEDULE_INVALID = _define(
+        "DPM-E148",
+        "Invalid schedule",
+        "Schedule refused: {reason}.",
+        "Give either --at (a future time) or --cron (five fields, e.g. '0 22 * * 1-5'), a scenario for runs, "
+        "and machines or a group.",
+        422,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

@@ -32,6 +32,8 @@ ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
 POWER = "power"  # scheduler: power actions sent per machine
 ASSIGNMENT = "assignment"  # api: requests to run a scenario on machines (one stream per run)
+SCHEDULE = "schedule"  # api: schedule definitions
+FIRING = "firing"  # scheduler: what each schedule firing did or skipped
 SESSION = "session"  # scheduler: multicast sessions
 STEP = "step"  # step reports of an execution, by the service that implements the step
 SETTING = "setting"  # api: server-wide settings, one stream per area (setting-boot)
@@ -52,6 +54,8 @@ CATEGORIES = (
     PACKAGE,
     POWER,
     ASSIGNMENT,
+    SCHEDULE,
+    FIRING,
     SESSION,
     STEP,
     SETTING,

@@ -53,6 +53,7 @@ from dpm_schemas.events.scenarios import (
     ScenarioRunRequested,
     ScenarioSaved,
 )
+from dpm_schemas.events.schedules import ScheduleDeleted, ScheduleFired, ScheduleSaved, ScheduleSkipped
 from dpm_schemas.events.testing import Probe
 from dpm_schemas.events.users import (
     ApiTokenIssued,
@@ -111,6 +112,10 @@ __all__ = [
     "ScenarioDeleted",
     "ScenarioRunRequested",
     "ScenarioSaved",
+    "ScheduleDeleted",
+    "ScheduleFired",
+    "ScheduleSaved",
+    "ScheduleSkipped",
     "StepReported",
     "StepRequested",
     "UserCreated",

@@ -12,7 +12,9 @@ from dpm_api.routes import admin, agents, groups, machines, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.routes import boot as boot_routes
 from dpm_api.routes import scenarios as scenario_routes
+from dpm_api.routes import schedules as schedule_routes
 from dpm_api.runs import ExecutionList, ScenarioList
+from dpm_api.schedules import ScheduleList
 from dpm_api.settings import ApiSettings
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import E
@@ -34,6 +36,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(boot_routes.router)
     app.include_router(scenario_routes.router)
+    app.include_router(schedule_routes.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,7 +60,7 @@ def bootstrap(settings: ApiSettings) -> Service:
     def wire(rt: Runtime) -> Wiring:
         return Wiring(
             ddl=[*auth.DDL, *boot.DDL],
-            projections=[MachineList(), GroupList(), Accounts(), ScenarioList(), ExecutionList()],
+            projections=[MachineList(), GroupList(), Accounts(), ScenarioList(), ExecutionList(), ScheduleList()],
             consumers=[boot.boot_consumer(rt.eventlog)],
         )
 

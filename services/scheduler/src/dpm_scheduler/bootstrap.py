@@ -15,6 +15,8 @@ from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_scheduler import handlers
 from dpm_scheduler.executions.engine import Engine, Limits, ddl
 from dpm_scheduler.power.wol import Spacing, WakeOnLan
+from dpm_scheduler.schedules import Schedules
+from dpm_scheduler.schedules import ddl as schedules_ddl
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas.events import MachineBooted, MachineCameOnline, MachineWentOffline, PowerOnRequested
 from dpm_schemas.subjects import durable_name
@@ -72,10 +74,13 @@ def bootstrap(settings: SchedulerSettings) -> Service:
             ),
         )
 
+        schedules = Schedules(engine)
+
         async def rounds(runtime: Runtime) -> None:
-            """Drive executions: watchdogs, simulated steps, starts within the limit."""
+            """Drive executions (watchdogs, simulated steps, sessions, starts) and fire due schedules."""
             while not runtime.stop.is_set():
                 try:
+                    await schedules.fire_due()
                     await engine.tick()
                 except Exception as exc:  # the database may blip; the next round catches up
                     log.warning("execution engine: %r", exc)
@@ -83,7 +88,7 @@ def bootstrap(settings: SchedulerSettings) -> Service:
                     await asyncio.wait_for(runtime.stop.wait(), settings.scheduler_tick)
 
         return Wiring(
-            ddl=[*directory_ddl(SCHEMA), *handlers.watch_ddl(SCHEMA), *ddl(SCHEMA)],
+            ddl=[*directory_ddl(SCHEMA), *handlers.watch_ddl(SCHEMA), *ddl(SCHEMA), *schedules_ddl(SCHEMA)],
             consumers=[
                 directory_consumer(NAME, SCHEMA),
                 ConsumerSpec(
@@ -96,6 +101,7 @@ def bootstrap(settings: SchedulerSettings) -> Service:
                     },
                 ),
                 engine.consumer(),
+                schedules.consumer(),
             ],
             tasks=[expire, rounds],
         )

@@ -81,13 +81,13 @@ async def delete_scenario(ref: str, rt: RuntimeDep, actor: ActorDep) -> dict[str
 async def run_scenario(ref: str, body: RunIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
     """Run now (or not before ``at``) on machines and/or a group; each machine gets an execution."""
     async with rt.pool.connection() as conn, conn.transaction():
-        machine_ids = await _targets(conn, body)
+        machine_ids = await resolve_machines(conn, body)
         request = await scenarios.run(rt.eventlog, conn, ref, machine_ids, body.at, actor=actor)
     return {"run_id": str(request.run_id), "scenario": request.name, "revision": request.revision,
             "machines": [str(m) for m in request.machine_ids]}  # fmt: skip
 
 
-async def _targets(conn: Any, body: RunIn) -> list[uuid.UUID]:
+async def resolve_machines(conn: Any, body: RunIn) -> list[uuid.UUID]:
     ids: list[uuid.UUID] = []
     for ref in body.machines:
         try:
@@ -171,7 +171,7 @@ class ClearIn(BaseModel):
 async def clear(body: ClearIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
     """Error clear (named machines) or bulk status clear (every machine in ``state``)."""
     async with rt.pool.connection() as conn, conn.transaction():
-        ids = await _targets(conn, RunIn(machines=body.machines)) if body.machines else []
+        ids = await resolve_machines(conn, RunIn(machines=body.machines)) if body.machines else []
         if body.state:
             rows = await (
                 await conn.execute(

@@ -101,8 +101,11 @@ class Engine:
     # -- reactions -------------------------------------------------------------------------------
 
     async def run_requested(self, rec: RecordedEvent, conn: Conn) -> None:
-        e = rec.event
-        assert isinstance(e, ScenarioRunRequested)
+        assert isinstance(rec.event, ScenarioRunRequested)
+        await self.queue(conn, rec.event, rec.position, rec)
+
+    async def queue(self, conn: Conn, e: ScenarioRunRequested, order: int, cause: RecordedEvent | None) -> None:
+        """An execution per machine of the run (operator's or a schedule's), in ``order`` among runs."""
         over = _beyond_max_targets(e.spec)
         for index, machine_id in enumerate(e.machine_ids):
             eid = execution_id(e.run_id, machine_id)
@@ -117,7 +120,7 @@ class Engine:
             )
             try:
                 async with conn.transaction():  # savepoint: a redelivery only skips what exists
-                    await self._append(conn, eid, [queued], rec, expected=NO_STREAM)
+                    await self._append(conn, eid, [queued], cause, expected=NO_STREAM)
                     await conn.execute(
                         f"INSERT INTO {self.table} (execution_id, run_id, machine_id, name, spec, state, queued_at,"
                         " not_before, scenario_id) VALUES (%s, %s, %s, %s, %s, 'queued', %s, %s, %s)",
@@ -127,7 +130,7 @@ class Engine:
                             machine_id,
                             e.name,
                             e.spec.model_dump_json(),
-                            rec.position,
+                            order,
                             e.not_before,
                             e.scenario_id,
                         ),
@@ -137,7 +140,7 @@ class Engine:
             if over is not None and index >= over:  # seed catalog SE-05(b): the extra machines fail at once
                 name = await self._machine_name(conn, machine_id)
                 err = E.MULTICAST_TARGETS_EXCEEDED(scenario=e.name, max_targets=over, machine=name)
-                await self._finish(conn, eid, machine_id, False, (err.code, err.message), rec)
+                await self._finish(conn, eid, machine_id, False, (err.code, err.message), cause)
 
     async def machine_booted(self, rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
