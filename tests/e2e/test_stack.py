@@ -134,6 +134,11 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         history = cli(env, "executions", "--machine", "e2e-01", "--json")
         assert '"state": "completed"' in history.stdout
         assert cli(env, "clear").returncode == 2  # names nothing: a usage error
+        scheduled = cli(
+            env, "schedules", "add", "nightly", "--action", "power-on", "--group", "lab", "--cron", "0 22 * * 1-5"
+        )
+        assert scheduled.returncode == 0, scheduled.stderr
+        assert "cron 0 22 * * 1-5 UTC" in cli(env, "schedules", "list").stdout
 
         added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
         assert added.returncode == 0, added.stderr
