@@ -88,6 +88,18 @@ async def test_limit_5_runs_10_targets_as_5_plus_5_and_busy_machines_are_refused
         assert len(started) == 10 and started[5] > completed[0]
         again = await api.http.post("/scenarios/sim/runs", json={"machines": ["m000"]})
         assert again.status_code == 202  # completed machines take a new run
+        # "power off at end" goes to the agent; without one the outcome says so
+        off = {**simulated(0.1), "power_off_at_end": True}
+        assert (await api.http.post("/scenarios", json={"name": "sim-off", "spec": off})).is_success
+        await finished(api, again.json()["run_id"], 1)
+        run = (await api.http.post("/scenarios/sim-off/runs", json={"machines": ["m001"]})).json()
+        await finished(api, run["run_id"], 1)
+        ends = [
+            r.event
+            for r in await api.runtime.eventlog.read_all(limit=100_000)
+            if isinstance(r.event, ExecutionCompleted)
+        ]
+        assert ends[-1].power_off == "DPM-E120" and {e.power_off for e in ends[:-1]} == {None}
 
 
 async def test_netboot_watchdog_error_clear_and_powered_on_without_reboot(api_service, scheduler_service, auth) -> None:

@@ -103,6 +103,9 @@ class ExecutionCompleted(Event):
 
     execution_id: uuid.UUID
     machine_id: uuid.UUID
+    # "power off at end": "sent" when the agent took the shutdown, else its error code; None: not asked.
+    # Netboot kinds power off from the deploy environment (their step), so this is for agent kinds.
+    power_off: str | None = None
 
 
 class ExecutionFailed(Event):

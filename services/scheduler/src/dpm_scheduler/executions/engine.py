@@ -404,13 +404,29 @@ class Engine:
         if netboot:
             events.append(NetbootCleared(machine_id=machine_id, execution_id=eid, reason="execution ended"))
         if failure is None:
-            events.append(ExecutionCompleted(execution_id=eid, machine_id=machine_id))
+            power_off = await self._power_off_at_end(conn, eid, machine_id, netboot)
+            events.append(ExecutionCompleted(execution_id=eid, machine_id=machine_id, power_off=power_off))
         else:
             events.append(
                 ExecutionFailed(execution_id=eid, machine_id=machine_id, code=failure[0], reason=failure[1][:500])
             )
         await self._append(conn, eid, events, cause)
         await self._set(conn, eid, "failed" if failure else "completed")
+
+    async def _power_off_at_end(self, conn: Conn, eid: uuid.UUID, machine_id: uuid.UUID, netboot: bool) -> str | None:
+        """Shut the machine down through its agent when the scenario says so (agent kinds only)."""
+        row = await (await conn.execute(f"SELECT spec FROM {self.table} WHERE execution_id = %s", (eid,))).fetchone()
+        if row is None or netboot or not ScenarioSpec.model_validate(row[0]).power_off_at_end:
+            return None
+        cmd = Command(id=uuid.uuid4(), action=Action.SHUTDOWN)
+        try:
+            reply = await self.nc.request(subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=5)
+        except nats.errors.NoRespondersError:
+            return E.AGENT_OFFLINE.code
+        except nats.errors.TimeoutError:
+            return E.AGENT_TIMEOUT.code
+        result = agent_protocol.decode(reply.data)
+        return "sent" if getattr(result, "ok", False) else (getattr(result, "code", None) or E.AGENT_REFUSED.code)
 
     def _step_timeout(self, spec: ScenarioSpec) -> float:
         return float(min(self.limits.no_response_timeout, spec.timeout_seconds))
