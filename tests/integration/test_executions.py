@@ -210,3 +210,61 @@ async def test_step_reports_end_an_execution_and_silence_is_a_no_response_error(
         rows = {r["machine_id"]: r for r in await finished(api, run["run_id"], 2)}
         assert rows[reporting]["state"] == "completed" and rows[reporting]["percent"] == 100
         assert rows[silent]["code"] == "DPM-E145" and "no response" in rows[silent]["reason"]
+
+
+async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, scheduler_service, auth) -> None:
+    scheduler = scheduler_service(scheduler_tick=0.1, scheduler_suspend_timeout=1.0)
+    async with running(api_service(), headers=auth) as api, running(scheduler):
+        sim_machine, update_machine = await machines(api, 2)
+        log = api.runtime.eventlog
+        online = MachineCameOnline(machine_id=uuid.UUID(update_machine), agent_version="1")
+        await log.append(
+            stream_id(subjects.AGENT, update_machine), ANY_VERSION, [NewEvent(online, Metadata.new(actor="gw"))]
+        )
+        await api.http.post("/scenarios", json={"name": "long", "spec": simulated(60)})
+        await api.http.post("/scenarios", json={"name": "upd", "spec": {"kind": "remote-update"}})
+
+        async def latest(machine: str) -> dict:
+            rows = (await api.http.get("/executions", params={"machine": machine})).json()
+            return rows[0] if rows else {}
+
+        # a simulated step stops at once: the interrupt is confirmed
+        await api.http.post("/scenarios/long/runs", json={"machines": [sim_machine]})
+        first = await eventually(
+            lambda: latest(sim_machine), until=lambda r: r.get("state") == "running", what="running"
+        )
+        assert (await api.http.post(f"/executions/{first['execution_id']}/suspend")).status_code == 202
+        done = await eventually(
+            lambda: latest(sim_machine), until=lambda r: r.get("state") == "suspended", what="suspended"
+        )
+        assert done["code"] is None and "interrupted while running" in done["reason"]
+        refused = await api.http.post("/scenarios/long/runs", json={"machines": [sim_machine]})
+        assert refused.status_code == 409 and "interrupted" in refused.json()["error"]["message"]
+        again = await api.http.post(f"/executions/{first['execution_id']}/suspend")
+        assert again.status_code == 422 and "already suspended" in again.json()["error"]["message"]
+
+        # a step nobody stops: asked to cancel, unconfirmed after the suspend timeout, then force-cleared
+        async def is_online() -> bool:
+            return bool((await api.http.get(f"/machines/{update_machine}")).json()["online"])
+
+        await eventually(is_online, what="online")
+        await api.http.post("/scenarios/upd/runs", json={"machines": [update_machine]})
+        second = await eventually(
+            lambda: latest(update_machine), until=lambda r: r.get("state") == "running", what="running"
+        )
+        await api.http.post(f"/executions/{second['execution_id']}/suspend")
+        await eventually(lambda: latest(update_machine), until=lambda r: r.get("state") == "suspending", what="asked")
+        unconfirmed = await eventually(
+            lambda: latest(update_machine), until=lambda r: r.get("state") == "suspended", what="timed out"
+        )
+        assert unconfirmed["code"] == "unconfirmed" and "did not confirm the interrupt" in unconfirmed["reason"]
+        assert [
+            type(r.event).__name__ for r in await log.read_stream(stream_id(subjects.EXECUTION, second["execution_id"]))
+        ][-2:] == [
+            "StepCancelRequested",
+            "ExecutionSuspended",
+        ]
+        assert (await api.http.post("/clear", json={"machines": [sim_machine, update_machine]})).json() == {
+            "cleared": 2
+        }
+        assert (await api.http.post("/scenarios/long/runs", json={"machines": [sim_machine]})).status_code == 202

@@ -35,6 +35,7 @@ app.add_typer(schedules.app, name="schedules")
 app.command("run")(scenarios.run)
 app.command("executions")(scenarios.executions)
 app.command("clear")(scenarios.clear)
+app.command("suspend")(scenarios.suspend)
 
 
 @app.command()

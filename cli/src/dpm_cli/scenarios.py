@@ -158,3 +158,19 @@ def scenarios_start_now(name: str) -> None:
     """Start the gathering multicast session of a restore with the machines that are ready."""
     request("POST", f"/scenarios/{name}/start-now")
     print(f"start now requested for {name}")
+
+
+def suspend(
+    execution: Annotated[str | None, typer.Argument(help="Execution id.")] = None,
+    machine: Annotated[str | None, typer.Option(help="Interrupt this machine's latest execution.")] = None,
+) -> None:
+    """Interrupt an execution; `dpm clear MACHINE` releases the machine afterwards."""
+    if execution is None:
+        if machine is None:
+            raise CliError("name an execution or --machine", EXIT_USAGE)
+        rows = request("GET", "/executions", params={"machine": machine, "limit": 1})
+        if not rows:
+            raise CliError(f"{machine} has no execution", EXIT_API_ERROR)
+        execution = rows[0]["execution_id"]
+    request("POST", f"/executions/{execution}/suspend")
+    print(f"interrupting {execution}")

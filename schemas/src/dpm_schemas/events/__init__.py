@@ -24,10 +24,13 @@ from dpm_schemas.events.executions import (
     ExecutionFailed,
     ExecutionQueued,
     ExecutionStarted,
+    ExecutionSuspended,
     ExecutionWaiting,
     MulticastSessionStarted,
+    StepCancelRequested,
     StepReported,
     StepRequested,
+    SuspendRequested,
 )
 from dpm_schemas.events.groups import GroupDefined, GroupDeleted
 from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
@@ -80,6 +83,7 @@ __all__ = [
     "ExecutionFailed",
     "ExecutionQueued",
     "ExecutionStarted",
+    "ExecutionSuspended",
     "ExecutionWaiting",
     "GroupDefined",
     "GroupDeleted",
@@ -116,8 +120,10 @@ __all__ = [
     "ScheduleFired",
     "ScheduleSaved",
     "ScheduleSkipped",
+    "StepCancelRequested",
     "StepReported",
     "StepRequested",
+    "SuspendRequested",
     "UserCreated",
     "UserDisabled",
     "UserLoggedIn",

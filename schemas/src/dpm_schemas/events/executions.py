@@ -115,3 +115,34 @@ class ExecutionFailed(Event):
     machine_id: uuid.UUID
     code: str
     reason: str
+
+
+class SuspendRequested(Event):
+    """An operator interrupts an execution (stream ``assignment-<run>``, written by api)."""
+
+    wire_name = "SuspendRequested"
+
+    execution_id: uuid.UUID
+    run_id: uuid.UUID
+
+
+class StepCancelRequested(Event):
+    """The scheduler asks the service running the step to stop; it answers with a final StepReported."""
+
+    wire_name = "StepCancelRequested"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    step: str
+
+
+class ExecutionSuspended(Event):
+    """Interrupted. ``confirmed`` is False when the machine did not confirm the stop within the suspend
+    timeout (the original's "interrupt could not complete"): only a force clear frees it."""
+
+    wire_name = "ExecutionSuspended"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    confirmed: bool
+    reason: str = ""

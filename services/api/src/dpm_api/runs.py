@@ -12,10 +12,12 @@ from dpm_schemas.events import (
     ExecutionFailed,
     ExecutionQueued,
     ExecutionStarted,
+    ExecutionSuspended,
     ExecutionWaiting,
     MachineStatusCleared,
     ScenarioDeleted,
     ScenarioSaved,
+    StepCancelRequested,
     StepReported,
     StepRequested,
 )
@@ -76,6 +78,8 @@ class ExecutionList:
             ExecutionQueued,
             ExecutionStarted,
             ExecutionWaiting,
+            ExecutionSuspended,
+            StepCancelRequested,
             StepRequested,
             StepReported,
             ExecutionCompleted,
@@ -118,6 +122,13 @@ class ExecutionList:
                 )
             elif isinstance(e, ExecutionStarted):
                 await self._set(conn, table, e.execution_id, pos, state=STARTED_STATE[e.action], started_at=at)
+            elif isinstance(e, StepCancelRequested):
+                await self._set(conn, table, e.execution_id, pos, state="suspending")
+            elif isinstance(e, ExecutionSuspended):
+                code = None if e.confirmed else "unconfirmed"
+                await self._set(
+                    conn, table, e.execution_id, pos, state="suspended", code=code, reason=e.reason, ended_at=at
+                )
             elif isinstance(e, ExecutionWaiting):
                 await self._set(conn, table, e.execution_id, pos, state="waiting")
             elif isinstance(e, StepRequested):
@@ -132,7 +143,8 @@ class ExecutionList:
                 )
             elif isinstance(e, MachineStatusCleared):
                 await conn.execute(
-                    f"UPDATE {table} SET cleared = true, position = %s WHERE machine_id = %s AND state = 'failed'",
+                    f"UPDATE {table} SET cleared = true, position = %s WHERE machine_id = %s"
+                    " AND state IN ('failed', 'suspended')",
                     (pos, e.machine_id),
                 )
 

@@ -14,6 +14,7 @@ from dpm_schemas.events import (
     ScenarioDeleted,
     ScenarioRunRequested,
     ScenarioSaved,
+    SuspendRequested,
 )
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
@@ -134,6 +135,23 @@ async def start_now(log: EventLog, conn: Conn, ref: str, *, actor: str) -> Appen
         stream_id(subjects.SCENARIO, scenario_id),
         None,
         [NewEvent(MulticastStartRequested(scenario_id=scenario_id), Metadata.new(actor=actor))],
+        conn=conn,
+    )
+
+
+async def suspend(log: EventLog, conn: Conn, execution_id: uuid.UUID, *, actor: str) -> AppendResult:
+    """Interrupt an execution; the scheduler stops it (two-phase for a running step)."""
+    row = await (
+        await conn.execute("SELECT run_id, state FROM api.executions WHERE execution_id = %s", (execution_id,))
+    ).fetchone()
+    if row is None:
+        raise E.INVALID_REQUEST(reason=f"no execution {execution_id}")
+    if row[1] in ("completed", "failed", "suspended"):
+        raise E.INVALID_REQUEST(reason=f"execution {execution_id} is already {row[1]}")
+    return await log.append(
+        stream_id(subjects.ASSIGNMENT, row[0]),
+        None,
+        [NewEvent(SuspendRequested(execution_id=execution_id, run_id=row[0]), Metadata.new(actor=actor))],
         conn=conn,
     )
 

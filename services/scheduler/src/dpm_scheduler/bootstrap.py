@@ -71,6 +71,7 @@ def bootstrap(settings: SchedulerSettings) -> Service:
                 concurrency=settings.scheduler_concurrency,
                 power_on_timeout=timeout,
                 no_response_timeout=settings.scheduler_no_response_timeout,
+                suspend_timeout=settings.scheduler_suspend_timeout,
             ),
         )
 

@@ -33,3 +33,8 @@ class SchedulerSettings(ServiceSettings):
         default=1800.0, gt=0, description="Seconds without a step report before an execution fails (DPM-E145)"
     )
     scheduler_tick: float = Field(default=0.5, gt=0, le=10, description="Seconds between execution-engine rounds")
+    scheduler_suspend_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a running step has to confirm an interrupt before it is left unconfirmed",
+    )

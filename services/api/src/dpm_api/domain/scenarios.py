@@ -19,6 +19,8 @@ BUSY_STATES = {
     "waiting": "waiting for its multicast session",
     "running": "running a scenario",
     "failed": "in scenario execution error",
+    "suspending": "being interrupted",
+    "suspended": "interrupted (scenario execution interrupted)",
 }
 
 
@@ -38,6 +40,6 @@ def busy_reason(state: str | None, cleared: bool, power_error: str | None) -> st
     """Why a machine cannot take a scenario now, or None."""
     if power_error:
         return f"in remote power-on error ({power_error})"
-    if state is None or (state == "failed" and cleared):
+    if state is None or (state in ("failed", "suspended") and cleared):
         return None
     return BUSY_STATES.get(state)

@@ -162,6 +162,14 @@ async def list_executions(
     ]
 
 
+@router.post("/executions/{execution_id}/suspend", status_code=202)
+async def suspend(execution_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """Interrupt: a running step gets the suspend timeout to confirm; `POST /clear` releases the machine."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        await scenarios.suspend(rt.eventlog, conn, execution_id, actor=actor)
+    return {"suspending": str(execution_id)}
+
+
 class ClearIn(BaseModel):
     machines: list[str] = Field(default_factory=list, description="machine ids or names")
     state: str | None = Field(default=None, description="bulk clear: every machine whose latest execution is in it")

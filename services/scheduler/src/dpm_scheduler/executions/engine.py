@@ -33,6 +33,7 @@ from dpm_schemas.events import (
     ExecutionFailed,
     ExecutionQueued,
     ExecutionStarted,
+    ExecutionSuspended,
     ExecutionWaiting,
     MachineBooted,
     MachineCameOnline,
@@ -41,8 +42,10 @@ from dpm_schemas.events import (
     NetbootCleared,
     NetbootRequested,
     ScenarioRunRequested,
+    StepCancelRequested,
     StepReported,
     StepRequested,
+    SuspendRequested,
 )
 from dpm_schemas.events.executions import StartAction, StepStatus
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
@@ -52,7 +55,7 @@ from dpm_schemas.subjects import durable_name
 log = logging.getLogger(__name__)
 
 ACTOR = "scheduler"
-ACTIVE = ("waiting_boot", "waiting_online", "ready", "running")  # each holds a slot of the limit
+ACTIVE = ("waiting_boot", "waiting_online", "ready", "running", "suspending")  # each holds a slot
 START_LOCK = 0x5C4ED  # advisory lock key: one scheduler replica starts executions at a time
 NAMESPACE = uuid.UUID("1b7e0f0c-6a55-4c52-9d59-0a8f4c3c5e11")
 
@@ -82,6 +85,7 @@ class Limits:
     concurrency: int = 5
     power_on_timeout: float = 600.0
     no_response_timeout: float = 1800.0
+    suspend_timeout: float = 600.0  # the original advises about 10 minutes for an interrupt to complete
 
 
 @dataclass
@@ -161,19 +165,63 @@ class Engine:
         e = rec.event
         assert isinstance(e, StepReported)
         cur = await conn.execute(
-            f"SELECT machine_id, netboot FROM {self.table} WHERE execution_id = %s AND state = 'running' FOR UPDATE",
+            f"SELECT machine_id, netboot, state FROM {self.table} WHERE execution_id = %s"
+            " AND state IN ('running', 'suspending') FOR UPDATE",
             (e.execution_id,),
         )
         row = await cur.fetchone()
         if row is None:
             return  # late or duplicate report: the execution already ended
-        machine_id, netboot = row
+        machine_id, netboot, state = row
+        if state == "suspending":
+            if e.status is not StepStatus.PROGRESS:  # the step stopped: the interrupt is complete
+                await self._suspend(conn, e.execution_id, machine_id, netboot, True, "the step stopped", rec)
+            return
         if e.status is StepStatus.PROGRESS:
             await self._set(conn, e.execution_id, "running", deadline=self.limits.no_response_timeout)
         elif e.status is StepStatus.COMPLETED:
             await self._finish(conn, e.execution_id, machine_id, netboot, None, rec)
         else:
             await self._finish(conn, e.execution_id, machine_id, netboot, (e.code or "DPM-E145", e.message), rec)
+
+    async def suspend_requested(self, rec: RecordedEvent, conn: Conn) -> None:
+        """Interrupt, phase one: what has not reached its step stops at once; a running step is asked
+        to stop and has the suspend timeout to confirm (phase two: its final report, or the watchdog)."""
+        e = rec.event
+        assert isinstance(e, SuspendRequested)
+        row = await (
+            await conn.execute(
+                f"SELECT machine_id, netboot, state, spec FROM {self.table} WHERE execution_id = %s FOR UPDATE",
+                (e.execution_id,),
+            )
+        ).fetchone()
+        if row is None or row[2] not in ("queued", *ACTIVE) or row[2] == "suspending":
+            return  # already over, or already being interrupted
+        machine_id, netboot, state, raw = row
+        spec = ScenarioSpec.model_validate(raw)
+        if state != "running" or spec.kind is ScenarioKind.SIMULATED:
+            await self._suspend(conn, e.execution_id, machine_id, netboot, True, f"interrupted while {state}", rec)
+            return
+        cancel = StepCancelRequested(execution_id=e.execution_id, machine_id=machine_id, step=spec.kind.value)
+        await self._append(conn, e.execution_id, [cancel], rec)
+        await self._set(conn, e.execution_id, "suspending", deadline=self.limits.suspend_timeout)
+
+    async def _suspend(
+        self,
+        conn: Conn,
+        eid: uuid.UUID,
+        machine_id: uuid.UUID,
+        netboot: bool,
+        confirmed: bool,
+        reason: str,
+        cause: RecordedEvent | None,
+    ) -> None:
+        events: list[object] = []
+        if netboot:
+            events.append(NetbootCleared(machine_id=machine_id, execution_id=eid, reason="suspended"))
+        events.append(ExecutionSuspended(execution_id=eid, machine_id=machine_id, confirmed=confirmed, reason=reason))
+        await self._append(conn, eid, events, cause)
+        await self._set(conn, eid, "suspended")
 
     def consumer(self) -> ConsumerSpec:
         return ConsumerSpec(
@@ -184,6 +232,7 @@ class Engine:
                 MachineCameOnline: self.came_online,
                 StepReported: self.step_reported,
                 MulticastStartRequested: self.start_now,
+                SuspendRequested: self.suspend_requested,
             },
         )
 
@@ -205,6 +254,13 @@ class Engine:
             )
             for eid, machine_id, state, netboot, spec in await cur.fetchall():
                 name = await self._machine_name(conn, machine_id)
+                if state == "suspending":
+                    reason = (
+                        f"{name} did not confirm the interrupt within {round(self.limits.suspend_timeout)} s;"
+                        " force clear it once it is safe"
+                    )
+                    await self._suspend(conn, eid, machine_id, netboot, False, reason, None)
+                    continue
                 if state == Wait.BOOT:
                     err = E.NETBOOT_NOT_DETECTED(machine=name, timeout=round(self.limits.power_on_timeout))
                 elif state == Wait.ONLINE:
