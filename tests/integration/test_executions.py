@@ -136,6 +136,11 @@ async def test_netboot_watchdog_error_clear_and_powered_on_without_reboot(api_se
             NetbootRequested,
             NetbootCleared,
         ]
+        exported = (await api.http.get("/executions/export", params={"scenario": "check"})).text
+        header, *lines = exported.splitlines()
+        assert header.startswith("machine,scenario,revision,kind,state,code,reason,remedy,")
+        e112 = next(line for line in lines if "DPM-E112" in line)
+        assert "Check that the machine boots from the network first" in e112  # the remedy beside the code
         refused = await api.http.post("/scenarios/check/runs", json={"machines": [off]})
         assert refused.status_code == 409 and "scenario execution error" in refused.json()["error"]["message"]
         cleared = await api.http.post("/clear", json={"state": "failed"})

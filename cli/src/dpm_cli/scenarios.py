@@ -134,10 +134,14 @@ def executions(
         str | None, typer.Option(help="queued | powering-on | rebooting | running | completed | failed")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with error codes and remedies.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Execution history, newest first."""
     params = {k: v for k, v in {"machine": machine, "scenario": scenario, "state": state}.items() if v}
+    if as_csv:
+        print(request("GET", "/executions/export", params={**params, "limit": limit}, raw=True), end="")
+        return
     rows = request("GET", "/executions", params={**params, "limit": limit})
     print(json.dumps(rows, indent=2) if as_json else table(rows, EXECUTION_COLUMNS))
 

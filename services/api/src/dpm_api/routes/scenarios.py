@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from dpm_api import scenarios
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
+from dpm_schemas.errors import CATALOGUE
 from dpm_schemas.events.scenarios import ScenarioSpec
 
 router = APIRouter(tags=["scenarios"])
@@ -157,9 +161,38 @@ async def list_executions(
         ).fetchall()
     keys = ("execution_id", "run_id", "machine_id", "machine", "scenario", "revision", "kind", "state", "percent",
             "code", "reason", "cleared", "queued_at", "started_at", "ended_at")  # fmt: skip
-    return [
+    out = [
         {k: (str(v) if isinstance(v, uuid.UUID | datetime) else v) for k, v in zip(keys, r, strict=True)} for r in rows
     ]
+    for row in out:  # the remedy beside each error code, as the console and the CSV show it
+        known = CATALOGUE.get(row["code"] or "")
+        row["remedy"] = known.remedy if known else None
+    return out
+
+
+@router.get("/executions/export", response_class=PlainTextResponse)
+async def export_executions(
+    rt: RuntimeDep,
+    who: ViewerDep,
+    machine: str | None = None,
+    scenario: str | None = None,
+    state: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> PlainTextResponse:
+    """The same history as CSV (start, end, result, error code and remedy per machine)."""
+    rows = await list_executions(rt, who, machine=machine, scenario=scenario, state=state, limit=limit)
+    out = io.StringIO()
+    columns = ["machine", "scenario", "revision", "kind", "state", "code", "reason", "remedy", "queued_at",
+               "started_at", "ended_at", "execution_id", "run_id"]  # fmt: skip
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    return PlainTextResponse(out.getvalue(), media_type="text/csv")
+
+
+def _cell(value: object) -> object:
+    """Spreadsheets run a cell that starts with = + - @ as a formula; such text gets a leading quote."""
+    return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
 
 
 @router.post("/executions/{execution_id}/suspend", status_code=202)
