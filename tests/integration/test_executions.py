@@ -126,6 +126,12 @@ async def test_netboot_watchdog_error_clear_and_powered_on_without_reboot(api_se
             return bool((await api.http.get(f"/machines/{on}")).json()["online"])
 
         await eventually(on_is_online, what="the machine online")
+        preview = await api.http.post("/scenarios/check/runs", params={"dry_run": "true"}, json={"machines": [off, on]})
+        plan = {m["machine_id"]: m for m in preview.json()["machines"]}
+        assert plan[off]["start"] == "wake" and plan[off]["waits_for"] == "its network boot"
+        assert plan[on]["start"] is None and plan[on]["problem"].startswith("DPM-E141")
+        assert preview.json()["would_run"] is True  # E141 fails at start; only busy machines refuse the run
+        assert (await api.http.get("/executions", params={"scenario": "check"})).json() == []  # nothing ran
         run = (await api.http.post("/scenarios/check/runs", json={"machines": [off, on]})).json()
         rows = {r["machine_id"]: r for r in await finished(api, run["run_id"], 2)}
         assert rows[off]["code"] == "DPM-E112" and "did not network-boot" in rows[off]["reason"]
@@ -143,6 +149,8 @@ async def test_netboot_watchdog_error_clear_and_powered_on_without_reboot(api_se
         assert "Check that the machine boots from the network first" in e112  # the remedy beside the code
         refused = await api.http.post("/scenarios/check/runs", json={"machines": [off]})
         assert refused.status_code == 409 and "scenario execution error" in refused.json()["error"]["message"]
+        dry = await api.http.post("/scenarios/check/runs", params={"dry_run": "true"}, json={"machines": [off]})
+        assert dry.json()["would_run"] is False and "scenario execution error" in dry.json()["conflicts"][0]
         cleared = await api.http.post("/clear", json={"state": "failed"})
         assert cleared.json() == {"cleared": 2}
         assert (await api.http.post("/scenarios/check/runs", json={"machines": [off]})).status_code == 202

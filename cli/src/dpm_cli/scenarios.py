@@ -100,10 +100,23 @@ def run(
     group: Annotated[str | None, typer.Option(help="Every machine of this group.")] = None,
     at: Annotated[str | None, typer.Option(help="Not before this time, ISO 8601 (e.g. 2026-11-24T22:00:00Z).")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until every execution ends.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Show machines, steps, conflicts and waits; run nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a scenario on machines now (or at a time); --wait shows progress and exits 1 if any failed."""
-    started = request("POST", f"/scenarios/{scenario}/runs", json={"machines": on or [], "group": group, "at": at})
+    body = {"machines": on or [], "group": group, "at": at}
+    if dry_run:
+        p = request("POST", f"/scenarios/{scenario}/runs", params={"dry_run": "true"}, json=body)
+        if as_json:
+            print(json.dumps(p, indent=2))
+            return
+        print(f"{p['scenario']} revision {p['revision']} ({p['kind']}), {p['executions_ahead']} execution(s) ahead")
+        if p["multicast"]:
+            print(f"multicast: {p['multicast']}")
+        print(table(p["machines"], ["machine", "online", "start", "waits_for", "problem"]))
+        print("would run" if p["would_run"] else "would be refused: " + "; ".join(p["conflicts"]))
+        return
+    started = request("POST", f"/scenarios/{scenario}/runs", json=body)
     if not wait:
         print(
             json.dumps(started, indent=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from dpm_api.domain.scenarios import busy_reason, check_spec
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
@@ -18,6 +19,7 @@ from dpm_schemas.events import (
 )
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
+from dpm_schemas.planning import Refuse, Wait, plan_start
 
 
 async def find(conn: Conn, ref: str) -> tuple[uuid.UUID, str, int, ScenarioSpec]:
@@ -86,24 +88,71 @@ async def delete(log: EventLog, conn: Conn, ref: str, *, actor: str) -> AppendRe
     )
 
 
+async def _targets_state(conn: Conn, machine_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[Any, ...]]:
+    """Per machine: (id, name, power error, latest execution state, cleared, online); DPM-E102 if absent."""
+    rows = await (
+        await conn.execute(
+            "SELECT m.machine_id, m.name, m.power_error, e.state, e.cleared, m.online FROM api.machines m"
+            " LEFT JOIN LATERAL (SELECT state, cleared FROM api.executions x WHERE x.machine_id = m.machine_id"
+            " ORDER BY queued_at DESC LIMIT 1) e ON true WHERE m.machine_id = ANY(%s)",
+            (machine_ids,),
+        )
+    ).fetchall()
+    found = {r[0]: tuple(r) for r in rows}
+    for machine_id in machine_ids:
+        if machine_id not in found:
+            raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
+    return found
+
+
+async def preview(conn: Conn, ref: str, machine_ids: list[uuid.UUID]) -> dict[str, Any]:
+    """What a run would do, before anything runs: per machine how it starts (or why it cannot), the
+    conflicts that would refuse the run, what it would wait for, and the multicast conditions."""
+    scenario_id, name, revision, spec = await find(conn, ref)
+    found = await _targets_state(conn, machine_ids)
+    machines, conflicts = [], []
+    for machine_id in dict.fromkeys(machine_ids):
+        _, machine, power_error, state, cleared, online = found[machine_id]
+        busy = busy_reason(state, bool(cleared), power_error)
+        plan = plan_start(spec, online=bool(online))
+        entry: dict[str, Any] = {"machine": machine, "machine_id": str(machine_id), "online": bool(online)}
+        if busy is not None:
+            conflicts.append(f"{machine} is {busy}")
+            entry.update(start=None, waits_for=None, problem=f"DPM-E140: {busy}")
+        elif isinstance(plan, Refuse):
+            entry.update(start=None, waits_for=None, problem="DPM-E141: powered on and 'reboot at start' is not set")
+        else:
+            waits = {Wait.BOOT: "its network boot", Wait.ONLINE: "its agent", Wait.NOTHING: None}[plan.wait]
+            entry.update(start=plan.action.value, waits_for=waits, problem=None)
+        machines.append(entry)
+    active = await (
+        await conn.execute(
+            "SELECT count(*) FROM api.executions WHERE state NOT IN ('completed', 'failed', 'suspended')"
+        )
+    ).fetchone()
+    multicast = spec.multicast.model_dump(mode="json") if spec.multicast else None
+    return {
+        "scenario": name,
+        "scenario_id": str(scenario_id),
+        "revision": revision,
+        "kind": spec.kind.value,
+        "steps": [spec.kind.value],
+        "machines": machines,
+        "conflicts": conflicts,
+        "executions_ahead": int(active[0]) if active else 0,
+        "multicast": multicast,
+        "would_run": not conflicts,
+    }
+
+
 async def run(
     log: EventLog, conn: Conn, ref: str, machine_ids: list[uuid.UUID], not_before: datetime | None, *, actor: str
 ) -> ScenarioRunRequested:
     """Request a run, refused (DPM-E140) if any target is running, failed, or in power-on error."""
     scenario_id, name, revision, spec = await find(conn, ref)
-    rows = await (
-        await conn.execute(
-            "SELECT m.machine_id, m.name, m.power_error, e.state, e.cleared FROM api.machines m LEFT JOIN LATERAL"
-            " (SELECT state, cleared FROM api.executions x WHERE x.machine_id = m.machine_id"
-            " ORDER BY queued_at DESC LIMIT 1) e ON true WHERE m.machine_id = ANY(%s)",
-            (machine_ids,),
-        )
-    ).fetchall()
-    found = {r[0]: r for r in rows}
+    found = await _targets_state(conn, machine_ids)
     for machine_id in machine_ids:
-        if machine_id not in found:
-            raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
-        _, machine, power_error, state, cleared = found[machine_id]
+        _, machine, power_error, state, cleared, _online = found[machine_id]
         if (why := busy_reason(state, bool(cleared), power_error)) is not None:
             raise E.MACHINE_BUSY(machine=machine, state=why)
     request = ScenarioRunRequested(

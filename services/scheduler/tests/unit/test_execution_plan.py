@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dpm_scheduler.executions.plan import Refuse, SessionStart, Start, Wait, plan_start, session_start
 from dpm_schemas.events.executions import StartAction
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
+from dpm_schemas.planning import Refuse, SessionStart, Start, Wait, plan_start, session_start
 
 
 @pytest.mark.parametrize("kind", ["backup", "restore", "disk-check", "os-install", "firmware"])

@@ -82,10 +82,13 @@ async def delete_scenario(ref: str, rt: RuntimeDep, actor: ActorDep) -> dict[str
 
 
 @router.post("/scenarios/{ref}/runs", status_code=202)
-async def run_scenario(ref: str, body: RunIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
-    """Run now (or not before ``at``) on machines and/or a group; each machine gets an execution."""
+async def run_scenario(ref: str, body: RunIn, rt: RuntimeDep, actor: ActorDep, dry_run: bool = False) -> dict[str, Any]:
+    """Run now (or not before ``at``) on machines and/or a group; each machine gets an execution.
+    ``dry_run``: the preview only -- machines, steps, conflicts and waits -- and nothing is appended."""
     async with rt.pool.connection() as conn, conn.transaction():
         machine_ids = await resolve_machines(conn, body)
+        if dry_run:
+            return await scenarios.preview(conn, ref, machine_ids)
         request = await scenarios.run(rt.eventlog, conn, ref, machine_ids, body.at, actor=actor)
     return {"run_id": str(request.run_id), "scenario": request.name, "revision": request.revision,
             "machines": [str(m) for m in request.machine_ids]}  # fmt: skip

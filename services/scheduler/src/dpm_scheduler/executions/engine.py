@@ -22,7 +22,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, Conn, EventLog, StreamConflict
-from dpm_scheduler.executions.plan import Refuse, Start, Wait, plan_start, session_start
 from dpm_scheduler.handlers import power_target
 from dpm_scheduler.power.driver import PowerDriver
 from dpm_scheduler.power.wol import Spacing
@@ -50,6 +49,7 @@ from dpm_schemas.events import (
 from dpm_schemas.events.executions import StartAction, StepStatus
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
+from dpm_schemas.planning import Refuse, Start, Wait, plan_start, session_start
 from dpm_schemas.subjects import durable_name
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""How an execution starts (pure): seed catalog §3.2 and DESIGN.md §7.
+"""How an execution starts and when a multicast session starts (pure): seed catalog §3.2, §3.5 and
+DESIGN.md §7. Shared by the scheduler, which acts on it, and the api, whose dry-run preview shows it.
 
 Netboot kinds need the machine off (Wake-on-LAN, then the network boot) or "reboot at start"
 (the agent reboots it into the network boot); on a powered-on machine without it they fail at
