@@ -4,6 +4,7 @@ revision pinning, and the multicast validations."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -71,6 +72,19 @@ async def test_limit_5_runs_10_targets_as_5_plus_5_and_busy_machines_are_refused
         busy = await api.http.post("/scenarios/sim/runs", json={"machines": ["m000"]})
         assert busy.status_code == 409 and busy.json()["error"]["code"] == "DPM-E140"
 
+        # live progress over server-sent events, until every execution of the run is final
+        events: list[tuple[str, dict]] = []
+        async with api.http.stream("GET", "/executions/stream", params={"run_id": run["run_id"], "poll": 0.2}) as sse:
+            assert sse.headers["content-type"].startswith("text/event-stream")
+            kind = ""
+            async for line in sse.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line[6:])))
+        assert events[-1] == ("end", {})
+        finals = {d["execution_id"] for k, d in events if k == "execution" and d["state"] == "completed"}
+        assert len(finals) == 10
         rows = await finished(api, run["run_id"], 10)
         assert {r["state"] for r in rows} == {"completed"} and {r["revision"] for r in rows} == {1}
         # replay the run from the log: never more than 5 active, and the 6th started after a completion

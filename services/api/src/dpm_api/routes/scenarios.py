@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from dpm_api import scenarios
@@ -191,6 +195,40 @@ async def export_executions(
     writer.writeheader()
     writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return PlainTextResponse(out.getvalue(), media_type="text/csv")
+
+
+FINAL = ("completed", "failed", "suspended")
+
+
+@router.get("/executions/stream")
+async def stream_executions(
+    request: Request,
+    rt: RuntimeDep,
+    who: ViewerDep,
+    run_id: uuid.UUID | None = None,
+    machine: str | None = None,
+    poll: Annotated[float, Query(ge=0.1, le=10)] = 0.5,
+) -> StreamingResponse:
+    """Live progress as server-sent events: one ``execution`` event per change of an execution (state,
+    percent, code), read from the execution read model; with ``run_id`` it ends once every execution of
+    the run is final. At most an hour per connection."""
+
+    async def changes() -> AsyncIterator[str]:
+        seen: dict[str, tuple[object, ...]] = {}
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            rows = await list_executions(rt, who, machine=machine, run_id=run_id, limit=10_000)
+            for row in reversed(rows):
+                key = (row["state"], row["percent"], row["code"])
+                if seen.get(row["execution_id"]) != key:
+                    seen[row["execution_id"]] = key
+                    yield f"event: execution\ndata: {json.dumps(row)}\n\n"
+            if run_id is not None and rows and all(r["state"] in FINAL for r in rows):
+                yield "event: end\ndata: {}\n\n"
+                return
+            await asyncio.sleep(poll)
+
+    return StreamingResponse(changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 def _cell(value: object) -> object:
