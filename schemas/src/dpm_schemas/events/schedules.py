@@ -48,7 +48,7 @@ class ScheduleFired(Event):
     action: ScheduleAction
     machine_ids: tuple[uuid.UUID, ...]  # acted on
     run_id: uuid.UUID | None = None
-    failures: dict[str, str] = Field(default_factory=dict)  # machine id -> error code (e.g. agent offline)
+    failures: tuple[tuple[uuid.UUID, str], ...] = ()  # (machine, error code), e.g. the agent was offline
 
 
 class ScheduleSkipped(Event):

@@ -145,12 +145,12 @@ class Schedules:
         if s.action is ScheduleAction.RUN:
             fired = await self._run(conn, s, free)
         else:
-            failures = {}
+            failures: list[tuple[uuid.UUID, str]] = []
             for machine_id in free:
                 if (code := await self._power(conn, s.action, machine_id)) is not None:
-                    failures[str(machine_id)] = code
+                    failures.append((machine_id, code))
             fired = ScheduleFired(
-                schedule_id=s.schedule_id, action=s.action, machine_ids=tuple(free), failures=failures
+                schedule_id=s.schedule_id, action=s.action, machine_ids=tuple(free), failures=tuple(failures)
             )
         events = [NewEvent(e, Metadata.new(actor=f"schedule:{s.name}")) for e in (*skipped, fired)]
         await self.engine.eventlog.append(stream_id(subjects.FIRING, s.schedule_id), ANY_VERSION, events, conn=conn)
