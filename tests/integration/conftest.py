@@ -72,15 +72,13 @@ def auth() -> dict[str, str]:
 @pytest.fixture
 def pxe_service(database, nats_server, tmp_path):
     def make(**overrides):
-        settings = PxeSettings(
-            **common(database, nats_server),
-            pxe_port=free_port(),
-            relay_enabled=False,
-            pxe_root=tmp_path / "boot",
-            pxe_tftp_enabled=False,
-            pxe_dhcp_enabled=False,
-            **overrides,
-        )
-        return pxe_bootstrap(settings)
+        defaults = {
+            "pxe_port": free_port(),
+            "relay_enabled": False,
+            "pxe_root": tmp_path / "boot",
+            "pxe_tftp_enabled": False,
+            "pxe_dhcp_enabled": False,
+        }
+        return pxe_bootstrap(PxeSettings(**common(database, nats_server), **{**defaults, **overrides}))
 
     return make

@@ -9,6 +9,7 @@ however many NICs it has.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from dpm_api import handlers
 from dpm_api.domain.csvfile import MachineSpec
@@ -18,7 +19,13 @@ from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.errors import DpmError
-from dpm_schemas.events import BootSettingsChanged, MachineDiscovered, NetbootCleared, NetbootRequested
+from dpm_schemas.events import (
+    BootSettingsChanged,
+    DeployTokenIssued,
+    MachineDiscovered,
+    NetbootCleared,
+    NetbootRequested,
+)
 from dpm_schemas.events.boot import SETTINGS_KEY
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import stream_id
@@ -106,5 +113,36 @@ def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
 
     return ConsumerSpec(
         durable=subjects.durable_name("api", "boot"),
-        handlers={MachineDiscovered: discovered, NetbootRequested: requested, NetbootCleared: cleared},
+        handlers={
+            MachineDiscovered: discovered,
+            NetbootRequested: requested,
+            NetbootCleared: cleared,
+        },
     )
+
+
+class DeployTokens:
+    """``api.deploy_tokens``: the SHA-256 of each token pxe gave a deploy environment, what
+    /deploy/v1/steps authenticates against. A projection (read from the log) so the route can wait
+    for it to catch up when a fast deploy environment reports right after its boot."""
+
+    name = "deploy_tokens"
+    schema = "api"
+    tables = ("deploy_tokens",)
+    event_types = (DeployTokenIssued.wire_name,)
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".deploy_tokens (token_sha256 text PRIMARY KEY,'
+            " execution_id uuid NOT NULL, machine_id uuid NOT NULL, expires_at timestamptz NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        for rec in events:
+            e = rec.event
+            assert isinstance(e, DeployTokenIssued)
+            await conn.execute(
+                f'INSERT INTO "{schema}".deploy_tokens (token_sha256, execution_id, machine_id, expires_at)'
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
+                (e.token_sha256, e.execution_id, e.machine_id, e.expires_at),
+            )

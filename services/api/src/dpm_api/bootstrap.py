@@ -11,6 +11,7 @@ from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.routes import boot as boot_routes
+from dpm_api.routes import deploy as deploy_routes
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
 from dpm_api.runs import ExecutionList, ScenarioList
@@ -35,6 +36,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(admin.router)
     app.include_router(boot_routes.router)
+    app.include_router(deploy_routes.router)
     app.include_router(scenario_routes.router)
     app.include_router(schedule_routes.router)
 
@@ -60,7 +62,15 @@ def bootstrap(settings: ApiSettings) -> Service:
     def wire(rt: Runtime) -> Wiring:
         return Wiring(
             ddl=[*auth.DDL, *boot.DDL],
-            projections=[MachineList(), GroupList(), Accounts(), ScenarioList(), ExecutionList(), ScheduleList()],
+            projections=[
+                MachineList(),
+                GroupList(),
+                Accounts(),
+                ScenarioList(),
+                ExecutionList(),
+                ScheduleList(),
+                boot.DeployTokens(),
+            ],
             consumers=[boot.boot_consumer(rt.eventlog)],
         )
 

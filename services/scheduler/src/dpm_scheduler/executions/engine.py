@@ -166,13 +166,15 @@ class Engine:
         assert isinstance(e, StepReported)
         cur = await conn.execute(
             f"SELECT machine_id, netboot, state FROM {self.table} WHERE execution_id = %s"
-            " AND state IN ('running', 'suspending') FOR UPDATE",
+            " AND state IN ('waiting_boot', 'running', 'suspending') FOR UPDATE",
             (e.execution_id,),
         )
         row = await cur.fetchone()
         if row is None:
             return  # late or duplicate report: the execution already ended
         machine_id, netboot, state = row
+        if state == Wait.BOOT:  # a report from the deploy environment proves the network boot
+            await self._arrived(conn, machine_id, Wait.BOOT, rec)
         if state == "suspending":
             if e.status is not StepStatus.PROGRESS:  # the step stopped: the interrupt is complete
                 await self._suspend(conn, e.execution_id, machine_id, netboot, True, "the step stopped", rec)
@@ -345,6 +347,9 @@ class Engine:
         )
 
     async def _start_queued(self) -> None:
+        """Start what the limit allows. The machines are woken or rebooted only after the commit, so
+        pxe can already see the NetbootRequested when they ask what to boot."""
+        to_bring_in: list[tuple[uuid.UUID, uuid.UUID, Start]] = []
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (START_LOCK,))
             row = await (
@@ -365,11 +370,23 @@ class Engine:
                 if machine_id in started:  # one execution per machine at a time
                     continue
                 started.add(machine_id)
-                await self._start(conn, eid, machine_id, ScenarioSpec.model_validate(spec), scenario)
+                plan = await self._start(conn, eid, machine_id, ScenarioSpec.model_validate(spec), scenario)
+                if plan is not None and plan.action is not StartAction.RUN:
+                    to_bring_in.append((eid, machine_id, plan))
+        for eid, machine_id, plan in to_bring_in:
+            async with self.pool.connection() as conn:
+                failure = await self._bring_in(conn, machine_id, plan)
+            if failure is not None:
+                async with self.pool.connection() as conn, conn.transaction():
+                    row = await (
+                        await conn.execute(f"SELECT state FROM {self.table} WHERE execution_id = %s FOR UPDATE", (eid,))
+                    ).fetchone()
+                    if row is not None and row[0] == plan.wait.value:
+                        await self._finish(conn, eid, machine_id, plan.netboot, failure, None)
 
     async def _start(
         self, conn: Conn, eid: uuid.UUID, machine_id: uuid.UUID, spec: ScenarioSpec, scenario: str
-    ) -> None:
+    ) -> Start | None:
         row = await (
             await conn.execute(f'SELECT online FROM "{self.schema}".presence WHERE machine_id = %s', (machine_id,))
         ).fetchone()
@@ -378,24 +395,21 @@ class Engine:
             name = await self._machine_name(conn, machine_id)
             err = E.NETBOOT_NEEDS_REBOOT(machine=name, scenario=scenario, kind=spec.kind.value)
             await self._finish(conn, eid, machine_id, False, (err.code, err.message), None)
-            return
+            return None
         events: list[object] = [ExecutionStarted(execution_id=eid, machine_id=machine_id, action=plan.action)]
-        if plan.netboot:  # before the machine is woken: pxe must already know what to serve it
+        if plan.netboot:  # committed before the machine is woken: pxe must know what to serve it
             events.append(NetbootRequested(machine_id=machine_id, execution_id=eid))
-        failure = await self._bring_in(conn, machine_id, plan)
-        if failure is None and plan.wait is Wait.NOTHING and spec.multicast is not None:
+        if plan.wait is Wait.NOTHING and spec.multicast is not None:
             await self._append(conn, eid, events, None)
             await self._ready(conn, eid, machine_id, None)
-            return
-        if failure is None and plan.wait is Wait.NOTHING:
+            return plan
+        if plan.wait is Wait.NOTHING:
             events.append(StepRequested(execution_id=eid, machine_id=machine_id, step=spec.kind.value, spec=spec))
         await self._append(conn, eid, events, None)
-        if failure is not None:
-            await self._finish(conn, eid, machine_id, plan.netboot, failure, None)
-            return
         deadline = self.limits.power_on_timeout if plan.wait is not Wait.NOTHING else self._step_timeout(spec)
         step_due = _simulated_seconds(spec) if plan.wait is Wait.NOTHING else None
         await self._set(conn, eid, plan.wait.value, deadline=deadline, step_due=step_due, netboot=plan.netboot)
+        return plan
 
     async def _bring_in(self, conn: Conn, machine_id: uuid.UUID, plan: Start) -> tuple[str, str] | None:
         """Wake or reboot the machine; a failure to even send is the execution's failure."""

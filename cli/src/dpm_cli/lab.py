@@ -1,0 +1,225 @@
+"""The lab simulator: machines that behave like real ones towards dpm, as asyncio tasks on loopback.
+
+Each simulated machine has its MAC, SMBIOS UUID and a power state. A Wake-on-LAN listener (a lab
+"switch": it reads the MAC out of the magic packet) powers the right machine on. A powered-on
+machine does what a PXE ROM and iPXE do, with real packets against the pxe service: DHCP DISCOVER
+(PXEClient, option 93, option 97), TFTP download of the boot file it was given, DHCP again as iPXE,
+HTTP fetch of its script. A deploy script makes it the deploy environment: it downloads kernel and
+initrd and reports its step through the api with the token from the kernel command line. A local
+boot script leaves it running its "OS".
+
+Each machine listens on its own loopback address (127.0.0.N), so replies reach the right one; pxe
+answers a DISCOVER that carries ciaddr by unicast to it (RFC 2131 §4.1). For namespace realism use
+the netlab and the real agent instead; this is the scale mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+import httpx
+
+from dpm_pxe.dhcp.packet import (
+    BOOTREQUEST,
+    DISCOVER,
+    OPT_BOOTFILE,
+    OPT_CLIENT_ARCH,
+    OPT_CLIENT_UUID,
+    OPT_MESSAGE_TYPE,
+    OPT_USER_CLASS,
+    OPT_VENDOR_CLASS,
+    DhcpPacket,
+    build,
+    parse,
+)
+from dpm_pxe.tftp import protocol as tftp
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"\xff" * 6
+
+
+@dataclass
+class SimMachine:
+    name: str
+    mac: str
+    smbios_uuid: uuid.UUID
+    address: IPv4Address  # its loopback address: where DHCP answers reach it
+    power: str = "off"  # off | on
+    stages: list[str] = field(default_factory=list)  # what happened, for tests and the console
+    wakes: int = 0
+
+    @property
+    def chaddr(self) -> bytes:
+        return bytes.fromhex(self.mac.replace(":", ""))
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    dhcp: tuple[str, int]  # where pxe listens for DHCP
+    tftp: tuple[str, int]
+    wol_port: int
+    step_seconds: float = 0.5
+    timeout: float = 5.0
+
+
+def fleet(n: int, *, prefix: str = "lab", seed: int = 7) -> list[SimMachine]:
+    rng = random.Random(seed)
+    return [
+        SimMachine(
+            name=f"{prefix}{i:04d}",
+            mac=f"52:54:01:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}",
+            smbios_uuid=uuid.UUID(int=rng.getrandbits(128), version=4),
+            address=IPv4Address("127.0.0.0") + 10 + i,
+        )
+        for i in range(n)
+    ]
+
+
+class _Inbox(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait((data, addr))
+
+
+class Lab:
+    def __init__(self, machines: list[SimMachine], config: LabConfig, http: httpx.AsyncClient) -> None:
+        self.machines = {m.mac: m for m in machines}
+        self.config = config
+        self.http = http
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen for magic packets until ``stop``; each wakes its machine (once while it is on)."""
+        loop = asyncio.get_running_loop()
+        transport, inbox = await loop.create_datagram_endpoint(
+            _Inbox, local_addr=("0.0.0.0", self.config.wol_port), allow_broadcast=True
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    data, _ = await asyncio.wait_for(inbox.queue.get(), 0.2)
+                except TimeoutError:
+                    continue
+                if len(data) >= 102 and data[:6] == MAGIC:
+                    mac = ":".join(f"{b:02x}" for b in data[6:12])
+                    machine = self.machines.get(mac)
+                    if machine is not None and machine.power == "off":
+                        self.power_on(machine)
+        finally:
+            transport.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def power_on(self, machine: SimMachine) -> None:
+        machine.power, machine.wakes = "on", machine.wakes + 1
+        task = asyncio.create_task(self._boot(machine))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _boot(self, m: SimMachine) -> None:
+        try:
+            rom = await self._dhcp(m, ipxe=False)
+            m.stages.append(f"rom:{rom}")
+            size = await self._tftp(m, rom)
+            m.stages.append(f"tftp:{size}")
+            script_url = await self._dhcp(m, ipxe=True)
+            script = (await self.http.get(script_url)).text
+            if "\nkernel " in script:
+                m.stages.append("deploy")
+                await self._deploy(m, script)
+            else:
+                m.stages.append("local")
+        except Exception as exc:  # a lab machine that fails shows why, like a console would
+            m.stages.append(f"error:{exc!r}")
+            log.warning("lab machine %s: %r", m.name, exc)
+        finally:
+            m.power = "off" if m.stages and m.stages[-1] != "local" else "on"
+
+    async def _dhcp(self, m: SimMachine, *, ipxe: bool) -> str:
+        options = {
+            OPT_MESSAGE_TYPE: bytes([DISCOVER]),
+            OPT_CLIENT_ARCH: b"\x00\x00",
+            OPT_VENDOR_CLASS: b"PXEClient:Arch:00000:UNDI:002001",
+            OPT_CLIENT_UUID: b"\x00" + m.smbios_uuid.bytes_le,
+        }
+        if ipxe:
+            options[OPT_USER_CLASS] = b"iPXE"
+        xid = random.getrandbits(32)
+        request = DhcpPacket(op=BOOTREQUEST, xid=xid, chaddr=m.chaddr, ciaddr=m.address, options=options)
+        loop = asyncio.get_running_loop()
+        transport, inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=(str(m.address), 68))
+        try:
+            for _attempt in range(4):  # ROMs repeat their DISCOVER
+                transport.sendto(build(request), self.config.dhcp)
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        data, _ = await asyncio.wait_for(inbox.queue.get(), self.config.timeout / 4)
+                        reply = parse(data)
+                        if reply.xid == xid:
+                            name = reply.options.get(OPT_BOOTFILE) or reply.file
+                            return name.decode("ascii")
+            raise TimeoutError("no DHCP answer")
+        finally:
+            transport.close()
+
+    async def _tftp(self, m: SimMachine, filename: str) -> int:
+        """A lockstep TFTP read with blksize 1468: the size received."""
+        loop = asyncio.get_running_loop()
+        transport, inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=(str(m.address), 0))
+        try:
+            transport.sendto(tftp.request(filename, {"blksize": "1468"}), self.config.tftp)
+            received, expected, blksize = 0, 1, 512
+            while True:
+                data, peer = await asyncio.wait_for(inbox.queue.get(), self.config.timeout)
+                packet = tftp.parse(data)
+                if isinstance(packet, tftp.OAck):
+                    blksize = int(packet.options.get("blksize", "512"))
+                    transport.sendto(tftp.ack(0), peer)
+                elif isinstance(packet, tftp.Data) and packet.block == expected & 0xFFFF:
+                    received += len(packet.payload)
+                    transport.sendto(tftp.ack(packet.block), peer)
+                    expected += 1
+                    if len(packet.payload) < blksize:
+                        return received
+                elif isinstance(packet, tftp.Error):
+                    raise OSError(f"TFTP error {packet.code}: {packet.message}")
+        finally:
+            transport.close()
+
+    async def _deploy(self, m: SimMachine, script: str) -> None:
+        """The deploy environment: fetch kernel and initrd, then report the step through the api."""
+        kernel_line = next(line for line in script.splitlines() if line.startswith("kernel "))
+        initrd_line = next(line for line in script.splitlines() if line.startswith("initrd "))
+        params = dict(re.findall(r"dpm\.(\w+)=(\S+)", kernel_line))
+        for url in (kernel_line.split()[1], initrd_line.split()[-1]):
+            (await self.http.get(url)).raise_for_status()
+        steps = f"{params['server'].rstrip('/')}/deploy/v1/steps"
+        headers = {"Authorization": f"Bearer {params['token']}"}
+        execution = params["execution"]
+        await self._report(steps, headers, {"execution_id": execution, "status": "progress", "percent": 50})
+        await asyncio.sleep(self.config.step_seconds)
+        await self._report(steps, headers, {"execution_id": execution, "status": "completed", "percent": 100})
+        m.stages.append("reported")
+
+    async def _report(self, url: str, headers: dict[str, str], body: dict[str, object]) -> None:
+        answer = await self.http.post(url, headers=headers, json=body)
+        answer.raise_for_status()
+
+
+def magic_packet(mac: str) -> bytes:
+    raw = bytes.fromhex(mac.replace(":", ""))
+    return MAGIC + raw * 16
+
+
+__all__ = ["Lab", "LabConfig", "SimMachine", "fleet", "magic_packet"]
