@@ -33,6 +33,7 @@ PORT_SETTINGS = [
     "DPM_PXE_TFTP_PORT",
     "DPM_PXE_DHCP_PORT",
     "DPM_PXE_DHCP_PXE_PORT",
+    "DPM_SCHEDULER_WOL_PORT",
 ]
 
 
@@ -140,6 +141,32 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         assert scheduled.returncode == 0, scheduled.stderr
         assert "cron 0 22 * * 1-5 UTC" in cli(env, "schedules", "list").stdout
 
+        # dpm lab up: two simulated machines are woken, network-boot against pxe and run a disk check
+        (var / "boot" / "deploy").mkdir()
+        for name in ("deploy/vmlinuz", "deploy/initrd.img", "undionly.kpxe"):
+            if not (var / "boot" / name).exists():
+                (var / "boot" / name).write_bytes(b"\0" * 4096)
+        assert cli(env, "boot", "set", "--mode", "proxy", "--server-ip", "127.0.0.1", "--clear-ranges").returncode == 0
+        with open(var.parent / f"{var.name}-lab.log", "wb") as lab_log:
+            lab = subprocess.Popen(
+                [sys.executable, "-m", "dpm_cli", "lab", "up", "--machines", "2", "--group", "simlab",
+                 "--step-seconds", "0.2"],
+                env=env, stdout=lab_log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while "lab0001" not in cli(env, "machines", "list").stdout:
+                assert time.monotonic() < deadline and lab.poll() is None
+                time.sleep(0.2)
+            assert cli(env, "scenarios", "save", "check", "--kind", "disk-check").returncode == 0
+            checked = cli(env, "run", "check", "--group", "simlab", "--wait")
+            assert checked.returncode == 0 and "2/2 done: completed 2" in checked.stdout, (
+                checked.stdout + checked.stderr
+            )
+        finally:
+            lab.send_signal(signal.SIGINT)
+            lab.wait(30)
+
         added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
         assert added.returncode == 0, added.stderr
         logged = cli(env, "login", "--username", "otto", "--password", "otto-secret-1")
@@ -149,7 +176,9 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         assert denied.returncode == 1 and "DPM-E404" in denied.stderr
         assert cli(env, "logout").returncode == 0
         rebuilt = cli(env, "admin", "rebuild", "machines")
-        assert rebuilt.returncode == 0 and "rebuilt machines: 2 events" in rebuilt.stdout  # registered, edited
+        assert rebuilt.returncode == 0 and rebuilt.stdout.startswith("rebuilt machines: ")
+        listed = cli(env, "machines", "list").stdout
+        assert "e2e-01" in listed and "lab0001" in listed  # the same rows, rebuilt from the log
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0

@@ -111,6 +111,7 @@ class Stack:
         env.setdefault("DPM_PXE_ROOT", str(self.var / "boot"))
         self._seed_boot_files(Path(env["DPM_PXE_ROOT"]))
         env.setdefault("DPM_API_PXE_URL", f"http://{s.host}:{service_port('pxe', env)}")
+        env.setdefault("DPM_PXE_API_URL", f"http://{s.host}:{service_port('api', env)}")
         for name, module in SERVICES:
             with open(self.var / "log" / f"{name}.log", "ab") as log:
                 self.services[name] = subprocess.Popen(
