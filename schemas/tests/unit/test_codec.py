@@ -144,13 +144,18 @@ def test_decoding_malformed_envelopes_is_a_decode_error(body: dict) -> None:
         decode_envelope(msgpack.packb(body))
 
 
-def _mutable(annotation: object) -> bool:
+def _mutable(annotation: object, seen: frozenset[type] = frozenset()) -> bool:
+    """A list, dict or set anywhere in the annotation, including inside nested models."""
     import typing
+
+    from pydantic import BaseModel
 
     origin = typing.get_origin(annotation)
     if annotation in (list, dict, set, bytearray) or origin in (list, dict, set):
         return True
-    return any(_mutable(arg) for arg in typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+        return any(_mutable(f.annotation, seen | {annotation}) for f in annotation.model_fields.values())
+    return any(_mutable(arg, seen) for arg in typing.get_args(annotation))
 
 
 def test_message_fields_are_immutable_so_decoded_instances_can_be_shared() -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.machines import IPv4
@@ -42,6 +42,19 @@ class Multicast(BaseModel):
     max_rate_mbps: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
+def _pairs(value: object) -> object:
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
+# Kind-specific parameters: given and shown as a mapping, held as sorted (key, value) pairs, because
+# decoded events are cached and shared and a dict would be mutable.
+Params = Annotated[
+    tuple[tuple[str, str], ...],
+    BeforeValidator(_pairs),
+    PlainSerializer(lambda pairs: dict(pairs), return_type=dict[str, str]),
+]
+
+
 class ScenarioSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,7 +63,10 @@ class ScenarioSpec(BaseModel):
     power_off_at_end: bool = False
     timeout_seconds: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
     multicast: Multicast | None = None  # None: unicast
-    params: dict[str, str] = Field(default_factory=dict)  # kind-specific (image name, packages, seconds)
+    params: Params = ()  # kind-specific (image name, packages, seconds)
+
+    def param(self, key: str, default: str) -> str:
+        return dict(self.params).get(key, default)
 
 
 class ScenarioSaved(Event):

@@ -568,6 +568,6 @@ def _simulated_seconds(spec: ScenarioSpec) -> float | None:
     if spec.kind is not ScenarioKind.SIMULATED:
         return None
     try:
-        return max(0.0, float(spec.params.get("seconds", "1")))
+        return max(0.0, float(spec.param("seconds", "1")))
     except ValueError:
         return 1.0
