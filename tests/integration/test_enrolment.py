@@ -4,6 +4,7 @@ secret still works for labs; anything else is refused with DPM-E403."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -46,3 +47,25 @@ async def test_enrolment_tokens_are_single_use_and_expire(api_service, gateway_s
         assert (await enrol("dpme_guess", "52:54:0d:00:00:08")).status_code == 403
         viewer_denied = await api.http.post("/agents/enrolment-tokens", json={}, headers={"Authorization": "Bearer x"})
         assert viewer_denied.status_code == 401
+
+
+async def test_an_unregistered_machine_enrolling_its_agent_is_registered_into_new_machines(
+    api_service, gateway_service, auth
+) -> None:
+    smbios = uuid.uuid4()
+    facts = {"macs": ["52:54:0d:00:10:01", "52:54:0d:00:10:02"], "smbios_uuid": str(smbios), "hostname": "db-07.lab"}
+    async with running(api_service(), headers=auth) as api, running(gateway_service()) as gw:
+        enrolled = await gw.http.post("/v1/enrol", json={"enrolment_token": ENROLMENT, "facts": facts})
+        assert enrolled.status_code == 200
+
+        async def registered() -> list:
+            return [m for m in (await api.http.get("/machines")).json() if m["name"] == "db-07"]
+
+        (machine,) = await eventually(registered, what="the enrolled machine registered")
+        assert machine["machine_id"] == enrolled.json()["machine_id"]  # the id the agent was given
+        assert machine["macs"] == facts["macs"] and machine["smbios_uuid"] == str(smbios)
+        assert machine["group_name"] == "new-machines"
+        # enrolling again (a reinstall) finds the registered machine: no second record
+        again = await gw.http.post("/v1/enrol", json={"enrolment_token": ENROLMENT, "facts": facts})
+        assert again.json()["machine_id"] == machine["machine_id"]
+        assert len((await api.http.get("/machines")).json()) == 1

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import Field
 
 from dpm_schemas.base import Event
+from dpm_schemas.events.machines import Mac
 
 
 class EnrolmentTokenIssued(Event):
@@ -32,6 +33,11 @@ class AgentEnrolled(Event):
     machine_id: uuid.UUID
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     hostname: str
+    # what the agent said about its machine; with ``registered`` False, the api registers it into
+    # new-machines (automatic registration through the agent, for networks without PXE)
+    macs: tuple[Mac, ...] = ()
+    smbios_uuid: uuid.UUID | None = None
+    registered: bool = True
 
 
 class MachineCameOnline(Event):

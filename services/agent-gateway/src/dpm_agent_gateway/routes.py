@@ -48,15 +48,18 @@ class EnrolOut(BaseModel):
     token: str
 
 
-async def resolve_machine(conn: Conn, facts: Facts) -> uuid.UUID:
-    """The registered machine owning any of these MACs or this SMBIOS UUID; else the natural key."""
+async def resolve_machine(conn: Conn, facts: Facts) -> tuple[uuid.UUID, bool]:
+    """The registered machine owning any of these MACs or this SMBIOS UUID (True); else the natural
+    key the api will register it under (False)."""
     cur = await conn.execute(
         f"SELECT machine_id FROM {store.SCHEMA}.machine_directory WHERE NOT deleted AND"
         " (macs && %s OR (smbios_uuid IS NOT NULL AND smbios_uuid = %s)) ORDER BY position LIMIT 1",
         (list(facts.macs), facts.smbios_uuid),
     )
     row = await cur.fetchone()
-    return row[0] if row else machine_key(mac=facts.macs[0], smbios_uuid=facts.smbios_uuid)
+    if row:
+        return row[0], True
+    return machine_key(mac=facts.macs[0], smbios_uuid=facts.smbios_uuid), False
 
 
 @router.post(agent_protocol.ENROL_PATH, response_model=EnrolOut)
@@ -72,10 +75,17 @@ async def enrol(body: EnrolIn, request: Request) -> EnrolOut:
     async with rt.pool.connection() as conn, conn.transaction():
         if not shared and not await store.use_enrolment_token(conn, body.enrolment_token):
             raise E.ENROLMENT_REFUSED()
-        machine_id = await resolve_machine(conn, body.facts)
+        machine_id, registered = await resolve_machine(conn, body.facts)
         digest = store.token_hash(token)
         await store.save_token(conn, machine_id, digest)
-        event = AgentEnrolled(machine_id=machine_id, token_sha256=digest, hostname=body.facts.hostname)
+        event = AgentEnrolled(
+            machine_id=machine_id,
+            token_sha256=digest,
+            hostname=body.facts.hostname,
+            macs=body.facts.macs,
+            smbios_uuid=body.facts.smbios_uuid,
+            registered=registered,
+        )
         await rt.eventlog.append(
             stream_id(subjects.AGENT, machine_id),
             ANY_VERSION,

@@ -1,5 +1,6 @@
 """Network boot on the api side: the boot settings (one stream, setting-boot), the machines waiting to
-network-boot (so a mode change cannot strand them), and auto-registration of discovered machines.
+network-boot (so a mode change cannot strand them), and automatic registration of machines discovered
+by their network boot or by their agent's enrolment.
 
 A discovered MAC becomes a machine in new-machines named after its MAC; if the PXE client's UUID
 (option 97) is already a machine's SMBIOS UUID, the MAC is added to that machine instead -- one record
@@ -13,13 +14,14 @@ from collections.abc import Sequence
 
 from dpm_api import handlers
 from dpm_api.domain.csvfile import MachineSpec
-from dpm_api.domain.rules import check_boot_ranges
+from dpm_api.domain.rules import check_boot_ranges, check_machine_name
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.errors import DpmError
 from dpm_schemas.events import (
+    AgentEnrolled,
     BootSettingsChanged,
     DeployTokenIssued,
     MachineDiscovered,
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_STREAM = stream_id(subjects.SETTING, SETTINGS_KEY)
 DISCOVERY_ACTOR = "pxe-discovery"
+AGENT_ACTOR = "agent-enrolment"
 
 DDL = [
     "CREATE SCHEMA IF NOT EXISTS api",
@@ -93,6 +96,25 @@ def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
         except DpmError as exc:  # already registered (a repeated discovery), or its UUID/MAC is taken
             log.info("discovered %s not registered: %s", e.mac, exc.message)
 
+    async def agent_enrolled(rec: RecordedEvent, conn: Conn) -> None:
+        """An agent of an unregistered machine enrolled: register it into new-machines under the id the
+        gateway gave it (its natural key), named after its host name when that is a valid name."""
+        e = rec.event
+        assert isinstance(e, AgentEnrolled)
+        if e.registered or not e.macs:
+            return
+        name = e.hostname.split(".")[0][:63]
+        try:
+            check_machine_name(name)
+        except DpmError:
+            name = discovery_name(e.macs[0])
+        try:
+            async with conn.transaction():
+                spec = MachineSpec(name, tuple(e.macs), e.smbios_uuid, group=NEW_MACHINES)
+                await handlers.register(eventlog, conn, spec, actor=AGENT_ACTOR)
+        except DpmError as exc:  # registered meanwhile (by hand, or by its network boot)
+            log.info("enrolled agent %s not registered: %s", e.hostname, exc.message)
+
     async def requested(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
         assert isinstance(e, NetbootRequested)
@@ -117,6 +139,7 @@ def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
             MachineDiscovered: discovered,
             NetbootRequested: requested,
             NetbootCleared: cleared,
+            AgentEnrolled: agent_enrolled,
         },
     )
 
