@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 
 pytestmark = pytest.mark.integration
@@ -189,3 +190,42 @@ async def test_a_malformed_csv_changes_nothing_and_names_line_and_column(
         assert err["code"] == "DPM-E110" and err["details"]["line"] == line and err["details"]["column"] == column
         assert f"line {line}" in err["message"] and "Nothing was imported" in err["message"]
         assert await names(api) == []
+
+
+async def test_renaming_a_group_moves_its_machines_schedules_and_directories(
+    api_service, scheduler_service, auth
+) -> None:
+    async with running(api_service(), headers=auth) as api, running(scheduler_service()) as sched:
+        assert (await api.http.put("/groups/rack-1", json={"subnet": "10.9.1.0/24"})).is_success
+        assert (await api.http.put("/groups/rack-2", json={})).is_success
+        for i in range(2):
+            await api.http.post("/machines", json=machine(f"r{i}", f"52:54:00:a1:00:{i:02x}", group="rack-1"))
+        night = {"name": "night", "action": "power-off", "group": "rack-1", "cron": "0 22 * * *"}
+        assert (await api.http.post("/schedules", json=night)).status_code == 201
+
+        for new_name, code in (("rack-2", 422), ("new-machines", 422), ("bad/name", 422)):
+            refused = await api.http.post("/groups/rack-1/rename", json={"new_name": new_name})
+            assert refused.status_code == code and refused.json()["error"]["code"] == "DPM-E100", refused.text
+        assert (await api.http.post("/groups/new-machines/rename", json={"new_name": "x"})).status_code == 422
+
+        renamed = await api.http.post("/groups/rack-1/rename", json={"new_name": "row-A"})
+        assert renamed.status_code == 200 and renamed.json()["wol_broadcast"] == "10.9.1.255"
+        groups = {g["name"] for g in (await api.http.get("/groups")).json()}
+        assert "row-A" in groups and "rack-1" not in groups
+        assert {m["group_name"] for m in (await api.http.get("/machines")).json()} == {"row-A"}
+        assert [s["group"] for s in (await api.http.get("/schedules")).json()] == ["row-A"]
+        # the scheduler's own directory follows, so Wake-on-LAN still finds the group's broadcast
+        pool = sched.runtime.pool
+
+        async def directory() -> set:
+            async with pool.connection() as conn:
+                rows = await (
+                    await conn.execute("SELECT DISTINCT group_name FROM scheduler.machine_directory")
+                ).fetchall()
+            return {r[0] for r in rows}
+
+        await eventually(directory, until=lambda g: g == {"row-A"}, what="the scheduler's directory renamed")
+        rebuilt = await api.http.post("/admin/projections/machines/rebuild")
+        assert rebuilt.is_success
+        assert {m["group_name"] for m in (await api.http.get("/machines")).json()} == {"row-A"}  # the log agrees
+        assert (await api.http.put("/groups/rack-1", json={})).is_success  # the old name is free again

@@ -188,6 +188,13 @@ def groups_add(
     print(f"group {row['name']}: WOL to {row['wol_broadcast'] or '255.255.255.255'}")
 
 
+@groups.command("rename")
+def groups_rename(name: str, new_name: str) -> None:
+    """Rename a group; its machines and schedules follow."""
+    row = request("POST", f"/groups/{name}/rename", json={"new_name": new_name})
+    print(f"group {name} is now {row['name']}")
+
+
 @groups.command("rm")
 def groups_rm(name: str) -> None:
     """Delete an empty group."""

@@ -14,6 +14,7 @@ from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
     GroupDefined,
     GroupDeleted,
+    GroupRenamed,
     MachineDeleted,
     MachineEdited,
     MachineRegistered,
@@ -81,6 +82,15 @@ def directory_consumer(service: str, schema: str) -> ConsumerSpec:
             (e.name, wol, rec.position),
         )
 
+    async def group_renamed(rec: RecordedEvent, conn: Conn) -> None:
+        e = rec.event
+        assert isinstance(e, GroupRenamed)
+        await conn.execute(f"DELETE FROM {groups} WHERE name = %s", (e.new_name,))  # a deleted namesake
+        await conn.execute(
+            f"UPDATE {groups} SET name = %s, position = %s WHERE name = %s", (e.new_name, rec.position, e.name)
+        )
+        await conn.execute(f"UPDATE {machines} SET group_name = %s WHERE group_name = %s", (e.new_name, e.name))
+
     async def group_deleted(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
         assert isinstance(e, GroupDeleted)
@@ -98,5 +108,6 @@ def directory_consumer(service: str, schema: str) -> ConsumerSpec:
             MachineDeleted: deleted,
             GroupDefined: group_defined,
             GroupDeleted: group_deleted,
+            GroupRenamed: group_renamed,
         },
     )

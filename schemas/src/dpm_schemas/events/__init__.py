@@ -32,7 +32,7 @@ from dpm_schemas.events.executions import (
     StepRequested,
     SuspendRequested,
 )
-from dpm_schemas.events.groups import GroupDefined, GroupDeleted
+from dpm_schemas.events.groups import GroupDefined, GroupDeleted, GroupRenamed
 from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
 from dpm_schemas.events.machines import (
     IdentityClaimed,
@@ -87,6 +87,7 @@ __all__ = [
     "ExecutionWaiting",
     "GroupDefined",
     "GroupDeleted",
+    "GroupRenamed",
     "IdentityClaimed",
     "IdentityReleased",
     "ImageCaptured",

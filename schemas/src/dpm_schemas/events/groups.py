@@ -37,3 +37,13 @@ class GroupDeleted(Event):
     wire_name = "GroupDeleted"
 
     name: GroupName
+
+
+class GroupRenamed(Event):
+    """A group got a new name (stream of the old name); its machines, settings and schedules follow.
+    Later changes of the group are on the stream of the new name."""
+
+    wire_name = "GroupRenamed"
+
+    name: GroupName
+    new_name: GroupName

@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from dpm_api.domain.csvfile import ImportPlan, MachineSpec, identities
 from dpm_api.domain.rules import check_group_network, check_machine_name
 from dpm_api.domain.view import new_machine_id
@@ -17,11 +19,13 @@ from dpm_schemas.errors import DpmError
 from dpm_schemas.events import (
     GroupDefined,
     GroupDeleted,
+    GroupRenamed,
     IdentityClaimed,
     IdentityReleased,
     MachineDeleted,
     MachineEdited,
     MachineRegistered,
+    ScheduleSaved,
 )
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import stream_id
@@ -202,3 +206,27 @@ async def delete_group(log: EventLog, conn: Conn, name: str, *, actor: str) -> A
         [NewEvent(GroupDeleted(name=name), Metadata.new(actor=actor))],
         conn=conn,
     )
+
+
+async def rename_group(log: EventLog, conn: Conn, name: str, new_name: str, *, actor: str) -> AppendResult:
+    """Rename a group: its machines and the schedules that target it follow, in one transaction."""
+    if NEW_MACHINES in (name, new_name):
+        raise E.INVALID_REQUEST(reason=f"{NEW_MACHINES} is built in; it cannot be renamed or renamed to")
+    if not await group_exists(conn, name):
+        raise E.GROUP_NOT_FOUND(name=name)
+    if await group_exists(conn, new_name):
+        raise E.INVALID_REQUEST(reason=f"a group named {new_name!r} exists")
+    try:
+        renamed = GroupRenamed(name=name, new_name=new_name)
+    except ValidationError:
+        raise E.INVALID_REQUEST(reason=f"group name {new_name!r}: letters, digits, space, . _ - (max 100)") from None
+    meta = Metadata.new(actor=actor)
+    rows = await (
+        await conn.execute("SELECT definition FROM api.schedules WHERE definition->>'group' = %s", (name,))
+    ).fetchall()
+    for (definition,) in rows:
+        moved = ScheduleSaved.model_validate({**definition, "group": new_name})
+        await log.append(
+            stream_id(subjects.SCHEDULE, moved.schedule_id), ANY_VERSION, [NewEvent(moved, meta)], conn=conn
+        )
+    return await log.append(stream_id(subjects.GROUP, name), ANY_VERSION, [NewEvent(renamed, meta)], conn=conn)

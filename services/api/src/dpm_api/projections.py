@@ -14,6 +14,7 @@ from dpm_schemas.events import (
     ApiTokenRevoked,
     GroupDefined,
     GroupDeleted,
+    GroupRenamed,
     MachineBooted,
     UserCreated,
     UserDisabled,
@@ -33,7 +34,7 @@ class MachineList:
     name = "machines"
     schema = "api"
     tables = ("machines",)
-    event_types = EVENT_TYPES
+    event_types = (*EVENT_TYPES, GroupRenamed.wire_name)
 
     def ddl(self, schema: str) -> str:
         return (
@@ -60,6 +61,13 @@ class MachineList:
         loaded = dict(rows)
         by_mac = {mac: r.machine_id for r in rows.values() if r for mac in r.macs}
         for rec in events:
+            if isinstance(rec.event, GroupRenamed):  # every machine of the group, loaded here or not
+                old, new = rec.event.name, rec.event.new_name
+                await conn.execute(f"UPDATE {table} SET group_name = %s WHERE group_name = %s", (new, old))
+                for key, r in rows.items():
+                    if r is not None and r.group_name == old:
+                        rows[key] = r._replace(group_name=new)
+                continue
             machine_id = target_of(rec.event, by_mac)
             if machine_id is None:
                 continue
@@ -111,7 +119,7 @@ class GroupList:
     name = "groups"
     schema = "api"
     tables = ("groups",)
-    event_types = (GroupDefined.wire_name, GroupDeleted.wire_name)
+    event_types = (GroupDefined.wire_name, GroupDeleted.wire_name, GroupRenamed.wire_name)
 
     def ddl(self, schema: str) -> str:
         return (
@@ -125,6 +133,11 @@ class GroupList:
             e = rec.event
             if isinstance(e, GroupDeleted):
                 await conn.execute(f"DELETE FROM {table} WHERE name = %s", (e.name,))
+                continue
+            if isinstance(e, GroupRenamed):
+                await conn.execute(
+                    f"UPDATE {table} SET name = %s, position = %s WHERE name = %s", (e.new_name, rec.position, e.name)
+                )
                 continue
             assert isinstance(e, GroupDefined)
             check_group_network(e.name, e.subnet, e.broadcast, e.gateway)  # refused at the API; guards old events

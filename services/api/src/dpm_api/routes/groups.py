@@ -72,6 +72,20 @@ async def define_group(name: str, body: GroupIn, rt: RuntimeDep, actor: ActorDep
     return next(g for g in await group_rows(rt) if g.name == name)
 
 
+class RenameIn(BaseModel):
+    new_name: str = Field(min_length=1, max_length=100)
+
+
+@router.post("/{name}/rename")
+async def rename_group(name: str, body: RenameIn, rt: RuntimeDep, actor: ActorDep) -> GroupOut:
+    """Rename a group; its machines and schedules follow."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        result = await handlers.rename_group(rt.eventlog, conn, name, body.new_name, actor=actor)
+    for projection in ("groups", "machines", "schedules"):
+        await rt.projections[projection].wait_for(result.position, timeout=5)
+    return next(g for g in await group_rows(rt) if g.name == body.new_name)
+
+
 @router.delete("/{name}", status_code=202)
 async def delete_group(name: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, object]:
     """Delete an empty group."""
