@@ -43,6 +43,8 @@ pytestmark = [
     pytest.mark.skipif(not netlab.available(), reason="needs root and iproute2"),
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86"),
     pytest.mark.skipif(not (IPXE / "undionly.kpxe").exists(), reason="needs Debian's ipxe"),
+    pytest.mark.skipif(not OVMF_CODE.exists(), reason="needs Debian's ovmf"),
+    pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs dnsmasq-base"),
 ]
 
 TOKEN = "qemu-test-token-0123456789"
