@@ -42,16 +42,11 @@ from dpm_pxe.dhcp.server import DhcpServer
 from dpm_pxe.state import DDL, SCHEMA
 from dpm_pxe.tftp.server import TftpServer
 from dpm_runtime.directory import directory_ddl
+from dpm_runtime.localstack.procs import free_port
 from dpm_schemas.events.boot import DhcpMode, DhcpRange
 
 WINDOW = 32  # DISCOVERs in flight at once
 Row = Callable[..., dict]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def fetch(argv: list[str], out: Path, expected: str) -> float:
@@ -98,7 +93,7 @@ async def tftp_cases(row: Row, *, size_mb: int, repeats: int) -> list[dict]:
             f.write(os.urandom(1 << 20))
     big.chmod(0o644)
     expected = hashlib.sha256(big.read_bytes()).hexdigest()
-    dpm_port, hpa_port = free_udp_port(), free_udp_port()
+    dpm_port, hpa_port = free_port(udp=True), free_port(udp=True)
     stop = asyncio.Event()
     server = asyncio.create_task(TftpServer(root).serve("127.0.0.1", dpm_port, stop))
     hpa = subprocess.Popen(
@@ -141,7 +136,7 @@ def discover(i: int) -> bytes:
 
 async def dhcp_burst(server: DhcpServer, n: int) -> float:
     """Send ``n`` DISCOVERs with at most WINDOW unanswered; returns answers per second."""
-    port, pxe_port = free_udp_port(), free_udp_port()
+    port, pxe_port = free_port(udp=True), free_port(udp=True)
     stop = asyncio.Event()
     task = asyncio.create_task(server.serve("127.0.0.1", (port, pxe_port), stop))
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from dpm_pxe.settings import PxeSettings
 from dpm_runtime.localstack.procs import free_port
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
+from dpm_schemas.events import ExecutionCompleted, ExecutionFailed, ExecutionStarted
 
 TOKEN = "test-token-0123456789"
 
@@ -82,3 +83,15 @@ def pxe_service(database, nats_server, tmp_path):
         return pxe_bootstrap(PxeSettings(**common(database, nats_server), **{**defaults, **overrides}))
 
     return make
+
+
+def peak_active(events) -> int:
+    """Replaying the log: the most executions that were started and not yet ended at one time."""
+    active = peak = 0
+    for e in events:
+        if isinstance(e, ExecutionStarted):
+            active += 1
+            peak = max(peak, active)
+        elif isinstance(e, ExecutionCompleted | ExecutionFailed):
+            active -= 1
+    return peak

@@ -16,7 +16,6 @@ from dpm_runtime.testing.services import running
 from dpm_schemas import Metadata, NewEvent, subjects
 from dpm_schemas.events import (
     ExecutionCompleted,
-    ExecutionFailed,
     ExecutionStarted,
     MachineCameOnline,
     NetbootCleared,
@@ -25,6 +24,8 @@ from dpm_schemas.events import (
     StepRequested,
 )
 from dpm_schemas.ids import stream_id
+
+from .conftest import peak_active
 
 pytestmark = pytest.mark.integration
 
@@ -89,14 +90,7 @@ async def test_limit_5_runs_10_targets_as_5_plus_5_and_busy_machines_are_refused
         assert {r["state"] for r in rows} == {"completed"} and {r["revision"] for r in rows} == {1}
         # replay the run from the log: never more than 5 active, and the 6th started after a completion
         events = [r.event for r in await api.runtime.eventlog.read_all()]
-        active = peak = 0
-        for e in events:
-            if isinstance(e, ExecutionStarted):
-                active += 1
-                peak = max(peak, active)
-            elif isinstance(e, ExecutionCompleted | ExecutionFailed):
-                active -= 1
-        assert peak == 5
+        assert peak_active(events) == 5
         started = [i for i, e in enumerate(events) if isinstance(e, ExecutionStarted)]
         completed = [i for i, e in enumerate(events) if isinstance(e, ExecutionCompleted)]
         assert len(started) == 10 and started[5] > completed[0]

@@ -6,7 +6,6 @@ once, never more than the concurrency limit at a time."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -15,23 +14,19 @@ from dpm_cli.lab import Lab, LabConfig, fleet
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
-from dpm_schemas.events import ExecutionCompleted, ExecutionFailed, ExecutionStarted, MachineBooted, StepReported
+from dpm_schemas.events import MachineBooted, StepReported
+
+from .conftest import peak_active
 
 pytestmark = pytest.mark.integration
 
 MACHINES = 6
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_disk_check_on_six_simulated_machines(
     api_service, pxe_service, scheduler_service, auth, tmp_path
 ) -> None:
-    dhcp, pxe_port, tftp, wol = free_udp_port(), free_udp_port(), free_udp_port(), free_port()
+    dhcp, pxe_port, tftp, wol = free_port(udp=True), free_port(udp=True), free_port(udp=True), free_port()
     api = api_service()
     pxe = pxe_service(
         pxe_dhcp_enabled=True,
@@ -93,11 +88,4 @@ async def test_disk_check_on_six_simulated_machines(
     booted = {(e.mac, e.stage.value) for e in events if isinstance(e, MachineBooted)}
     assert booted == {(m.mac, stage) for m in machines for stage in ("rom", "ipxe")}
     assert sum(isinstance(e, StepReported) for e in events) == 2 * MACHINES  # progress, then completed
-    active = peak = 0
-    for e in events:
-        if isinstance(e, ExecutionStarted):
-            active += 1
-            peak = max(peak, active)
-        elif isinstance(e, ExecutionCompleted | ExecutionFailed):
-            active -= 1
-    assert peak == 3
+    assert peak_active(events) == 3

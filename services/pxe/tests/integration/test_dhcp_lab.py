@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from ipaddress import IPv4Address
@@ -21,18 +20,13 @@ from dpm_pxe.dhcp.proxy import BootConfig
 from dpm_pxe.dhcp.server import DhcpServer
 from dpm_pxe.state import DDL, SCHEMA
 from dpm_runtime.directory import directory_ddl
+from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import netlab
 from dpm_schemas.events.boot import DhcpMode, DhcpRange
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not netlab.available(), reason="needs root and iproute2")]
 
 CLIENT = Path(__file__).with_name("dhcp_client.py")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
 
 
 async def discover(lab: netlab.NetLab, host: netlab.LabHost, port: int, arch: int, *, full: bool = False) -> dict:
@@ -76,7 +70,7 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool, tracing
         server = DhcpServer(
             config, leases=LeaseStore(pool), interface=lab.bridge, on_boot=on_boot, tracer=tracing[0].get_tracer("t")
         )
-        port, pxe_port = free_udp_port(), free_udp_port()
+        port, pxe_port = free_port("0.0.0.0", udp=True), free_port("0.0.0.0", udp=True)
         stop = asyncio.Event()
         task = asyncio.create_task(server.serve("0.0.0.0", (port, pxe_port), stop))
         try:

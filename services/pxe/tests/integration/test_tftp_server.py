@@ -17,16 +17,11 @@ import pytest
 
 from dpm_pxe.tftp import protocol as p
 from dpm_pxe.tftp.server import TftpServer
+from dpm_runtime.localstack.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SIZE = 50 * 1024 * 1024
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def tftp_root(tmp_path_factory) -> Path:
 
 @pytest.fixture
 async def tftp(tftp_root: Path, tracing):
-    port = free_udp_port()
+    port = free_port(udp=True)
     stop = asyncio.Event()
     server = TftpServer(tftp_root, tracer=tracing[0].get_tracer("test"))
     task = asyncio.create_task(server.serve("127.0.0.1", port, stop))

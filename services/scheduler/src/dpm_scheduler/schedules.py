@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import nats.errors
 from croniter import croniter
 
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import ANY_VERSION, Conn
 from dpm_scheduler.executions.engine import ACTIVE, Engine
 from dpm_scheduler.handlers import power_target
-from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, agent_protocol, codec, subjects
-from dpm_schemas.agent_protocol import Action, Command
+from dpm_scheduler.power.agent import agent_action
+from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, codec, subjects
+from dpm_schemas.agent_protocol import Action
 from dpm_schemas.events import (
     ScenarioDeleted,
     ScenarioRunRequested,
@@ -190,17 +190,8 @@ class Schedules:
             await self.engine.spacing.wait()
             await self.engine.driver.power_on(target)
             return None
-        cmd = Command(id=uuid.uuid4(), action=Action.SHUTDOWN)
-        try:
-            reply = await self.engine.nc.request(
-                subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=30
-            )
-        except nats.errors.NoRespondersError:
-            return E.AGENT_OFFLINE.code
-        except nats.errors.TimeoutError:
-            return E.AGENT_TIMEOUT.code
-        result = agent_protocol.decode(reply.data)
-        return None if getattr(result, "ok", False) else (getattr(result, "code", None) or E.AGENT_REFUSED.code)
+        failure = await agent_action(self.engine.nc, machine_id, Action.SHUTDOWN, timeout=30)
+        return None if failure is None else failure[0]
 
     async def _targets(self, conn: Conn, s: ScheduleSaved) -> list[uuid.UUID]:
         targets = list(s.machine_ids)

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
+    """A port nothing listens on now (TCP, or UDP with ``udp``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

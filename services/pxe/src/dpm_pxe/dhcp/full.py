@@ -17,7 +17,6 @@ from ipaddress import IPv4Address
 from dpm_pxe.dhcp.client import ClientInfo
 from dpm_pxe.dhcp.packet import (
     ACK,
-    BOOTREPLY,
     DECLINE,
     DISCOVER,
     INFORM,
@@ -32,6 +31,7 @@ from dpm_pxe.dhcp.packet import (
     RELEASE,
     REQUEST,
     DhcpPacket,
+    reply_to,
 )
 from dpm_pxe.dhcp.pools import Pool, pool_of
 from dpm_pxe.dhcp.proxy import BootConfig, Ignore, boot_file, boot_reply
@@ -157,28 +157,13 @@ def _answer(request: DhcpPacket, config: BootConfig, ip: IPv4Address, kind: int)
     info = ClientInfo.from_packet(request)
     if info.is_pxe and not isinstance(file := boot_file(info, config), Ignore):
         return boot_reply(request, config.server_ip, file, kind, yiaddr=ip, options=options)
-    return DhcpPacket(
-        op=BOOTREPLY,
-        xid=request.xid,
-        chaddr=request.chaddr,
-        htype=request.htype,
-        hlen=request.hlen,
-        flags=request.flags,
-        giaddr=request.giaddr,
-        yiaddr=ip,
-        options=options,
-    )
+    return reply_to(request, yiaddr=ip, options=options)
 
 
 def _nak(request: DhcpPacket, server_ip: IPv4Address) -> DhcpPacket:
-    return DhcpPacket(
-        op=BOOTREPLY,
-        xid=request.xid,
-        chaddr=request.chaddr,
-        htype=request.htype,
-        hlen=request.hlen,
+    return reply_to(
+        request,
         flags=request.flags | 0x8000,  # RFC 2131 §4.3.2: a NAK is broadcast when there is no relay
-        giaddr=request.giaddr,
         options={OPT_MESSAGE_TYPE: bytes([NAK]), OPT_SERVER_ID: server_ip.packed},
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from typing import Any
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # 236 bytes, then the cookie
@@ -78,6 +79,19 @@ class DhcpPacket:
     @property
     def broadcast(self) -> bool:
         return bool(self.flags & 0x8000)
+
+
+def reply_to(request: DhcpPacket, **fields: Any) -> DhcpPacket:
+    """A BOOTREPLY to ``request``: its transaction, hardware address, flags and relay, plus ``fields``."""
+    header: dict[str, Any] = {
+        "xid": request.xid,
+        "chaddr": request.chaddr,
+        "htype": request.htype,
+        "hlen": request.hlen,
+        "flags": request.flags,
+        "giaddr": request.giaddr,
+    }
+    return DhcpPacket(op=BOOTREPLY, **{**header, **fields})
 
 
 def _options(data: bytes, where: str, into: dict[int, bytes]) -> bool:

@@ -15,7 +15,6 @@ from typing import Any
 from dpm_pxe.dhcp.client import ClientInfo
 from dpm_pxe.dhcp.packet import (
     ACK,
-    BOOTREPLY,
     DISCOVER,
     OFFER,
     OPT_BOOTFILE,
@@ -26,6 +25,7 @@ from dpm_pxe.dhcp.packet import (
     OPT_VENDOR_SPECIFIC,
     REQUEST,
     DhcpPacket,
+    reply_to,
 )
 from dpm_pxe.dhcp.pools import Pool
 from dpm_schemas.events.boot import Arch, DhcpMode
@@ -81,19 +81,7 @@ def boot_reply(request: DhcpPacket, server_ip: IPv4Address, file: str, kind: int
         file = ""
     if OPT_CLIENT_UUID in request.options:
         options[OPT_CLIENT_UUID] = request.options[OPT_CLIENT_UUID]
-    return DhcpPacket(
-        op=BOOTREPLY,
-        xid=request.xid,
-        chaddr=request.chaddr,
-        htype=request.htype,
-        hlen=request.hlen,
-        flags=request.flags,
-        giaddr=request.giaddr,
-        siaddr=server_ip,
-        file=file.encode("ascii")[:127],
-        options=options,
-        **fields,
-    )
+    return reply_to(request, siaddr=server_ip, file=file.encode("ascii")[:127], options=options, **fields)
 
 
 def reply(request: DhcpPacket, config: BootConfig, *, on_4011: bool = False) -> DhcpPacket | Ignore:

@@ -16,17 +16,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import nats.errors
 from nats.aio.client import Client as NATS
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, Conn, EventLog, StreamConflict
 from dpm_scheduler.handlers import power_target
+from dpm_scheduler.power.agent import agent_action
 from dpm_scheduler.power.driver import PowerDriver
 from dpm_scheduler.power.wol import Spacing
-from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, agent_protocol, subjects
-from dpm_schemas.agent_protocol import Action, Command
+from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, subjects
+from dpm_schemas.agent_protocol import Action
 from dpm_schemas.events import (
     ExecutionCompleted,
     ExecutionFailed,
@@ -421,17 +421,7 @@ class Engine:
             await self.spacing.wait()
             await self.driver.power_on(target)
         elif plan.action is StartAction.REBOOT:
-            cmd = Command(id=uuid.uuid4(), action=Action.REBOOT)
-            try:
-                reply = await self.nc.request(
-                    subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=30
-                )
-                result = agent_protocol.decode(reply.data)
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
-                err = E.AGENT_OFFLINE(machine_id=machine_id)
-                return err.code, f"{err.message} ({type(exc).__name__})"
-            if not getattr(result, "ok", False):
-                return getattr(result, "code", None) or "DPM-E122", getattr(result, "message", "reboot refused")
+            return await agent_action(self.nc, machine_id, Action.REBOOT, timeout=30)
         return None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -488,15 +478,8 @@ class Engine:
         row = await (await conn.execute(f"SELECT spec FROM {self.table} WHERE execution_id = %s", (eid,))).fetchone()
         if row is None or netboot or not ScenarioSpec.model_validate(row[0]).power_off_at_end:
             return None
-        cmd = Command(id=uuid.uuid4(), action=Action.SHUTDOWN)
-        try:
-            reply = await self.nc.request(subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=5)
-        except nats.errors.NoRespondersError:
-            return E.AGENT_OFFLINE.code
-        except nats.errors.TimeoutError:
-            return E.AGENT_TIMEOUT.code
-        result = agent_protocol.decode(reply.data)
-        return "sent" if getattr(result, "ok", False) else (getattr(result, "code", None) or E.AGENT_REFUSED.code)
+        failure = await agent_action(self.nc, machine_id, Action.SHUTDOWN, timeout=5)
+        return "sent" if failure is None else failure[0]
 
     def _step_timeout(self, spec: ScenarioSpec) -> float:
         return float(min(self.limits.no_response_timeout, spec.timeout_seconds))
