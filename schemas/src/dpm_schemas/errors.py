@@ -298,6 +298,112 @@ class E:
         "and machines or a group.",
         422,
     )
+    DISK_NOT_FOUND = _define(
+        "DPM-E150",
+        "Disk not found",
+        "Cannot find the corresponding disk {disk}: {reason}.",
+        "Run a disk configuration check on the machine and give a disk it lists (USB devices can shift the numbering).",
+        404,
+    )
+    PARTITION_NOT_FOUND = _define(
+        "DPM-E151",
+        "Partition not found",
+        "Cannot find the corresponding partition (disk {disk}, partition {partition}); the disk has {available}.",
+        "Align the scenario with the disk configuration check; 'ignore hidden partitions' changes the numbering.",
+        404,
+    )
+    TARGET_TOO_SMALL = _define(
+        "DPM-E152",
+        "Target disk too small",
+        "The backup data to be restored ({required} bytes) is larger than the destination {device} ({actual} bytes); "
+        "nothing was written.",
+        "Restore onto a disk of at least {required} bytes.",
+        409,
+    )
+    PARTITION_SIZE_MISMATCH = _define(
+        "DPM-E153",
+        "Partition too small",
+        "Cannot restore the data to a partition of a different size than the size backed up: required {required} "
+        "bytes, partition {partition} of {device} has {actual}; nothing was written.",
+        "Choose a partition of at least {required} bytes, or restore the whole disk.",
+        409,
+    )
+    PARTITION_TYPE_MISMATCH = _define(
+        "DPM-E154",
+        "Partition type differs",
+        "Cannot restore the data to a partition of a different type than backed up: backed up {required}, "
+        "partition {partition} of {device} is {actual}; nothing was written.",
+        "Choose a partition of the type backed up (the disk configuration check shows the types).",
+        409,
+    )
+    SECTOR_SIZE_MISMATCH = _define(
+        "DPM-E155",
+        "Sector size differs",
+        "Cannot restore the data of a different sector size: the image needs {required}-byte sectors, {device} has "
+        "{actual}; nothing was written.",
+        "Restore onto a disk with {required}-byte logical sectors.",
+        409,
+    )
+    DISK_TYPE_MISMATCH = _define(
+        "DPM-E156",
+        "Partition table type differs",
+        "Cannot restore the data to a disk of a different type than backed up: backed up {required}, {device} is "
+        "{actual}; nothing was written.",
+        "GPT goes to GPT and MBR to MBR: partition the target like the source, or restore the whole disk.",
+        409,
+    )
+    CHUNK_CORRUPT = _define(
+        "DPM-E157",
+        "Image data corrupt",
+        "Chunk {chunk} of image {image} is corrupt ({reason}).",
+        "Run `dpm images verify {image}`; take a new backup, or restore an older image.",
+        422,
+    )
+    IMAGE_NOT_FOUND = _define(
+        "DPM-E158",
+        "Image not found",
+        "No image {image!r}.",
+        "List images with `dpm images list`.",
+        404,
+    )
+    STORE_FULL = _define(
+        "DPM-E159",
+        "Image store out of space",
+        "The image store has {free} bytes free; this backup may need {required}.",
+        "Free space (`dpm images rm` old images, then `dpm images gc`) or move DPM_IMAGER_ROOT to a larger disk. "
+        "The previous image stays until a backup succeeds.",
+        507,
+    )
+    IMAGE_BUSY = _define(
+        "DPM-E160",
+        "Image is being written",
+        "Image {image!r} is being written by another backup (transfer {transfer}).",
+        "Give the image name a machine name, MAC or UUID suffix ({{machine}}, {{mac}}, {{uuid}}) so each machine "
+        "gets its own image, or wait.",
+        409,
+    )
+    LAYOUT_UNREADABLE = _define(
+        "DPM-E161",
+        "Disk layout unreadable",
+        "The partition table of {device} is damaged: {reason}.",
+        "Check and repair the disk (gdisk/fsck), or back it up with the full-sector option.",
+        422,
+    )
+    IMAGE_INVALID = _define(
+        "DPM-E162",
+        "Image refused",
+        "Image refused: {reason}.",
+        "Image names are 1-200 characters of letters, digits, '.', '_', '-' and '/' segments; templates are "
+        "{{machine}}, {{mac}} and {{uuid}}.",
+        422,
+    )
+    IMAGE_INCOMPLETE = _define(
+        "DPM-E163",
+        "Backup incomplete",
+        "Backup of {image!r} cannot be committed: {missing} chunk(s) were never received.",
+        "Run the backup again; chunks already stored are not sent twice.",
+        409,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

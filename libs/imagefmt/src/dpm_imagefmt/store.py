@@ -1,0 +1,146 @@
+"""The chunk store: content-addressed blobs in a directory tree, and the port both sides talk to.
+
+``ChunkStore`` is what a backup writes to and a restore reads from; ``DirStore`` keeps blobs as
+files (``chunks/ab/<id>``) and is the imager's backend and the tests' twin of the HTTP transport.
+A blob is verified before it is stored (a corrupt upload never enters the store) and written to a
+temporary file then renamed, so a crash leaves whole chunks or none. Durability is bought once per
+backup (``sync``), not per chunk: a backup is only committed after its chunks are on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from dpm_imagefmt.chunks import CorruptChunk, is_chunk_id, thread_codec
+
+
+class ChunkStore(Protocol):
+    def missing(self, ids: Iterable[str]) -> set[str]:
+        """The ids of ``ids`` the store does not hold."""
+        ...
+
+    def put(self, chunk: str, blob: bytes) -> None:
+        """Store a zstd blob under its id; raises CorruptChunk if it does not match."""
+        ...
+
+    def get(self, chunk: str) -> bytes:
+        """The zstd blob of a chunk; KeyError if absent."""
+        ...
+
+
+def _syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    except (OSError, AttributeError):
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+class DirStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.chunks = root / "chunks"
+        self.manifests = root / "manifests"
+
+    def open(self) -> DirStore:
+        self.chunks.mkdir(parents=True, exist_ok=True)
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def path(self, chunk: str) -> Path:
+        if not is_chunk_id(chunk):  # ids become paths: nothing but 64 hex digits gets near the disk
+            raise KeyError(chunk)
+        return self.chunks / chunk[:2] / chunk
+
+    def missing(self, ids: Iterable[str]) -> set[str]:
+        return {c for c in ids if not self.path(c).exists()}
+
+    def put(self, chunk: str, blob: bytes) -> None:
+        target = self.path(chunk)
+        if target.exists():
+            return
+        thread_codec().unpack(blob, chunk)  # verify on write
+        self._write(target, blob)
+
+    def get(self, chunk: str) -> bytes:
+        try:
+            return self.path(chunk).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(chunk) from None
+
+    def verify(self, chunk: str) -> int:
+        """Decompress and re-hash a stored chunk: its size, or CorruptChunk."""
+        return len(thread_codec().unpack(self.get(chunk), chunk))
+
+    def put_manifest(self, manifest: str, blob: bytes) -> None:
+        if not is_chunk_id(manifest):
+            raise KeyError(manifest)
+        self._write(self.manifests / manifest, blob)
+
+    def get_manifest(self, manifest: str) -> bytes:
+        if not is_chunk_id(manifest):
+            raise KeyError(manifest)
+        try:
+            return (self.manifests / manifest).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(manifest) from None
+
+    def chunk_ids(self) -> Iterator[str]:
+        for sub in sorted(self.chunks.iterdir()):
+            for f in sub.iterdir():
+                if is_chunk_id(f.name):
+                    yield f.name
+
+    def manifest_ids(self) -> Iterator[str]:
+        for f in self.manifests.iterdir():
+            if is_chunk_id(f.name):
+                yield f.name
+
+    def delete(self, chunk: str) -> int:
+        """Remove a chunk; the bytes freed (0 if it was not there)."""
+        p = self.path(chunk)
+        try:
+            size = p.stat().st_size
+            p.unlink()
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def delete_manifest(self, manifest: str) -> None:
+        if is_chunk_id(manifest):
+            with contextlib.suppress(FileNotFoundError):
+                (self.manifests / manifest).unlink()
+
+    def size_of(self, chunk: str) -> int:
+        try:
+            return self.path(chunk).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def sync(self) -> None:
+        """Make every chunk written so far durable (one syncfs for the whole backup)."""
+        _syncfs(self.root)
+
+    def _write(self, target: Path, blob: bytes) -> None:
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, target)
+
+
+__all__ = ["ChunkStore", "CorruptChunk", "DirStore"]
