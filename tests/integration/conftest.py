@@ -9,6 +9,8 @@ from dpm_agent_gateway.bootstrap import bootstrap as gateway_bootstrap
 from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
+from dpm_imager.bootstrap import bootstrap as imager_bootstrap
+from dpm_imager.settings import ImagerSettings
 from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
 from dpm_pxe.settings import PxeSettings
 from dpm_runtime.localstack.procs import free_port
@@ -81,6 +83,21 @@ def pxe_service(database, nats_server, tmp_path):
             "pxe_dhcp_enabled": False,
         }
         return pxe_bootstrap(PxeSettings(**common(database, nats_server), **{**defaults, **overrides}))
+
+    return make
+
+
+@pytest.fixture
+def imager_service(database, nats_server, tmp_path):
+    def make(**overrides):
+        defaults = {
+            "imager_port": free_port(),
+            "relay_enabled": False,
+            "imager_root": tmp_path / "store",
+            "imager_reserve_bytes": 0,
+            "imager_gc_grace": 0,
+        }
+        return imager_bootstrap(ImagerSettings(**common(database, nats_server), **{**defaults, **overrides}))
 
     return make
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import boot, labcmd, scenarios, schedules
+from dpm_cli import boot, images, labcmd, scenarios, schedules
 from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
 from dpm_cli.output import JsonOpt, table
 
@@ -32,6 +32,7 @@ app.add_typer(admin, name="admin")
 app.add_typer(boot.app, name="boot")
 app.add_typer(scenarios.app, name="scenarios")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(images.app, name="images")
 app.add_typer(labcmd.app, name="lab")
 app.command("run")(scenarios.run)
 app.command("executions")(scenarios.executions)

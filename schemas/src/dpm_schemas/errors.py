@@ -404,6 +404,13 @@ class E:
         "Run the backup again; chunks already stored are not sent twice.",
         409,
     )
+    IMAGER_UNAVAILABLE = _define(
+        "DPM-E164",
+        "The imager did not answer",
+        "The imager at {url} did not answer: {reason}.",
+        "Check that the imager runs (dpm up starts it) and that DPM_API_IMAGER_URL points to it.",
+        503,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

@@ -25,7 +25,9 @@ BOOT = "boot"
 AGENT = "agent"
 SCENARIO = "scenario"
 EXECUTION = "execution"
-IMAGE = "image"
+IMAGE = "image"  # imager: what happened to an image (captured, aborted transfers, verified)
+CATALOG = "catalog"  # api: who may move an image (transfers opened) and its deletion
+DISKS = "disks"  # imager: disk layouts reported by the disk configuration check, per machine
 PACKAGE = "package"
 USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
@@ -51,6 +53,8 @@ CATEGORIES = (
     SCENARIO,
     EXECUTION,
     IMAGE,
+    CATALOG,
+    DISKS,
     PACKAGE,
     POWER,
     ASSIGNMENT,

@@ -14,6 +14,7 @@ import ctypes
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -82,6 +83,15 @@ class DirStore:
     def verify(self, chunk: str) -> int:
         """Decompress and re-hash a stored chunk: its size, or CorruptChunk."""
         return len(thread_codec().unpack(self.get(chunk), chunk))
+
+    def quarantine(self, chunk: str) -> Path:
+        """Move a corrupt chunk aside (kept for inspection): the store no longer has it, so the next
+        backup holding that content uploads it again and heals every image that names it."""
+        aside = self.root / "quarantine"
+        aside.mkdir(exist_ok=True)
+        target = aside / f"{chunk}.{int(time.time())}"
+        os.replace(self.path(chunk), target)
+        return target
 
     def put_manifest(self, manifest: str, blob: bytes) -> None:
         if not is_chunk_id(manifest):

@@ -33,7 +33,15 @@ from dpm_schemas.events.executions import (
     SuspendRequested,
 )
 from dpm_schemas.events.groups import GroupDefined, GroupDeleted, GroupRenamed
-from dpm_schemas.events.imaging import ChunkSent, ImageCaptured
+from dpm_schemas.events.imaging import (
+    ChunkSent,
+    DiskLayoutReported,
+    ImageCaptured,
+    ImageDeleted,
+    ImageVerified,
+    TransferAborted,
+    TransferOpened,
+)
 from dpm_schemas.events.machines import (
     IdentityClaimed,
     IdentityReleased,
@@ -78,6 +86,7 @@ __all__ = [
     "BootSettingsChanged",
     "ChunkSent",
     "DeployTokenIssued",
+    "DiskLayoutReported",
     "EnrolmentTokenIssued",
     "ExecutionCompleted",
     "ExecutionFailed",
@@ -91,6 +100,8 @@ __all__ = [
     "IdentityClaimed",
     "IdentityReleased",
     "ImageCaptured",
+    "ImageDeleted",
+    "ImageVerified",
     "InventoryReported",
     "MachineAddressesChanged",
     "MachineBooted",
@@ -125,6 +136,8 @@ __all__ = [
     "StepReported",
     "StepRequested",
     "SuspendRequested",
+    "TransferAborted",
+    "TransferOpened",
     "UserCreated",
     "UserDisabled",
     "UserLoggedIn",

@@ -1,26 +1,120 @@
-"""Image stream (written by imager), and the transient transfer progress signal."""
+"""Disk images. The api decides who may move an image (``catalog-<image>``: TransferOpened,
+ImageDeleted); the imager records what happened to it (``image-<image>``: ImageCaptured -- the
+atomic commit of a backup --, TransferAborted, ImageVerified) and the machines' disk layouts
+(``disks-<machine>``: DiskLayoutReported). Transfer progress is a transient signal (ChunkSent).
+
+The image id is derived from the name (``image_id(name)``), so every service finds an image's
+streams without a lookup, and two backups racing to open the same name meet on one stream.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
 from dpm_schemas.base import Event
+from dpm_schemas.ids import NAMESPACE
+
+
+def image_id(name: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"image:{name}")
+
+
+class TransferDirection(StrEnum):
+    BACKUP = "backup"  # chunks and a manifest go to the store
+    RESTORE = "restore"  # the current manifest and its chunks come from it
+    VERIFY = "verify"  # the imager re-reads the image's chunks
+
+
+ImageName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")]
+Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class TransferOpened(Event):
+    """Someone may move this image until ``expires_at`` with the token whose SHA-256 this is."""
+
+    wire_name = "TransferOpened"
+
+    transfer_id: uuid.UUID
+    image_id: uuid.UUID
+    image: ImageName
+    direction: TransferDirection
+    token_sha256: Hex64
+    expires_at: datetime
+    machine_id: uuid.UUID | None = None
+    execution_id: uuid.UUID | None = None
+
+
+class ImageDeleted(Event):
+    wire_name = "ImageDeleted"
+
+    image_id: uuid.UUID
+    image: ImageName
 
 
 class ImageCaptured(Event):
+    """A backup committed: the image is now this manifest (the previous one is replaced only here)."""
+
     wire_name = "ImageCaptured"
 
     image_id: uuid.UUID
-    machine_id: uuid.UUID
-    size_bytes: int = Field(ge=0)
+    image: ImageName
+    transfer_id: uuid.UUID
+    manifest: Hex64  # BLAKE3 id of the manifest blob in the chunk store
+    source: str  # disk | partition
+    mode: str  # full | used
+    size_bytes: int = Field(ge=0)  # of the source disk or partition
+    captured_bytes: int = Field(ge=0)  # what a restore writes
+    stored_bytes: int = Field(ge=0)  # compressed bytes this backup added to the store (dedup: often ~0)
     chunk_count: int = Field(ge=0)
-    digest: str  # sha256 of the whole image, hex
+    sector_size: int = Field(ge=512)
+    label: str | None = None  # dos | gpt | None
+    digest: Hex64  # BLAKE3 of the captured byte stream
+    machine_id: uuid.UUID | None = None
+    execution_id: uuid.UUID | None = None
+
+
+class TransferAborted(Event):
+    wire_name = "TransferAborted"
+
+    transfer_id: uuid.UUID
+    image_id: uuid.UUID
+    image: ImageName
+    reason: Annotated[str, Field(max_length=1000)]
+
+
+class ImageVerified(Event):
+    wire_name = "ImageVerified"
+
+    image_id: uuid.UUID
+    image: ImageName
+    manifest: Hex64
+    chunk_count: int = Field(ge=0)
+    corrupt: tuple[Hex64, ...] = ()  # ids of chunks that are missing or do not match their digest
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt
+
+
+class DiskLayoutReported(Event):
+    """A disk configuration check's result: the machine's disks as the deploy client read them
+    (JSON of dpm_agent.deploy.layout.DiskLayout, one per disk), shown by the disk viewer."""
+
+    wire_name = "DiskLayoutReported"
+
+    machine_id: uuid.UUID
+    execution_id: uuid.UUID | None = None
+    disks_json: Annotated[str, Field(max_length=1_000_000)]
 
 
 class ChunkSent(Event):
-    """Transfer progress: NATS only (DESIGN.md §3, transient signals)."""
+    """Transfer progress: NATS only (DESIGN.md §3, transient signals), at most about once a second
+    per transfer."""
 
     wire_name = "ChunkSent"
     transient = True
@@ -30,3 +124,7 @@ class ChunkSent(Event):
     bytes_done: int = Field(ge=0)
     bytes_total: int = Field(ge=0)
     rate_bps: float = Field(ge=0)
+    eta_seconds: float | None = None
+    execution_id: uuid.UUID | None = None
+    image: str = ""
+    direction: str = ""

@@ -7,11 +7,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dpm_api import auth, boot
+from dpm_api.images import ImageList
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.routes import boot as boot_routes
 from dpm_api.routes import deploy as deploy_routes
+from dpm_api.routes import images as image_routes
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
 from dpm_api.runs import ExecutionList, ScenarioList
@@ -29,6 +31,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.runtime = None
     app.state.session_idle_timeout = settings.api_session_idle_timeout
     app.state.pxe_url = settings.api_pxe_url
+    app.state.imager_url = settings.api_imager_url
+    app.state.transfer_ttl = settings.api_transfer_ttl
     app.include_router(machines.router)
     app.include_router(groups.router)
     app.include_router(auth_routes.router)
@@ -39,6 +43,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(deploy_routes.router)
     app.include_router(scenario_routes.router)
     app.include_router(schedule_routes.router)
+    app.include_router(image_routes.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,6 +75,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 ExecutionList(),
                 ScheduleList(),
                 boot.DeployTokens(),
+                ImageList(),
             ],
             consumers=[boot.boot_consumer(rt.eventlog)],
         )

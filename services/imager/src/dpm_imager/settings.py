@@ -1,6 +1,10 @@
-"""Settings of the imager service (DPM_* shared, DPM_IMAGER_PORT its own)."""
+"""Settings of the imager service (DPM_* shared, DPM_IMAGER_* its own)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
 
 from dpm_runtime.settings import ServiceSettings
 from dpm_schemas import ports
@@ -8,3 +12,20 @@ from dpm_schemas import ports
 
 class ImagerSettings(ServiceSettings):
     imager_port: int = ports.IMAGER_HTTP
+    imager_root: Path = Field(
+        default=Path("/srv/dpm/images"), description="The chunk store: chunks/ and manifests/ (content-addressed)"
+    )
+    imager_reserve_bytes: int = Field(
+        default=1 << 30, ge=0, description="Free space a backup never takes: below it uploads are refused (DPM-E159)"
+    )
+    imager_free_factor: float = Field(
+        default=1.0,
+        ge=0,
+        description="Before a backup, free space must hold its planned bytes times this (the original demanded "
+        "room for the whole image; dedup and compression usually need far less; 0 turns the check off)",
+    )
+    imager_gc_grace: float = Field(
+        default=3600, ge=0, description="Seconds an unreferenced chunk is kept (it may belong to a running backup)"
+    )
+    imager_gc_interval: float = Field(default=3600, gt=0, description="Seconds between garbage collections")
+    imager_progress_interval: float = Field(default=1.0, gt=0, description="Seconds between ChunkSent signals")

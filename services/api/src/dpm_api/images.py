@@ -1,0 +1,150 @@
+"""The image catalogue: the list operators see (a projection of the imager's facts), and the
+transfers the api opens -- the only way to get a token the imager's data plane accepts."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dpm_api.domain.images import MachineFacts, check_open, exists, render_name
+from dpm_runtime.eventlog import Conn, EventLog, StreamConflict
+from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas.envelope import RecordedEvent
+from dpm_schemas.events import ImageCaptured, ImageDeleted, ImageVerified, TransferOpened
+from dpm_schemas.events.imaging import TransferDirection, image_id
+from dpm_schemas.ids import stream_id
+
+
+class ImageList:
+    name = "images"
+    schema = "api"
+    tables = ("images",)
+    event_types = (ImageCaptured.wire_name, ImageDeleted.wire_name, ImageVerified.wire_name)
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".images (image_id uuid PRIMARY KEY, name text NOT NULL UNIQUE,'
+            " manifest text NOT NULL, captured_at timestamptz NOT NULL, source text NOT NULL, mode text NOT NULL,"
+            " size_bytes bigint NOT NULL, captured_bytes bigint NOT NULL, stored_bytes bigint NOT NULL,"
+            " chunk_count integer NOT NULL, sector_size integer NOT NULL, label text, digest text NOT NULL,"
+            " machine_id uuid, execution_id uuid, verified_at timestamptz, verified_ok boolean,"
+            " corrupt text[], position bigint NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        t = f'"{schema}".images'
+        for rec in events:
+            e = rec.event
+            if isinstance(e, ImageCaptured):
+                await conn.execute(
+                    f"INSERT INTO {t} (image_id, name, manifest, captured_at, source, mode, size_bytes,"
+                    " captured_bytes, stored_bytes, chunk_count, sector_size, label, digest, machine_id,"
+                    " execution_id, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (image_id) DO UPDATE SET manifest = excluded.manifest,"
+                    " captured_at = excluded.captured_at, source = excluded.source, mode = excluded.mode,"
+                    " size_bytes = excluded.size_bytes, captured_bytes = excluded.captured_bytes,"
+                    " stored_bytes = excluded.stored_bytes, chunk_count = excluded.chunk_count,"
+                    " sector_size = excluded.sector_size, label = excluded.label, digest = excluded.digest,"
+                    " machine_id = excluded.machine_id, execution_id = excluded.execution_id,"
+                    " verified_at = NULL, verified_ok = NULL, corrupt = NULL, position = excluded.position",
+                    (
+                        *(e.image_id, e.image, e.manifest, rec.occurred_at, e.source, e.mode, e.size_bytes),
+                        *(e.captured_bytes, e.stored_bytes, e.chunk_count, e.sector_size, e.label, e.digest),
+                        *(e.machine_id, e.execution_id, rec.position),
+                    ),
+                )
+            elif isinstance(e, ImageDeleted):
+                await conn.execute(f"DELETE FROM {t} WHERE image_id = %s AND position < %s", (e.image_id, rec.position))
+            elif isinstance(e, ImageVerified):
+                await conn.execute(
+                    f"UPDATE {t} SET verified_at = %s, verified_ok = %s, corrupt = %s"
+                    " WHERE image_id = %s AND manifest = %s",
+                    (rec.occurred_at, e.ok, list(e.corrupt), e.image_id, e.manifest),
+                )
+
+
+COLUMNS = (
+    "name, manifest, captured_at, source, mode, size_bytes, captured_bytes, stored_bytes, chunk_count, sector_size,"
+    " label, digest, machine_id, execution_id, verified_at, verified_ok, corrupt"
+)
+
+
+def _row(row: Sequence[Any]) -> dict[str, Any]:
+    keys = [k.strip() for k in COLUMNS.split(",")]
+    return {k: (str(v) if isinstance(v, uuid.UUID | datetime) else v) for k, v in zip(keys, row, strict=True)}
+
+
+async def list_images(conn: Conn) -> list[dict[str, Any]]:
+    rows = await (await conn.execute(f"SELECT {COLUMNS} FROM api.images ORDER BY name")).fetchall()
+    return [_row(r) for r in rows]
+
+
+async def get_image(conn: Conn, name: str) -> dict[str, Any]:
+    row = await (await conn.execute(f"SELECT {COLUMNS} FROM api.images WHERE name = %s", (name,))).fetchone()
+    if row is None:
+        raise E.IMAGE_NOT_FOUND(image=name)
+    return _row(row)
+
+
+@dataclass(frozen=True)
+class Opened:
+    transfer_id: uuid.UUID
+    token: str
+    image: str
+    direction: TransferDirection
+    expires_at: datetime
+
+
+async def open_transfer(
+    eventlog: EventLog,
+    conn: Conn,
+    template: str,
+    direction: TransferDirection,
+    *,
+    machine: MachineFacts | None,
+    machine_id: uuid.UUID | None,
+    execution_id: uuid.UUID | None,
+    ttl: float,
+    actor: str,
+) -> Opened:
+    name = render_name(template, machine)
+    iid = image_id(name)
+    catalog = stream_id(subjects.CATALOG, iid)
+    catalog_events = await eventlog.read_stream(catalog, conn=conn)
+    image_events = await eventlog.read_stream(stream_id(subjects.IMAGE, iid), conn=conn)
+    now = datetime.now(UTC)
+    check_open(name, direction, catalog_events, image_events, now)
+    token = secrets.token_urlsafe(32)
+    opened = TransferOpened(
+        transfer_id=uuid.uuid4(),
+        image_id=iid,
+        image=name,
+        direction=direction,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        expires_at=now + timedelta(seconds=ttl),
+        machine_id=machine_id,
+        execution_id=execution_id,
+    )
+    version = catalog_events[-1].stream_version if catalog_events else 0
+    try:
+        await eventlog.append(catalog, version, [NewEvent(opened, Metadata.new(actor=actor))], conn=conn)
+    except StreamConflict:  # another request opened (or deleted) this image at the same moment
+        raise E.IMAGE_BUSY(image=name, transfer="(opened concurrently)") from None
+    return Opened(opened.transfer_id, token, name, direction, opened.expires_at)
+
+
+async def delete_image(eventlog: EventLog, conn: Conn, name: str, *, actor: str) -> int:
+    iid = image_id(name)
+    catalog = stream_id(subjects.CATALOG, iid)
+    catalog_events = await eventlog.read_stream(catalog, conn=conn)
+    if not exists(await eventlog.read_stream(stream_id(subjects.IMAGE, iid), conn=conn), catalog_events):
+        raise E.IMAGE_NOT_FOUND(image=name)
+    version = catalog_events[-1].stream_version if catalog_events else 0
+    event = ImageDeleted(image_id=iid, image=name)
+    result = await eventlog.append(catalog, version, [NewEvent(event, Metadata.new(actor=actor))], conn=conn)
+    return result.position

@@ -1,0 +1,119 @@
+"""Images over HTTP: the catalogue (list, show, delete), transfers for operators' own backups and
+restores (``dpm images backup|restore``), and verification, which the imager does on our behalf."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from dpm_api import images
+from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
+from dpm_api.domain.images import MachineFacts
+from dpm_runtime.eventlog import Conn
+from dpm_schemas import E
+from dpm_schemas.events.imaging import TransferDirection
+
+router = APIRouter(tags=["images"])
+
+
+@router.get("/images")
+async def list_images(rt: RuntimeDep, _who: ViewerDep) -> list[dict[str, Any]]:
+    async with rt.pool.connection() as conn:
+        return await images.list_images(conn)
+
+
+class TransferIn(BaseModel):
+    image: str = Field(min_length=1, max_length=300, description="name, or a template with {machine} {mac} {uuid}")
+    direction: TransferDirection
+    machine: str | None = Field(default=None, description="machine (name or id) filling the template's fields")
+
+
+@router.post("/images/transfers", status_code=201)
+async def open_transfer(body: TransferIn, request: Request, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """A token for one backup or restore of one image by a deploy client run by hand."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        facts, machine_id = await machine_facts(conn, body.machine) if body.machine else (None, None)
+        opened = await images.open_transfer(
+            rt.eventlog,
+            conn,
+            body.image,
+            body.direction,
+            machine=facts,
+            machine_id=machine_id,
+            execution_id=None,
+            ttl=request.app.state.transfer_ttl,
+            actor=actor,
+        )
+    return transfer_out(request, opened)
+
+
+def transfer_out(request: Request, opened: images.Opened) -> dict[str, Any]:
+    return {
+        "transfer_id": str(opened.transfer_id),
+        "token": opened.token,
+        "image": opened.image,
+        "direction": opened.direction.value,
+        "expires_at": opened.expires_at.isoformat(),
+        "imager_url": request.app.state.imager_url.rstrip("/"),
+    }
+
+
+@router.get("/images/{name:path}")
+async def show_image(name: str, rt: RuntimeDep, _who: ViewerDep) -> dict[str, Any]:
+    async with rt.pool.connection() as conn:
+        return await images.get_image(conn, name)
+
+
+@router.delete("/images/{name:path}")
+async def delete_image(name: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """The name goes at once; its chunks go with the imager's next garbage collection (right after)."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        position = await images.delete_image(rt.eventlog, conn, name, actor=actor)
+    await rt.projections["images"].wait_for(position, timeout=5)
+    return {"deleted": name}
+
+
+@router.post("/images/{name:path}/verify")
+async def verify_image(name: str, request: Request, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """Have the imager re-read every chunk of the image (decompress, re-hash): the corrupt ones named."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        opened = await images.open_transfer(
+            rt.eventlog,
+            conn,
+            name,
+            TransferDirection.VERIFY,
+            machine=None,
+            machine_id=None,
+            execution_id=None,
+            ttl=600,
+            actor=actor,
+        )
+    url = request.app.state.imager_url.rstrip("/")
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=3600) as http:
+            answer = await http.post(
+                f"/v1/transfers/{opened.transfer_id}/verify", headers={"Authorization": f"Bearer {opened.token}"}
+            )
+    except httpx.HTTPError as exc:
+        raise E.IMAGER_UNAVAILABLE(url=url, reason=repr(exc)) from None
+    if answer.status_code != 200:
+        raise E.IMAGER_UNAVAILABLE(url=url, reason=f"HTTP {answer.status_code}: {answer.text[:300]}")
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+async def machine_facts(conn: Conn, ref: str) -> tuple[MachineFacts, uuid.UUID]:
+    try:
+        key: Any = uuid.UUID(ref)
+        where = "machine_id = %s"
+    except ValueError:
+        key, where = ref, "name = %s"
+    sql = f"SELECT machine_id, name, macs, smbios_uuid FROM api.machines WHERE {where}"
+    row = await (await conn.execute(sql, (key,))).fetchone()
+    if row is None:
+        raise E.MACHINE_NOT_FOUND(machine_id=ref)
+    return MachineFacts(name=row[1], mac=(row[2] or [None])[0], smbios_uuid=row[3]), row[0]

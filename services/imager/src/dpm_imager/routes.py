@@ -1,0 +1,251 @@
+"""The imager's data plane: chunks and manifests over HTTP, each call authorised by the token of
+one transfer (opened by the api: TransferOpened), for one image and one direction.
+
+Backup: ``start`` (free-space check) -> ``missing`` (which of these ids are new) -> ``PUT`` each new
+chunk (verified before it is stored) -> ``commit`` the manifest: every chunk present, the store
+synced, then ImageCaptured -- the only moment the image name moves to the new content. A backup
+that stops before commit changes nothing anyone can see. Restore: ``manifest`` then ``GET`` chunks
+(only those the manifest names). Verify: the imager re-reads the image's chunks itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from dpm_imagefmt.chunks import MAX_SIZE, CorruptChunk, is_chunk_id
+from dpm_imagefmt.manifest import Manifest, manifest_id
+from dpm_imagefmt.store import DirStore
+from dpm_imager import gc
+from dpm_imager.progress import Progress
+from dpm_imager.state import Transfer, current_manifest, transfer_by_token
+from dpm_runtime.eventlog import ANY_VERSION, AppendResult
+from dpm_runtime.service import Runtime
+from dpm_schemas import E, Event, Metadata, NewEvent, subjects
+from dpm_schemas.events import ImageCaptured, ImageVerified, TransferAborted
+from dpm_schemas.ids import stream_id
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+MAX_BLOB = MAX_SIZE + 128 * 1024  # zstd of an incompressible 2 MiB chunk is a little larger
+MAX_MANIFEST = 256 * 1024 * 1024
+MAX_IDS = 4096
+
+
+@dataclass
+class Imager:
+    """What the routes need, built by the bootstrap once the runtime is connected."""
+
+    rt: Runtime
+    store: DirStore
+    progress: Progress
+    reserve_bytes: int
+    free_factor: float
+    received: dict[UUID, int] = field(default_factory=dict)  # compressed bytes stored per backup
+    manifests: dict[str, Manifest] = field(default_factory=dict)  # decoded, by id (small LRU)
+
+    def manifest(self, mid: str) -> Manifest:
+        hit = self.manifests.get(mid)
+        if hit is None:
+            hit = Manifest.decode(self.store.get_manifest(mid))
+            if len(self.manifests) > 64:
+                self.manifests.pop(next(iter(self.manifests)))
+            self.manifests[mid] = hit
+        return hit
+
+
+def _imager(request: Request) -> Imager:
+    imager: Imager | None = getattr(request.app.state, "imager", None)
+    if imager is None:
+        raise E.NOT_READY(service="imager", reason="still connecting to PostgreSQL and NATS")
+    return imager
+
+
+async def _authorize(request: Request, transfer_id: UUID, direction: str) -> tuple[Imager, Transfer]:
+    imager = _imager(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise E.UNAUTHENTICATED()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    rt = imager.rt
+    async with rt.pool.connection() as conn:
+        t = await transfer_by_token(conn, digest, transfer_id)
+    if t is None:  # opened a moment ago: let the read model catch up with the log once
+        await rt.projections["transfers"].wait_for(await rt.eventlog.head(), timeout=3)
+        async with rt.pool.connection() as conn:
+            t = await transfer_by_token(conn, digest, transfer_id)
+    if t is None or t.expires_at <= datetime.now(UTC) or t.direction != direction:
+        raise E.UNAUTHENTICATED()  # unknown, expired or another direction's token: one answer for all
+    if direction == "backup" and t.state != "open":
+        raise E.IMAGE_BUSY(image=t.image, transfer=f"{t.transfer_id} ({t.state})")
+    return imager, t
+
+
+class StartIn(BaseModel):
+    planned_bytes: Annotated[int, Field(ge=0)]
+
+
+@router.post("/{transfer_id}/start")
+async def start(transfer_id: UUID, body: StartIn, request: Request) -> dict[str, Any]:
+    """Before the first chunk: room for the planned bytes (times the free factor), or DPM-E159."""
+    imager, t = await _authorize(request, transfer_id, "backup")
+    free = imager.store.free_bytes() - imager.reserve_bytes
+    needed = int(body.planned_bytes * imager.free_factor)
+    if free < needed:
+        raise E.STORE_FULL(free=max(free, 0), required=needed)
+    imager.progress.planned(t.transfer_id, body.planned_bytes)
+    return {"free_bytes": free}
+
+
+class IdsIn(BaseModel):
+    ids: Annotated[list[str], Field(max_length=MAX_IDS)]
+
+
+@router.post("/{transfer_id}/missing")
+async def missing(transfer_id: UUID, body: IdsIn, request: Request) -> dict[str, list[str]]:
+    imager, _ = await _authorize(request, transfer_id, "backup")
+    if not all(is_chunk_id(c) for c in body.ids):
+        raise E.IMAGE_INVALID(reason="chunk ids are 64 lower-case hex digits")
+    return {"missing": sorted(await asyncio.to_thread(imager.store.missing, body.ids))}
+
+
+@router.put("/{transfer_id}/chunks/{chunk}", status_code=204)
+async def put_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response:
+    imager, t = await _authorize(request, transfer_id, "backup")
+    if not is_chunk_id(chunk):
+        raise E.IMAGE_INVALID(reason="chunk ids are 64 lower-case hex digits")
+    blob = await _body(request, MAX_BLOB)
+    if imager.store.free_bytes() - imager.reserve_bytes < len(blob):
+        raise E.STORE_FULL(free=max(imager.store.free_bytes() - imager.reserve_bytes, 0), required=len(blob))
+    try:
+        await asyncio.to_thread(imager.store.put, chunk, blob)
+    except CorruptChunk as exc:  # verified on write: a damaged upload never enters the store
+        raise E.CHUNK_CORRUPT(chunk=chunk, image=t.image, reason=f"{exc.reason} (upload refused)") from None
+    imager.received[t.transfer_id] = imager.received.get(t.transfer_id, 0) + len(blob)
+    await imager.progress.moved(t, len(blob))
+    return Response(status_code=204)
+
+
+@router.post("/{transfer_id}/commit")
+async def commit(transfer_id: UUID, request: Request) -> dict[str, Any]:
+    imager, t = await _authorize(request, transfer_id, "backup")
+    blob = await _body(request, MAX_MANIFEST)
+    try:
+        manifest = Manifest.decode(blob)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise E.IMAGE_INVALID(reason=f"unreadable manifest: {exc}") from None
+    absent = await asyncio.to_thread(imager.store.missing, manifest.chunk_ids)
+    if absent:
+        raise E.IMAGE_INCOMPLETE(image=t.image, missing=len(absent))
+    mid = manifest_id(blob)
+    await asyncio.to_thread(imager.store.put_manifest, mid, blob)
+    await asyncio.to_thread(imager.store.sync)  # chunks and manifest durable before the name moves
+    layout = manifest.layout
+    captured = ImageCaptured(
+        image_id=t.image_id,
+        image=t.image,
+        transfer_id=t.transfer_id,
+        manifest=mid,
+        source=manifest.source,
+        mode=manifest.mode,
+        size_bytes=manifest.size,
+        captured_bytes=manifest.captured_bytes,
+        stored_bytes=imager.received.pop(t.transfer_id, 0),
+        chunk_count=len(manifest.chunk_ids),
+        sector_size=manifest.sector_size,
+        label=layout.get("label"),
+        digest=manifest.digest,
+        machine_id=t.machine_id,
+        execution_id=t.execution_id,
+    )
+    result = await _append(imager, t, captured)
+    await imager.rt.projections["stored_images"].wait_for(result.position)
+    await imager.rt.projections["transfers"].wait_for(result.position)
+    imager.progress.done(t.transfer_id)
+    return {"image": t.image, "manifest": mid, "stored_bytes": captured.stored_bytes, "position": result.position}
+
+
+class AbortIn(BaseModel):
+    reason: Annotated[str, Field(max_length=1000)] = "aborted by the client"
+
+
+@router.post("/{transfer_id}/abort")
+async def abort(transfer_id: UUID, body: AbortIn, request: Request) -> dict[str, Any]:
+    """A backup gave up: its lock on the name goes now, not at the token's expiry."""
+    imager, t = await _authorize(request, transfer_id, "backup")
+    event = TransferAborted(transfer_id=t.transfer_id, image_id=t.image_id, image=t.image, reason=body.reason)
+    result = await _append(imager, t, event)
+    imager.received.pop(t.transfer_id, None)
+    imager.progress.done(t.transfer_id)
+    return {"position": result.position}
+
+
+async def _manifest_of(imager: Imager, t: Transfer) -> str:
+    async with imager.rt.pool.connection() as conn:
+        mid = await current_manifest(conn, t.image_id)
+    if mid is None:
+        raise E.IMAGE_NOT_FOUND(image=t.image)
+    return mid
+
+
+@router.get("/{transfer_id}/manifest")
+async def get_manifest(transfer_id: UUID, request: Request) -> Response:
+    imager, t = await _authorize(request, transfer_id, "restore")
+    mid = await _manifest_of(imager, t)
+    manifest = await asyncio.to_thread(imager.manifest, mid)
+    imager.progress.planned(t.transfer_id, manifest.captured_bytes)
+    blob = await asyncio.to_thread(imager.store.get_manifest, mid)
+    return Response(blob, media_type="application/zstd", headers={"Dpm-Manifest": mid})
+
+
+@router.get("/{transfer_id}/chunks/{chunk}")
+async def get_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response:
+    imager, t = await _authorize(request, transfer_id, "restore")
+    manifest = await asyncio.to_thread(imager.manifest, await _manifest_of(imager, t))
+    if chunk not in manifest.chunk_ids:  # a restore token reads its own image, nothing else
+        raise E.IMAGE_INVALID(reason=f"chunk {chunk[:16]}... is not part of image {t.image}")
+    try:
+        blob = await asyncio.to_thread(imager.store.get, chunk)
+    except KeyError:
+        raise E.CHUNK_CORRUPT(chunk=chunk, image=t.image, reason="missing from the store") from None
+    await imager.progress.moved(t, len(blob))
+    return Response(blob, media_type="application/zstd")
+
+
+@router.post("/{transfer_id}/verify")
+async def verify(transfer_id: UUID, request: Request) -> dict[str, Any]:
+    imager, t = await _authorize(request, transfer_id, "verify")
+    mid = await _manifest_of(imager, t)
+    manifest = await asyncio.to_thread(imager.manifest, mid)
+    bad = await asyncio.to_thread(gc.verify, imager.store, manifest)
+    event = ImageVerified(
+        image_id=t.image_id, image=t.image, manifest=mid, chunk_count=len(manifest.chunk_ids), corrupt=tuple(bad)
+    )
+    await _append(imager, t, event)
+    return {"image": t.image, "manifest": mid, "chunks": len(manifest.chunk_ids), "corrupt": bad, "ok": not bad}
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise E.INVALID_REQUEST(reason=f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise E.INVALID_REQUEST(reason=f"body larger than {limit} bytes")
+        chunks.append(part)
+    return b"".join(chunks)
+
+
+async def _append(imager: Imager, t: Transfer, event: Event) -> AppendResult:
+    actor = f"deploy:{t.machine_id}" if t.machine_id else "imager"
+    stream = stream_id(subjects.IMAGE, t.image_id)
+    return await imager.rt.eventlog.append(stream, ANY_VERSION, [NewEvent(event, Metadata.new(actor=actor))])
