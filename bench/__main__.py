@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
 from bench import boot as netboot
+from bench import imaging
 from dpm_api.projections import MachineList
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
@@ -50,7 +51,7 @@ def rate(n: int, seconds: float) -> float:
 def row(
     name: str, value: float, baseline_name: str | None = None, baseline: float | None = None, unit: str = "events/s"
 ) -> dict:
-    line = f"{name:<44} {value:>12,.0f} {unit}"
+    line = f"{name:<44} {value:>12,.{2 if value < 100 else 0}f} {unit}"
     out = {"case": name, "value": round(value, 1), "unit": unit}
     if baseline:
         line += f"   vs {baseline_name}: {baseline:,.0f}  ->  {value / baseline:.2f}x"
@@ -232,6 +233,8 @@ async def main(args: argparse.Namespace) -> list[dict]:
             results += await netboot.tftp_cases(row, size_mb=20 if args.quick else 100, repeats=1 if args.quick else 2)
             results += await netboot.dhcp_cases(row, url, n=2000 if args.quick else 20_000)
 
+        if args.only in (None, "imaging"):
+            results += imaging.imaging_cases(row, size_mb=256 if args.quick else 2048, repeats=1 if args.quick else 2)
         if args.only in (None, "rebuild"):
             n = 100_000 if args.quick else args.rebuild_events
             results.append(await rebuild_case(cluster, n, distinct=False))
@@ -250,5 +253,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--rebuild-events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["append", "boot", "rebuild"], help="run one group of cases")
+    parser.add_argument("--only", choices=["append", "boot", "imaging", "rebuild"], help="run one group of cases")
     asyncio.run(main(parser.parse_args()))

@@ -56,9 +56,11 @@ def is_chunk_id(text: str) -> bool:
 
 
 def is_zero(data: bytes | memoryview) -> bool:
-    """All-zero? (a memcmp against a zero page, no Python loop)"""
+    """All-zero? (copied out and memcmp'd: memoryview equality goes item by item, 20x slower)"""
     n = len(data)
-    return n <= MAX_SIZE and data == _ZEROS[:n]
+    if n > MAX_SIZE or data[:64] != _ZEROS[: min(n, 64)] or data[-64:] != _ZEROS[: min(n, 64)]:
+        return False  # most data fails here, on its first or last bytes
+    return bytes(data) == _ZEROS[:n]
 
 
 def cut(buf: memoryview, base: int = 0) -> Iterator[Piece]:
@@ -80,13 +82,39 @@ class Codec:
 
     def unpack(self, blob: bytes, expected_id: str) -> bytes:
         """The chunk's bytes, verified against its id, else CorruptChunk naming it."""
+        self._check_frame(blob, expected_id)
         try:
-            data = self._d.decompress(blob, max_output_size=MAX_SIZE)
+            data = self._d.decompressobj().decompress(blob)
         except zstandard.ZstdError as exc:
             raise CorruptChunk(expected_id, f"does not decompress: {exc}") from None
         if chunk_id(data) != expected_id:
             raise CorruptChunk(expected_id, "content does not match its digest")
         return data
+
+    def verify(self, blob: bytes, expected_id: str) -> int:
+        """Check a blob without keeping its content (streamed through the hash): its size."""
+        self._check_frame(blob, expected_id)
+        h, size = blake3.blake3(max_threads=1), 0
+        try:
+            for part in self._d.read_to_iter(blob, read_size=len(blob) or 1, write_size=256 * 1024):
+                h.update(part)
+                size += len(part)
+        except zstandard.ZstdError as exc:
+            raise CorruptChunk(expected_id, f"does not decompress: {exc}") from None
+        if h.hexdigest() != expected_id:
+            raise CorruptChunk(expected_id, "content does not match its digest")
+        return size
+
+    @staticmethod
+    def _check_frame(blob: bytes, expected_id: str) -> None:
+        """A frame must declare its size, and no chunk is larger than MAX_SIZE: nothing is
+        decompressed into memory before that is known (a hostile blob cannot balloon)."""
+        try:
+            size = zstandard.frame_content_size(blob)
+        except zstandard.ZstdError as exc:
+            raise CorruptChunk(expected_id, f"not a zstd frame: {exc}") from None
+        if not 0 <= size <= MAX_SIZE:
+            raise CorruptChunk(expected_id, f"declared size {size} is not 0..{MAX_SIZE}")
 
 
 _local = threading.local()

@@ -71,7 +71,7 @@ class DirStore:
         target = self.path(chunk)
         if target.exists():
             return
-        thread_codec().unpack(blob, chunk)  # verify on write
+        thread_codec().verify(blob, chunk)  # verify on write
         self._write(target, blob)
 
     def get(self, chunk: str) -> bytes:
@@ -82,7 +82,7 @@ class DirStore:
 
     def verify(self, chunk: str) -> int:
         """Decompress and re-hash a stored chunk: its size, or CorruptChunk."""
-        return len(thread_codec().unpack(self.get(chunk), chunk))
+        return thread_codec().verify(self.get(chunk), chunk)
 
     def quarantine(self, chunk: str) -> Path:
         """Move a corrupt chunk aside (kept for inspection): the store no longer has it, so the next
