@@ -6,7 +6,8 @@ pipelines an administrator would use, and the deduplication ratio.
 The image (2 GiB, or 256 MiB with --quick) is built of 16 MiB stretches: incompressible (media,
 already-compressed files), low-entropy text-like bytes, and zeros (free space), in a fixed
 shuffled order. Baselines run in the same process tree on the same files, best of ``repeats``:
-backup against ``dd | zstd -1`` (then ``sync -f``: a backup is durable before it counts), restore against ``zstd -d | dd conv=fsync``. Ours is the deploy
+backup against ``dd | zstd -1`` (then ``sync -f``: a backup is durable before it counts), restore
+against ``zstd -d | dd conv=fsync``. Ours is the deploy
 client writing to (and reading from) the chunk store on the same machine -- client and store
 share the two cores, as they would on a one-box install.
 """
