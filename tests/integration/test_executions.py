@@ -168,7 +168,7 @@ async def test_multicast_settings_are_validated(api_service, auth) -> None:
     async with running(api_service(), headers=auth) as api:
 
         def restore(group: str, **extra) -> dict:
-            return {"kind": "restore", "multicast": {"group": group, **extra}}
+            return {"kind": "restore", "multicast": {"group": group, **extra}, "params": {"image": "golden"}}
 
         unicast_range = await api.http.post("/scenarios", json={"name": "r0", "spec": restore("10.0.0.1")})
         assert unicast_range.json()["error"]["code"] == "DPM-E142"
@@ -180,10 +180,13 @@ async def test_multicast_settings_are_validated(api_service, auth) -> None:
         assert first.status_code == 201
         clash = await api.http.post("/scenarios", json={"name": "r2", "spec": restore("239.1.1.1")})
         assert clash.status_code == 409 and clash.json()["error"]["code"] == "DPM-E143"
-        backup = await api.http.post(
-            "/scenarios", json={"name": "b", "spec": {"kind": "backup", "multicast": {"group": "239.1.1.2"}}}
-        )
+        multicast_backup = {"kind": "backup", "multicast": {"group": "239.1.1.2"}, "params": {"image": "x"}}
+        backup = await api.http.post("/scenarios", json={"name": "b", "spec": multicast_backup})
         assert backup.json()["error"]["code"] == "DPM-E142"
+        nameless = await api.http.post("/scenarios", json={"name": "b", "spec": {"kind": "backup"}})
+        assert "params.image" in nameless.json()["error"]["message"]
+        bad_mode = {"kind": "backup", "params": {"image": "x", "mode": "most"}}
+        assert (await api.http.post("/scenarios", json={"name": "b", "spec": bad_mode})).status_code == 422
         missing = await api.http.post("/scenarios/nope/runs", json={"machines": ["x"]})
         assert missing.status_code == 404
 

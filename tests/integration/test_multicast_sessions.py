@@ -48,7 +48,7 @@ async def test_max_wait_start_now_and_updates_beyond_max_targets(api_service, sc
             return {r["machine"]: r["state"] for r in rows}
 
         def restore(group: str, **conditions) -> dict:
-            return {"kind": "restore", "multicast": {"group": group, **conditions}}
+            return {"kind": "restore", "multicast": {"group": group, **conditions}, "params": {"image": "golden"}}
 
         # max wait: two of three machines boot; after 2 s the session starts with those two only
         await api.http.post(

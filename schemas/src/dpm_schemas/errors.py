@@ -411,6 +411,14 @@ class E:
         "Check that the imager runs (dpm up starts it) and that DPM_API_IMAGER_URL points to it.",
         503,
     )
+    DEPLOY_FAILED = _define(
+        "DPM-E165",
+        "Deploy environment failed",
+        "The deploy environment on {machine} failed in step {step}: {reason}.",
+        "Look at the machine's console (or its serial log) for the traceback; check the disk, power the machine off, "
+        "clear the error and run again.",
+        500,
+    )
     UNAUTHENTICATED = _define(
         "DPM-E401",
         "Not logged in",

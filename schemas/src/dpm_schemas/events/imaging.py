@@ -1,7 +1,8 @@
 """Disk images. The api decides who may move an image (``catalog-<image>``: TransferOpened,
 ImageDeleted); the imager records what happened to it (``image-<image>``: ImageCaptured -- the
-atomic commit of a backup --, TransferAborted, ImageVerified) and the machines' disk layouts
-(``disks-<machine>``: DiskLayoutReported). Transfer progress is a transient signal (ChunkSent).
+atomic commit of a backup --, TransferAborted, ImageVerified). The api also keeps the machines' disk
+layouts as deploy environments report them (``disks-<machine>``: DiskLayoutReported). Transfer
+progress is a transient signal (ChunkSent).
 
 The image id is derived from the name (``image_id(name)``), so every service finds an image's
 streams without a lookup, and two backups racing to open the same name meet on one stream.

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dpm_api import auth, boot
-from dpm_api.images import ImageList
+from dpm_api.images import DiskLayouts, ImageList
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
 from dpm_api.routes import auth as auth_routes
@@ -76,6 +76,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 ScheduleList(),
                 boot.DeployTokens(),
                 ImageList(),
+                DiskLayouts(),
             ],
             consumers=[boot.boot_consumer(rt.eventlog)],
         )

@@ -15,7 +15,7 @@ from dpm_api.domain.images import MachineFacts, check_open, exists, render_name
 from dpm_runtime.eventlog import Conn, EventLog, StreamConflict
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import ImageCaptured, ImageDeleted, ImageVerified, TransferOpened
+from dpm_schemas.events import DiskLayoutReported, ImageCaptured, ImageDeleted, ImageVerified, TransferOpened
 from dpm_schemas.events.imaging import TransferDirection, image_id
 from dpm_schemas.ids import stream_id
 
@@ -66,6 +66,41 @@ class ImageList:
                     " WHERE image_id = %s AND manifest = %s",
                     (rec.occurred_at, e.ok, list(e.corrupt), e.image_id, e.manifest),
                 )
+
+
+class DiskLayouts:
+    """The disk viewer: each machine's disks as its latest disk configuration check read them."""
+
+    name = "disk_layouts"
+    schema = "api"
+    tables = ("disk_layouts",)
+    event_types = (DiskLayoutReported.wire_name,)
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".disk_layouts (machine_id uuid PRIMARY KEY, disks jsonb NOT NULL,'
+            " execution_id uuid, checked_at timestamptz NOT NULL, position bigint NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        for rec in events:
+            e = rec.event
+            assert isinstance(e, DiskLayoutReported)
+            await conn.execute(
+                f'INSERT INTO "{schema}".disk_layouts (machine_id, disks, execution_id, checked_at, position)'
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (machine_id) DO UPDATE SET disks = excluded.disks,"
+                " execution_id = excluded.execution_id, checked_at = excluded.checked_at, position = excluded.position"
+                f' WHERE "{schema}".disk_layouts.position < excluded.position',
+                (e.machine_id, e.disks_json, e.execution_id, rec.occurred_at, rec.position),
+            )
+
+
+async def disks_of(conn: Conn, machine_id: uuid.UUID) -> dict[str, Any] | None:
+    sql = "SELECT disks, execution_id, checked_at FROM api.disk_layouts WHERE machine_id = %s"
+    row = await (await conn.execute(sql, (machine_id,))).fetchone()
+    if row is None:
+        return None
+    return {"disks": row[0], "execution_id": str(row[1]) if row[1] else None, "checked_at": row[2].isoformat()}
 
 
 COLUMNS = (

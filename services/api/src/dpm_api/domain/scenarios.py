@@ -24,7 +24,11 @@ BUSY_STATES = {
 }
 
 
+IMAGING_KINDS = frozenset({ScenarioKind.BACKUP, ScenarioKind.RESTORE})
+
+
 def check_spec(spec: ScenarioSpec) -> None:
+    check_imaging_params(spec)
     if spec.multicast is None:
         return
     if spec.kind not in MULTICAST_KINDS:
@@ -43,3 +47,20 @@ def busy_reason(state: str | None, cleared: bool, power_error: str | None) -> st
     if state is None or (state in ("failed", "suspended") and cleared):
         return None
     return BUSY_STATES.get(state)
+
+
+def check_imaging_params(spec: ScenarioSpec) -> None:
+    """Backup and restore name their image (a template with {machine} {mac} {uuid} gives one image
+    per machine); disk and partition are numbers as the disk configuration check shows them."""
+    params = dict(spec.params)
+    if spec.kind in IMAGING_KINDS and not params.get("image"):
+        raise E.SCENARIO_INVALID(reason=f"a {spec.kind} scenario needs params.image (e.g. backups/{{machine}})")
+    for key in ("disk", "partition"):
+        if key in params and not (params[key].isdigit() and int(params[key]) >= 1):
+            raise E.SCENARIO_INVALID(reason=f"params.{key} must be a number from 1, not {params[key]!r}")
+    if params.get("mode", "used") not in ("used", "full"):
+        raise E.SCENARIO_INVALID(
+            reason=f"params.mode is used (used sectors) or full (every sector), not {params['mode']!r}"
+        )
+    if params.get("ignore_hidden", "false") not in ("true", "false"):
+        raise E.SCENARIO_INVALID(reason="params.ignore_hidden is true or false")

@@ -5,18 +5,23 @@ and the api appends StepReported on its behalf."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from dpm_api import images
 from dpm_api.deps import RuntimeDep
+from dpm_api.routes.images import machine_facts, transfer_out
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.service import Runtime
 from dpm_schemas import E, Metadata, NewEvent, subjects
-from dpm_schemas.events import StepReported
+from dpm_schemas.events import DiskLayoutReported, ExecutionQueued, StepReported
 from dpm_schemas.events.executions import StepStatus
+from dpm_schemas.events.imaging import TransferDirection
+from dpm_schemas.events.scenarios import ScenarioSpec
 from dpm_schemas.ids import stream_id
 
 router = APIRouter(prefix="/deploy/v1", tags=["deploy"])
@@ -32,20 +37,7 @@ class StepIn(BaseModel):
 
 @router.post("/steps", status_code=202)
 async def report_step(body: StepIn, request: Request, rt: RuntimeDep) -> dict[str, Any]:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise E.UNAUTHENTICATED()
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    row = await _token(rt, digest, body.execution_id)
-    if row is None:  # the read models may be a moment behind a deploy environment that reports at once
-        async with rt.pool.connection() as conn:
-            head = await (await conn.execute("SELECT coalesce(max(position), 0) FROM events")).fetchone()
-        for name in ("deploy_tokens", "executions"):
-            await rt.projections[name].wait_for(int(head[0]) if head else 0, timeout=3)
-        row = await _token(rt, digest, body.execution_id)
-    if row is None:  # unknown, expired, or another execution's token: the same answer for all
-        raise E.UNAUTHENTICATED()
-    machine_id, step = row
+    machine_id, step = await deploy_caller(request, rt, body.execution_id)
     report = StepReported(
         execution_id=body.execution_id,
         step=step,
@@ -60,6 +52,89 @@ async def report_step(body: StepIn, request: Request, rt: RuntimeDep) -> dict[st
         [NewEvent(report, Metadata.new(actor=f"deploy:{machine_id}"))],
     )
     return {"position": result.position}
+
+
+@router.get("/step")
+async def current_step(execution_id: uuid.UUID, request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """What the deploy environment is to do: the step of its execution and the scenario's parameters
+    (the revision the run pinned)."""
+    machine_id, step = await deploy_caller(request, rt, execution_id)
+    spec = await _spec(rt, execution_id)
+    return {"execution_id": str(execution_id), "machine_id": str(machine_id), "step": step,
+            "kind": spec.kind.value, "params": dict(spec.params)}  # fmt: skip
+
+
+class TransferRequest(BaseModel):
+    execution_id: uuid.UUID
+
+
+@router.post("/transfers", status_code=201)
+async def open_transfer(body: TransferRequest, request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """The image transfer of a backup or restore step: the scenario's image name, filled in with this
+    machine's name, MAC or UUID."""
+    machine_id, _ = await deploy_caller(request, rt, body.execution_id)
+    spec = await _spec(rt, body.execution_id)
+    direction = {"backup": TransferDirection.BACKUP, "restore": TransferDirection.RESTORE}.get(spec.kind.value)
+    if direction is None:
+        raise E.IMAGE_INVALID(reason=f"a {spec.kind.value} step moves no image")
+    async with rt.pool.connection() as conn, conn.transaction():
+        facts, _ = await machine_facts(conn, str(machine_id))
+        opened = await images.open_transfer(
+            rt.eventlog,
+            conn,
+            spec.param("image", ""),
+            direction,
+            machine=facts,
+            machine_id=machine_id,
+            execution_id=body.execution_id,
+            ttl=request.app.state.transfer_ttl,
+            actor=f"deploy:{machine_id}",
+        )
+    return transfer_out(request, opened)
+
+
+class DisksIn(BaseModel):
+    execution_id: uuid.UUID
+    disks: Annotated[list[dict[str, Any]], Field(max_length=64)]
+
+
+@router.post("/disks", status_code=202)
+async def report_disks(body: DisksIn, request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """A disk configuration check's result, kept per machine for the disk viewer."""
+    machine_id, _ = await deploy_caller(request, rt, body.execution_id)
+    event = DiskLayoutReported(
+        machine_id=machine_id, execution_id=body.execution_id, disks_json=json.dumps(body.disks, sort_keys=True)
+    )
+    result = await rt.eventlog.append(
+        stream_id(subjects.DISKS, machine_id),
+        ANY_VERSION,
+        [NewEvent(event, Metadata.new(actor=f"deploy:{machine_id}"))],
+    )
+    return {"position": result.position}
+
+
+async def _spec(rt: Runtime, execution_id: uuid.UUID) -> ScenarioSpec:
+    for rec in await rt.eventlog.read_stream(stream_id(subjects.EXECUTION, execution_id)):
+        if isinstance(rec.event, ExecutionQueued):
+            return rec.event.spec
+    raise E.UNAUTHENTICATED()
+
+
+async def deploy_caller(request: Request, rt: Runtime, execution_id: uuid.UUID) -> tuple[uuid.UUID, str]:
+    """The machine and step of the deploy environment holding this execution's token, else 401."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise E.UNAUTHENTICATED()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    row = await _token(rt, digest, execution_id)
+    if row is None:  # the read models may be a moment behind a deploy environment that reports at once
+        head = await rt.eventlog.head()
+        for name in ("deploy_tokens", "executions"):
+            await rt.projections[name].wait_for(head, timeout=3)
+        row = await _token(rt, digest, execution_id)
+    if row is None:  # unknown, expired, or another execution's token: the same answer for all
+        raise E.UNAUTHENTICATED()
+    return row[0], row[1]
 
 
 async def _token(rt: Runtime, digest: str, execution_id: uuid.UUID) -> tuple[Any, ...] | None:

@@ -62,6 +62,18 @@ def transfer_out(request: Request, opened: images.Opened) -> dict[str, Any]:
     }
 
 
+@router.get("/machines/{machine}/disks")
+async def machine_disks(machine: str, rt: RuntimeDep, _who: ViewerDep) -> dict[str, Any]:
+    """The disk viewer: the machine's disks, partitions, types, sizes and filesystems ("unknown" for
+    those dpm cannot read) from its latest disk configuration check."""
+    async with rt.pool.connection() as conn:
+        facts, machine_id = await machine_facts(conn, machine)
+        found = await images.disks_of(conn, machine_id)
+    if found is None:
+        raise E.DISK_NOT_FOUND(disk=f"of {facts.name}", reason="no disk configuration check has run on it yet")
+    return {"machine": facts.name, **found}
+
+
 @router.get("/images/{name:path}")
 async def show_image(name: str, rt: RuntimeDep, _who: ViewerDep) -> dict[str, Any]:
     async with rt.pool.connection() as conn:
