@@ -9,11 +9,13 @@ from dpm_agent_gateway.bootstrap import bootstrap as gateway_bootstrap
 from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
+from dpm_cli.lab import LabConfig
 from dpm_imager.bootstrap import bootstrap as imager_bootstrap
 from dpm_imager.settings import ImagerSettings
 from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
 from dpm_pxe.settings import PxeSettings
 from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.testing import eventually
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas.events import ExecutionCompleted, ExecutionFailed, ExecutionStarted
@@ -100,6 +102,70 @@ def imager_service(database, nats_server, tmp_path):
         return imager_bootstrap(ImagerSettings(**common(database, nats_server), **{**defaults, **overrides}))
 
     return make
+
+
+@pytest.fixture
+def lab_stack(api_service, pxe_service, scheduler_service, tmp_path):
+    """api, pxe (DHCP/TFTP on loopback ports) and scheduler (WOL to the lab) wired for the lab
+    simulator, with stand-in boot files; returns (api, pxe, scheduler, LabConfig)."""
+
+    def make(*, concurrency: int = 3, step_seconds: float = 0.3, **api_overrides):
+        dhcp, pxe_port, tftp, wol = free_port(udp=True), free_port(udp=True), free_port(udp=True), free_port()
+        api = api_service(**api_overrides)
+        pxe = pxe_service(
+            pxe_dhcp_enabled=True,
+            pxe_dhcp_host="127.0.0.1",
+            pxe_dhcp_port=dhcp,
+            pxe_dhcp_pxe_port=pxe_port,
+            pxe_tftp_enabled=True,
+            pxe_tftp_host="127.0.0.1",
+            pxe_tftp_port=tftp,
+            pxe_server_ip="127.0.0.1",
+            pxe_api_url=f"http://127.0.0.1:{api.port}",
+        )
+        api.app.state.pxe_url = f"http://127.0.0.1:{pxe.port}"
+        root = tmp_path / "boot"
+        (root / "deploy").mkdir(parents=True)
+        (root / "undionly.kpxe").write_bytes(b"\x90" * 70_000)  # stands in for Debian's; the lab only counts bytes
+        (root / "deploy" / "vmlinuz").write_bytes(b"k" * 4096)
+        (root / "deploy" / "initrd.img").write_bytes(b"i" * 4096)
+        scheduler = scheduler_service(
+            scheduler_wol_port=wol,
+            scheduler_power_on_timeout=60,
+            scheduler_power_on_interval=0,
+            scheduler_concurrency=concurrency,
+            scheduler_tick=0.1,
+            scheduler_wol_repeats=1,
+        )
+        config = LabConfig(dhcp=("127.0.0.1", dhcp), tftp=("127.0.0.1", tftp), wol_port=wol, step_seconds=step_seconds)
+        return api, pxe, scheduler, config
+
+    return make
+
+
+async def lab_setup(http, machines) -> None:
+    """Proxy DHCP mode, a loopback group (WOL to 127.255.255.255) and the machines registered in it."""
+    assert (await http.put("/boot/settings", json={"mode": "proxy", "server_ip": "127.0.0.1"})).is_success
+    assert (await http.put("/groups/loop", json={"subnet": "127.0.0.0/8"})).is_success
+    for m in machines:
+        body = {"name": m.name, "macs": [m.mac], "smbios_uuid": str(m.smbios_uuid), "group": "loop"}
+        assert (await http.post("/machines", json=body)).status_code == 201
+
+
+async def run_until_done(http, scenario: str, body: dict, n: int, timeout: float = 120) -> list[dict]:
+    """Run ``scenario`` and wait until its ``n`` executions are final; their rows."""
+    run = (await http.post(f"/scenarios/{scenario}/runs", json=body)).json()
+
+    async def rows() -> list[dict]:
+        return (await http.get("/executions", params={"run_id": run["run_id"]})).json()
+
+    return await eventually(
+        rows,
+        until=lambda r: len(r) == n and all(x["state"] in ("completed", "failed") for x in r),
+        timeout=timeout,
+        interval=0.25,
+        what=f"every execution of {scenario} done",
+    )
 
 
 def peak_active(events) -> int:

@@ -5,8 +5,9 @@ Each simulated machine has its MAC, SMBIOS UUID and a power state. A Wake-on-LAN
 machine does what a PXE ROM and iPXE do, with real packets against the pxe service: DHCP DISCOVER
 (PXEClient, option 93, option 97), TFTP download of the boot file it was given, DHCP again as iPXE,
 HTTP fetch of its script. A deploy script makes it the deploy environment: it downloads kernel and
-initrd and reports its step through the api with the token from the kernel command line. A local
-boot script leaves it running its "OS".
+initrd and reports its step through the api with the token from the kernel command line -- a
+machine given a disk-image file runs the real deploy client on it (disk check, backup, restore). A
+local boot script leaves it running its "OS".
 
 Each machine listens on its own loopback address (127.0.0.N), so replies reach the right one; pxe
 answers a DISCOVER that carries ciaddr by unicast to it (RFC 2131 §4.1). For namespace realism use
@@ -23,9 +24,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import httpx
 
+from dpm_agent.deploy.run import BootParams
+from dpm_agent.deploy.run import run as run_deploy
 from dpm_pxe.dhcp.packet import (
     BOOTREQUEST,
     DISCOVER,
@@ -53,6 +57,7 @@ class SimMachine:
     smbios_uuid: uuid.UUID
     address: IPv4Address  # its loopback address: where DHCP answers reach it
     power: str = "off"  # off | on
+    disk: Path | None = None  # a disk-image file: backup, restore and disk check run the real deploy client on it
     stages: list[str] = field(default_factory=list)  # what happened, for tests and the console
     wakes: int = 0
 
@@ -204,6 +209,11 @@ class Lab:
         params = dict(re.findall(r"dpm\.(\w+)=(\S+)", kernel_line))
         for url in (kernel_line.split()[1], initrd_line.split()[-1]):
             (await self.http.get(url)).raise_for_status()
+        if m.disk is not None:  # a machine with a disk runs the real deploy client against it
+            boot = BootParams(params["execution"], params["server"], params["token"], (str(m.disk),))
+            await asyncio.to_thread(run_deploy, boot)
+            m.stages.append("reported")
+            return
         steps = f"{params['server'].rstrip('/')}/deploy/v1/steps"
         headers = {"Authorization": f"Bearer {params['token']}"}
         execution = params["execution"]

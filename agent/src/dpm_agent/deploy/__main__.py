@@ -9,12 +9,15 @@ import sys
 
 from dpm_agent.deploy.jobs import disk_check, run_backup, run_restore
 from dpm_agent.deploy.remote import TransferGrant
+from dpm_agent.deploy.run import BootParams, run
 from dpm_schemas.errors import DpmError
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpm-deploy", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
+    go = sub.add_parser("run", help="the network-boot job: step from the api per the kernel command line")
+    go.add_argument("--cmdline", default="/proc/cmdline", help="file with dpm.execution= dpm.server= dpm.token=")
     lay = sub.add_parser("layout", help="the disk configuration check of devices or image files (sfdisk-like JSON)")
     lay.add_argument("devices", nargs="+")
     lay.add_argument("--sector-size", type=int)
@@ -28,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "backup":
             p.add_argument("--mode", choices=("full", "used"), default="used")
     args = ap.parse_args(argv)
+    if args.cmd == "run":
+        with open(args.cmdline) as f:
+            return run(BootParams.parse(f.read()))
     try:
         if args.cmd == "layout":
             out: object = [d.to_dict() for d in disk_check(args.devices, args.sector_size)]

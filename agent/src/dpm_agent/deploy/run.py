@@ -1,0 +1,146 @@
+"""The deploy environment's job: read ``dpm.execution``, ``dpm.server`` and ``dpm.token`` from the
+kernel command line pxe wrote, ask the api for the step, do it (disk check, backup, restore) and
+report progress and the outcome -- every failure as a step report with its code, never silence.
+
+Disks are numbered as the disk configuration check lists them (``/sys/block`` without loop, ram,
+optical and zram devices, in name order); ``dpm.device=/path`` (repeatable) names them instead,
+for the lab and for tests against disk-image files.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dpm_agent.deploy.jobs import disk_check, run_backup, run_restore
+from dpm_agent.deploy.remote import TransferGrant
+from dpm_schemas.errors import DpmError, E
+
+log = logging.getLogger(__name__)
+SKIP_DISKS = re.compile(r"^(loop|ram|zram|sr|fd|dm-|md|nbd)")
+PROGRESS_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class BootParams:
+    execution: str
+    server: str
+    token: str
+    devices: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, cmdline: str) -> BootParams:
+        found = re.findall(r"(?:^|\s)dpm\.(\w+)=(\S+)", cmdline)
+        values = dict(found)
+        missing = [k for k in ("execution", "server", "token") if k not in values]
+        if missing:
+            raise E.DEPLOY_FAILED(
+                machine="this machine", step="boot", reason=f"no dpm.{missing[0]}= on the command line"
+            )
+        devices = tuple(v for k, v in found if k == "device")
+        return cls(values["execution"], values["server"], values["token"], devices)
+
+
+def local_disks(sys_block: Path = Path("/sys/block")) -> list[str]:
+    names = sorted(p.name for p in sys_block.iterdir() if not SKIP_DISKS.match(p.name)) if sys_block.exists() else []
+    return [f"/dev/{n}" for n in names]
+
+
+class Api:
+    """The api's /deploy/v1 over plain http.client, authenticated by the deploy token."""
+
+    def __init__(self, params: BootParams, timeout: float = 30) -> None:
+        self.params = params
+        url = urlsplit(params.server)
+        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        self._conn = cls(url.hostname or "", url.port, timeout=timeout)
+        self._base = url.path.rstrip("/") + "/deploy/v1"
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.params.token}", "Content-Type": "application/json"}
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(5):
+            try:
+                self._conn.request(method, self._base + path, body=data, headers=headers)
+                response = self._conn.getresponse()
+                raw = response.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self._conn.close()
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status} {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+    def report(self, status: str, percent: int | None = None, code: str | None = None, message: str = "") -> None:
+        body = {"execution_id": self.params.execution, "status": status, "percent": percent, "code": code,
+                "message": message[:1000]}  # fmt: skip
+        self.call("POST", "/steps", body)
+
+
+class Reporter:
+    """Progress every few seconds: it keeps the scheduler's no-response watchdog quiet."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            self.api.report("progress", min(99, done * 100 // max(total, 1)))
+
+
+def run(params: BootParams, api: Api | None = None) -> int:
+    api = api or Api(params)
+    step: dict[str, Any] = api.call("GET", f"/step?execution_id={params.execution}")
+    kind, p = step["kind"], step["params"]
+    devices = list(params.devices) or local_disks()
+    try:
+        api.report("progress", 0, message=f"{kind} started")
+        if kind == "disk-check":
+            layouts = disk_check(devices)
+            api.call("POST", "/disks", {"execution_id": params.execution, "disks": [d.to_dict() for d in layouts]})
+            summary = ", ".join(f"{d.device} {d.label or 'blank'} {len(d.partitions)} partition(s)" for d in layouts)
+            api.report("completed", 100, message=summary or "no disks")
+            return 0
+        if kind not in ("backup", "restore"):
+            raise E.DEPLOY_FAILED(machine=step["machine_id"], step=kind, reason="this deploy client has no such step")
+        device = _disk(devices, int(p.get("disk", "1")))
+        grant = TransferGrant.from_json(api.call("POST", "/transfers", {"execution_id": params.execution}))
+        common: dict[str, Any] = {
+            "partition": int(p["partition"]) if p.get("partition") else None,
+            "ignore_hidden": p.get("ignore_hidden") == "true",
+            "report": Reporter(api),
+        }
+        if kind == "backup":
+            out = run_backup(device, grant, mode=p.get("mode", "used"), meta={"machine": step["machine_id"]}, **common)
+            message = f"{grant.image}: {out['captured_bytes']} bytes captured, {out['stats']['sent_bytes']} sent"
+        else:
+            out = run_restore(device, grant, **common)
+            message = f"{grant.image}: {out['written_bytes']} bytes written to {device}"
+        api.report("completed", 100, message=message)
+        return 0
+    except DpmError as exc:
+        api.report("failed", code=exc.code, message=exc.message)
+    except Exception as exc:  # a bug or a dead disk: still a report the operator can read
+        log.exception("deploy step failed")
+        err = E.DEPLOY_FAILED(machine=step["machine_id"], step=kind, reason=repr(exc))
+        api.report("failed", code=err.code, message=err.message)
+    return 1
+
+
+def _disk(devices: list[str], number: int) -> str:
+    if not 1 <= number <= len(devices):
+        raise E.DISK_NOT_FOUND(disk=number, reason=f"this machine has {len(devices)} disk(s): {', '.join(devices)}")
+    return devices[number - 1]
