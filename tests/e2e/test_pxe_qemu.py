@@ -14,8 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -34,6 +32,8 @@ from dpm_schemas.events import MachineBooted, MachineDiscovered
 from dpm_schemas.events.boot import Arch, BootStage, DhcpMode
 from dpm_schemas.ids import stream_id
 
+from .vm import machine_argv, qemu
+
 IPXE = Path("/usr/lib/ipxe")
 OVMF_CODE, OVMF_VARS = Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
@@ -49,31 +49,6 @@ pytestmark = [
 
 TOKEN = "qemu-test-token-0123456789"
 BOOT_TIMEOUT = 300.0
-
-
-@contextmanager
-def qemu(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(30)
-
-
-def machine_argv(tap: str, smbios: uuid.UUID, serial: Path, memory: int) -> list[str]:
-    return [
-        "qemu-system-x86_64",
-        "-accel", "tcg",
-        "-m", str(memory),
-        "-display", "none",
-        "-monitor", "none",
-        "-no-reboot",
-        "-smbios", f"type=1,uuid={smbios}",
-        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-serial", f"file:{serial}",
-    ]  # fmt: skip
 
 
 async def test_bios_full_mode_and_uefi_proxy_mode_beside_dnsmasq(database, nats_server, tmp_path) -> None:

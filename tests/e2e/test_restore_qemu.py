@@ -1,0 +1,153 @@
+"""A restore scenario on a real (emulated) machine: QEMU network-boots through dpm's pxe service
+into the deploy environment built by deploy/deploy-os/build.py (Debian's kernel and Python, the
+deploy client), which restores an image from the imager onto its virtual disk -- byte for byte.
+
+The whole path is the production one: the scheduler requests the netboot and waits for the boot;
+QEMU's iPXE ROM gets an address from pxe (full mode) and the deploy script with a token; the
+kernel's own DHCP, the api's step and transfer, chunks from the imager, step reports, power-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from agent.tests.deploy.disks import blank, mkext4, need_tools, sfdisk, sha256, tree
+from dpm_agent.deploy.jobs import run_backup
+from dpm_agent.deploy.remote import TransferGrant
+from dpm_api.bootstrap import bootstrap as api_bootstrap
+from dpm_api.settings import ApiSettings
+from dpm_imager.bootstrap import bootstrap as imager_bootstrap
+from dpm_imager.settings import ImagerSettings
+from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
+from dpm_pxe.settings import PxeSettings
+from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.testing import eventually, netlab
+from dpm_runtime.testing.services import running
+from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
+from dpm_scheduler.settings import SchedulerSettings
+
+from .vm import machine_argv, qemu
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    need_tools,
+    pytest.mark.skipif(not netlab.available(), reason="needs root and iproute2"),
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86"),
+    pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None, reason="needs apt"),
+]
+TOKEN = "qemu-restore-token-0123456789"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def deploy_os(tmp_path_factory) -> Path:
+    """The deploy environment, built once (Debian packages cached under var/cache/deploy-os)."""
+    out = tmp_path_factory.mktemp("deploy-os")
+    subprocess.run(
+        [sys.executable, str(REPO / "deploy/deploy-os/build.py"), "--out", str(out), "--level", "1"],
+        check=True,
+        timeout=600,
+    )
+    return out
+
+
+async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_server, deploy_os, tmp_path) -> None:
+    root = tmp_path / "boot"
+    (root / "deploy").mkdir(parents=True)
+    for name in ("vmlinuz", "initrd.img"):
+        shutil.copy(deploy_os / name, root / "deploy" / name)
+    source = blank(tmp_path / "golden.img", 48 * MiB)
+    sfdisk(str(source), "label: gpt\nsize=40MiB, type=L\n")
+    mkext4(source, MiB, 40 * MiB, tree(tmp_path / "content"))
+    target = blank(tmp_path / "vm-disk.img", 64 * MiB)
+    common = {
+        "database_url": SecretStr(database.service_url),
+        "database_admin_url": SecretStr(database.admin_url),
+        "nats_url": nats_server.url,
+        "http_host": "0.0.0.0",
+    }
+    with netlab.NetLab(hosts_wanted=0) as lab:
+        host = str(lab.host_ip)
+        imager = imager_bootstrap(
+            ImagerSettings(
+                **common,
+                imager_port=free_port(),
+                relay_enabled=False,
+                imager_root=tmp_path / "store",
+                imager_reserve_bytes=0,
+            )  # fmt: skip
+        )
+        api = api_bootstrap(
+            ApiSettings(
+                **common,
+                api_port=free_port(),
+                api_token=SecretStr(TOKEN),
+                api_imager_url=f"http://{host}:{imager.port}",
+            )  # fmt: skip
+        )
+        pxe = pxe_bootstrap(
+            PxeSettings(**common, pxe_port=free_port(), relay_enabled=False, pxe_root=root, pxe_server_ip=lab.host_ip,
+                        pxe_tftp_host=host, pxe_dhcp_interface=lab.bridge, pxe_api_url=f"http://{host}:{api.port}")
+        )  # fmt: skip
+        api.app.state.pxe_url = f"http://127.0.0.1:{pxe.port}"
+        scheduler = scheduler_bootstrap(
+            SchedulerSettings(
+                **common,
+                scheduler_port=free_port(),
+                relay_enabled=False,
+                scheduler_tick=0.2,
+                scheduler_power_on_timeout=600,
+                scheduler_wol_repeats=1,
+            )  # fmt: skip
+        )
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with running(api, headers=headers) as a, running(pxe), running(imager), running(scheduler):
+            http = a.http
+            first = lab.host_ip + 100
+            ranges = [{"start": str(first), "end": str(first + 20), "subnet": str(lab.subnet), "router": host}]
+            assert (await http.put("/boot/settings", json={"mode": "full", "ranges": ranges})).status_code == 200
+            assert (await http.put("/groups/lab", json={"subnet": str(lab.subnet)})).is_success
+            mac, smbios = "52:54:00:d9:10:01", uuid.uuid4()
+            body = {"name": "vm1", "macs": [mac], "smbios_uuid": str(smbios), "group": "lab"}
+            assert (await http.post("/machines", json=body)).status_code == 201
+
+            grant = (await http.post("/images/transfers", json={"image": "golden", "direction": "backup"})).json()
+            await asyncio.to_thread(run_backup, str(source), TransferGrant.from_json(grant), mode="full")
+            spec = {"kind": "restore", "params": {"image": "golden"}, "timeout_seconds": 900}
+            assert (await http.post("/scenarios", json={"name": "put-golden", "spec": spec})).status_code == 201
+            run = (await http.post("/scenarios/put-golden/runs", json={"machines": ["vm1"]})).json()
+
+            async def execution() -> dict:
+                rows = (await http.get("/executions", params={"run_id": run["run_id"]})).json()
+                return rows[0] if rows else {}
+
+            await eventually(execution, until=lambda r: r.get("state") == "powering-on", timeout=30, what="woken")
+            serial = tmp_path / "vm1.serial"
+            argv = machine_argv(lab.add_tap(), smbios, serial, 512)
+            argv += [
+                "-device", f"virtio-net-pci,netdev=n0,mac={mac}", "-boot", "n",
+                "-drive", f"file={target},format=raw,if=virtio", "-device", "virtio-rng-pci",
+            ]  # fmt: skip
+            with qemu(argv, tmp_path / "vm1.log") as vm:
+                final = await eventually(
+                    execution,
+                    until=lambda r: r.get("state") in ("completed", "failed"),
+                    timeout=600,
+                    interval=1,
+                    what="the restore finished",
+                )
+                await asyncio.to_thread(vm.wait, 120)  # the deploy environment powers the VM off
+    console = serial.read_text(errors="replace")
+    assert final["state"] == "completed", (final, console[-3000:])
+    assert "DPM-DEPLOY-EXIT 0" in console
+    assert sha256(target, 48 * MiB) == sha256(source)
