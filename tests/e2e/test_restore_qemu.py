@@ -85,7 +85,7 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
                 relay_enabled=False,
                 imager_root=tmp_path / "store",
                 imager_reserve_bytes=0,
-            )  # fmt: skip
+            )
         )
         api = api_bootstrap(
             ApiSettings(
@@ -93,7 +93,7 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
                 api_port=free_port(),
                 api_token=SecretStr(TOKEN),
                 api_imager_url=f"http://{host}:{imager.port}",
-            )  # fmt: skip
+            )
         )
         pxe = pxe_bootstrap(
             PxeSettings(**common, pxe_port=free_port(), relay_enabled=False, pxe_root=root, pxe_server_ip=lab.host_ip,
@@ -108,7 +108,7 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
                 scheduler_tick=0.2,
                 scheduler_power_on_timeout=600,
                 scheduler_wol_repeats=1,
-            )  # fmt: skip
+            )
         )
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with running(api, headers=headers) as a, running(pxe), running(imager), running(scheduler):
