@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: up test test-fast lint typecheck docs bench deps tools
+.PHONY: up test test-fast lint typecheck docs bench deps tools deploy-os
 
 tools:  ## install what is missing: uv, and Debian's PostgreSQL
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -33,6 +33,9 @@ test: deps lint typecheck  ## unit + integration + e2e (slow ones included)
 
 test-fast: deps
 	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
+
+deploy-os: deps  ## the network-boot deploy environment (kernel + initramfs) into var/boot/deploy
+	$(UV) run python deploy/deploy-os/build.py --out var/boot/deploy
 
 bench: deps  ## benchmarks with their baselines, figures printed
 	$(UV) run python -m bench

@@ -131,7 +131,7 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         saved = cli(env, "scenarios", "save", "sim", "--kind", "simulated", "--param", "seconds=0.2")
         assert saved.returncode == 0 and "revision 1" in saved.stdout, saved.stderr
         ran = cli(env, "run", "sim", "--on", "e2e-01", "--wait")
-        assert ran.returncode == 0 and "1/1 done: completed 1" in ran.stdout, ran.stderr
+        assert ran.returncode == 0 and "[1/1] e2e-01: completed" in ran.stdout, ran.stderr
         history = cli(env, "executions", "--machine", "e2e-01", "--json")
         assert '"state": "completed"' in history.stdout
         assert cli(env, "clear").returncode == 2  # names nothing: a usage error
@@ -160,12 +160,29 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
                 time.sleep(0.2)
             assert cli(env, "scenarios", "save", "check", "--kind", "disk-check").returncode == 0
             checked = cli(env, "run", "check", "--group", "simlab", "--wait")
-            assert checked.returncode == 0 and "2/2 done: completed 2" in checked.stdout, (
-                checked.stdout + checked.stderr
-            )
+            assert checked.returncode == 0 and "[2/2] lab000" in checked.stdout, checked.stdout + checked.stderr
         finally:
             lab.send_signal(signal.SIGINT)
             lab.wait(30)
+
+        # images by hand: a backup of a disk-image file, the list, a verification, a byte-identical restore
+        disk = var.parent / f"{var.name}-disk.img"
+        disk.write_bytes(os.urandom(3 << 20) + bytes(5 << 20))
+        backed = cli(env, "images", "backup", str(disk), "--name", "e2e/disk", "--full")
+        assert backed.returncode == 0 and "image e2e/disk: 8.0 MiB captured" in backed.stdout, backed.stderr
+        again = cli(env, "images", "backup", str(disk), "--name", "e2e/disk", "--full")
+        assert "0 new chunks" in again.stdout, again.stdout + again.stderr
+        deadline = time.monotonic() + 10
+        while "e2e/disk" not in cli(env, "images", "list").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert "all intact" in cli(env, "images", "verify", "e2e/disk").stdout
+        copy = var.parent / f"{var.name}-copy.img"
+        copy.write_bytes(b"\xff" * (8 << 20))
+        restored = cli(env, "images", "restore", "e2e/disk", str(copy))
+        assert restored.returncode == 0 and copy.read_bytes() == disk.read_bytes(), restored.stderr
+        missing = cli(env, "images", "restore", "e2e/none", str(copy))
+        assert missing.returncode == 1 and "DPM-E158" in missing.stderr
 
         added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
         assert added.returncode == 0, added.stderr

@@ -6,6 +6,7 @@ with their codes; images carry each machine's name; the disk viewer shows the ch
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 
 import httpx
@@ -43,6 +44,18 @@ async def test_backup_then_restore_scenarios_on_lab_machines(lab_stack, imager_s
         lab_task = asyncio.create_task(Lab(machines, config, http).run(stop))
         try:
             await lab_setup(a.http, machines)
+            transfers: list[dict] = []
+
+            async def watch() -> None:  # the live stream an operator's `dpm run --wait` follows
+                async with a.http.stream("GET", "/executions/stream") as sse:
+                    event = ""
+                    async for line in sse.aiter_lines():
+                        if line.startswith("event:"):
+                            event = line[6:].strip()
+                        elif line.startswith("data:") and event == "transfer":
+                            transfers.append(json.loads(line[5:]))
+
+            watcher = asyncio.create_task(watch())
             spec = {"kind": "backup", "params": {"image": "golden/{machine}", "mode": "used"}}
             assert (await a.http.post("/scenarios", json={"name": "take", "spec": spec})).status_code == 201
             rows = await run_until_done(a.http, "take", {"machines": [src.name]}, 1)
@@ -52,6 +65,10 @@ async def test_backup_then_restore_scenarios_on_lab_machines(lab_stack, imager_s
                 return [r["name"] for r in (await a.http.get("/images")).json()]
 
             await eventually(listed, until=lambda names: names == ["golden/img0000"], what="image listed")
+            watcher.cancel()
+            first = transfers[0]
+            assert first["direction"] == "backup" and first["image"] == "golden/img0000"
+            assert first["execution_id"] == rows[0]["execution_id"] and first["bytes_done"] > 0
 
             spec = {"kind": "restore", "params": {"image": "golden/img0000"}}
             assert (await a.http.post("/scenarios", json={"name": "put", "spec": spec})).status_code == 201

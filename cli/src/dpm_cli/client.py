@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,27 @@ def request(method: str, path: str, *, raw: bool = False, anonymous: bool = Fals
     if raw:
         return response.text
     return response.json() if response.content else None
+
+
+def stream_events(path: str, params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Server-sent events from the API as (event, data) pairs, data decoded from JSON."""
+    headers = {"Authorization": f"Bearer {tok}"} if (tok := token()) else {}
+    try:
+        with (
+            httpx.Client(base_url=base_url(), timeout=httpx.Timeout(30, read=None)) as http,
+            http.stream("GET", path, params=params, headers=headers) as response,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                raise CliError(f"HTTP {response.status_code}: {response.text[:500]}", EXIT_API_ERROR)
+            event, data = "message", ""
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data += line[5:].strip()
+                elif not line and data:
+                    yield event, json.loads(data)
+                    event, data = "message", ""
+    except httpx.HTTPError as exc:
+        raise CliError(f"DPM-E022 lost the dpm API at {base_url()}: {exc}", EXIT_UNREACHABLE) from None

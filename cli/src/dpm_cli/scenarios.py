@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli.client import EXIT_API_ERROR, EXIT_USAGE, CliError, request
+from dpm_cli.client import EXIT_API_ERROR, EXIT_USAGE, CliError, request, stream_events
 from dpm_cli.output import JsonOpt, table
 
 app = typer.Typer(
@@ -124,20 +124,31 @@ def run(
             else f"run {started['run_id']}: {len(started['machines'])} machine(s)"
         )
         return
-    total, last = len(started["machines"]), ""
-    while True:
-        rows = request("GET", "/executions", params={"run_id": started["run_id"]})
-        done = [r for r in rows if r["state"] in ("completed", "failed")]
-        states = ", ".join(f"{s} {sum(r['state'] == s for r in rows)}" for s in sorted({r["state"] for r in rows}))
-        if states != last:
-            print(f"{len(done)}/{total} done: {states}", flush=True)
-            last = states
-        if len(done) == total:
-            break
-        time.sleep(1)
+    follow(started["run_id"], len(started["machines"]))
+    rows = request("GET", "/executions", params={"run_id": started["run_id"]})
     print(json.dumps(rows, indent=2) if as_json else table(rows, EXECUTION_COLUMNS))
     if any(r["state"] == "failed" for r in rows):
         raise CliError("some executions failed; see the codes above (`dpm clear MACHINE` after fixing)", EXIT_API_ERROR)
+
+
+def follow(run_id: str, total: int) -> None:
+    """Live progress from the API's event stream: state changes, and image transfers with their
+    rate and time left (at most one line per machine every few seconds)."""
+    states: dict[str, str] = {}
+    shown: dict[str, float] = {}
+    for event, data in stream_events("/executions/stream", {"run_id": run_id}):
+        if event == "execution":
+            states[data["execution_id"]] = data["state"]
+            done = sum(s in ("completed", "failed") for s in states.values())
+            code = f" {data['code']}" if data.get("code") else ""
+            print(f"[{done}/{total}] {data['machine']}: {data['state']}{code}", flush=True)
+        elif event == "transfer" and time.monotonic() - shown.get(data["execution_id"], 0) >= 3:
+            shown[data["execution_id"]] = time.monotonic()
+            eta = f", {data['eta_seconds']:.0f} s left" if data.get("eta_seconds") is not None else ""
+            print(f"      {data['direction']} {data['image']}: {data['bytes_done'] >> 20} of "
+                  f"{data['bytes_total'] >> 20} MiB, {data['rate_bps'] / 1e6:.0f} MB/s{eta}", flush=True)  # fmt: skip
+        elif event == "end":
+            return
 
 
 def executions(

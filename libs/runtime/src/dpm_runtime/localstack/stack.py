@@ -112,6 +112,9 @@ class Stack:
         self._seed_boot_files(Path(env["DPM_PXE_ROOT"]))
         env.setdefault("DPM_API_PXE_URL", f"http://{s.host}:{service_port('pxe', env)}")
         env.setdefault("DPM_PXE_API_URL", f"http://{s.host}:{service_port('api', env)}")
+        env.setdefault("DPM_IMAGER_ROOT", str(self.var / "images"))
+        env.setdefault("DPM_IMAGER_RESERVE_BYTES", str(256 << 20))
+        env.setdefault("DPM_API_IMAGER_URL", f"http://{s.host}:{service_port('imager', env)}")
         for name, module in SERVICES:
             with open(self.var / "log" / f"{name}.log", "ab") as log:
                 self.services[name] = subprocess.Popen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -14,13 +15,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from nats.aio.msg import Msg
 from pydantic import BaseModel, Field
 
 from dpm_api import scenarios
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_runtime.service import Runtime
-from dpm_schemas import E
+from dpm_schemas import E, codec, subjects
 from dpm_schemas.errors import CATALOGUE
+from dpm_schemas.events import ChunkSent
 from dpm_schemas.events.scenarios import ScenarioSpec
 
 router = APIRouter(tags=["scenarios"])
@@ -210,23 +213,39 @@ async def stream_executions(
     poll: Annotated[float, Query(ge=0.1, le=10)] = 0.5,
 ) -> StreamingResponse:
     """Live progress as server-sent events: one ``execution`` event per change of an execution (state,
-    percent, code), read from the execution read model; with ``run_id`` it ends once every execution of
-    the run is final. At most an hour per connection."""
+    percent, code), read from the execution read model, and ``transfer`` events (bytes, rate, ETA) from
+    the imager's ChunkSent signals for the executions shown; with ``run_id`` it ends once every execution
+    of the run is final. At most an hour per connection."""
 
     async def changes() -> AsyncIterator[str]:
         seen: dict[str, tuple[object, ...]] = {}
+        transfers: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+
+        async def on_signal(msg: Msg) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # progress is droppable; the next one comes soon
+                transfers.put_nowait(msg.data)
+
+        sub = await rt.nc.subscribe(subjects.signal_subject(ChunkSent.wire_name, "*"), cb=on_signal)
         deadline = time.monotonic() + 3600
-        while time.monotonic() < deadline and not await request.is_disconnected():
-            rows = await list_executions(rt, who, machine=machine, run_id=run_id, limit=10_000)
-            for row in reversed(rows):
-                key = (row["state"], row["percent"], row["code"])
-                if seen.get(row["execution_id"]) != key:
-                    seen[row["execution_id"]] = key
-                    yield f"event: execution\ndata: {json.dumps(row)}\n\n"
-            if run_id is not None and rows and all(r["state"] in FINAL for r in rows):
-                yield "event: end\ndata: {}\n\n"
-                return
-            await asyncio.sleep(poll)
+        try:
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                rows = await list_executions(rt, who, machine=machine, run_id=run_id, limit=10_000)
+                for row in reversed(rows):
+                    key = (row["state"], row["percent"], row["code"])
+                    if seen.get(row["execution_id"]) != key:
+                        seen[row["execution_id"]] = key
+                        yield f"event: execution\ndata: {json.dumps(row)}\n\n"
+                while not transfers.empty():
+                    signal = codec.decode_payload(ChunkSent.wire_name, 1, transfers.get_nowait())
+                    assert isinstance(signal, ChunkSent)
+                    if str(signal.execution_id) in seen:
+                        yield f"event: transfer\ndata: {signal.model_dump_json()}\n\n"
+                if run_id is not None and rows and all(r["state"] in FINAL for r in rows):
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                await asyncio.sleep(poll)
+        finally:
+            await sub.unsubscribe()
 
     return StreamingResponse(changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
