@@ -87,9 +87,10 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.power is None:
+            driver = self.config.power_driver
             self.power = (
-                SimulatedPower(self.config.state_dir, stop)
-                if self.config.power_driver == "simulated"
+                SimulatedPower(self.config.state_dir, stop, lab=driver == "lab")
+                if driver in ("simulated", "lab")
                 else SystemdPower()
             )
         failures = 0

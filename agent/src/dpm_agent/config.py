@@ -27,7 +27,7 @@ class AgentConfig(BaseModel):
         default=(Path("/opt/dpm/files"),),
         description="File distribution may only touch paths inside these directories",
     )
-    power_driver: Literal["systemd", "simulated"] = "systemd"
+    power_driver: Literal["systemd", "simulated", "lab"] = "systemd"  # lab: the lab simulator's machines
     max_backoff: float = Field(default=30.0, gt=0)
 
     @field_validator("server")

@@ -22,6 +22,7 @@ import logging
 import random
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -96,11 +97,17 @@ class _Inbox(asyncio.DatagramProtocol):
         self.queue.put_nowait((data, addr))
 
 
+OsRunner = Callable[[SimMachine], Awaitable[str]]  # runs the machine's OS until it ends: "off" or "reboot"
+
+
 class Lab:
-    def __init__(self, machines: list[SimMachine], config: LabConfig, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, machines: list[SimMachine], config: LabConfig, http: httpx.AsyncClient, run_os: OsRunner | None = None
+    ) -> None:
         self.machines = {m.mac: m for m in machines}
         self.config = config
         self.http = http
+        self.run_os = run_os  # None: a local boot leaves the machine on, doing nothing dpm can see
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -133,6 +140,11 @@ class Lab:
         task.add_done_callback(self._tasks.discard)
 
     async def _boot(self, m: SimMachine) -> None:
+        while await self._boot_once(m) == "reboot":
+            m.stages.append("reboot")
+
+    async def _boot_once(self, m: SimMachine) -> str:
+        outcome = "off"
         try:
             rom = await self._dhcp(m, ipxe=False)
             m.stages.append(f"rom:{rom}")
@@ -145,11 +157,15 @@ class Lab:
                 await self._deploy(m, script)
             else:
                 m.stages.append("local")
+                if self.run_os is not None:
+                    outcome = await self.run_os(m)
+                    m.stages.append(f"os:{outcome}")
         except Exception as exc:  # a lab machine that fails shows why, like a console would
             m.stages.append(f"error:{exc!r}")
             log.warning("lab machine %s: %r", m.name, exc)
         finally:
-            m.power = "off" if m.stages and m.stages[-1] != "local" else "on"
+            m.power = "on" if m.stages and m.stages[-1] == "local" else "off"
+        return outcome
 
     async def _dhcp(self, m: SimMachine, *, ipxe: bool) -> str:
         options = {
@@ -163,7 +179,10 @@ class Lab:
         xid = random.getrandbits(32)
         request = DhcpPacket(op=BOOTREQUEST, xid=xid, chaddr=m.chaddr, ciaddr=m.address, options=options)
         loop = asyncio.get_running_loop()
-        transport, inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=(str(m.address), 68))
+        broadcast = self.config.dhcp[0] == "255.255.255.255"  # a real ROM's DISCOVER, in a lab namespace
+        transport, inbox = await loop.create_datagram_endpoint(
+            _Inbox, local_addr=(str(m.address), 68), allow_broadcast=broadcast
+        )
         try:
             for _attempt in range(4):  # ROMs repeat their DISCOVER
                 transport.sendto(build(request), self.config.dhcp)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 
-from dpm_cli.client import request
+from dpm_cli.client import EXIT_USAGE, CliError, request
 from dpm_cli.lab import Lab, LabConfig, fleet
+from dpm_cli.labnetns import NamespaceLab
+from dpm_runtime.testing import netlab
 from dpm_schemas import ports
 
 app = typer.Typer(help="The lab simulator: machines that wake, network-boot and run scenarios.", no_args_is_help=True)
@@ -23,10 +28,22 @@ def lab_up(
     group: Annotated[str, typer.Option(help="Group the lab machines are registered in.")] = "lab",
     register: Annotated[bool, typer.Option(help="Register the machines (and the group) through the api.")] = True,
     step_seconds: Annotated[float, typer.Option(help="How long a simulated step takes.")] = 2.0,
+    netns: Annotated[
+        bool, typer.Option("--netns", help="One network namespace per machine on a lab bridge, with a real agent.")
+    ] = False,
+    disk_mb: Annotated[int, typer.Option(help="With --netns: a blank disk-image file of this size per machine.")] = 64,
 ) -> None:
     """Run N simulated machines on loopback until Ctrl-C. They answer Wake-on-LAN on
     DPM_SCHEDULER_WOL_PORT and boot against pxe's DHCP (DPM_PXE_DHCP_PORT) and TFTP (DPM_PXE_TFTP_PORT);
-    set the boot settings to proxy mode with server IP 127.0.0.1 first (`dpm boot set`)."""
+    set the boot settings to proxy mode with server IP 127.0.0.1 first (`dpm boot set`).
+
+    With --netns (root): each machine in its own namespace on a new bridge, booting with real
+    broadcasts, running the deploy client on its own disk file and the real agent as its OS; run
+    `dpm up` with DPM_HTTP_HOST=0.0.0.0 so the namespaces reach it, and set the boot settings'
+    server IP to the bridge address printed here."""
+    if netns:
+        _netns_lab(machines, group, disk_mb)
+        return
     lab = fleet(machines)
     if register:
         request("PUT", f"/groups/{group}", json={"subnet": "127.0.0.0/8", "description": "dpm lab simulator"})
@@ -62,3 +79,41 @@ async def _run(machines: list, config: LabConfig) -> None:  # type: ignore[type-
         finally:
             stop.set()
             await task
+
+
+def _netns_lab(machines: int, group: str, disk_mb: int) -> None:
+    if not netlab.available():
+        raise CliError("--netns needs root and iproute2 (ip netns)", EXIT_USAGE)
+    lab_ports = {
+        "dhcp": int(os.environ.get("DPM_PXE_DHCP_PORT", ports.DHCP)),
+        "tftp": int(os.environ.get("DPM_PXE_TFTP_PORT", ports.TFTP)),
+        "wol": int(os.environ.get("DPM_SCHEDULER_WOL_PORT", ports.WAKE_ON_LAN)),
+    }
+    gateway_port = int(os.environ.get("DPM_AGENT_GATEWAY_PORT", ports.AGENT_GATEWAY))
+    token = request("POST", "/agents/enrolment-tokens", json={"uses": machines, "expires_in": 86400})["token"]
+    work = Path(tempfile.mkdtemp(prefix="dpm-lab-"))
+    with netlab.NetLab(hosts_wanted=0) as lab:
+        disks = []
+        for i in range(machines):
+            disk = work / f"disk{i:02d}.img"
+            with open(disk, "wb") as f:
+                f.truncate(disk_mb << 20)
+            disks.append(disk)
+        nslab = NamespaceLab(lab, work)
+        nodes = nslab.start(machines, prefix=f"{group}-", ports=lab_ports, disks=disks, enrolment_token=token,
+                            gateway_url=f"http://{lab.host_ip}:{gateway_port}")  # fmt: skip
+        request("PUT", f"/groups/{group}", json={"subnet": str(lab.subnet), "description": "dpm lab (namespaces)"})
+        for node in nodes:
+            body = {"name": node.spec.name, "macs": [node.spec.mac], "smbios_uuid": node.spec.smbios_uuid,
+                    "group": group}  # fmt: skip
+            request("POST", "/machines", json=body)
+        print(f"{machines} machines in namespaces on bridge {lab.bridge} ({lab.subnet}, this host {lab.host_ip}); "
+              f"logs and disks in {work}")  # fmt: skip
+        print(f"set the boot settings first: dpm boot set --mode proxy --server-ip {lab.host_ip}")
+        try:
+            while all(n.proc.poll() is None for n in nodes):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            nslab.stop()
