@@ -4,6 +4,7 @@ revision pinning, and the multicast validations."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -108,6 +109,23 @@ async def test_limit_5_runs_10_targets_as_5_plus_5_and_busy_machines_are_refused
             if isinstance(r.event, ExecutionCompleted)
         ]
         assert ends[-1].power_off == "DPM-E120" and {e.power_off for e in ends[:-1]} == {None}
+
+
+async def test_concurrent_run_requests_for_one_machine_one_wins(api_service, auth) -> None:
+    """No scheduler: the first request's execution never shows in the read model, so only the
+    claim taken with the request can stop the second -- and two at once meet on it too."""
+    async with running(api_service(), headers=auth) as api:
+        await machines(api, 3)
+        await api.http.post("/scenarios", json={"name": "sim", "spec": simulated(1.0)})
+        both = await asyncio.gather(
+            *(api.http.post("/scenarios/sim/runs", json={"machines": ["m000", "m001"]}) for _ in range(2))
+        )
+        assert sorted(r.status_code for r in both) == [202, 409], [r.text for r in both]
+        loser = next(r for r in both if r.status_code == 409).json()["error"]
+        assert loser["code"] == "DPM-E140" and "a moment ago" in loser["message"]
+        again = await api.http.post("/scenarios/sim/runs", json={"machines": ["m001", "m002"]})
+        assert again.status_code == 409  # m001 is taken; m002 alone is free
+        assert (await api.http.post("/scenarios/sim/runs", json={"machines": ["m002"]})).status_code == 202
 
 
 async def test_netboot_watchdog_error_clear_and_powered_on_without_reboot(api_service, scheduler_service, auth) -> None:

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth, boot
+from dpm_api import auth, boot, scenarios
 from dpm_api.images import DiskLayouts, ImageList
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
@@ -66,7 +66,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 def bootstrap(settings: ApiSettings) -> Service:
     def wire(rt: Runtime) -> Wiring:
         return Wiring(
-            ddl=[*auth.DDL, *boot.DDL],
+            ddl=[*auth.DDL, *boot.DDL, *scenarios.DDL],
             projections=[
                 MachineList(),
                 GroupList(),

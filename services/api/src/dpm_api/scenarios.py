@@ -145,14 +145,38 @@ async def preview(conn: Conn, ref: str, machine_ids: list[uuid.UUID]) -> dict[st
     }
 
 
+# Run requests the scheduler has not turned into executions yet: the execution read model cannot
+# show them, so two requests a moment apart would both pass the busy check without this claim.
+# Written in the request's transaction (a guard of the write side, like a unique index); a claim
+# lapses ten minutes after the run was due, should the scheduler never queue it.
+DDL = [
+    "CREATE TABLE IF NOT EXISTS api.run_claims (machine_id uuid NOT NULL, run_id uuid NOT NULL,"
+    " expires_at timestamptz NOT NULL, PRIMARY KEY (machine_id, run_id))",
+]
+
+
 async def run(
     log: EventLog, conn: Conn, ref: str, machine_ids: list[uuid.UUID], not_before: datetime | None, *, actor: str
 ) -> ScenarioRunRequested:
-    """Request a run, refused (DPM-E140) if any target is running, failed, or in power-on error."""
+    """Request a run, refused (DPM-E140) if any target is running, failed, or in power-on error --
+    or was assigned a moment ago and is still being queued (concurrent requests meet here)."""
     scenario_id, name, revision, spec = await find(conn, ref)
+    targets = sorted(set(machine_ids))
+    for machine_id in targets:  # in one order: two requests never wait on each other crosswise
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (f"run:{machine_id}",))
+    await conn.execute(
+        "DELETE FROM api.run_claims c WHERE c.machine_id = ANY(%s) AND EXISTS (SELECT 1 FROM api.executions x"
+        " WHERE x.run_id = c.run_id AND x.machine_id = c.machine_id)",
+        (targets,),
+    )
+    claimed = {row[0] for row in await (await conn.execute(
+        "SELECT machine_id FROM api.run_claims WHERE machine_id = ANY(%s) AND expires_at > now()", (targets,)
+    )).fetchall()}  # fmt: skip
     found = await _targets_state(conn, machine_ids)
     for machine_id in machine_ids:
         _, machine, power_error, state, cleared, _online = found[machine_id]
+        if machine_id in claimed:
+            raise E.MACHINE_BUSY(machine=machine, state="assigned a moment ago (its execution is being queued)")
         if (why := busy_reason(state, bool(cleared), power_error)) is not None:
             raise E.MACHINE_BUSY(machine=machine, state=why)
     request = ScenarioRunRequested(
@@ -170,6 +194,12 @@ async def run(
         [NewEvent(request, Metadata.new(actor=actor))],
         conn=conn,
     )
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO api.run_claims (machine_id, run_id, expires_at)"
+            " VALUES (%s, %s, greatest(now(), %s::timestamptz) + interval '10 minutes') ON CONFLICT DO NOTHING",
+            [(m, request.run_id, not_before) for m in targets],
+        )
     return request
 
 
