@@ -1,16 +1,18 @@
-"""Presence: heartbeats stay in memory; only transitions reach the log. A machine is online from its
-agent's hello until it has been silent for the heartbeat timeout -- a dropped connection that comes
-back within the timeout causes no flapping, a killed agent goes offline one timeout after its last
-heartbeat."""
+"""Presence: heartbeats count in memory and reach PostgreSQL once per flush (one statement for every
+machine heard from), so the "last seen" every replica sweeps by is shared: an agent that moves to
+another gateway replica stays online, and only a machine silent everywhere for the heartbeat
+timeout goes offline. Only transitions reach the log. A dropped connection that comes back within
+the timeout causes no flapping; a killed agent goes offline one timeout after its last heartbeat
+(plus at most one flush period)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -25,45 +27,40 @@ Closer = Callable[[], Awaitable[None]]
 
 
 class Presence:
-    def __init__(
-        self,
-        *,
-        pool: AsyncConnectionPool[Conn],
-        eventlog: EventLog,
-        timeout: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, timeout: float) -> None:
         self._pool = pool
         self._log = eventlog
         self.timeout = timeout
-        self._clock = clock
-        self.last_seen: dict[uuid.UUID, float] = {}
-        self.connections: dict[uuid.UUID, Closer] = {}
+        self.heard: set[uuid.UUID] = set()  # machines heard from since the last flush
+        self.connections: dict[uuid.UUID, Closer] = {}  # the agents connected to this replica
+        self.agent_versions: dict[uuid.UUID, str] = {}
+
+    @property
+    def period(self) -> float:
+        return min(1.0, self.timeout / 4)
 
     async def resume(self) -> None:
         """After a restart, machines recorded online get one timeout to reconnect."""
         async with self._pool.connection() as conn:
-            for machine_id in await store.online_machines(conn):
-                self.last_seen.setdefault(machine_id, self._clock())
+            await store.touch_online(conn)
 
     async def hello(self, machine_id: uuid.UUID, hello: Hello, close: Closer) -> None:
-        self.last_seen[machine_id] = self._clock()
         self.connections[machine_id] = close
+        self.agent_versions[machine_id] = hello.agent_version
         async with self._pool.connection() as conn, conn.transaction():
             online, ips, _digest = await store.locked_presence(conn, machine_id)
+            await store.seen(conn, [machine_id])
             if not online:
-                await store.record(
-                    self._log,
-                    conn,
-                    machine_id,
-                    MachineCameOnline(machine_id=machine_id, agent_version=hello.agent_version),
-                    online=True,
-                    agent_version=hello.agent_version,
-                )
+                await self._online(conn, machine_id)
             await self._addresses(conn, machine_id, hello.facts.ips, ips)
 
+    async def _online(self, conn: Conn, machine_id: uuid.UUID) -> None:
+        version = self.agent_versions.get(machine_id, "")
+        event = MachineCameOnline(machine_id=machine_id, agent_version=version)
+        await store.record(self._log, conn, machine_id, event, online=True, agent_version=version)
+
     def heartbeat(self, machine_id: uuid.UUID) -> None:
-        self.last_seen[machine_id] = self._clock()
+        self.heard.add(machine_id)
 
     def disconnected(self, machine_id: uuid.UUID, close: Closer) -> None:
         if self.connections.get(machine_id) is close:
@@ -95,25 +92,31 @@ class Presence:
                 )
                 await store.record(self._log, conn, machine_id, event, inventory_digest=inv.digest)
 
+    async def flush(self) -> int:
+        """Share what this replica heard: one UPDATE for all of it. A machine heard here that the
+        shared row shows offline (another replica swept it in a gap) comes online again."""
+        heard, self.heard = self.heard, set()
+        if not heard:
+            return 0
+        async with self._pool.connection() as conn, conn.transaction():
+            offline = await store.seen(conn, sorted(heard))
+        for machine_id in offline:
+            if machine_id in self.connections:
+                async with self._pool.connection() as conn, conn.transaction():
+                    online, _ips, _digest = await store.locked_presence(conn, machine_id)
+                    if not online:
+                        await self._online(conn, machine_id)
+        return len(heard)
+
     async def sweep(self) -> int:
-        """Mark offline every machine silent for longer than the timeout; returns how many."""
-        now = self._clock()
-        silent = [m for m, seen in self.last_seen.items() if now - seen > self.timeout]
+        """Mark offline every machine silent everywhere for longer than the timeout; returns how many."""
+        reason = f"no heartbeat for {self.timeout:g} s"
+        async with self._pool.connection() as conn, conn.transaction():
+            silent = await store.lock_silent(conn, timedelta(seconds=self.timeout))
+            for machine_id in silent:
+                event = MachineWentOffline(machine_id=machine_id, reason=reason)
+                await store.record(self._log, conn, machine_id, event, online=False)
         for machine_id in silent:
-            if now - self.last_seen.get(machine_id, now) <= self.timeout:
-                continue  # a heartbeat arrived meanwhile
-            del self.last_seen[machine_id]
-            async with self._pool.connection() as conn, conn.transaction():
-                online, _ips, _digest = await store.locked_presence(conn, machine_id)
-                if online:
-                    reason = f"no heartbeat for {self.timeout:g} s"
-                    await store.record(
-                        self._log,
-                        conn,
-                        machine_id,
-                        MachineWentOffline(machine_id=machine_id, reason=reason),
-                        online=False,
-                    )
             if close := self.connections.pop(machine_id, None):
                 with contextlib.suppress(Exception):
                     await close()
@@ -121,11 +124,11 @@ class Presence:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.resume()
-        period = min(1.0, self.timeout / 4)
         while not stop.is_set():
             try:
+                await self.flush()
                 await self.sweep()
-            except Exception as exc:  # the database may blip; presence resumes on the next sweep
-                log.warning("presence sweep failed: %r", exc)
+            except Exception as exc:  # the database may blip; presence resumes on the next round
+                log.warning("presence round failed: %r", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
+                await asyncio.wait_for(stop.wait(), self.period)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import timedelta
 
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
 from dpm_schemas import Metadata, NewEvent, subjects
@@ -24,6 +25,8 @@ DDL = [
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,"
     " agent_version text NOT NULL DEFAULT '', ips text[] NOT NULL DEFAULT '{}',"
     " inventory_digest text NOT NULL DEFAULT '')",
+    # last heard from, by any replica (database clock): what the sweep of every replica goes by
+    f"ALTER TABLE {SCHEMA}.presence ADD COLUMN IF NOT EXISTS last_seen timestamptz NOT NULL DEFAULT now()",
 ]
 
 
@@ -76,9 +79,28 @@ async def record(log: EventLog, conn: Conn, machine_id: uuid.UUID, event: Event,
     )
 
 
-async def online_machines(conn: Conn) -> list[uuid.UUID]:
-    cur = await conn.execute(f"SELECT machine_id FROM {SCHEMA}.presence WHERE online")
+async def seen(conn: Conn, machine_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Record that these machines were heard from now; returns those the shared row shows offline."""
+    cur = await conn.execute(
+        f"UPDATE {SCHEMA}.presence SET last_seen = now() WHERE machine_id = ANY(%s) RETURNING machine_id, online",
+        (machine_ids,),
+    )
+    return [r[0] for r in await cur.fetchall() if not r[1]]
+
+
+async def lock_silent(conn: Conn, timeout: timedelta) -> list[uuid.UUID]:
+    """Online machines nobody heard from within ``timeout``, locked (rows another replica is
+    sweeping are skipped, so a transition is recorded once)."""
+    cur = await conn.execute(
+        f"SELECT machine_id FROM {SCHEMA}.presence WHERE online AND last_seen < now() - %s"
+        " ORDER BY machine_id FOR UPDATE SKIP LOCKED",
+        (timeout,),
+    )
     return [r[0] for r in await cur.fetchall()]
+
+
+async def touch_online(conn: Conn) -> None:
+    await conn.execute(f"UPDATE {SCHEMA}.presence SET last_seen = now() WHERE online AND last_seen < now()")
 
 
 async def save_enrolment_token(conn: Conn, token_id: uuid.UUID, digest: str, expires_at: object, uses: int) -> None:
