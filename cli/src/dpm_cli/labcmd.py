@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -110,6 +111,7 @@ def _netns_lab(machines: int, group: str, disk_mb: int) -> None:
         print(f"{machines} machines in namespaces on bridge {lab.bridge} ({lab.subnet}, this host {lab.host_ip}); "
               f"logs and disks in {work}")  # fmt: skip
         print(f"set the boot settings first: dpm boot set --mode proxy --server-ip {lab.host_ip}")
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM too takes the namespaces and bridge down
         try:
             while all(n.proc.poll() is None for n in nodes):
                 time.sleep(1)
@@ -117,3 +119,7 @@ def _netns_lab(machines: int, group: str, disk_mb: int) -> None:
             pass
         finally:
             nslab.stop()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt

@@ -32,6 +32,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.session_idle_timeout = settings.api_session_idle_timeout
     app.state.pxe_url = settings.api_pxe_url
     app.state.imager_url = settings.api_imager_url
+    app.state.imager_port = settings.api_imager_port
     app.state.transfer_ttl = settings.api_transfer_ttl
     app.include_router(machines.router)
     app.include_router(groups.router)

@@ -20,7 +20,7 @@ from dpm_pxe.state import DDL, SCHEMA, BootState, boot_consumer
 from dpm_pxe.tftp.server import TftpLimits, TftpServer
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Task, Wiring
-from dpm_schemas import E, ports
+from dpm_schemas import E
 from dpm_schemas.events.boot import BootStage
 
 NAME = "pxe"
@@ -35,16 +35,15 @@ def bootstrap(settings: PxeSettings) -> Service:
         recorder = BootRecorder(rt.pool, rt.eventlog)
         leases = LeaseStore(rt.pool, SCHEMA)
         config = config_provider(settings, state)
-        server_ip = config().server_ip
-        host = str(server_ip) if server_ip else settings.http_host
         app.state.boot = routes.Boot(
             pool=rt.pool,
             state=state,
             recorder=recorder,
             leases=leases,
             root=settings.pxe_root,
-            files_url=f"{http_url(settings, server_ip)}/files",
-            api_url=settings.pxe_api_url or f"http://{host}:{ports.API_HTTP}",
+            http_url=settings.pxe_http_url.rstrip("/") if settings.pxe_http_url else None,
+            api_url=settings.pxe_api_url,
+            api_port=settings.pxe_api_port,
             token_ttl=settings.pxe_deploy_token_ttl,
         )
         tasks: list[Task] = [load_settings(state)]

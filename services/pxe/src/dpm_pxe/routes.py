@@ -39,9 +39,18 @@ class Boot:
     recorder: BootRecorder
     leases: LeaseStore
     root: Path
-    files_url: str  # e.g. http://10.0.0.1:26502/files
-    api_url: str
+    http_url: str | None  # DPM_PXE_HTTP_URL; else the address each machine reached us at
+    api_url: str | None  # DPM_PXE_API_URL; else that address's host with api_port
+    api_port: int
     token_ttl: float
+
+    def files_url_for(self, request: Request) -> str:
+        return f"{self.http_url or str(request.base_url).rstrip('/')}/files"
+
+    def api_url_for(self, request: Request) -> str:
+        """What the deploy environment calls: the host it fetched its script from runs the api too,
+        unless DPM_PXE_API_URL says otherwise (so a settings change of the server IP needs no restart)."""
+        return self.api_url or f"http://{request.url.hostname}:{self.api_port}"
 
 
 def _boot(request: Request) -> Boot:
@@ -69,7 +78,7 @@ async def _decision(boot: Boot, mac: str) -> Decision:
 async def media_script(request: Request) -> PlainTextResponse:
     """The script to embed in boot media (iPXE ``make ... EMBED=``) for networks where dpm answers no DHCP."""
     boot = _boot(request)
-    return PlainTextResponse(media(boot.files_url.removesuffix("/files")))
+    return PlainTextResponse(media(boot.files_url_for(request).removesuffix("/files")))
 
 
 @router.get("/boot/{mac}.ipxe", response_class=PlainTextResponse)
@@ -85,7 +94,13 @@ async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID |
     token = None
     if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:
         token = await boot.recorder.issue_token(mac, decision.machine.machine_id, decision.execution_id, boot.token_ttl)
-    text = render(decision, settings=boot.state.current, files_url=boot.files_url, server_url=boot.api_url, token=token)
+    text = render(
+        decision,
+        settings=boot.state.current,
+        files_url=boot.files_url_for(request),
+        server_url=boot.api_url_for(request),
+        token=token,
+    )
     return PlainTextResponse(text, headers={"Cache-Control": "no-store"})
 
 

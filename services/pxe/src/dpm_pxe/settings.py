@@ -23,11 +23,16 @@ class PxeSettings(ServiceSettings):
         "else DPM_PXE_DHCP_INTERFACE's address",
     )
     pxe_http_url: str | None = Field(
-        default=None, description="Base URL machines reach this service at; default http://<server ip>:<DPM_PXE_PORT>"
+        default=None,
+        description="Base URL machines reach this service at; default: DHCP answers name http://<server ip>:"
+        "<DPM_PXE_PORT>, and scripts the address the machine fetched them from",
     )
     pxe_api_url: str | None = Field(
-        default=None, description="API URL given to the deploy environment; default http://<server ip>:8080"
+        default=None,
+        description="API URL given to the deploy environment; default: the host the machine reached pxe at, with "
+        "DPM_PXE_API_PORT",
     )
+    pxe_api_port: int = Field(default=ports.API_HTTP, description="The api's port, for the default DPM_PXE_API_URL")
     pxe_deploy_token_ttl: float = Field(default=1800, gt=0, description="Seconds a deploy environment's token lives")
     pxe_tftp_enabled: bool = True
     pxe_tftp_host: str = Field(default="0.0.0.0", description="Address TFTP listens on (the boot network)")

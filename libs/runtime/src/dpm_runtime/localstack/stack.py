@@ -105,16 +105,16 @@ class Stack:
             DPM_DATABASE_URL=self.postgres.url(user=SERVICE_USER),
             DPM_DATABASE_ADMIN_URL=admin_url,
             DPM_NATS_URL=self.nats.url,
-            DPM_HTTP_HOST=s.host,
             DPM_STACK_VAR_DIR=str(self.var),
         )
+        env.setdefault("DPM_HTTP_HOST", s.host)  # 0.0.0.0 serves machines on other networks (a lab bridge)
         env.setdefault("DPM_PXE_ROOT", str(self.var / "boot"))
         self._seed_boot_files(Path(env["DPM_PXE_ROOT"]))
         env.setdefault("DPM_API_PXE_URL", f"http://{s.host}:{service_port('pxe', env)}")
-        env.setdefault("DPM_PXE_API_URL", f"http://{s.host}:{service_port('api', env)}")
+        env.setdefault("DPM_PXE_API_PORT", str(service_port("api", env)))  # machines get the host they reached
+        env.setdefault("DPM_API_IMAGER_PORT", str(service_port("imager", env)))
         env.setdefault("DPM_IMAGER_ROOT", str(self.var / "images"))
         env.setdefault("DPM_IMAGER_RESERVE_BYTES", str(256 << 20))
-        env.setdefault("DPM_API_IMAGER_URL", f"http://{s.host}:{service_port('imager', env)}")
         for name, module in SERVICES:
             with open(self.var / "log" / f"{name}.log", "ab") as log:
                 self.services[name] = subprocess.Popen(

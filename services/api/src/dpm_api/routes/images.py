@@ -58,7 +58,7 @@ def transfer_out(request: Request, opened: images.Opened) -> dict[str, Any]:
         "image": opened.image,
         "direction": opened.direction.value,
         "expires_at": opened.expires_at.isoformat(),
-        "imager_url": request.app.state.imager_url.rstrip("/"),
+        "imager_url": imager_url(request),
     }
 
 
@@ -104,7 +104,7 @@ async def verify_image(name: str, request: Request, rt: RuntimeDep, actor: Actor
             ttl=600,
             actor=actor,
         )
-    url = request.app.state.imager_url.rstrip("/")
+    url = imager_url(request)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=3600) as http:
             answer = await http.post(
@@ -116,6 +116,13 @@ async def verify_image(name: str, request: Request, rt: RuntimeDep, actor: Actor
         raise E.IMAGER_UNAVAILABLE(url=url, reason=f"HTTP {answer.status_code}: {answer.text[:300]}")
     result: dict[str, Any] = answer.json()
     return result
+
+
+def imager_url(request: Request) -> str:
+    """DPM_API_IMAGER_URL, else the imager on the host the caller reached us at (one-host installs
+    need no setting, whichever network the caller is on)."""
+    configured: str | None = request.app.state.imager_url
+    return configured.rstrip("/") if configured else f"http://{request.url.hostname}:{request.app.state.imager_port}"
 
 
 async def machine_facts(conn: Conn, ref: str) -> tuple[MachineFacts, uuid.UUID]:
