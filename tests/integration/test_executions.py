@@ -255,7 +255,7 @@ async def test_step_reports_end_an_execution_and_silence_is_a_no_response_error(
 
 
 async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, scheduler_service, auth) -> None:
-    scheduler = scheduler_service(scheduler_tick=0.1, scheduler_suspend_timeout=1.0)
+    scheduler = scheduler_service(scheduler_tick=0.1, scheduler_suspend_timeout=2.0)
     async with running(api_service(), headers=auth) as api, running(scheduler):
         sim_machine, update_machine = await machines(api, 2)
         log = api.runtime.eventlog
@@ -296,6 +296,8 @@ async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, 
         )
         await api.http.post(f"/executions/{second['execution_id']}/suspend")
         await eventually(lambda: latest(update_machine), until=lambda r: r.get("state") == "suspending", what="asked")
+        early = await api.http.post("/clear", json={"machines": [update_machine]})  # release while interrupting
+        assert early.status_code == 409 and "being interrupted" in early.json()["error"]["message"]
         unconfirmed = await eventually(
             lambda: latest(update_machine), until=lambda r: r.get("state") == "suspended", what="timed out"
         )

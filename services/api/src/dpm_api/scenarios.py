@@ -236,7 +236,14 @@ async def suspend(log: EventLog, conn: Conn, execution_id: uuid.UUID, *, actor: 
 
 
 async def clear(log: EventLog, conn: Conn, machine_ids: list[uuid.UUID], *, actor: str) -> int:
-    """Error clear: the machines may take a scenario again. Returns the last position (0: none)."""
+    """Error clear: the machines may take a scenario again. Returns the last position (0: none).
+    Refused while an interrupt is still being confirmed: releasing then made the original's next
+    execution fail."""
+    found = await _targets_state(conn, machine_ids)
+    for machine_id in machine_ids:
+        _, machine, _power_error, state, _cleared, _online = found[machine_id]
+        if state == "suspending":
+            raise E.MACHINE_BUSY(machine=machine, state="being interrupted; release it once the interrupt is confirmed")
     position = 0
     for machine_id in machine_ids:
         result = await log.append(
