@@ -4,8 +4,8 @@ client -- from Debian packages and the repository, without root, chroot or deboo
     python3 deploy/deploy-os/build.py --out var/boot/deploy [--cache var/cache/deploy-os]
 
 Debian's cloud kernel (virtio network, disk and RNG drivers, a fast LZ4 kernel image), busybox
-for /init and DHCP, Debian's python3.11 and e2fsprogs (dumpe2fs, for used-sector backups of ext
-filesystems), and the deploy client with its wheels. The standard library is precompiled with
+for /init and DHCP, Debian's python3.11, e2fsprogs and ntfs-3g (dumpe2fs and ntfscat: the used
+blocks of ext and NTFS filesystems), and the deploy client with its wheels. The standard library is precompiled with
 unchecked-hash .pyc (a boot never recompiles it), and the cpio is written here (fixed owners and
 times: the same inputs give the same archive). Writes vmlinuz, initrd.img and build.json (the
 package versions) to --out; a second run with the same versions reuses the cache and is quick.
@@ -52,6 +52,8 @@ USERLAND = [
     "libcom-err2",
     "libblkid1",
     "libss2",
+    "ntfs-3g",  # ntfscat: the NTFS cluster bitmap for used-sector backups
+    "libntfs-3g89",
 ]
 MODULES = ["virtio_net", "virtio_blk", "virtio-rng", "virtio_pci", "virtio_scsi", "sd_mod", "e1000", "e1000e"]
 PRUNE = [

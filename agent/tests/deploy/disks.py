@@ -93,6 +93,36 @@ def mkvfat(image: Path, offset: int, size: int, content: Path, sector_size: int 
         subprocess.run([*cmd, "-i", f"{image}@@{offset}", f"::/{rel}"], check=True, env=env, capture_output=True)
 
 
+NTFS_TOOLS = ("mkntfs", "ntfscp", "ntfscat", "losetup")
+need_ntfs = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in NTFS_TOOLS) or os.geteuid() != 0,
+    reason="needs root (a loop device) and ntfs-3g's mkntfs, ntfscp, ntfscat",
+)
+
+
+def mkntfs(image: Path, offset: int, size: int, content: Path) -> None:
+    """NTFS built in a file of its own (mkntfs, ntfscp: no mount), then placed at ``offset``."""
+    part = image.with_name(image.name + ".ntfs")
+    blank(part, size)
+    run("mkntfs", "-F", "-Q", "-q", "-s", "512", "-p", str(offset // 512), "-H", "255", "-S", "63", str(part))
+    for f in sorted(content.rglob("*")):
+        if f.is_file():
+            run("ntfscp", "-f", str(part), str(f), "/" + f.name)
+    with open(image, "r+b") as dst:
+        dst.seek(offset)
+        dst.write(part.read_bytes())
+    part.unlink()
+
+
+def ntfs_files(image: Path, offset: int, size: int, names: list[str], out: Path) -> dict[str, str]:
+    part = extract(image, offset, size, out)
+    found = {}
+    for name in names:
+        data = subprocess.run(["ntfscat", str(part), "/" + name], capture_output=True, check=True).stdout
+        found[name] = hashlib.sha256(data).hexdigest()
+    return found
+
+
 def extract(image: Path, offset: int, size: int, out: Path) -> Path:
     """The bytes of one partition as a file of their own (fsck.vfat takes no offset)."""
     with open(image, "rb") as src, open(out, "wb") as dst:

@@ -15,8 +15,11 @@ from agent.tests.deploy.disks import (
     fat_files,
     loop,
     mkext4,
+    mkntfs,
     mkvfat,
+    need_ntfs,
     need_tools,
+    ntfs_files,
     sfdisk,
     sha256,
     tree,
@@ -100,6 +103,30 @@ def test_used_sector_round_trip_gives_a_clean_filesystem_with_identical_files(
     assert ext_files(dst, root.start * ss, tmp_path / "x1") == ext_files(src, root.start * ss, tmp_path / "x2")
     assert fat_files(dst, esp.start * ss, tmp_path / "f1") == fat_files(src, esp.start * ss, tmp_path / "f2")
     assert len(ext_files(src, root.start * ss, tmp_path / "x3")) == 4
+
+
+@need_ntfs
+def test_used_sector_ntfs_takes_the_cluster_bitmap_and_restores_identical_files(tmp_path: Path, store: DirStore):
+    disk = blank(tmp_path / "win.img", 64 * MiB)
+    sfdisk(str(disk), "label: dos\nsize=48MiB, type=7\n")
+    content = tree(tmp_path / "content")
+    mkntfs(disk, MiB, 48 * MiB, content)
+    with open(disk, "r+b") as f:  # old data in the free clusters: a used-sector backup leaves it out
+        f.seek(30 * MiB)
+        f.write(random.Random(6).randbytes(8 * MiB))
+    dev = open_device(str(disk))
+    layout = read_layout(dev)
+    assert layout.partitions[0].filesystem == "ntfs"
+    manifest, _ = backup(dev, layout, store, mode="used")
+    assert manifest.captured_bytes < 24 * MiB  # of a 64 MiB disk with a 48 MiB NTFS holding ~1 MiB of files
+    dst = blank(tmp_path / "dst.img", 64 * MiB)
+    with open(dst, "r+b") as f:
+        f.write(random.Random(4).randbytes(64 * MiB))
+    restore(str(dst), preflight(manifest, read_layout(open_device(str(dst)))), manifest, store)
+    names = [f.name for f in sorted(content.rglob("*")) if f.is_file()]
+    assert ntfs_files(dst, MiB, 48 * MiB, names, tmp_path / "a.bin") == ntfs_files(
+        disk, MiB, 48 * MiB, names, tmp_path / "b.bin"
+    )
 
 
 def test_partition_backup_restores_onto_another_disks_partition(tmp_path: Path, store: DirStore) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import blake3
 
 from dpm_agent.deploy.device import Device
-from dpm_agent.deploy.fs import used_extents
+from dpm_agent.deploy.fs import Volume, used_extents
 from dpm_agent.deploy.layout import DiskLayout, Partition
 from dpm_imagefmt.chunks import Piece, chunk_id, cut, is_zero, thread_codec
 from dpm_imagefmt.manifest import Extent, Manifest
@@ -79,7 +79,7 @@ def plan(dev: Device, layout: DiskLayout, part: Partition | None, mode: str) -> 
 
 
 def _used(dev: Device, part: Partition, base: int, size: int) -> list[tuple[int, int]] | None:
-    return used_extents(part.filesystem, lambda o, n: dev.read(base + o, n), size, f"{dev.path}?offset={base}")
+    return used_extents(part.filesystem, Volume(dev.path, base, size, part.number, dev.block))
 
 
 def backup(

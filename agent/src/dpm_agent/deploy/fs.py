@@ -3,9 +3,17 @@ and which used-block map a used-sector backup can ask for."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
+import stat
 import struct
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 def detect(head: bytes) -> str:
@@ -37,19 +45,58 @@ def detect(head: bytes) -> str:
 MERGE_GAP = 256 * 1024
 
 
-def used_extents(fs: str, read: Callable[[int, int], bytes], size: int, spec: str) -> list[tuple[int, int]] | None:
-    """The byte ranges ``(offset, length)`` of a ``size``-byte partition its filesystem uses, or
-    None when dpm cannot tell (the partition is then captured whole). ``read(offset, n)`` reads
-    the partition; ``spec`` names it for e2fsprogs (``disk.img?offset=N``)."""
-    if fs in ("ext2", "ext3", "ext4"):
-        runs = _ext_used(spec)
-    elif fs == "vfat":
-        runs = _fat_used(read, size)
-    elif fs == "swap":
-        runs = [(0, 4096)]  # the header; the rest is scratch, meaningless after a reboot
-    else:
+@dataclass(frozen=True)
+class Volume:
+    """A partition as the used-block readers see it: ``size`` bytes at ``base`` of the disk at
+    ``disk`` (a block device or an image file), partition ``number``."""
+
+    disk: str
+    base: int
+    size: int
+    number: int
+    block: bool
+
+    def read(self, offset: int, length: int) -> bytes:
+        with open(self.disk, "rb", buffering=0) as f:
+            return os.pread(f.fileno(), length, self.base + offset)
+
+    @contextlib.contextmanager
+    def path(self) -> Iterator[str]:
+        """A path holding just this partition, for tools that take no offset: the kernel's
+        partition node, else a read-only loop device over the byte range (root only)."""
+        if self.block:
+            for candidate in (f"{self.disk}{self.number}", f"{self.disk}p{self.number}"):
+                if os.path.exists(candidate) and stat.S_ISBLK(os.stat(candidate).st_mode):
+                    yield candidate
+                    return
+        loop = subprocess.run(
+            ["losetup", "-f", "--show", "-r", "-o", str(self.base), "--sizelimit", str(self.size), self.disk],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        try:
+            yield loop
+        finally:
+            subprocess.run(["losetup", "-d", loop], capture_output=True, check=False, timeout=60)
+
+
+def used_extents(fs: str, volume: Volume) -> list[tuple[int, int]] | None:
+    """The byte ranges ``(offset, length)`` of the partition its filesystem uses, or None when dpm
+    cannot tell (the partition is then captured whole -- always correct, only larger)."""
+    try:
+        if fs in ("ext2", "ext3", "ext4"):
+            runs = _ext_used(f"{volume.disk}?offset={volume.base}")  # e2fsprogs reads at an offset itself
+        elif fs == "vfat":
+            runs = _fat_used(volume.read, volume.size)
+        elif fs == "ntfs":
+            runs = _ntfs_used(volume)
+        elif fs == "swap":
+            runs = [(0, 4096)]  # the header; the rest is scratch, meaningless after a reboot
+        else:
+            return None
+    except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as exc:
+        log.warning("used blocks of %s partition %d unknown (%s): captured whole", fs, volume.number, exc)
         return None
-    return merge(runs, size)
+    return merge(runs, volume.size)
 
 
 def merge(runs: list[tuple[int, int]], size: int, gap: int = MERGE_GAP) -> list[tuple[int, int]]:
@@ -95,6 +142,28 @@ def _ext_used(spec: str) -> list[tuple[int, int]]:
     if cursor < count:
         used.append((cursor * block, (count - cursor) * block))
     return used
+
+
+def _ntfs_used(volume: Volume) -> list[tuple[int, int]]:
+    """The cluster bitmap ($Bitmap, MFT record 6) as ntfs-3g's ``ntfscat`` reads it, plus the boot
+    sector and its backup in the partition's last sector (outside the clusters)."""
+    boot = volume.read(0, 512)
+    bps, spc_raw = struct.unpack_from("<HB", boot, 11)
+    spc = 2 ** (256 - spc_raw) if spc_raw > 0x80 else spc_raw
+    cluster = bps * spc
+    if not cluster:
+        raise ValueError("NTFS boot sector without a cluster size")
+    with volume.path() as path:
+        bitmap = subprocess.run(["ntfscat", "-i", "6", path], capture_output=True, check=True, timeout=600).stdout
+    runs = [(0, cluster), (volume.size - bps, bps)]
+    for m in re.finditer(rb"\xff+|[^\x00\xff]", bitmap):
+        first = m.start() * 8
+        if m.group()[0] == 0xFF:
+            runs.append((first * cluster, len(m.group()) * 8 * cluster))
+        else:
+            bits = m.group()[0]
+            runs += [((first + i) * cluster, cluster) for i in range(8) if bits >> i & 1]
+    return runs
 
 
 def _fat_used(read: Callable[[int, int], bytes], size: int) -> list[tuple[int, int]]:
