@@ -257,3 +257,23 @@ def old_sha(tmp_path: Path, manifest: Manifest, store: DirStore) -> str:
     out = blank(tmp_path / "again.img", manifest.size)
     restore(str(out), preflight(manifest, read_layout(open_device(str(out)))), manifest, store)
     return sha256(out)
+
+
+def test_a_gpt_restored_onto_a_larger_disk_can_have_its_backup_moved_to_the_end(tmp_path: Path, store: DirStore):
+    src = _filled(tmp_path, "gpt")
+    dev = open_device(str(src))
+    manifest, _ = backup(dev, read_layout(dev), store, mode="full")
+    dst = blank(tmp_path / "big.img", 80 * MiB)
+    restore(str(dst), preflight(manifest, read_layout(open_device(str(dst)))), manifest, store, grow_table=True)
+    verdict = subprocess.run(["sgdisk", "-v", str(dst)], capture_output=True, text=True)
+    assert "No problems found" in verdict.stdout, verdict.stdout
+    grown, original = read_layout(open_device(str(dst))), read_layout(dev)
+    assert grown.last_lba == 80 * MiB // 512 - 34 and grown.partitions == original.partitions
+    for p in original.partitions:  # the partitions' bytes are the image's
+        a = extract(src, p.start * 512, p.size * 512, tmp_path / "a.bin")
+        b = extract(dst, p.start * 512, p.size * 512, tmp_path / "b.bin")
+        assert sha256(a) == sha256(b)
+    plain = blank(tmp_path / "plain.img", 80 * MiB)
+    restore(str(plain), preflight(manifest, read_layout(open_device(str(plain)))), manifest, store)
+    warned = subprocess.run(["sgdisk", "-v", str(plain)], capture_output=True, text=True).stdout
+    assert "No problems found" not in warned  # without it the backup header sits where the source ended

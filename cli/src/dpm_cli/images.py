@@ -115,13 +115,16 @@ def images_restore(
     partition: PartOpt = None,
     ignore_hidden: HiddenOpt = False,
     sector_size: SectorOpt = None,
+    grow_gpt: Annotated[
+        bool, typer.Option("--grow-gpt", help="On a larger disk, move the GPT backup to its end.")
+    ] = False,
 ) -> None:
     """Restore an image onto a device or disk-image file, after every pre-flight check passes."""
     grant = _grant(name, "restore", None)
     try:
         result = run_restore(
             device, grant, partition=partition, ignore_hidden=ignore_hidden, sector_size=sector_size,
-            report=_progress("restore"),
+            report=_progress("restore"), grow_table=grow_gpt,
         )  # fmt: skip
     except DpmError as exc:
         raise _cli(exc) from None

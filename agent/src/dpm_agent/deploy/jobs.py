@@ -59,6 +59,7 @@ def run_restore(
     ignore_hidden: bool = False,
     sector_size: int | None = None,
     report: Report | None = None,
+    grow_table: bool = False,
 ) -> dict[str, Any]:
     store = RemoteStore(grant)
     manifest = Manifest.decode(store.manifest())
@@ -66,7 +67,9 @@ def run_restore(
     # (a block device always answers with its own, and the pre-flight check compares them).
     dev = open_device(device, sector_size or manifest.sector_size)
     target = restore_mod.preflight(manifest, read_layout(dev), partition=partition, ignore_hidden=ignore_hidden)
-    seconds = restore_mod.restore(device, target, manifest, store, image=grant.image, progress=report)
+    seconds = restore_mod.restore(
+        device, target, manifest, store, image=grant.image, progress=report, grow_table=grow_table
+    )
     return {"image": grant.image, "written_bytes": manifest.captured_bytes, "seconds": seconds}
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import blake3
 
+from dpm_agent.deploy.gpt import grow_gpt
 from dpm_agent.deploy.layout import DiskLayout
 from dpm_imagefmt.chunks import CorruptChunk, thread_codec
 from dpm_imagefmt.manifest import Extent, Manifest
@@ -80,9 +81,12 @@ def restore(
     image: str = "",
     progress: Progress | None = None,
     workers: int = 3,
+    grow_table: bool = False,
 ) -> float:
     """Write ``manifest`` at ``target``; the seconds it took. Raises CHUNK_CORRUPT naming the chunk
-    (a bad chunk is found before it is written) or when the written stream's digest differs."""
+    (a bad chunk is found before it is written) or when the written stream's digest differs. With
+    ``grow_table`` a whole-disk GPT image on a larger disk gets its backup table moved to the end
+    (off by default: the restored bytes then equal the image's, byte for byte)."""
     started, done, total = time.monotonic(), 0, manifest.captured_bytes
     digest = blake3.blake3()
     zeros = bytes(ZERO_BLOCK)
@@ -109,6 +113,13 @@ def restore(
         os.close(fd)
     if digest.hexdigest() != manifest.digest:
         raise E.CHUNK_CORRUPT(chunk="(whole image)", image=image or "?", reason="the written data's digest differs")
+    if (
+        grow_table
+        and manifest.source == "disk"
+        and manifest.layout.get("label") == "gpt"
+        and target.capacity > manifest.size
+    ):
+        grow_gpt(path, manifest.sector_size, manifest.size, target.capacity)
     return time.monotonic() - started
 
 

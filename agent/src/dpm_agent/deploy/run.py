@@ -127,7 +127,7 @@ def run(params: BootParams, api: Api | None = None) -> int:
             out = run_backup(device, grant, mode=p.get("mode", "used"), meta={"machine": step["machine_id"]}, **common)
             message = f"{grant.image}: {out['captured_bytes']} bytes captured, {out['stats']['sent_bytes']} sent"
         else:
-            out = run_restore(device, grant, **common)
+            out = run_restore(device, grant, grow_table=p.get("grow_gpt") == "true", **common)
             message = f"{grant.image}: {out['written_bytes']} bytes written to {device}"
         api.report("completed", 100, message=message)
         return 0

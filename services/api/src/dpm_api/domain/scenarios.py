@@ -62,5 +62,6 @@ def check_imaging_params(spec: ScenarioSpec) -> None:
         raise E.SCENARIO_INVALID(
             reason=f"params.mode is used (used sectors) or full (every sector), not {params['mode']!r}"
         )
-    if params.get("ignore_hidden", "false") not in ("true", "false"):
-        raise E.SCENARIO_INVALID(reason="params.ignore_hidden is true or false")
+    for flag in ("ignore_hidden", "grow_gpt"):
+        if params.get(flag, "false") not in ("true", "false"):
+            raise E.SCENARIO_INVALID(reason=f"params.{flag} is true or false")
