@@ -4,7 +4,12 @@ against their ids, zeros written as zeros -- and prove the whole with the stream
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import functools
 import os
+import stat
+import struct
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -96,9 +101,11 @@ def restore(
             for extent, data in _fetched(pool, store, manifest.extents):
                 at = target.offset + extent.offset
                 if data is None:
+                    zeroed = _zero_range(fd, at, extent.length)
                     for o in range(0, extent.length, ZERO_BLOCK):
                         block = memoryview(zeros)[: min(ZERO_BLOCK, extent.length - o)]
-                        _pwrite_all(fd, block, at + o)
+                        if not zeroed:
+                            _pwrite_all(fd, block, at + o)
                         digest.update(block)
                 else:
                     _pwrite_all(fd, memoryview(data), at)
@@ -143,6 +150,34 @@ def _fetched(
         if nxt is not None:
             queue.append((nxt, pool.submit(load, nxt.chunk) if nxt.chunk else None))
         yield e, (fut.result() if fut is not None else None)
+
+
+_BLKZEROOUT = 0x127F
+_FALLOC_PUNCH_HOLE_KEEP_SIZE = 0x01 | 0x02
+
+
+def _zero_range(fd: int, offset: int, length: int) -> bool:
+    """Zeros without writing them: BLKZEROOUT on a block device (the disk's write-zeroes), a hole
+    punched in a disk-image file (it stays sparse). False: write the zeros instead."""
+    try:
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            fcntl.ioctl(fd, _BLKZEROOUT, struct.pack("QQ", offset, length))
+            return True
+        if (libc := _libc()) is not None:
+            return int(libc.fallocate(fd, _FALLOC_PUNCH_HOLE_KEEP_SIZE, offset, length)) == 0
+    except OSError:
+        return False
+    return False
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+        return libc
+    except (OSError, AttributeError):
+        return None
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
