@@ -235,6 +235,9 @@ async def main(args: argparse.Namespace) -> list[dict]:
 
         if args.only in (None, "imaging"):
             results += imaging.imaging_cases(row, size_mb=256 if args.quick else 2048, repeats=1 if args.quick else 2)
+            results += await imaging.http_cases(
+                row, admin_url=admin, service_url=url, nats_url=nats_server.url, size_mb=256 if args.quick else 2048
+            )
         if args.only in (None, "rebuild"):
             n = 100_000 if args.quick else args.rebuild_events
             results.append(await rebuild_case(cluster, n, distinct=False))

@@ -14,20 +14,38 @@ share the two cores, as they would on a one-box install.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import os
 import random
+import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
 
 from dpm_agent.deploy.backup import backup
 from dpm_agent.deploy.device import open_device
+from dpm_agent.deploy.jobs import run_backup, run_restore
 from dpm_agent.deploy.layout import read_layout
+from dpm_agent.deploy.remote import TransferGrant
 from dpm_agent.deploy.restore import preflight, restore
 from dpm_imagefmt.store import DirStore
+from dpm_runtime.eventlog import EventLog
+from dpm_runtime.localstack.procs import free_port
+from dpm_schemas import Metadata, NewEvent, subjects
+from dpm_schemas.events import TransferOpened
+from dpm_schemas.events.imaging import TransferDirection, image_id
+from dpm_schemas.ids import stream_id
 
 Row = Callable[..., dict]
 STRETCH = 16 * 1024 * 1024
@@ -133,3 +151,77 @@ def imaging_cases(row: Row, *, size_mb: int = 2048, repeats: int = 2) -> list[di
 
 def _du(store: DirStore) -> int:
     return sum(f.stat().st_size for f in store.chunks.rglob("*") if f.is_file())
+
+
+async def http_cases(row: Row, *, admin_url: str, service_url: str, nats_url: str, size_mb: int = 2048) -> list[dict]:
+    """The production path: the deploy client against the imager as its own process over HTTP
+    (loopback), the imager verifying every chunk it receives. Transfers are opened by appending
+    TransferOpened as the api would. Baselines re-measured in this run."""
+    if shutil.which("zstd") is None:
+        return []
+    size = size_mb * 1024 * 1024
+    mb = size / 1e6
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dpm-bench-http-") as tmp:
+        work = Path(tmp)
+        img, zst, target = work / "disk.img", work / "disk.img.zst", work / "target.img"
+        make_image(img, size)
+        with open(target, "wb") as f:
+            f.truncate(size)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DPM_")}
+        env.update(
+            DPM_DATABASE_URL=service_url, DPM_DATABASE_ADMIN_URL=admin_url, DPM_NATS_URL=nats_url,
+            DPM_IMAGER_PORT=str(port), DPM_IMAGER_ROOT=str(work / "store"), DPM_IMAGER_RESERVE_BYTES="0",
+            DPM_RELAY_ENABLED="false", DPM_LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        with open(work / "imager.log", "wb") as log:
+            imager = subprocess.Popen(
+                [sys.executable, "-m", "dpm_imager"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            await _ready(f"http://127.0.0.1:{port}/readyz")
+            base_b = _best(lambda: _sh(f"dd if={img} bs=4M status=none | zstd -1 -q -f -o {zst} && sync -f {zst}"), 2)
+            base_r = _best(lambda: _sh(f"zstd -d -q -c {zst} | dd of={target} bs=4M conv=notrunc,fsync status=none"), 2)
+            async with AsyncConnectionPool(service_url, min_size=1, max_size=2, open=False) as pool:
+                log = EventLog(pool)
+                backup_grant = await _grant(log, port, "bench/disk", TransferDirection.BACKUP)
+                started = time.perf_counter()
+                await asyncio.to_thread(run_backup, str(img), backup_grant, mode="full")
+                ours_b = time.perf_counter() - started
+                restore_grant = await _grant(log, port, "bench/disk", TransferDirection.RESTORE)
+                started = time.perf_counter()
+                await asyncio.to_thread(run_restore, str(target), restore_grant)
+                ours_r = time.perf_counter() - started
+            results.append(
+                row(f"image backup over HTTP ({size_mb} MiB)", mb / ours_b, "dd | zstd -1", mb / base_b, unit="MB/s")
+            )
+            results.append(
+                row("image restore over HTTP", mb / ours_r, "zstd -d | dd conv=fsync", mb / base_r, unit="MB/s")
+            )
+        finally:
+            imager.terminate()
+            imager.wait(30)
+    return results
+
+
+async def _ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} not ready")
+
+
+async def _grant(log: EventLog, port: int, name: str, direction: TransferDirection) -> TransferGrant:
+    token = secrets.token_urlsafe(32)
+    opened = TransferOpened(
+        transfer_id=uuid.uuid4(), image_id=image_id(name), image=name, direction=direction,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(), expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    stream = stream_id(subjects.CATALOG, opened.image_id)
+    await log.append(stream, None, [NewEvent(opened, Metadata.new(actor="bench"))])
+    return TransferGrant(f"http://127.0.0.1:{port}", str(opened.transfer_id), token, name)

@@ -51,11 +51,13 @@ class FailingAfter(RemoteStore):
         super().__init__(grant)
         self.n = n
 
-    def put(self, chunk: str, blob: bytes) -> None:
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
         if self.n <= 0:
             raise ConnectionResetError("link down")
-        self.n -= 1
-        super().put(chunk, blob)
+        sent, self.n = items[: self.n], self.n - len(items)
+        super().put_many(sent)
+        if self.n < 0:
+            raise ConnectionResetError("link down")
 
 
 async def test_backup_restore_dedup_resume_busy_verify_delete(

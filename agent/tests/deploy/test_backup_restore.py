@@ -247,6 +247,13 @@ def test_a_failed_backup_stores_no_manifest_and_the_old_one_still_restores(tmp_p
         def get(self, chunk: str) -> bytes:
             return store.get(chunk)
 
+        def put_many(self, items: list[tuple[str, bytes]]) -> None:
+            for cid, blob in items:
+                self.put(cid, blob)
+
+        def get_many(self, chunks: list[str]) -> list[bytes]:
+            return store.get_many(chunks)
+
     with pytest.raises(ConnectionError):
         backup(dev, read_layout(dev), Failing())
     dst = blank(tmp_path / "d.img", 8 * MiB)

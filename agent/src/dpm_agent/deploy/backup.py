@@ -28,6 +28,7 @@ from dpm_imagefmt.store import ChunkStore
 from dpm_schemas import E
 
 BATCH = 48  # pieces per "missing?" round trip (~30 MB)
+UPLOAD_BYTES = 8 * 1024 * 1024  # compressed bytes per upload request
 Progress = Callable[[int, int, int], None]  # (bytes read, bytes to read, bytes sent)
 
 
@@ -108,43 +109,71 @@ def backup(
     def ident(piece: Piece) -> str | None:
         return None if is_zero(piece.data) else chunk_id(piece.data)
 
-    def send(cid: str, piece: Piece) -> int:
-        blob = thread_codec().pack(piece.data)
-        store.put(cid, blob)
-        return len(blob)
+    def pack(cid: str, piece: Piece) -> tuple[str, bytes]:
+        return cid, thread_codec().pack(piece.data)
+
+    def upload(packed: list[Future[tuple[str, bytes]]]) -> int:
+        """One batch's new chunks, in requests of about UPLOAD_BYTES (not one per chunk)."""
+        group: list[tuple[str, bytes]] = []
+        size = sent = 0
+        for f in packed:
+            group.append(f.result())
+            size += len(group[-1][1])
+            if size >= UPLOAD_BYTES:
+                store.put_many(group)
+                sent, group, size = sent + size, [], 0
+        if group:
+            store.put_many(group)
+            sent += size
+        return sent
 
     fd = os.open(dev.path, os.O_RDONLY)
     try:
         mm = mmap.mmap(fd, dev.size, prot=mmap.PROT_READ) if dev.size else None
     finally:
         os.close(fd)  # the mapping keeps its own reference
+
+    def ship(new: list[tuple[str, Piece]]) -> tuple[int, int]:
+        """Ask which of a batch's new chunks the store lacks, then pack and upload those: off the
+        main loop, so reading and hashing the next batch never waits for a round trip."""
+        missing = store.missing([cid for cid, _ in new])
+        packed = [pool.submit(pack, cid, piece) for cid, piece in new if cid in missing]
+        return len(packed), upload(packed) if packed else 0
+
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
-            pending: list[Future[int]] = []
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool,
+            ThreadPoolExecutor(2, thread_name_prefix="ship") as shipper,
+        ):
+            pending: list[tuple[int, Future[tuple[int, int]]]] = []
+
+            def settle(entry: tuple[int, Future[tuple[int, int]]]) -> None:
+                offered, fut = entry
+                sent_chunks, sent_bytes = fut.result()
+                stats.sent_chunks += sent_chunks
+                stats.reused_chunks += offered - sent_chunks
+                stats.sent_bytes += sent_bytes
+
             for batch in _batches(mm, ranges):
                 ids = list(pool.map(ident, batch))
-                for piece in batch:  # in order: the stream digest, and the reads stay sequential
+                new: list[tuple[str, Piece]] = []
+                for piece, cid in zip(batch, ids, strict=True):  # in order: the digest, sequential reads
                     digest.update(piece.data)
-                new = {c for c in ids if c is not None and c not in seen}
-                missing = store.missing(sorted(new)) if new else set()
-                for piece, cid in zip(batch, ids, strict=True):
                     _append(extents, Extent(piece.offset - base, piece.length, cid))
                     stats.read_bytes += piece.length
                     if cid is None:
                         stats.zero_bytes += piece.length
-                    elif cid in missing and cid not in seen:
-                        pending.append(pool.submit(send, cid, piece))
-                        stats.sent_chunks += 1
                     elif cid not in seen:
-                        stats.reused_chunks += 1
-                    if cid is not None:
                         seen.add(cid)
-                while len(pending) > 2 * BATCH:  # bound what is in flight (memory, not order)
-                    stats.sent_bytes += pending.pop(0).result()
+                        new.append((cid, piece))
+                if new:
+                    pending.append((len(new), shipper.submit(ship, new)))
+                while len(pending) > 2:  # bound what is in flight (memory, not order)
+                    settle(pending.pop(0))
                 if progress:
                     progress(stats.read_bytes, total, stats.sent_bytes)
-            for f in pending:
-                stats.sent_bytes += f.result()
+            for entry in pending:
+                settle(entry)
     finally:
         if mm is not None:
             with contextlib.suppress(BufferError):  # views still alive: the mapping goes with them

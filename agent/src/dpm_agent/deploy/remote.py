@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from dpm_imagefmt.chunks import MAX_SIZE
+from dpm_imagefmt.store import pack_records, unpack_records
 from dpm_schemas.errors import CATALOGUE, DpmError, E
 
 RETRIES = 4
@@ -55,11 +57,19 @@ class RemoteStore:
             out.update(answer["missing"])
         return out
 
-    def put(self, chunk: str, blob: bytes) -> None:
-        self._call("PUT", f"/chunks/{chunk}", blob, "application/zstd")
+    def put(self, chunk: str, blob: bytes | memoryview) -> None:
+        self._call("PUT", f"/chunks/{chunk}", bytes(blob), "application/zstd")
 
     def get(self, chunk: str) -> bytes:
         return self._call("GET", f"/chunks/{chunk}")
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        self._call("POST", "/chunks", pack_records(items), "application/octet-stream")
+
+    def get_many(self, chunks: list[str]) -> list[bytes]:
+        body = self._call("POST", "/chunks/fetch", json.dumps({"ids": chunks}).encode(), "application/json")
+        records = dict(unpack_records(body, MAX_SIZE + 128 * 1024))
+        return [bytes(records[c]) for c in chunks]
 
     # -- the transfer around it ---------------------------------------------------------------------
     def start(self, planned_bytes: int) -> None:

@@ -11,6 +11,7 @@ import os
 import stat
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from dpm_imagefmt.manifest import Extent, Manifest
 from dpm_imagefmt.store import ChunkStore
 from dpm_schemas import E
 
-AHEAD = 16  # chunks fetched ahead of the writer
+FETCH = 16  # chunks per fetch request (~10 MB)
+AHEAD = 4  # fetch requests in flight ahead of the writer
 ZERO_BLOCK = 4 * 1024 * 1024
 Progress = Callable[[int, int], None]  # (bytes written, bytes to write)
 
@@ -133,23 +135,39 @@ def restore(
 def _fetched(
     pool: ThreadPoolExecutor, store: ChunkStore, extents: tuple[Extent, ...]
 ) -> Iterator[tuple[Extent, bytes | None]]:
-    """Extents in order with their verified bytes, up to AHEAD fetched and decoded in parallel."""
+    """Extents in order with their verified bytes: chunks fetched FETCH to a request, AHEAD
+    requests in flight, each decoded and verified in its worker."""
 
-    def load(cid: str) -> bytes:
-        return thread_codec().unpack(store.get(cid), cid)
+    def load(group: list[Extent]) -> list[bytes | None]:
+        ids = [e.chunk for e in group if e.chunk is not None]
+        blobs = iter(store.get_many(ids) if ids else [])
+        return [thread_codec().unpack(next(blobs), e.chunk) if e.chunk is not None else None for e in group]
 
-    queue: list[tuple[Extent, Future[bytes] | None]] = []
-    it = iter(extents)
-    for e in it:
-        queue.append((e, pool.submit(load, e.chunk) if e.chunk else None))
+    queue: deque[tuple[list[Extent], Future[list[bytes | None]]]] = deque()
+    groups = _groups(extents)
+    for group in groups:
+        queue.append((group, pool.submit(load, group)))
         if len(queue) >= AHEAD:
             break
     while queue:
-        e, fut = queue.pop(0)
-        nxt = next(it, None)
+        group, fut = queue.popleft()
+        nxt = next(groups, None)
         if nxt is not None:
-            queue.append((nxt, pool.submit(load, nxt.chunk) if nxt.chunk else None))
-        yield e, (fut.result() if fut is not None else None)
+            queue.append((nxt, pool.submit(load, nxt)))
+        yield from zip(group, fut.result(), strict=True)
+
+
+def _groups(extents: tuple[Extent, ...]) -> Iterator[list[Extent]]:
+    group: list[Extent] = []
+    chunks = 0
+    for e in extents:
+        group.append(e)
+        chunks += e.chunk is not None
+        if chunks >= FETCH:
+            yield group
+            group, chunks = [], 0
+    if group:
+        yield group
 
 
 _BLKZEROOUT = 0x127F

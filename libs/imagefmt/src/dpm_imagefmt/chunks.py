@@ -91,7 +91,7 @@ class Codec:
             raise CorruptChunk(expected_id, "content does not match its digest")
         return data
 
-    def verify(self, blob: bytes, expected_id: str) -> int:
+    def verify(self, blob: bytes | memoryview, expected_id: str) -> int:
         """Check a blob without keeping its content (streamed through the hash): its size."""
         self._check_frame(blob, expected_id)
         h, size = blake3.blake3(max_threads=1), 0
@@ -106,7 +106,7 @@ class Codec:
         return size
 
     @staticmethod
-    def _check_frame(blob: bytes, expected_id: str) -> None:
+    def _check_frame(blob: bytes | memoryview, expected_id: str) -> None:
         """A frame must declare its size, and no chunk is larger than MAX_SIZE: nothing is
         decompressed into memory before that is known (a hostile blob cannot balloon)."""
         try:

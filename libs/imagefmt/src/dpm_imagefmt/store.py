@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -27,13 +28,46 @@ class ChunkStore(Protocol):
         """The ids of ``ids`` the store does not hold."""
         ...
 
-    def put(self, chunk: str, blob: bytes) -> None:
+    def put(self, chunk: str, blob: bytes | memoryview) -> None:
         """Store a zstd blob under its id; raises CorruptChunk if it does not match."""
         ...
 
     def get(self, chunk: str) -> bytes:
         """The zstd blob of a chunk; KeyError if absent."""
         ...
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Several chunks at once (one request over HTTP)."""
+        ...
+
+    def get_many(self, chunks: list[str]) -> list[bytes]:
+        """Several blobs at once, in order."""
+        ...
+
+
+_RECORD = struct.Struct(">32sI")  # raw id, blob length; then the blob
+
+
+def pack_records(items: Iterable[tuple[str, bytes]]) -> bytes:
+    """Chunks in one body: (32-byte id, 4-byte length, blob) after each other."""
+    return b"".join(_RECORD.pack(bytes.fromhex(cid), len(blob)) + blob for cid, blob in items)
+
+
+def unpack_records(body: bytes, limit: int) -> list[tuple[str, memoryview]]:
+    """The records of a body (views into it, no copies); ValueError on a truncated one or a blob
+    over ``limit`` bytes."""
+    out: list[tuple[str, memoryview]] = []
+    at, view = 0, memoryview(body)
+    while at < len(body):
+        if at + _RECORD.size > len(body):
+            raise ValueError("truncated record header")
+        raw, n = _RECORD.unpack_from(body, at)
+        at += _RECORD.size
+        if n > limit or at + n > len(body):
+            raise ValueError(f"record of {n} bytes at {at} exceeds the body or the limit")
+        out.append((raw.hex(), view[at : at + n]))
+        at += n
+    return out
 
 
 def _syncfs(path: Path) -> None:
@@ -67,7 +101,7 @@ class DirStore:
     def missing(self, ids: Iterable[str]) -> set[str]:
         return {c for c in ids if not self.path(c).exists()}
 
-    def put(self, chunk: str, blob: bytes) -> None:
+    def put(self, chunk: str, blob: bytes | memoryview) -> None:
         target = self.path(chunk)
         if target.exists():
             return
@@ -79,6 +113,13 @@ class DirStore:
             return self.path(chunk).read_bytes()
         except FileNotFoundError:
             raise KeyError(chunk) from None
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        for cid, blob in items:
+            self.put(cid, blob)
+
+    def get_many(self, chunks: list[str]) -> list[bytes]:
+        return [self.get(c) for c in chunks]
 
     def verify(self, chunk: str) -> int:
         """Decompress and re-hash a stored chunk: its size, or CorruptChunk."""
@@ -145,7 +186,7 @@ class DirStore:
         """Make every chunk written so far durable (one syncfs for the whole backup)."""
         _syncfs(self.root)
 
-    def _write(self, target: Path, blob: bytes) -> None:
+    def _write(self, target: Path, blob: bytes | memoryview) -> None:
         target.parent.mkdir(exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:

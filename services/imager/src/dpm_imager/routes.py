@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from dpm_imagefmt.chunks import MAX_SIZE, CorruptChunk, is_chunk_id
 from dpm_imagefmt.manifest import Manifest, manifest_id
-from dpm_imagefmt.store import DirStore
+from dpm_imagefmt.store import DirStore, pack_records, unpack_records
 from dpm_imager import gc
 from dpm_imager.progress import Progress
 from dpm_imager.state import Transfer, current_manifest, transfer_by_token
@@ -37,6 +38,9 @@ router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 MAX_BLOB = MAX_SIZE + 128 * 1024  # zstd of an incompressible 2 MiB chunk is a little larger
 MAX_MANIFEST = 256 * 1024 * 1024
 MAX_IDS = 4096
+MAX_BATCH = 32 * 1024 * 1024  # bytes of chunks per upload request
+MAX_FETCH = 64  # chunks per fetch request
+AUTH_TTL = 5.0  # seconds a checked token is trusted without asking PostgreSQL again
 
 
 @dataclass
@@ -50,6 +54,16 @@ class Imager:
     free_factor: float
     received: dict[UUID, int] = field(default_factory=dict)  # compressed bytes stored per backup
     manifests: dict[str, Manifest] = field(default_factory=dict)  # decoded, by id (small LRU)
+    # Per-request costs that would dominate a chunk's: the token's transfer for a few seconds
+    # (dropped at once on commit or abort), and the manifest a restore started with (pinned: a
+    # backup committing meanwhile does not change what the restore is writing).
+    authorized: dict[tuple[str, UUID], tuple[Transfer, float]] = field(default_factory=dict)
+    pinned: dict[UUID, str] = field(default_factory=dict)
+
+    def forget(self, transfer_id: UUID) -> None:
+        for key in [k for k in self.authorized if k[1] == transfer_id]:
+            del self.authorized[key]
+        self.pinned.pop(transfer_id, None)
 
     def manifest(self, mid: str) -> Manifest:
         hit = self.manifests.get(mid)
@@ -74,6 +88,19 @@ async def _authorize(request: Request, transfer_id: UUID, direction: str) -> tup
     if scheme.lower() != "bearer" or not token:
         raise E.UNAUTHENTICATED()
     digest = hashlib.sha256(token.encode()).hexdigest()
+    cached = imager.authorized.get((digest, transfer_id))
+    if cached is not None and time.monotonic() - cached[1] < AUTH_TTL:
+        t: Transfer | None = cached[0]
+    else:
+        t = await _lookup(imager, digest, transfer_id)
+    if t is None or t.expires_at <= datetime.now(UTC) or t.direction != direction:
+        raise E.UNAUTHENTICATED()  # unknown, expired or another direction's token: one answer for all
+    if direction == "backup" and t.state != "open":
+        raise E.IMAGE_BUSY(image=t.image, transfer=f"{t.transfer_id} ({t.state})")
+    return imager, t
+
+
+async def _lookup(imager: Imager, digest: str, transfer_id: UUID) -> Transfer | None:
     rt = imager.rt
     async with rt.pool.connection() as conn:
         t = await transfer_by_token(conn, digest, transfer_id)
@@ -81,11 +108,11 @@ async def _authorize(request: Request, transfer_id: UUID, direction: str) -> tup
         await rt.projections["transfers"].wait_for(await rt.eventlog.head(), timeout=3)
         async with rt.pool.connection() as conn:
             t = await transfer_by_token(conn, digest, transfer_id)
-    if t is None or t.expires_at <= datetime.now(UTC) or t.direction != direction:
-        raise E.UNAUTHENTICATED()  # unknown, expired or another direction's token: one answer for all
-    if direction == "backup" and t.state != "open":
-        raise E.IMAGE_BUSY(image=t.image, transfer=f"{t.transfer_id} ({t.state})")
-    return imager, t
+    if t is not None:
+        if len(imager.authorized) > 10_000:
+            imager.authorized.clear()
+        imager.authorized[(digest, transfer_id)] = (t, time.monotonic())
+    return t
 
 
 class StartIn(BaseModel):
@@ -133,6 +160,33 @@ async def put_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response
     return Response(status_code=204)
 
 
+@router.post("/{transfer_id}/chunks", status_code=204)
+async def put_chunks(transfer_id: UUID, request: Request) -> Response:
+    """Many chunks in one body (records: 32-byte id, 4-byte length, blob), each verified before it
+    is stored, in parallel; a corrupt one is named and refused, the others are kept."""
+    imager, t = await _authorize(request, transfer_id, "backup")
+    body = await _body(request, MAX_BATCH)
+    try:
+        items = unpack_records(body, MAX_BLOB)
+    except ValueError as exc:
+        raise E.INVALID_REQUEST(reason=str(exc)) from None
+    size = sum(len(blob) for _, blob in items)
+    if imager.store.free_bytes() - imager.reserve_bytes < size:
+        raise E.STORE_FULL(free=max(imager.store.free_bytes() - imager.reserve_bytes, 0), required=size)
+    results = await asyncio.gather(
+        *(asyncio.to_thread(imager.store.put, cid, blob) for cid, blob in items), return_exceptions=True
+    )
+    for (cid, _), outcome in zip(items, results, strict=True):
+        if isinstance(outcome, CorruptChunk | KeyError):
+            reason = outcome.reason if isinstance(outcome, CorruptChunk) else "not a chunk id"
+            raise E.CHUNK_CORRUPT(chunk=cid, image=t.image, reason=f"{reason} (upload refused)")
+        if isinstance(outcome, BaseException):
+            raise outcome
+    imager.received[t.transfer_id] = imager.received.get(t.transfer_id, 0) + size
+    await imager.progress.moved(t, size)
+    return Response(status_code=204)
+
+
 @router.post("/{transfer_id}/commit")
 async def commit(transfer_id: UUID, request: Request) -> dict[str, Any]:
     imager, t = await _authorize(request, transfer_id, "backup")
@@ -168,6 +222,7 @@ async def commit(transfer_id: UUID, request: Request) -> dict[str, Any]:
     result = await _append(imager, t, captured)
     await imager.rt.projections["stored_images"].wait_for(result.position)
     await imager.rt.projections["transfers"].wait_for(result.position)
+    imager.forget(t.transfer_id)
     imager.progress.done(t.transfer_id)
     return {"image": t.image, "manifest": mid, "stored_bytes": captured.stored_bytes, "position": result.position}
 
@@ -183,15 +238,19 @@ async def abort(transfer_id: UUID, body: AbortIn, request: Request) -> dict[str,
     event = TransferAborted(transfer_id=t.transfer_id, image_id=t.image_id, image=t.image, reason=body.reason)
     result = await _append(imager, t, event)
     imager.received.pop(t.transfer_id, None)
+    imager.forget(t.transfer_id)
     imager.progress.done(t.transfer_id)
     return {"position": result.position}
 
 
 async def _manifest_of(imager: Imager, t: Transfer) -> str:
+    if (mid := imager.pinned.get(t.transfer_id)) is not None:
+        return mid
     async with imager.rt.pool.connection() as conn:
         mid = await current_manifest(conn, t.image_id)
     if mid is None:
         raise E.IMAGE_NOT_FOUND(image=t.image)
+    imager.pinned[t.transfer_id] = mid
     return mid
 
 
@@ -217,6 +276,25 @@ async def get_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response
         raise E.CHUNK_CORRUPT(chunk=chunk, image=t.image, reason="missing from the store") from None
     await imager.progress.moved(t, len(blob))
     return Response(blob, media_type="application/zstd")
+
+
+@router.post("/{transfer_id}/chunks/fetch")
+async def get_chunks(transfer_id: UUID, body: IdsIn, request: Request) -> Response:
+    """Many blobs in one answer (records as for uploads), in the order asked, for a restore."""
+    imager, t = await _authorize(request, transfer_id, "restore")
+    if len(body.ids) > MAX_FETCH:
+        raise E.INVALID_REQUEST(reason=f"at most {MAX_FETCH} chunks per fetch")
+    manifest = await asyncio.to_thread(imager.manifest, await _manifest_of(imager, t))
+    foreign = next((c for c in body.ids if c not in manifest.chunk_ids), None)
+    if foreign is not None:
+        raise E.IMAGE_INVALID(reason=f"chunk {foreign[:16]}... is not part of image {t.image}")
+    try:
+        blobs = await asyncio.to_thread(imager.store.get_many, body.ids)
+    except KeyError as exc:
+        raise E.CHUNK_CORRUPT(chunk=str(exc.args[0]), image=t.image, reason="missing from the store") from None
+    out = pack_records(zip(body.ids, blobs, strict=True))
+    await imager.progress.moved(t, len(out))
+    return Response(out, media_type="application/octet-stream")
 
 
 @router.post("/{transfer_id}/verify")
