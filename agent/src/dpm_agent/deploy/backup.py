@@ -29,6 +29,7 @@ from dpm_schemas import E
 
 BATCH = 48  # pieces per "missing?" round trip (~30 MB)
 UPLOAD_BYTES = 8 * 1024 * 1024  # compressed bytes per upload request
+SHIPPERS = 2  # batches asking "missing?" and uploading at once (the server verifies them in parallel)
 Progress = Callable[[int, int, int], None]  # (bytes read, bytes to read, bytes sent)
 
 
@@ -143,7 +144,7 @@ def backup(
     try:
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool,
-            ThreadPoolExecutor(2, thread_name_prefix="ship") as shipper,
+            ThreadPoolExecutor(SHIPPERS, thread_name_prefix="ship") as shipper,
         ):
             pending: list[tuple[int, Future[tuple[int, int]]]] = []
 
@@ -168,7 +169,7 @@ def backup(
                         new.append((cid, piece))
                 if new:
                     pending.append((len(new), shipper.submit(ship, new)))
-                while len(pending) > 2:  # bound what is in flight (memory, not order)
+                while len(pending) > SHIPPERS:  # bound what is in flight (memory, not order)
                     settle(pending.pop(0))
                 if progress:
                     progress(stats.read_bytes, total, stats.sent_bytes)

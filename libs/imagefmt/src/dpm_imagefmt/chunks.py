@@ -80,7 +80,7 @@ class Codec:
     def pack(self, data: bytes | memoryview) -> bytes:
         return self._c.compress(data)
 
-    def unpack(self, blob: bytes, expected_id: str) -> bytes:
+    def unpack(self, blob: bytes | memoryview, expected_id: str) -> bytes:
         """The chunk's bytes, verified against its id, else CorruptChunk naming it."""
         self._check_frame(blob, expected_id)
         try:
@@ -92,18 +92,9 @@ class Codec:
         return data
 
     def verify(self, blob: bytes | memoryview, expected_id: str) -> int:
-        """Check a blob without keeping its content (streamed through the hash): its size."""
-        self._check_frame(blob, expected_id)
-        h, size = blake3.blake3(max_threads=1), 0
-        try:
-            for part in self._d.read_to_iter(blob, read_size=len(blob) or 1, write_size=256 * 1024):
-                h.update(part)
-                size += len(part)
-        except zstandard.ZstdError as exc:
-            raise CorruptChunk(expected_id, f"does not decompress: {exc}") from None
-        if h.hexdigest() != expected_id:
-            raise CorruptChunk(expected_id, "content does not match its digest")
-        return size
+        """Check a blob (its declared size bounded first): its size. Two calls that each release
+        the GIL -- a server verifying uploads in threads keeps both cores busy."""
+        return len(self.unpack(blob, expected_id))
 
     @staticmethod
     def _check_frame(blob: bytes | memoryview, expected_id: str) -> None:
