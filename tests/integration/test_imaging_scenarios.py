@@ -65,6 +65,11 @@ async def test_backup_then_restore_scenarios_on_lab_machines(lab_stack, imager_s
                 return [r["name"] for r in (await a.http.get("/images")).json()]
 
             await eventually(listed, until=lambda names: names == ["golden/img0000"], what="image listed")
+
+            async def forwarded() -> list[dict]:
+                return transfers
+
+            await eventually(forwarded, timeout=10, what="the transfer's progress on the stream")
             watcher.cancel()
             first = transfers[0]
             assert first["direction"] == "backup" and first["image"] == "golden/img0000"
