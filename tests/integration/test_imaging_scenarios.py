@@ -83,8 +83,13 @@ async def test_backup_then_restore_scenarios_on_lab_machines(lab_stack, imager_s
             assert by_machine[small.name]["state"] == "failed" and by_machine[small.name]["code"] == "DPM-E152"
 
             assert (await a.http.post("/scenarios", json={"name": "look", "spec": {"kind": "disk-check"}})).is_success
-            await run_until_done(a.http, "look", {"machines": [dst.name]}, 1)
-            viewer = (await a.http.get(f"/machines/{dst.name}/disks")).json()
+            looked = await run_until_done(a.http, "look", {"machines": [dst.name]}, 1)
+            assert looked[0]["state"] == "completed", looked
+
+            async def disk_view() -> dict:
+                return (await a.http.get(f"/machines/{dst.name}/disks")).json()
+
+            viewer = await eventually(disk_view, until=lambda v: "disks" in v, timeout=10, what="the disk viewer")
         finally:
             stop.set()
             await lab_task

@@ -118,11 +118,12 @@ class RemoteStore:
                 continue
             if response.status < 300:
                 return data
-            raise _error(response.status, data, self.grant.imager_url)
+            raise api_error(response.status, data, self.grant.imager_url)
         raise AssertionError("unreachable")
 
 
-def _error(status: int, data: bytes, url: str) -> DpmError:
+def api_error(status: int, data: bytes, url: str) -> DpmError:
+    """A dpm service's error answer as the DpmError it was (its code, message and remedy)."""
     try:
         doc = json.loads(data)["error"]
         return DpmError(CATALOGUE[doc["code"]], dict(doc.get("details") or {}))

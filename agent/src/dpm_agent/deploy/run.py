@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dpm_agent.deploy.jobs import disk_check, run_backup, run_restore
-from dpm_agent.deploy.remote import TransferGrant
+from dpm_agent.deploy.remote import TransferGrant, api_error
 from dpm_schemas.errors import DpmError, E
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ class Api:
                 if attempt == 4:
                     raise
                 time.sleep(0.5 * 2**attempt)
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: HTTP {response.status} {raw[:300]!r}")
+        if response.status >= 300:  # the api's own error (code and all) becomes the step's
+            raise api_error(response.status, raw, self.params.server)
         return json.loads(raw) if raw else None
 
     def report(self, status: str, percent: int | None = None, code: str | None = None, message: str = "") -> None:

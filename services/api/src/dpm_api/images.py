@@ -165,7 +165,10 @@ async def open_transfer(
         machine_id=machine_id,
         execution_id=execution_id,
     )
-    version = catalog_events[-1].stream_version if catalog_events else 0
+    # A backup must see the stream as it decided on it (one writer per name); readers need no such guard.
+    version = (
+        (catalog_events[-1].stream_version if catalog_events else 0) if direction is TransferDirection.BACKUP else None
+    )
     try:
         await eventlog.append(catalog, version, [NewEvent(opened, Metadata.new(actor=actor))], conn=conn)
     except StreamConflict:  # another request opened (or deleted) this image at the same moment

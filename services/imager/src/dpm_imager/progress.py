@@ -3,6 +3,7 @@ transfer (bytes done, rate, ETA), for the CLI and the SSE stream. Lost signals c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -57,8 +58,10 @@ class Progress:
             direction=t.direction,
         )
         key = str(t.execution_id or t.transfer_id)
-        try:
-            await self._nc.publish(subjects.signal_subject(ChunkSent.wire_name, key), codec.encode_payload(signal))
+        try:  # bounded: a reconnecting NATS must never hold up the chunks themselves
+            await asyncio.wait_for(
+                self._nc.publish(subjects.signal_subject(ChunkSent.wire_name, key), codec.encode_payload(signal)), 1.0
+            )
         except Exception as exc:  # progress is best effort; the transfer goes on
             log.debug("ChunkSent not published: %r", exc)
 

@@ -11,11 +11,15 @@ that stops before commit changes nothing anyone can see. Restore: ``manifest`` t
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import os
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
@@ -34,6 +38,7 @@ from dpm_schemas.events import ImageCaptured, ImageVerified, TransferAborted
 from dpm_schemas.ids import stream_id
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+T = TypeVar("T")
 
 MAX_BLOB = MAX_SIZE + 128 * 1024  # zstd of an incompressible 2 MiB chunk is a little larger
 MAX_MANIFEST = 256 * 1024 * 1024
@@ -59,6 +64,14 @@ class Imager:
     # backup committing meanwhile does not change what the restore is writing).
     authorized: dict[tuple[str, UUID], tuple[Transfer, float]] = field(default_factory=dict)
     pinned: dict[UUID, str] = field(default_factory=dict)
+    # Verification and file I/O on threads of its own, as many as cores: CPU-bound work that must
+    # neither starve nor be starved by whatever else uses the loop's default executor.
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="imager")
+    )
+
+    def offload(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     def forget(self, transfer_id: UUID) -> None:
         for key in [k for k in self.authorized if k[1] == transfer_id]:
@@ -140,7 +153,7 @@ async def missing(transfer_id: UUID, body: IdsIn, request: Request) -> dict[str,
     imager, _ = await _authorize(request, transfer_id, "backup")
     if not all(is_chunk_id(c) for c in body.ids):
         raise E.IMAGE_INVALID(reason="chunk ids are 64 lower-case hex digits")
-    return {"missing": sorted(await asyncio.to_thread(imager.store.missing, body.ids))}
+    return {"missing": sorted(await imager.offload(imager.store.missing, body.ids))}
 
 
 @router.put("/{transfer_id}/chunks/{chunk}", status_code=204)
@@ -152,7 +165,7 @@ async def put_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response
     if imager.store.free_bytes() - imager.reserve_bytes < len(blob):
         raise E.STORE_FULL(free=max(imager.store.free_bytes() - imager.reserve_bytes, 0), required=len(blob))
     try:
-        await asyncio.to_thread(imager.store.put, chunk, blob)
+        await imager.offload(imager.store.put, chunk, blob)
     except CorruptChunk as exc:  # verified on write: a damaged upload never enters the store
         raise E.CHUNK_CORRUPT(chunk=chunk, image=t.image, reason=f"{exc.reason} (upload refused)") from None
     imager.received[t.transfer_id] = imager.received.get(t.transfer_id, 0) + len(blob)
@@ -174,7 +187,7 @@ async def put_chunks(transfer_id: UUID, request: Request) -> Response:
     if imager.store.free_bytes() - imager.reserve_bytes < size:
         raise E.STORE_FULL(free=max(imager.store.free_bytes() - imager.reserve_bytes, 0), required=size)
     results = await asyncio.gather(
-        *(asyncio.to_thread(imager.store.put, cid, blob) for cid, blob in items), return_exceptions=True
+        *(imager.offload(imager.store.put, cid, blob) for cid, blob in items), return_exceptions=True
     )
     for (cid, _), outcome in zip(items, results, strict=True):
         if isinstance(outcome, CorruptChunk | KeyError):
@@ -195,12 +208,12 @@ async def commit(transfer_id: UUID, request: Request) -> dict[str, Any]:
         manifest = Manifest.decode(blob)
     except (ValueError, KeyError, TypeError) as exc:
         raise E.IMAGE_INVALID(reason=f"unreadable manifest: {exc}") from None
-    absent = await asyncio.to_thread(imager.store.missing, manifest.chunk_ids)
+    absent = await imager.offload(imager.store.missing, manifest.chunk_ids)
     if absent:
         raise E.IMAGE_INCOMPLETE(image=t.image, missing=len(absent))
     mid = manifest_id(blob)
-    await asyncio.to_thread(imager.store.put_manifest, mid, blob)
-    await asyncio.to_thread(imager.store.sync)  # chunks and manifest durable before the name moves
+    await imager.offload(imager.store.put_manifest, mid, blob)
+    await imager.offload(imager.store.sync)  # chunks and manifest durable before the name moves
     layout = manifest.layout
     captured = ImageCaptured(
         image_id=t.image_id,
@@ -258,20 +271,20 @@ async def _manifest_of(imager: Imager, t: Transfer) -> str:
 async def get_manifest(transfer_id: UUID, request: Request) -> Response:
     imager, t = await _authorize(request, transfer_id, "restore")
     mid = await _manifest_of(imager, t)
-    manifest = await asyncio.to_thread(imager.manifest, mid)
+    manifest = await imager.offload(imager.manifest, mid)
     imager.progress.planned(t.transfer_id, manifest.captured_bytes)
-    blob = await asyncio.to_thread(imager.store.get_manifest, mid)
+    blob = await imager.offload(imager.store.get_manifest, mid)
     return Response(blob, media_type="application/zstd", headers={"Dpm-Manifest": mid})
 
 
 @router.get("/{transfer_id}/chunks/{chunk}")
 async def get_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response:
     imager, t = await _authorize(request, transfer_id, "restore")
-    manifest = await asyncio.to_thread(imager.manifest, await _manifest_of(imager, t))
+    manifest = await imager.offload(imager.manifest, await _manifest_of(imager, t))
     if chunk not in manifest.chunk_ids:  # a restore token reads its own image, nothing else
         raise E.IMAGE_INVALID(reason=f"chunk {chunk[:16]}... is not part of image {t.image}")
     try:
-        blob = await asyncio.to_thread(imager.store.get, chunk)
+        blob = await imager.offload(imager.store.get, chunk)
     except KeyError:
         raise E.CHUNK_CORRUPT(chunk=chunk, image=t.image, reason="missing from the store") from None
     await imager.progress.moved(t, len(blob))
@@ -284,12 +297,12 @@ async def get_chunks(transfer_id: UUID, body: IdsIn, request: Request) -> Respon
     imager, t = await _authorize(request, transfer_id, "restore")
     if len(body.ids) > MAX_FETCH:
         raise E.INVALID_REQUEST(reason=f"at most {MAX_FETCH} chunks per fetch")
-    manifest = await asyncio.to_thread(imager.manifest, await _manifest_of(imager, t))
+    manifest = await imager.offload(imager.manifest, await _manifest_of(imager, t))
     foreign = next((c for c in body.ids if c not in manifest.chunk_ids), None)
     if foreign is not None:
         raise E.IMAGE_INVALID(reason=f"chunk {foreign[:16]}... is not part of image {t.image}")
     try:
-        blobs = await asyncio.to_thread(imager.store.get_many, body.ids)
+        blobs = await imager.offload(imager.store.get_many, body.ids)
     except KeyError as exc:
         raise E.CHUNK_CORRUPT(chunk=str(exc.args[0]), image=t.image, reason="missing from the store") from None
     out = pack_records(zip(body.ids, blobs, strict=True))
@@ -301,8 +314,8 @@ async def get_chunks(transfer_id: UUID, body: IdsIn, request: Request) -> Respon
 async def verify(transfer_id: UUID, request: Request) -> dict[str, Any]:
     imager, t = await _authorize(request, transfer_id, "verify")
     mid = await _manifest_of(imager, t)
-    manifest = await asyncio.to_thread(imager.manifest, mid)
-    bad = await asyncio.to_thread(gc.verify, imager.store, manifest)
+    manifest = await imager.offload(imager.manifest, mid)
+    bad = await imager.offload(gc.verify, imager.store, manifest)
     event = ImageVerified(
         image_id=t.image_id, image=t.image, manifest=mid, chunk_count=len(manifest.chunk_ids), corrupt=tuple(bad)
     )
