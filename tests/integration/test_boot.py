@@ -133,6 +133,16 @@ async def test_boot_settings_discovery_and_the_deploy_script(api_service, pxe_se
         recent = (await a.http.get("/boot/recent", params={"mac": MAC})).json()
         assert [b["stage"] for b in recent] == ["ipxe"]  # the second fetch fell in the dedup window
 
+        # a machine that asks the moment its netboot is requested (the scheduler wakes it right after
+        # the append) is not sent to its disk because pxe's consumer is a few milliseconds behind
+        again = uuid.uuid4()
+        await eventlog.append(
+            stream_id(subjects.EXECUTION, again),
+            ANY_VERSION,
+            [NewEvent(NetbootRequested(machine_id=machine_id, execution_id=again), Metadata.new(actor="scheduler"))],
+        )
+        assert f"dpm.execution={again}" in (await p.http.get(f"/boot/{MAC}.ipxe")).text
+
 
 async def test_a_second_nic_of_a_known_machine_joins_its_record(api_service, auth) -> None:
     smbios = uuid.uuid4()

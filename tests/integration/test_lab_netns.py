@@ -94,6 +94,11 @@ async def test_namespace_machines_netboot_run_their_agent_and_reboot_into_a_scen
                 assert (await http.post("/scenarios", json={"name": "recheck", "spec": spec})).is_success
                 rows = await run_until_done(http, "recheck", {"machines": [first]}, 1, timeout=90)
                 assert rows[0]["state"] == "completed", rows
+
+                async def node_log() -> str:  # the node prints its stages a moment after they happen
+                    return nodes[0].log.read_text()
+
+                await eventually(node_log, until=lambda t: t.count("ns00: reported") == 2, timeout=10, what="ns00 log")
             finally:
                 nslab.stop()
     log = nodes[0].log.read_text()

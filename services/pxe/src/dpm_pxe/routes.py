@@ -7,6 +7,8 @@ reveal no more than DHCP broadcasts do. The api proxies the read-only ones for o
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -21,13 +23,14 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_pxe.dhcp.leases import LeaseStore
 from dpm_pxe.recorder import BootRecorder, find_machine
 from dpm_pxe.script import Action, Decision, arch_of, decide, media, render
-from dpm_pxe.state import BootState, pending_netboot
+from dpm_pxe.state import BootState, netboot_lag, pending_netboot
 from dpm_pxe.tftp.files import Refused, resolve
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.events.boot import BootStage
 from dpm_schemas.ids import normalize_mac
 
 router = APIRouter()
+LAG_WAIT = 3.0  # seconds a "boot locally" answer may wait for pxe to catch up with the log
 
 
 @dataclass
@@ -68,10 +71,20 @@ def _mac(text: str) -> str:
 
 
 async def _decision(boot: Boot, mac: str) -> Decision:
-    async with boot.pool.connection() as conn:
-        machine = await find_machine(conn, mac)
-        pending = await pending_netboot(conn, machine.machine_id) if machine else None
-    return decide(machine, pending, datetime.now(UTC))
+    """What this MAC boots now. "Locally" is only answered once this service has applied every
+    netboot request in the log: the scheduler wakes a machine right after requesting its netboot,
+    and a fast machine must not boot its disk because pxe's consumer was a few milliseconds behind."""
+    deadline = time.monotonic() + LAG_WAIT
+    while True:
+        async with boot.pool.connection() as conn:
+            machine = await find_machine(conn, mac)
+            pending = await pending_netboot(conn, machine.machine_id) if machine else None
+            decision = decide(machine, pending, datetime.now(UTC))
+            if decision.action is not Action.LOCAL or machine is None or time.monotonic() > deadline:
+                return decision
+            if not await netboot_lag(conn):
+                return decision
+        await asyncio.sleep(0.05)
 
 
 @router.get("/boot/media.ipxe", response_class=PlainTextResponse)

@@ -40,6 +40,10 @@ DDL = [
     " id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), mac text NOT NULL, arch text NOT NULL,"
     " client_ip text, stage text NOT NULL, machine_id uuid, decision text NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS recent_boots_mac ON {SCHEMA}.recent_boots (mac, id DESC)",
+    # the last netboot request or clear this service has applied: a "boot locally" answer first
+    # makes sure it is not behind the log (the scheduler wakes a machine right after requesting)
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.netboot_progress ("
+    " id int PRIMARY KEY CHECK (id = 1), position bigint NOT NULL)",
 ]
 
 
@@ -87,6 +91,26 @@ async def pending_netboot(conn: Conn, machine_id: uuid.UUID) -> Pending | None:
     return Pending(row[0], row[1]) if row else None
 
 
+async def _progress(conn: Conn, position: int) -> None:
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.netboot_progress (id, position) VALUES (1, %s) ON CONFLICT (id) DO UPDATE"
+        f" SET position = greatest({SCHEMA}.netboot_progress.position, excluded.position)",
+        (position,),
+    )
+
+
+async def netboot_lag(conn: Conn) -> bool:
+    """True while the log holds a netboot request or clear this service has not applied yet."""
+    row = await (
+        await conn.execute(
+            "SELECT (SELECT coalesce(max(position), 0) FROM events"
+            " WHERE type IN ('NetbootRequested', 'NetbootCleared'))"
+            f" > coalesce((SELECT position FROM {SCHEMA}.netboot_progress WHERE id = 1), 0)"
+        )
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def boot_consumer(state: BootState) -> ConsumerSpec:
     async def settings_changed(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
@@ -109,6 +133,7 @@ def boot_consumer(state: BootState) -> ConsumerSpec:
             f" WHERE {SCHEMA}.netboot.position < excluded.position",
             (e.machine_id, e.execution_id, e.expires_at, rec.position),
         )
+        await _progress(conn, rec.position)
 
     async def cleared(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
@@ -117,6 +142,7 @@ def boot_consumer(state: BootState) -> ConsumerSpec:
             f"DELETE FROM {SCHEMA}.netboot WHERE machine_id = %s AND execution_id = %s AND position < %s",
             (e.machine_id, e.execution_id, rec.position),
         )
+        await _progress(conn, rec.position)
 
     return ConsumerSpec(
         durable=durable_name("pxe", "boot-state"),
