@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,6 +88,27 @@ def _best(fn: Callable[[], float], repeats: int) -> float:
     return min(fn() for _ in range(repeats))
 
 
+@contextlib.contextmanager
+def _workspace(prefix: str, size: int) -> Iterator[tuple[Path, Path, Path, Path]]:
+    """(work dir, the mixed image, where its zstd goes, a sparse restore target)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        img, zst, target = work / "disk.img", work / "disk.img.zst", work / "target.img"
+        make_image(img, size)
+        with open(target, "wb") as f:
+            f.truncate(size)
+        yield work, img, zst, target
+
+
+def _baselines(img: Path, zst: Path, target: Path, repeats: int) -> tuple[float, float]:
+    """Seconds of the pipelines an administrator would use: ``dd | zstd -1`` (+ sync) and back."""
+    backup_s = _best(lambda: _sh(f"dd if={img} bs=4M status=none | zstd -1 -q -f -o {zst} && sync -f {zst}"), repeats)
+    restore_s = _best(
+        lambda: _sh(f"zstd -d -q -c {zst} | dd of={target} bs=4M conv=notrunc,fsync status=none"), repeats
+    )
+    return backup_s, restore_s
+
+
 def imaging_cases(row: Row, *, size_mb: int = 2048, repeats: int = 2) -> list[dict]:
     if shutil.which("zstd") is None:
         print("imaging: zstd not installed; skipped")
@@ -95,19 +116,7 @@ def imaging_cases(row: Row, *, size_mb: int = 2048, repeats: int = 2) -> list[di
     size = size_mb * 1024 * 1024
     mb = size / 1e6
     results = []
-    with tempfile.TemporaryDirectory(prefix="dpm-bench-img-") as tmp:
-        work = Path(tmp)
-        img, zst, target = work / "disk.img", work / "disk.img.zst", work / "target.img"
-        make_image(img, size)
-        with open(target, "wb") as f:
-            f.truncate(size)
-
-        def base_backup() -> float:
-            zst.unlink(missing_ok=True)
-            return _sh(f"dd if={img} bs=4M status=none | zstd -1 -q -o {zst} && sync -f {zst}")
-
-        def base_restore() -> float:
-            return _sh(f"zstd -d -q -c {zst} | dd of={target} bs=4M conv=notrunc,fsync status=none")
+    with _workspace("dpm-bench-img-", size) as (work, img, zst, target):
 
         def ours_backup() -> float:
             shutil.rmtree(work / "store", ignore_errors=True)
@@ -126,11 +135,12 @@ def imaging_cases(row: Row, *, size_mb: int = 2048, repeats: int = 2) -> list[di
             restore(str(target), preflight(manifest, read_layout(open_device(str(target)))), manifest, store)
             return time.perf_counter() - started
 
-        base_b, ours_b = _best(base_backup, repeats), _best(ours_backup, repeats)
+        base_b, base_r = _baselines(img, zst, target, repeats)
+        ours_b = _best(ours_backup, repeats)
         results.append(
             row(f"image backup ({size_mb} MiB mixed), dpm", mb / ours_b, "dd | zstd -1", mb / base_b, unit="MB/s")
         )
-        base_r, ours_r = _best(base_restore, repeats), _best(ours_restore, repeats)
+        ours_r = _best(ours_restore, repeats)
         results.append(row("image restore, dpm", mb / ours_r, "zstd -d | dd conv=fsync", mb / base_r, unit="MB/s"))
 
         store = DirStore(work / "store")
@@ -162,12 +172,7 @@ async def http_cases(row: Row, *, admin_url: str, service_url: str, nats_url: st
     size = size_mb * 1024 * 1024
     mb = size / 1e6
     results = []
-    with tempfile.TemporaryDirectory(prefix="dpm-bench-http-") as tmp:
-        work = Path(tmp)
-        img, zst, target = work / "disk.img", work / "disk.img.zst", work / "target.img"
-        make_image(img, size)
-        with open(target, "wb") as f:
-            f.truncate(size)
+    with _workspace("dpm-bench-http-", size) as (work, img, zst, target):
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DPM_")}
         env.update(
@@ -181,8 +186,7 @@ async def http_cases(row: Row, *, admin_url: str, service_url: str, nats_url: st
             )
         try:
             await _ready(f"http://127.0.0.1:{port}/readyz")
-            base_b = _best(lambda: _sh(f"dd if={img} bs=4M status=none | zstd -1 -q -f -o {zst} && sync -f {zst}"), 2)
-            base_r = _best(lambda: _sh(f"zstd -d -q -c {zst} | dd of={target} bs=4M conv=notrunc,fsync status=none"), 2)
+            base_b, base_r = _baselines(img, zst, target, 2)
             async with AsyncConnectionPool(service_url, min_size=1, max_size=2, open=False) as pool:
                 log = EventLog(pool)
                 backup_grant = await _grant(log, port, "bench/disk", TransferDirection.BACKUP)

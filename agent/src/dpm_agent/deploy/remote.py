@@ -1,24 +1,19 @@
 """The imager's data plane seen from a deploy client: a ChunkStore over HTTP for one transfer.
 
-Plain ``http.client`` (the deploy environment carries no HTTP library), one keep-alive connection
-per thread so the backup and restore pools upload and fetch in parallel. A dropped connection is
-retried with backoff; an answer with a dpm error body becomes that DpmError, code and all.
+The HTTP itself (connections per thread, retries, errors with their codes) is ``deploy.transport``.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from dpm_agent.deploy.transport import HttpClient
 from dpm_imagefmt.chunks import MAX_SIZE
 from dpm_imagefmt.store import pack_records, unpack_records
-from dpm_schemas.errors import CATALOGUE, DpmError, E
+from dpm_schemas.errors import E
 
 RETRIES = 4
 
@@ -40,13 +35,14 @@ class TransferGrant:
 class RemoteStore:
     def __init__(self, grant: TransferGrant, timeout: float = 120) -> None:
         self.grant = grant
-        parts = urlsplit(grant.imager_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise E.IMAGE_INVALID(reason=f"imager URL {grant.imager_url!r} is not http(s)://host[:port]")
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self._base = f"{parts.path.rstrip('/')}/v1/transfers/{grant.transfer_id}"
-        self._timeout = timeout
-        self._local = threading.local()
+        self._http = HttpClient(
+            grant.imager_url.rstrip("/") + f"/v1/transfers/{grant.transfer_id}",
+            grant.token,
+            timeout=timeout,
+            retries=RETRIES,
+            down=lambda exc: E.IMAGER_UNAVAILABLE(url=grant.imager_url, reason=repr(exc)),
+        )
+        self._call = self._http.call
 
     # -- ChunkStore ---------------------------------------------------------------------------------
     def missing(self, ids: Iterable[str]) -> set[str]:
@@ -85,47 +81,6 @@ class RemoteStore:
     def manifest(self) -> bytes:
         return self._call("GET", "/manifest")
 
-    # -- HTTP ---------------------------------------------------------------------------------------
     def _json(self, method: str, path: str, doc: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = json.loads(self._call(method, path, json.dumps(doc).encode(), "application/json"))
+        answer: dict[str, Any] = self._http.json(method, path, doc)  # type: ignore[assignment]
         return answer
-
-    def _conn(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = self._local.conn = cls(self._host, self._port, timeout=self._timeout)
-        return conn
-
-    def _call(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> bytes:
-        headers = {"Authorization": f"Bearer {self.grant.token}"}
-        if ctype:
-            headers["Content-Type"] = ctype
-        delay = 0.5
-        for attempt in range(RETRIES):
-            conn = self._conn()
-            try:
-                conn.request(method, self._base + path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._local.conn = None
-                if attempt == RETRIES - 1:
-                    raise E.IMAGER_UNAVAILABLE(url=self.grant.imager_url, reason=repr(exc)) from None
-                time.sleep(delay)
-                delay *= 2
-                continue
-            if response.status < 300:
-                return data
-            raise api_error(response.status, data, self.grant.imager_url)
-        raise AssertionError("unreachable")
-
-
-def api_error(status: int, data: bytes, url: str) -> DpmError:
-    """A dpm service's error answer as the DpmError it was (its code, message and remedy)."""
-    try:
-        doc = json.loads(data)["error"]
-        return DpmError(CATALOGUE[doc["code"]], dict(doc.get("details") or {}))
-    except (ValueError, KeyError, TypeError):
-        return E.IMAGER_UNAVAILABLE(url=url, reason=f"HTTP {status}: {data[:300]!r}")

@@ -4,9 +4,7 @@ against their ids, zeros written as zeros -- and prove the whole with the stream
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
-import functools
 import os
 import stat
 import struct
@@ -23,6 +21,7 @@ from dpm_agent.deploy.layout import DiskLayout
 from dpm_imagefmt.chunks import CorruptChunk, thread_codec
 from dpm_imagefmt.manifest import Extent, Manifest
 from dpm_imagefmt.store import ChunkStore
+from dpm_imagefmt.sysio import punch_hole
 from dpm_schemas import E
 
 FETCH = 16  # chunks per fetch request (~10 MB)
@@ -171,7 +170,6 @@ def _groups(extents: tuple[Extent, ...]) -> Iterator[list[Extent]]:
 
 
 _BLKZEROOUT = 0x127F
-_FALLOC_PUNCH_HOLE_KEEP_SIZE = 0x01 | 0x02
 
 
 def _zero_range(fd: int, offset: int, length: int) -> bool:
@@ -181,21 +179,9 @@ def _zero_range(fd: int, offset: int, length: int) -> bool:
         if stat.S_ISBLK(os.fstat(fd).st_mode):
             fcntl.ioctl(fd, _BLKZEROOUT, struct.pack("QQ", offset, length))
             return True
-        if (libc := _libc()) is not None:
-            return int(libc.fallocate(fd, _FALLOC_PUNCH_HOLE_KEEP_SIZE, offset, length)) == 0
+        return punch_hole(fd, offset, length)
     except OSError:
         return False
-    return False
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
-        return libc
-    except (OSError, AttributeError):
-        return None
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -9,18 +9,16 @@ for the lab and for tests against disk-image files.
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dpm_agent.deploy.jobs import disk_check, run_backup, run_restore
-from dpm_agent.deploy.remote import TransferGrant, api_error
+from dpm_agent.deploy.remote import TransferGrant
+from dpm_agent.deploy.transport import HttpClient
 from dpm_schemas.errors import DpmError, E
 
 log = logging.getLogger(__name__)
@@ -58,28 +56,13 @@ class Api:
 
     def __init__(self, params: BootParams, timeout: float = 30) -> None:
         self.params = params
-        url = urlsplit(params.server)
-        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        self._conn = cls(url.hostname or "", url.port, timeout=timeout)
-        self._base = url.path.rstrip("/") + "/deploy/v1"
+        self._http = HttpClient(
+            params.server.rstrip("/") + "/deploy/v1", params.token, timeout=timeout, retries=5, down=lambda exc: exc
+        )
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.params.token}", "Content-Type": "application/json"}
-        data = json.dumps(body).encode() if body is not None else None
-        for attempt in range(5):
-            try:
-                self._conn.request(method, self._base + path, body=data, headers=headers)
-                response = self._conn.getresponse()
-                raw = response.read()
-                break
-            except (OSError, http.client.HTTPException):
-                self._conn.close()
-                if attempt == 4:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        if response.status >= 300:  # the api's own error (code and all) becomes the step's
-            raise api_error(response.status, raw, self.params.server)
-        return json.loads(raw) if raw else None
+        """JSON in and out; the api's own error (code and all) becomes the step's."""
+        return self._http.json(method, path, body)
 
     def report(self, status: str, percent: int | None = None, code: str | None = None, message: str = "") -> None:
         body = {"execution_id": self.params.execution, "status": status, "percent": percent, "code": code,

@@ -10,7 +10,6 @@ backup (``sync``), not per chunk: a backup is only committed after its chunks ar
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import struct
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dpm_imagefmt.chunks import CorruptChunk, is_chunk_id, thread_codec
+from dpm_imagefmt.sysio import syncfs
 
 
 class ChunkStore(Protocol):
@@ -68,18 +68,6 @@ def unpack_records(body: bytes, limit: int) -> list[tuple[str, memoryview]]:
         out.append((raw.hex(), view[at : at + n]))
         at += n
     return out
-
-
-def _syncfs(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
 
 
 class DirStore:
@@ -184,7 +172,7 @@ class DirStore:
 
     def sync(self) -> None:
         """Make every chunk written so far durable (one syncfs for the whole backup)."""
-        _syncfs(self.root)
+        syncfs(self.root)
 
     def _write(self, target: Path, blob: bytes | memoryview) -> None:
         target.parent.mkdir(exist_ok=True)
