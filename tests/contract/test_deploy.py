@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from dpm_runtime.localstack.nats import authorization_block, find_nats_server, password_variable, permissions
 from dpm_runtime.localstack.stack import SERVICES
 from dpm_schemas import ports
 
@@ -71,3 +72,59 @@ def test_the_service_dockerfile_passes_hadolint() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+SECRET_NAMES = ("PASSWORD", "TOKEN")
+
+
+def _values(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [v for child in node.values() for v in _values(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in _values(child)]
+    return [str(node)]
+
+
+def test_compose_ships_no_default_secret_and_every_secret_is_required() -> None:
+    text = COMPOSE.read_text()
+    for name in SECRET_NAMES:
+        assert f"{name}:-" not in text, f"a default for a *{name} variable"
+    references = [v for v in _values(compose()) if "${" in v and any(n in v for n in SECRET_NAMES)]
+    assert references
+    for value in references:
+        for ref in value.split("${")[1:]:
+            variable = ref.split("}")[0]
+            if any(n in variable for n in SECRET_NAMES):
+                assert ":?" in variable, f"{variable} is not required"
+
+
+def test_each_container_gets_only_its_own_credentials() -> None:
+    doc = compose()
+    holders = {
+        name: svc.get("environment", {}) for name, svc in doc["services"].items() if name not in ("postgres", "nats")
+    }
+    assert [n for n, env in holders.items() if "DPM_API_TOKEN" in env] == ["api"]
+    assert [n for n, env in holders.items() if "DPM_DATABASE_ADMIN_URL" in env] == ["relay"]
+    for name in [*(n for n, _ in SERVICES), "relay"]:
+        env = holders[name]
+        assert env["DPM_NATS_USER"] == name
+        assert env["DPM_NATS_PASSWORD"].startswith("${" + password_variable(name) + ":?")
+        assert env["DPM_RELAY_ENABLED"] == "false" or name == "relay"
+    nats_env = doc["services"]["nats"]["environment"]
+    assert sorted(nats_env) == sorted(password_variable(user) for user in permissions())
+
+
+def test_the_compose_nats_config_requires_the_users_dpm_up_uses() -> None:
+    conf = (ROOT / "deploy/nats/nats.conf").read_text()
+    assert authorization_block() in conf
+    assert 'http: "127.0.0.1:8222"' in conf  # monitoring never leaves the container
+    env = {password_variable(user): f"pw-{user}" for user in permissions()}
+    checked = subprocess.run(
+        [find_nats_server(), "-t", "-c", str(ROOT / "deploy/nats/nats.conf")], env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    env.pop(password_variable("relay"))
+    missing = subprocess.run(
+        [find_nats_server(), "-t", "-c", str(ROOT / "deploy/nats/nats.conf")], env=env, capture_output=True, text=True
+    )
+    assert missing.returncode != 0  # a password left unset is a start-up error, never an open server

@@ -48,6 +48,7 @@ pytestmark = [
 ]
 
 TOKEN = "qemu-test-token-0123456789"
+PXE_TOKEN = "qemu-pxe-service-0123456789"  # the api's credential for pxe's explain, recent boots, leases
 BOOT_TIMEOUT = 300.0
 
 
@@ -73,6 +74,7 @@ async def test_bios_full_mode_and_uefi_proxy_mode_beside_dnsmasq(database, nats_
                 pxe_server_ip=lab.host_ip,
                 pxe_tftp_host=str(lab.host_ip),
                 pxe_dhcp_interface=lab.bridge,
+                pxe_service_token=SecretStr(PXE_TOKEN),
             )
         )
         api = api_bootstrap(
@@ -81,6 +83,7 @@ async def test_bios_full_mode_and_uefi_proxy_mode_beside_dnsmasq(database, nats_
                 api_port=free_port(),
                 api_token=SecretStr(TOKEN),
                 api_pxe_url=f"http://127.0.0.1:{pxe.port}",
+                api_pxe_token=SecretStr(PXE_TOKEN),
             )
         )
         async with running(api, headers={"Authorization": f"Bearer {TOKEN}"}) as a, running(pxe):

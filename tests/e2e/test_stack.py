@@ -184,9 +184,10 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         missing = cli(env, "images", "restore", "e2e/none", str(copy))
         assert missing.returncode == 1 and "DPM-E158" in missing.stderr
 
-        added = cli(env, "users", "add", "otto", "--role", "operator", "--password", "otto-secret-1")
+        secret = {**env, "DPM_PASSWORD": "otto-secret-1"}  # passwords never on the command line (ps shows it)
+        added = cli(secret, "users", "add", "otto", "--role", "operator")
         assert added.returncode == 0, added.stderr
-        logged = cli(env, "login", "--username", "otto", "--password", "otto-secret-1")
+        logged = cli(secret, "login", "--username", "otto")
         assert logged.stdout.strip() == "logged in as otto (operator)", logged.stderr
         assert "e2e-01" in cli(env, "machines", "list").stdout  # now as otto, through the session
         denied = cli(env, "users", "list")

@@ -21,6 +21,7 @@ from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas.events import ExecutionCompleted, ExecutionFailed, ExecutionStarted
 
 TOKEN = "test-token-0123456789"
+PXE_TOKEN = "pxe-service-0123456789"  # what the api presents to pxe for explain, recent boots, leases
 
 
 def common(database, nats_server) -> dict:
@@ -35,7 +36,10 @@ def common(database, nats_server) -> dict:
 def api_service(database, nats_server):
     def make(**overrides):
         settings = ApiSettings(
-            **common(database, nats_server), api_port=free_port(), api_token=SecretStr(TOKEN), **overrides
+            **common(database, nats_server),
+            api_port=free_port(),
+            api_token=SecretStr(TOKEN),
+            **{"api_pxe_token": SecretStr(PXE_TOKEN), **overrides},
         )
         return api_bootstrap(settings)
 
@@ -83,6 +87,7 @@ def pxe_service(database, nats_server, tmp_path):
             "pxe_root": tmp_path / "boot",
             "pxe_tftp_enabled": False,
             "pxe_dhcp_enabled": False,
+            "pxe_service_token": SecretStr(PXE_TOKEN),
         }
         return pxe_bootstrap(PxeSettings(**common(database, nats_server), **{**defaults, **overrides}))
 

@@ -65,7 +65,13 @@ async def test_an_unregistered_machine_enrolling_its_agent_is_registered_into_ne
         assert machine["machine_id"] == enrolled.json()["machine_id"]  # the id the agent was given
         assert machine["macs"] == facts["macs"] and machine["smbios_uuid"] == str(smbios)
         assert machine["group_name"] == "new-machines"
-        # enrolling again (a reinstall) finds the registered machine: no second record
-        again = await gw.http.post("/v1/enrol", json={"enrolment_token": ENROLMENT, "facts": facts})
+        # enrolling again (a reinstall) finds the registered machine: no second record; it now takes an
+        # enrolment token bound to that machine (an unbound one may not replace its agent's token: issue 12)
+        bound = await api.http.post("/agents/enrolment-tokens", json={"machine": "db-07"})
+        again = await eventually(
+            lambda: gw.http.post("/v1/enrol", json={"enrolment_token": bound.json()["token"], "facts": facts}),
+            until=lambda r: r.status_code == 200,
+            what="the gateway learns the bound token",
+        )
         assert again.json()["machine_id"] == machine["machine_id"]
         assert len((await api.http.get("/machines")).json()) == 1

@@ -18,12 +18,14 @@ from dpm_schemas import Metadata, NewEvent, subjects
 from dpm_schemas.events import (
     ExecutionCompleted,
     ExecutionStarted,
+    MachineBooted,
     MachineCameOnline,
     NetbootCleared,
     NetbootRequested,
     StepReported,
     StepRequested,
 )
+from dpm_schemas.events.boot import Arch, BootStage
 from dpm_schemas.ids import stream_id
 
 from .conftest import peak_active
@@ -212,59 +214,68 @@ async def test_multicast_settings_are_validated(api_service, auth) -> None:
 async def test_step_reports_end_an_execution_and_silence_is_a_no_response_error(
     api_service, scheduler_service, auth
 ) -> None:
-    scheduler = scheduler_service(scheduler_tick=0.1, scheduler_no_response_timeout=1.5)
+    # a netboot step (disk-check) reached by waking the machines and seeing them boot; remote updates,
+    # which this test used before, are refused until a service implements them (DPM-E115)
+    scheduler = scheduler_service(
+        scheduler_tick=0.1, scheduler_no_response_timeout=1.5, scheduler_wol_port=free_port(),
+        scheduler_power_on_interval=0,
+    )  # fmt: skip
     async with running(api_service(), headers=auth) as api, running(scheduler):
-        reporting, silent = await machines(api, 2)
+        assert (await api.http.put("/groups/loop", json={"subnet": "127.0.0.0/8"})).is_success
+        reporting, silent = await machines(api, 2, group="loop")
         log = api.runtime.eventlog
-        for machine_id in (reporting, silent):  # remote updates need the agent
-            await log.append(
-                stream_id(subjects.AGENT, machine_id),
-                ANY_VERSION,
-                [
-                    NewEvent(
-                        MachineCameOnline(machine_id=uuid.UUID(machine_id), agent_version="1"), Metadata.new(actor="gw")
-                    )
-                ],
-            )
-        assert (await api.http.post("/scenarios", json={"name": "upd", "spec": {"kind": "remote-update"}})).is_success
-
-        async def online() -> bool:
-            states = [(await api.http.get(f"/machines/{m}")).json()["online"] for m in (reporting, silent)]
-            return all(states)
-
-        await eventually(online, what="both online")
-        run = (await api.http.post("/scenarios/upd/runs", json={"machines": [reporting, silent]})).json()
+        assert (await api.http.post("/scenarios", json={"name": "check", "spec": {"kind": "disk-check"}})).is_success
+        run = (await api.http.post("/scenarios/check/runs", json={"machines": [reporting, silent]})).json()
+        await netboot(api, [reporting, silent])
 
         async def requested() -> list:
             return [r.event for r in await log.read_all() if isinstance(r.event, StepRequested)]
 
         steps = await eventually(requested, until=lambda s: len(s) == 2, what="both steps requested")
         step = next(s for s in steps if str(s.machine_id) == reporting)
-        assert step.step == "remote-update" and step.spec.kind == "remote-update"
-        # the implementing service (the updater, later) reports progress, then completion
+        assert step.step == "disk-check" and step.spec.kind == "disk-check"
+        # the deploy environment reports progress, then completion
         for status, percent in (("progress", 40), ("completed", 100)):
             report = StepReported(execution_id=step.execution_id, step=step.step, status=status, percent=percent)
             await log.append(
                 stream_id(subjects.STEP, step.execution_id),
                 ANY_VERSION,
-                [NewEvent(report, Metadata.new(actor="updater"))],
+                [NewEvent(report, Metadata.new(actor="deploy"))],
             )
         rows = {r["machine_id"]: r for r in await finished(api, run["run_id"], 2)}
         assert rows[reporting]["state"] == "completed" and rows[reporting]["percent"] == 100
         assert rows[silent]["code"] == "DPM-E145" and "no response" in rows[silent]["reason"]
 
 
-async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, scheduler_service, auth) -> None:
-    scheduler = scheduler_service(scheduler_tick=0.1, scheduler_suspend_timeout=2.0)
-    async with running(api_service(), headers=auth) as api, running(scheduler):
-        sim_machine, update_machine = await machines(api, 2)
-        log = api.runtime.eventlog
-        online = MachineCameOnline(machine_id=uuid.UUID(update_machine), agent_version="1")
-        await log.append(
-            stream_id(subjects.AGENT, update_machine), ANY_VERSION, [NewEvent(online, Metadata.new(actor="gw"))]
+async def netboot(api, machine_ids: list[str]) -> None:
+    """The machines network-boot once woken (what pxe records when their ROM asks for a boot file)."""
+    rows = {m["machine_id"]: m for m in (await api.http.get("/machines")).json()}
+
+    async def waiting() -> bool:
+        got = {r["machine_id"]: r["state"] for r in (await api.http.get("/executions")).json()}
+        return all(got.get(m) == "powering-on" for m in machine_ids)
+
+    await eventually(waiting, what="woken, waiting for the network boot")
+    for machine_id in machine_ids:
+        mac = rows[machine_id]["macs"][0]
+        booted = MachineBooted(mac=mac, arch=Arch.BIOS_X86, stage=BootStage.ROM)
+        await api.runtime.eventlog.append(
+            stream_id(subjects.BOOT, mac), ANY_VERSION, [NewEvent(booted, Metadata.new(actor="pxe"))]
         )
+
+
+async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, scheduler_service, auth) -> None:
+    scheduler = scheduler_service(
+        scheduler_tick=0.1, scheduler_suspend_timeout=2.0, scheduler_wol_port=free_port(),
+        scheduler_power_on_interval=0,
+    )  # fmt: skip
+    async with running(api_service(), headers=auth) as api, running(scheduler):
+        assert (await api.http.put("/groups/loop", json={"subnet": "127.0.0.0/8"})).is_success
+        sim_machine, update_machine = await machines(api, 2, group="loop")
+        log = api.runtime.eventlog
         await api.http.post("/scenarios", json={"name": "long", "spec": simulated(60)})
-        await api.http.post("/scenarios", json={"name": "upd", "spec": {"kind": "remote-update"}})
+        # a netboot step nobody stops (remote updates, used here before, are refused: DPM-E115)
+        await api.http.post("/scenarios", json={"name": "upd", "spec": {"kind": "disk-check"}})
 
         async def latest(machine: str) -> dict:
             rows = (await api.http.get("/executions", params={"machine": machine})).json()
@@ -286,11 +297,8 @@ async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, 
         assert again.status_code == 422 and "already suspended" in again.json()["error"]["message"]
 
         # a step nobody stops: asked to cancel, unconfirmed after the suspend timeout, then force-cleared
-        async def is_online() -> bool:
-            return bool((await api.http.get(f"/machines/{update_machine}")).json()["online"])
-
-        await eventually(is_online, what="online")
         await api.http.post("/scenarios/upd/runs", json={"machines": [update_machine]})
+        await netboot(api, [update_machine])
         second = await eventually(
             lambda: latest(update_machine), until=lambda r: r.get("state") == "running", what="running"
         )
@@ -302,12 +310,10 @@ async def test_suspend_is_two_phase_and_clear_releases_the_machine(api_service, 
             lambda: latest(update_machine), until=lambda r: r.get("state") == "suspended", what="timed out"
         )
         assert unconfirmed["code"] == "unconfirmed" and "did not confirm the interrupt" in unconfirmed["reason"]
-        assert [
+        names = [
             type(r.event).__name__ for r in await log.read_stream(stream_id(subjects.EXECUTION, second["execution_id"]))
-        ][-2:] == [
-            "StepCancelRequested",
-            "ExecutionSuspended",
-        ]
+        ]  # a netboot step: NetbootCleared comes between the two
+        assert names[-3:] == ["StepCancelRequested", "NetbootCleared", "ExecutionSuspended"]
         assert (await api.http.post("/clear", json={"machines": [sim_machine, update_machine]})).json() == {
             "cleared": 2
         }

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import urllib.request
 from collections.abc import Callable
@@ -62,8 +63,10 @@ def enrol(config: AgentConfig, found: Facts) -> str:
             raise Refusal(f"enrolment refused: {exc.read()[:300]!r}") from None
         raise
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    config.token_file.write_text(reply["token"])
-    config.token_file.chmod(0o600)
+    fd = os.open(config.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # 0600 from the start
+    os.fchmod(fd, 0o600)  # a token file left wider by an older version
+    with open(fd, "w") as f:
+        f.write(reply["token"])
     log.info("enrolled as machine %s", reply["machine_id"])
     return str(reply["token"])
 

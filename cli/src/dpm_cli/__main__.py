@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import boot, images, labcmd, scenarios, schedules
+from dpm_cli import boot, images, labcmd, quarantine, scenarios, schedules
 from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
 from dpm_cli.output import JsonOpt, table
+from dpm_cli.passwords import StdinOpt, read_password
 
 app = typer.Typer(help="dpm: deployment manager for fleets of machines.", no_args_is_help=True)
 machines = typer.Typer(help="Managed machines.", no_args_is_help=True)
@@ -29,6 +30,7 @@ app.add_typer(files, name="files")
 app.add_typer(users, name="users")
 app.add_typer(tokens, name="tokens")
 app.add_typer(admin, name="admin")
+admin.add_typer(quarantine.app, name="quarantine")
 app.add_typer(boot.app, name="boot")
 app.add_typer(scenarios.app, name="scenarios")
 app.add_typer(schedules.app, name="schedules")
@@ -259,11 +261,10 @@ def files_ls(machine: str, path: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def login(
-    username: Annotated[str, typer.Option(prompt=True)],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
-) -> None:
-    """Log in; the session token is kept in ~/.config/dpm/token (mode 0600)."""
+def login(username: Annotated[str, typer.Option(prompt=True)], password_stdin: StdinOpt = False) -> None:
+    """Log in; the session token is kept in ~/.config/dpm/token (mode 0600). The password comes from
+    a prompt, --password-stdin or DPM_PASSWORD -- never from the command line."""
+    password = read_password(stdin=password_stdin)
     result = request("POST", "/auth/login", json={"username": username, "password": password}, anonymous=True)
     save_token(result["token"])
     print(f"logged in as {result['username']} ({result['role']})")
@@ -288,9 +289,10 @@ def users_list(as_json: JsonOpt = False) -> None:
 def users_add(
     username: str,
     role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+    password_stdin: StdinOpt = False,
 ) -> None:
-    """Create a user."""
+    """Create a user; the password comes from a prompt, --password-stdin or DPM_PASSWORD."""
+    password = read_password(stdin=password_stdin, confirm=True)
     request("POST", "/users", json={"username": username, "password": password, "role": role})
     print(f"created {username} ({role})")
 
@@ -303,11 +305,15 @@ def users_role(username: str, role: str) -> None:
 
 
 @users.command("passwd")
-def users_passwd(
-    username: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)]
-) -> None:
-    """Set a password (yours, or anyone's as admin)."""
-    request("PUT", f"/users/{username}/password", json={"password": password})
+def users_passwd(username: str, password_stdin: StdinOpt = False) -> None:
+    """Set a password: yours (asks for the current one too: DPM_CURRENT_PASSWORD, or the first line of
+    --password-stdin before the new one), or anyone's as admin. Their sessions and API tokens end."""
+    body: dict[str, Any] = {}
+    if request("GET", "/auth/whoami")["username"] == username:
+        current = read_password(stdin=password_stdin, prompt="Current password", env="DPM_CURRENT_PASSWORD")
+        body["current_password"] = current
+    body["password"] = read_password(stdin=password_stdin, prompt="New password", confirm=True)
+    request("PUT", f"/users/{username}/password", json=body)
     print(f"password of {username} changed")
 
 
@@ -345,9 +351,28 @@ app.add_typer(agents, name="agents")
 def agents_enrolment_token(
     uses: Annotated[int, typer.Option(help="How many machines may enrol with it.")] = 1,
     expires_in: Annotated[float, typer.Option(help="Seconds until it expires.")] = 86400.0,
+    machine: Annotated[
+        str | None,
+        typer.Option(
+            help="Bind it to this machine (id, name or MAC): it enrols only that machine and may replace its "
+            "agent's token (re-imaged machine, lost or revoked token)."
+        ),
+    ] = None,
 ) -> None:
-    """Issue an enrolment token for new agents (printed once)."""
-    print(request("POST", "/agents/enrolment-tokens", json={"uses": uses, "expires_in": expires_in})["token"])
+    """Issue an enrolment token for agents (printed once). Unbound, it enrols only machines whose agent
+    has no token yet and was never revoked."""
+    body: dict[str, Any] = {"uses": uses, "expires_in": expires_in}
+    if machine is not None:
+        body["machine"] = find_machine(machine)["machine_id"]
+    print(request("POST", "/agents/enrolment-tokens", json=body)["token"])
+
+
+@agents.command("revoke")
+def agents_revoke(machine: str) -> None:
+    """Revoke a machine's agent token: its session closes; only a token bound to it re-enrols it."""
+    found = find_machine(machine)
+    request("POST", f"/machines/{found['machine_id']}/agent/revoke")
+    print(f"revoked the agent of {found['name']}")
 
 
 @admin.command("rebuild")
@@ -377,8 +402,8 @@ def main() -> None:
     except Exception as exc:  # click usage errors
         from click.exceptions import ClickException
 
-        if isinstance(exc, ClickException):
-            exc.show()
+        if isinstance(exc, ClickException | typer.TyperException):  # typer vendors its own click
+            exc.show()  # type: ignore[union-attr]  # every usage error has show()
             sys.exit(EXIT_USAGE)
         raise
 

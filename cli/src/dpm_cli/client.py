@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,18 @@ def session_file() -> Path:
 
 
 def save_token(value: str) -> None:
+    """Write the session token to a new 0600 file (created with that mode, never chmod-ed later) and
+    rename it over the old one: a pre-existing file, whatever its mode, is replaced, not reused."""
     path = session_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(value)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # O_CREAT | O_EXCL, mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(value)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def forget_token() -> None:

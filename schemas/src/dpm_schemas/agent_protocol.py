@@ -12,14 +12,17 @@ opens (outbound only; DESIGN.md §6). Every frame is a map with ``kind``; unknow
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from enum import StrEnum
 from typing import Annotated, Literal, cast
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from dpm_schemas.events.machines import Mac
+from dpm_schemas.ids import unusable_mac
+from dpm_schemas.text import Label, LongText, Text
 
 PROTOCOL_VERSION = 1
 ENROL_PATH = "/v1/enrol"
@@ -27,27 +30,45 @@ AGENT_PATH = "/v1/agent"
 MAX_FRAME = 4 * 1024 * 1024  # bytes; inventories of a few thousand packages fit easily
 CLOSE_UNAUTHORIZED = 4401  # WebSocket close code: unknown or revoked token (DPM-E402)
 CLOSE_PROTOCOL = 4400  # malformed frame or unsupported protocol version
+CLOSE_REPLACED = 4409  # a newer connection with the same token took over (DPM-E126)
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _own_mac(mac: str) -> str:
+    if (why := unusable_mac(mac)) is not None:
+        raise ValueError(f"{mac} is {why}, not a network card's own address")
+    return mac
+
+
+def _address(text: str) -> str:
+    ipaddress.ip_address(text)  # ValueError: "not-an-ip" never reaches the machines read model
+    return text
+
+
+# What an agent reports is checked at the frame: the gateway, and whatever it writes to the log,
+# only ever see a NIC's own MAC (DPM-E109's rule) and addresses that parse.
+OwnMac = Annotated[Mac, AfterValidator(_own_mac)]
+IpAddress = Annotated[Label, Field(max_length=64), AfterValidator(_address)]
+
+
 class Facts(Frame):
     """What a machine says about itself."""
 
-    macs: Annotated[tuple[Mac, ...], Field(min_length=1, max_length=64)]
+    macs: Annotated[tuple[OwnMac, ...], Field(min_length=1, max_length=64)]
     smbios_uuid: uuid.UUID | None = None
-    hostname: Annotated[str, Field(max_length=253)]
-    ips: Annotated[tuple[str, ...], Field(max_length=256)] = ()
-    os: Annotated[str, Field(max_length=200)] = ""
-    kernel: Annotated[str, Field(max_length=200)] = ""
+    hostname: Annotated[Text, Field(max_length=253)]
+    ips: Annotated[tuple[IpAddress, ...], Field(max_length=256)] = ()
+    os: Annotated[Text, Field(max_length=200)] = ""
+    kernel: Annotated[Text, Field(max_length=200)] = ""
 
 
 class Hello(Frame):
     kind: Literal["hello"] = "hello"
     protocol: int = PROTOCOL_VERSION
-    agent_version: Annotated[str, Field(max_length=50)]
+    agent_version: Annotated[Label, Field(max_length=50)]
     facts: Facts
 
 
@@ -55,7 +76,7 @@ class Welcome(Frame):
     kind: Literal["welcome"] = "welcome"
     machine_id: uuid.UUID
     heartbeat_interval: float
-    server_version: str
+    server_version: Label
 
 
 class Heartbeat(Frame):
@@ -65,15 +86,15 @@ class Heartbeat(Frame):
 
 class Addresses(Frame):
     kind: Literal["addresses"] = "addresses"
-    ips: Annotated[tuple[str, ...], Field(max_length=256)]
+    ips: Annotated[tuple[IpAddress, ...], Field(max_length=256)]
 
 
 class Inventory(Frame):
     kind: Literal["inventory"] = "inventory"
-    os: str
-    kernel: str
-    packages: Annotated[tuple[str, ...], Field(max_length=50_000)]  # "name=version"
-    digest: str
+    os: Text
+    kernel: Text
+    packages: Annotated[tuple[Text, ...], Field(max_length=50_000)]  # "name=version"
+    digest: Label
 
 
 class Action(StrEnum):
@@ -91,7 +112,7 @@ class Command(Frame):
     kind: Literal["command"] = "command"
     id: uuid.UUID
     action: Action
-    path: Annotated[str, Field(max_length=4096)] | None = None
+    path: Annotated[Text, Field(max_length=4096)] | None = None
     content: Annotated[bytes, Field(max_length=MAX_FILE)] | None = None
     mode: int = Field(default=0o644, ge=0, le=0o7777)
 
@@ -107,15 +128,15 @@ class CommandResult(Frame):
     kind: Literal["result"] = "result"
     id: uuid.UUID
     ok: bool
-    code: str = ""  # a DPM error code when not ok
-    message: str = ""
+    code: Label = ""  # a DPM error code when not ok
+    message: LongText = ""
     entries: tuple[Entry, ...] = ()
 
 
 class Refused(Frame):
     kind: Literal["refused"] = "refused"
-    code: str
-    message: str
+    code: Label
+    message: LongText
 
 
 AnyFrame = Annotated[

@@ -135,6 +135,30 @@ class E:
         "Wait a few seconds; check /readyz of the service and the logs for why it waits.",
         503,
     )
+    # -- issue 12: local accounts (the embedded stack requires credentials; consumers trust the log) --
+    FORGED_EVENT = _define(
+        "DPM-E023",
+        "Event not in the log",
+        "A message on {subject} claims event {event_id} at position {position}, which the event log does not hold.",
+        "It was discarded (see dpm_dead_letters). Only the relay may publish events: check who holds NATS "
+        "credentials with publish rights on dpm.evt.> and rotate them.",
+        500,
+    )
+    POSTGRES_SECURE_FAILED = _define(
+        "DPM-E024",
+        "Could not secure the embedded PostgreSQL",
+        "Setting the password of {user} in {data} failed: {reason}",
+        "Stop every PostgreSQL still running on that directory (ps -u postgres) and run `dpm up` again; "
+        "or move {data} aside to start with an empty cluster.",
+        500,
+    )
+    SCHEMA_NOT_MIGRATED = _define(
+        "DPM-E025",
+        "Database schema not migrated yet",
+        "The database has not been migrated to this version: {missing} missing.",
+        "Start the process that holds DPM_DATABASE_ADMIN_URL (dpm up migrates by itself); this service waits.",
+        503,
+    )
     INVALID_REQUEST = _define(
         "DPM-E100",
         "Invalid request",
@@ -229,6 +253,32 @@ class E:
         "The pxe service at {url} did not answer: {reason}.",
         "Check that the pxe service runs (dpm up starts it) and that DPM_API_PXE_URL points to it.",
         503,
+    )
+    # -- issue 12: the boot network gets boot files and one deploy credential, nothing more -----------
+    PXE_SERVICE_ONLY = _define(
+        "DPM-E133",
+        "Ask the api",
+        "This pxe endpoint answers only the api (it needs DPM_PXE_SERVICE_TOKEN); the boot network gets scripts "
+        "and boot files.",
+        "Use the api (`dpm boot explain`, `dpm boot recent`, `dpm boot leases`). If the api gets this, give it "
+        "DPM_API_PXE_TOKEN equal to pxe's DPM_PXE_SERVICE_TOKEN (`dpm up` generates both).",
+        401,
+    )
+    DEPLOY_TOKEN_REFUSED = _define(
+        "DPM-E134",
+        "Deploy token refused",
+        "The deploy token of execution {execution_id} is no longer valid: {reason}.",
+        "A deploy token is valid only while its execution's step runs, from the client it was given to. "
+        "Run the scenario again to boot the deploy environment with a new one.",
+        401,
+    )
+    BOOT_FILE_REFUSED = _define(
+        "DPM-E135",
+        "Boot file not served",
+        "{path!r} is not served: {reason}.",
+        "Boot files are regular files under DPM_PXE_ROOT, named by a relative path without '..' "
+        "(components of at most 255 bytes); check the boot settings' kernel and initrd paths.",
+        404,
     )
     MACHINE_BUSY = _define(
         "DPM-E140",
@@ -461,6 +511,51 @@ class E:
         "List users with `dpm users list`.",
         404,
     )
+    BODY_TOO_LARGE = _define(
+        "DPM-E409",
+        "Request body too large",
+        "The request body is larger than {limit} bytes, the most {route} accepts.",
+        "Send less in one request (split the import, upload chunks separately); an administrator can raise "
+        "DPM_HTTP_MAX_BODY (DPM_API_MAX_BODY for the api).",
+        413,
+    )
+    LOGIN_THROTTLED = _define(
+        "DPM-E410",
+        "Too many login attempts",
+        "Too many failed or rapid login attempts for this user name or from this address; retry in {retry_after} s.",
+        "Wait and try again; an administrator can reset the password (`dpm users passwd`). Scripts should use "
+        "an API token (`dpm tokens create`) instead of logging in.",
+        429,
+    )
+    CURRENT_PASSWORD_WRONG = _define(
+        "DPM-E411",
+        "Current password required",
+        "Changing your own password needs your current password (current_password), and it was missing or wrong.",
+        "Give the current password (`dpm users passwd` asks for it); if it is lost, an administrator can reset it.",
+        403,
+    )
+    SESSION_TOO_OLD = _define(
+        "DPM-E412",
+        "Session expired",
+        "The session is older than its absolute lifetime of {hours} hours.",
+        "Log in again with `dpm login`; scripts should use an API token (`dpm tokens create`).",
+        401,
+    )
+    BOOTSTRAP_TOKEN_REVOKED = _define(
+        "DPM-E413",
+        "Bootstrap token revoked",
+        "The bootstrap token (DPM_API_TOKEN) was revoked by an administrator.",
+        "Log in as a user (`dpm login`) or use an API token; to use a bootstrap token again, set a new "
+        "DPM_API_TOKEN and restart the api.",
+        401,
+    )
+    IMAGER_REFUSED = _define(
+        "DPM-E414",
+        "The imager refused the request",
+        "The imager answered {status} ({code}) for {action}.",
+        "Look at the imager's log for this request; check the image with `dpm images show`.",
+        502,
+    )
     AGENT_TOKEN_REFUSED = _define(
         "DPM-E402",
         "Agent token refused",
@@ -505,6 +600,47 @@ class E:
         "Use an absolute path inside the agent's allowed directories (allowed_paths in /etc/dpm-agent.toml).",
         422,
     )
+    # -- issue 12: agent identity (an enrolment never takes over a machine without an admin) ---------
+    MACHINE_HAS_AGENT = _define(
+        "DPM-E123",
+        "Machine already has an agent",
+        "Machine {machine} already has an agent token; an enrolment token not bound to it cannot replace it.",
+        "If this host really is {machine} (re-imaged, or its agent lost its token), issue an enrolment token "
+        "bound to it: `dpm agents enrolment-token --machine {machine}`. Otherwise another host claims its MAC "
+        "or SMBIOS UUID. Nothing changed and the enrolment token was not used up.",
+        403,
+    )
+    MACHINE_AGENT_REVOKED = _define(
+        "DPM-E124",
+        "Machine's agent was revoked",
+        "The agent token of machine {machine} was revoked; an enrolment token not bound to it cannot enrol it.",
+        "To let {machine} enrol again, issue an enrolment token bound to it: "
+        "`dpm agents enrolment-token --machine {machine}`. Nothing changed and the enrolment token was not used up.",
+        403,
+    )
+    ENROLMENT_OTHER_MACHINE = _define(
+        "DPM-E125",
+        "Enrolment token bound to another machine",
+        "This enrolment token is bound to machine {bound}, but the enrolling host ({facts}) is {found}.",
+        "Use the token on {bound} (its registered MAC or SMBIOS UUID must match), or issue one bound to this "
+        "machine: `dpm agents enrolment-token --machine NAME`. Nothing changed and the token was not used up.",
+        403,
+    )
+    AGENT_SESSION_REPLACED = _define(
+        "DPM-E126",
+        "Agent connection replaced",
+        "A newer connection with the agent token of machine {machine_id} took over; this one is closed.",
+        "Normal after an agent reconnects. If it repeats, two hosts share one agent token (a cloned disk): "
+        "re-enrol the copy with its own enrolment token.",
+        409,
+    )
+    AGENT_PROTOCOL_ERROR = _define(
+        "DPM-E127",
+        "Agent protocol error",
+        "The agent sent a frame the gateway cannot accept ({reason}); the connection was closed.",
+        "Run a dpm-agent of this server's version; the agent reconnects by itself.",
+        400,
+    )
     NETBOOT_NOT_DETECTED = _define(
         "DPM-E112",
         "Network boot not detected",
@@ -512,6 +648,103 @@ class E:
         "Check that the machine boots from the network first (BIOS/UEFI boot order), that its MAC is the "
         "registered one, and that DHCP/proxyDHCP reaches it.",
         504,
+    )
+    # -- issue 12: invalid data refused at the edge, one failure never stops the others ------------
+    MAC_UNUSABLE = _define(
+        "DPM-E109",
+        "MAC address is not a machine's",
+        "{value} is {what}: no network card has it as its own address.",
+        "Give the NIC's own (unicast) MAC address, as `ip link` or the BIOS shows it; broadcast "
+        "(ff-ff-ff-ff-ff-ff), multicast (first byte odd) and all-zero addresses are refused.",
+        422,
+    )
+    MACHINE_NAME_TAKEN = _define(
+        "DPM-E111",
+        "Machine name taken",
+        "The name {name!r} already belongs to machine {machine_id}.",
+        "Machine names are unique (ignoring case), so lookups by name find one machine: pick another name, "
+        "or rename or delete the other machine first.",
+        409,
+    )
+    SCENARIO_PARAM_INVALID = _define(
+        "DPM-E114",
+        "Invalid scenario parameter",
+        "params.{key} of a {kind} scenario is refused: {reason}.",
+        "Correct the parameter: backup takes image, disk, partition, mode (used|full), ignore_hidden; restore "
+        "takes image, disk, partition, ignore_hidden, grow_gpt; simulated takes seconds (0-604800); disk-check none.",
+        422,
+    )
+    KIND_NOT_AVAILABLE = _define(
+        "DPM-E115",
+        "Scenario kind not available yet",
+        "{kind} scenarios are not available yet: {reason}.",
+        "Use an available kind (backup, restore, disk-check, simulated); this one is refused until dpm "
+        "implements it, instead of starting machines and failing later.",
+        422,
+    )
+    EXECUTION_INTERNAL = _define(
+        "DPM-E116",
+        "Internal error in this execution",
+        "The scheduler could not advance execution {execution_id}: {reason}.",
+        "Only this execution stopped; others go on. Clear the machine's error, check the scenario's "
+        "parameters (re-save it), and run again; report the reason if it persists.",
+        500,
+    )
+    MANIFEST_INVALID = _define(
+        "DPM-E117",
+        "Backup manifest refused",
+        "The manifest committed for {image!r} is refused: {reason}. Nothing was stored.",
+        "The deploy client sends a zstd-compressed JSON manifest (format 1); run the backup again with a "
+        "client of this server's version.",
+        422,
+    )
+    TRANSFER_COMMITTED = _define(
+        "DPM-E118",
+        "Transfer already committed",
+        "Transfer {transfer} of {image!r} was already {state}; a transfer commits once.",
+        "Nothing to do if the backup succeeded; to back up again, run the scenario again (a new transfer).",
+        409,
+    )
+    CHUNK_NOT_VOUCHED = _define(
+        "DPM-E119",
+        "Manifest names chunks this backup never sent",
+        "The manifest of {image!r} names {count} chunk(s) this transfer neither uploaded nor checked with "
+        "`missing` (first: {chunk}).",
+        "A backup may name only the chunks it uploaded or that `missing` reported present in this transfer; "
+        "run the backup again with a client of this server's version.",
+        422,
+    )
+    CRON_NEVER_FIRES = _define(
+        "DPM-E166",
+        "Schedule never fires",
+        "The cron expression {cron!r} does not fire within {years} years (e.g. a day a month never has).",
+        "Check the day-of-month and month fields (30 2 is February 30th); `dpm schedules add --cron` takes "
+        "five fields: minute hour day-of-month month day-of-week.",
+        422,
+    )
+    # -- issue 12: no input wedges a read model (control characters refused; poison quarantined) ----
+    TEXT_INVALID = _define(
+        "DPM-E005",
+        "Text refused",
+        "{field}: {reason}",
+        "Send text without control characters (NUL, ESC, DEL, C1; line breaks only where a field allows "
+        "several lines) and within the field's length; CSV cells follow the same rule.",
+        422,
+    )
+    QUARANTINE_NOT_FOUND = _define(
+        "DPM-E170",
+        "No such quarantined event",
+        "Projection {projection} has no quarantined event at position {position}.",
+        "List the quarantine with `dpm admin quarantine list` and use a projection and position from it.",
+        404,
+    )
+    QUARANTINE_RETRY_FAILED = _define(
+        "DPM-E171",
+        "Quarantined event still fails",
+        "Projection {projection} still cannot apply the event at position {position} ({type}): {error}",
+        "The event stays quarantined. Fix the cause (upgrade the service if the projection has a bug), then "
+        "retry; or `dpm admin quarantine skip {projection} {position}` to leave the read model without it.",
+        409,
     )
 
 

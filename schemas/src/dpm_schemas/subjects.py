@@ -94,6 +94,13 @@ def signal_subject(wire_name: str, key: str = "*") -> str:
     return f"{SIGNALS_ROOT}.{wire_name}.{key}"
 
 
+def agent_session_check(machine_id: object = "*") -> str:
+    """Core NATS broadcast to every agent-gateway replica: re-check the sessions you hold for this
+    machine against PostgreSQL (its token was replaced or revoked, or a newer session opened). The
+    message carries no authority; the database decides."""
+    return signal_subject("AgentSessionCheck", str(machine_id))
+
+
 def durable_name(service: str, purpose: str) -> str:
     """A durable consumer name: stable across restarts, shared by the replicas of one service."""
     name = f"{service}-{purpose}"

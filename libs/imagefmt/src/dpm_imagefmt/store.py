@@ -5,6 +5,8 @@ files (``chunks/ab/<id>``) and is the imager's backend and the tests' twin of th
 A blob is verified before it is stored (a corrupt upload never enters the store) and written to a
 temporary file then renamed, so a crash leaves whole chunks or none. Durability is bought once per
 backup (``sync``), not per chunk: a backup is only committed after its chunks are on disk.
+Every backed-up disk is in here, so the store is its owner's alone: directories 0700 and files
+0600, created with that mode (never written wider and narrowed afterwards).
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ def unpack_records(body: bytes, limit: int) -> list[tuple[str, memoryview]]:
     return out
 
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
 class DirStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,8 +83,9 @@ class DirStore:
         self.manifests = root / "manifests"
 
     def open(self) -> DirStore:
-        self.chunks.mkdir(parents=True, exist_ok=True)
-        self.manifests.mkdir(parents=True, exist_ok=True)
+        for d in (self.root, self.chunks, self.manifests):
+            d.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        self.root.chmod(DIR_MODE)  # a store left 0755 by an older version: nothing below is reachable now
         return self
 
     def path(self, chunk: str) -> Path:
@@ -117,7 +124,7 @@ class DirStore:
         """Move a corrupt chunk aside (kept for inspection): the store no longer has it, so the next
         backup holding that content uploads it again and heals every image that names it."""
         aside = self.root / "quarantine"
-        aside.mkdir(exist_ok=True)
+        aside.mkdir(exist_ok=True, mode=DIR_MODE)
         target = aside / f"{chunk}.{int(time.time())}"
         os.replace(self.path(chunk), target)
         return target
@@ -175,9 +182,11 @@ class DirStore:
         syncfs(self.root)
 
     def _write(self, target: Path, blob: bytes | memoryview) -> None:
-        target.parent.mkdir(exist_ok=True)
+        target.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # a leftover temporary file keeps its mode on open
+        with open(fd, "wb") as f:
             f.write(blob)
         os.replace(tmp, target)
 

@@ -31,8 +31,17 @@ def events_stream_config(*, max_age_days: float = 30.0, replicas: int = 1) -> St
     )
 
 
-async def connect_nats(url: str, *, name: str, on_failure: Callable[[BaseException], None] | None = None) -> NATS:
+async def connect_nats(
+    url: str,
+    *,
+    name: str,
+    on_failure: Callable[[BaseException], None] | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> NATS:
     """Connect, waiting (and logging why) until the server answers; afterwards reconnect forever.
+
+    ``user``/``password`` are the service's own NATS credentials (kept out of the URL, which is logged).
 
     nats-py itself retries the first connection when reconnects are unbounded, calling ``error_cb``
     on every failure -- so the waiting is logged from there, with the attempt count.
@@ -57,6 +66,8 @@ async def connect_nats(url: str, *, name: str, on_failure: Callable[[BaseExcepti
     nc = await nats.connect(
         servers=[url],
         name=name,
+        user=user,
+        password=password,
         connect_timeout=2,
         allow_reconnect=True,
         max_reconnect_attempts=-1,

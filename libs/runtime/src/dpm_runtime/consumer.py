@@ -6,6 +6,11 @@ only after that transaction commits, so a crash between commit and ack costs a r
 double effect. Outcomes: success -> ack; ``Retry`` or an unexpected error -> nak with backoff;
 ``Poison``, an undecodable body, or too many deliveries -> term, logged, counted and kept in
 ``dpm_dead_letters``.
+
+The bus is a pipe, not a source of truth: a handler never sees the message's body but the event
+the log holds at the message's position (one lookup by the unique position, in the handler's
+transaction). A message whose event id is not there was never relayed -- somebody published it
+on the events stream directly -- and is terminated as forged (DPM-E023), never handled.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_runtime.eventlog import Conn
+from dpm_runtime.eventlog import Conn, decode_row, select_rows
 from dpm_runtime.telemetry import context_from_headers
-from dpm_schemas import subjects
+from dpm_schemas import E, subjects
 from dpm_schemas.base import Event
 from dpm_schemas.codec import DecodeError, decode_envelope
 from dpm_schemas.envelope import RecordedEvent
@@ -45,6 +50,10 @@ class Retry(Exception):
 
 class Poison(Exception):
     """Raise from a handler when the event can never be handled: it is terminated, not retried."""
+
+
+class Forged(Exception):
+    """The message names an event the log does not hold (DPM-E023)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class ConsumerStats:
     duplicates: int = 0
     retried: int = 0
     poisoned: int = 0
+    forged: int = 0
     last_error: str | None = field(default=None)
 
 
@@ -155,25 +165,16 @@ class ConsumerRunner:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 await self._poison(msg, rec, f"poison: {exc}", deliveries)
                 return
+            except Forged:
+                forged = E.FORGED_EVENT(subject=msg.subject, event_id=rec.event_id, position=rec.position)
+                span.set_status(Status(StatusCode.ERROR, forged.code))
+                self.stats.forged += 1
+                await self._poison(msg, None, f"forged: {forged.code} {forged.message}", deliveries)
+                return
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, repr(exc)))
-                self.stats.last_error = repr(exc)
-                if deliveries >= self.spec.max_deliver:
-                    await self._poison(msg, rec, f"failed {deliveries} times: {exc!r}", deliveries)
-                    return
-                delay = min(30.0, self.spec.backoff * 2 ** (deliveries - 1))
-                log.warning(
-                    "consumer %s: %s at %d failed (delivery %d), retry in %.1f s: %r",
-                    self.spec.durable,
-                    rec.type,
-                    rec.position,
-                    deliveries,
-                    delay,
-                    exc,
-                )
-                self.stats.retried += 1
-                await msg.nak(delay=delay)
+                await self._failed(msg, rec, exc, deliveries)
                 return
         await msg.ack()
         if fresh:
@@ -181,9 +182,29 @@ class ConsumerRunner:
         else:
             self.stats.duplicates += 1
 
+    async def _failed(self, msg: Msg, rec: RecordedEvent, exc: Exception, deliveries: int) -> None:
+        """An unexpected error: redeliver with backoff, or terminate after ``max_deliver``."""
+        self.stats.last_error = repr(exc)
+        if deliveries >= self.spec.max_deliver:
+            await self._poison(msg, rec, f"failed {deliveries} times: {exc!r}", deliveries)
+            return
+        delay = min(30.0, self.spec.backoff * 2 ** (deliveries - 1))
+        log.warning(
+            "consumer %s: %s at %d failed (delivery %d), retry in %.1f s: %r",
+            self.spec.durable,
+            rec.type,
+            rec.position,
+            deliveries,
+            delay,
+            exc,
+        )
+        self.stats.retried += 1
+        await msg.nak(delay=delay)
+
     async def _handle(self, rec: RecordedEvent, handler: Handler | None) -> bool:
         """Run the handler with its tracking row in one transaction; False when already handled."""
         async with self._pool.connection() as conn, conn.transaction():
+            rec = await _as_logged(conn, rec)
             cur = await conn.execute(
                 "INSERT INTO dpm_tracking (consumer, position) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
                 (self.spec.durable, rec.position),
@@ -219,3 +240,11 @@ class ConsumerRunner:
                 )
         finally:
             await msg.term()
+
+
+async def _as_logged(conn: Conn, claimed: RecordedEvent) -> RecordedEvent:
+    """The event the log holds at the claimed position; ``Forged`` unless it is the claimed event."""
+    rows = await select_rows(conn, after=claimed.position - 1, limit=1)
+    if not rows or rows[0][0] != claimed.position or rows[0][3] != claimed.event_id:
+        raise Forged(claimed.event_id)
+    return decode_row(rows[0])

@@ -1,25 +1,32 @@
 """The HTTP side every service shares: binding with a clear "port in use" error, uvicorn without its
-own signal handling (the service kernel owns SIGTERM), and the health endpoints."""
+own signal handling (the service kernel owns SIGTERM), the request-body limit, and the health endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
+import logging
+import math
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from dpm_schemas import E, ports
+from dpm_schemas import E, ports, text
 from dpm_schemas.errors import DpmError
 
 if TYPE_CHECKING:
     from dpm_runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+F = Any  # an endpoint function
+_MAX_BODY_ATTR = "__dpm_max_body__"
 
 
 def bind(service: str, host: str, port: int) -> socket.socket:
@@ -49,6 +56,81 @@ class _Server(uvicorn.Server):
 def make_server(app: FastAPI) -> uvicorn.Server:
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5)
     return _Server(config)
+
+
+def max_body(limit: int) -> Callable[[F], F]:
+    """Let one route accept bodies up to ``limit`` bytes (chunk uploads, CSV imports) where every
+    other route keeps the service's limit. Goes under the route decorator."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _MAX_BODY_ATTR, limit)
+        return endpoint
+
+    return mark
+
+
+class BodyLimit:
+    """Pure ASGI, outermost: counts the body bytes a request really sends, declared by Content-Length
+    or chunked, and answers 413 DPM-E409 once they pass the route's limit. The limit is looked up
+    when the app first reads the body -- routing has picked the endpoint by then (``max_body``); a
+    declared length over it is refused before a byte is read, a chunked body is cut off mid-stream.
+    The app then sees a disconnect and its own answer is dropped. Nothing is buffered here."""
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def limit_for(self, scope: dict[str, Any]) -> int:
+        endpoint = scope.get("endpoint") or getattr(scope.get("route"), "endpoint", None)
+        return int(getattr(endpoint, _MAX_BODY_ATTR, self.limit))
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        received, refused, started = 0, False, False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            limit = self.limit_for(scope)
+            if received == 0 and declared.isdigit() and int(declared) > limit:
+                refused = True
+            else:
+                message: dict[str, Any] = await receive()
+                if message["type"] != "http.request":
+                    return message
+                received += len(message.get("body", b""))
+                if received <= limit:
+                    return message
+                refused = True
+            route = f"{scope['method']} {scope['path']}"
+            log.warning("refused %s: body over %d bytes", route, limit)
+            if not started:
+                await _send_error(send, E.BODY_TOO_LARGE(limit=limit, route=route))
+            return {"type": "http.disconnect"}
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 went out instead of whatever the app answers to the cut-off body
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+            # the app met the cut-off body (ClientDisconnect): the 413 already answered for it
+
+
+async def _send_error(send: Callable[..., Any], exc: DpmError) -> None:
+    response = JSONResponse({"error": exc.to_dict()}, status_code=exc.error.http_status)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 @dataclass
@@ -83,11 +165,13 @@ def health_router() -> APIRouter:
 
     @router.get("/statusz")
     async def statusz(request: Request) -> dict[str, Any]:
-        """What this process is doing: relay role and checkpoint, consumer and projection counters."""
+        """What this process is doing: relay role and checkpoint, consumer and projection counters.
+        Anonymous, so numbers and states only: error texts (which name hosts, users, SQL) go to the
+        log, never here."""
         health: Health = request.app.state.health
         rt = health.runtime
         if rt is None:
-            return {"service": health.service, "starting": dict(health.waiting)}
+            return {"service": health.service, "starting": {k: v.split(":")[0] for k, v in health.waiting.items()}}
         return {
             "service": health.service,
             "relay": None
@@ -97,21 +181,43 @@ def health_router() -> APIRouter:
                 "checkpoint": rt.relay.stats.checkpoint,
                 "published": rt.relay.stats.published,
             },
-            "consumers": {name: vars(c.stats) for name, c in rt.consumers.items()},
-            "projections": {name: {"position": p.position} for name, p in rt.projections.items()},
+            "consumers": {name: _counters(vars(c.stats)) for name, c in rt.consumers.items()},
+            "projections": {
+                name: {"position": p.position, "quarantined": p.quarantined} for name, p in rt.projections.items()
+            },
+            # a service's own counters (e.g. pxe's dropped discoveries): app.state.counters() -> numbers
+            "counters": _counters(getattr(request.app.state, "counters", dict)()),
         }
 
     return router
 
 
+def _counters(stats: dict[str, Any]) -> dict[str, Any]:
+    """The numeric fields of a stats record: counts are safe to show anyone, ``last_error`` is not."""
+    return {k: v for k, v in stats.items() if isinstance(v, int | float)}
+
+
 def install_error_handler(app: FastAPI) -> None:
-    """Every ``DpmError`` becomes ``{"error": {code, title, message, remedy, details}}`` with its status."""
+    """Every ``DpmError`` becomes ``{"error": {code, title, message, remedy, details}}`` with its status
+    (and Retry-After when the error names a ``retry_after``)."""
 
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DpmError)
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.error.http_status)
+        headers = {}
+        if isinstance(wait := exc.details.get("retry_after"), int | float):  # throttled: say when to retry
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.error.http_status, headers=headers)
 
     app.add_exception_handler(DpmError, handle)
+
+    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+        """A model built from request input refused it (an event field with a NUL...): the caller's
+        422 with a code and the field, never a 500."""
+        assert isinstance(exc, ValidationError)
+        err = text.refusal(exc.errors(include_input=False), exc.title)
+        return JSONResponse({"error": err.to_dict()}, status_code=err.error.http_status)
+
+    app.add_exception_handler(ValidationError, refused)
 
 
 async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

@@ -12,6 +12,8 @@ from importlib import resources
 
 import psycopg
 
+from dpm_schemas import E
+
 log = logging.getLogger(__name__)
 
 _LOCK = 7291000
@@ -49,4 +51,20 @@ async def migrate(admin_url: str, extra: list[Migration] | None = None) -> list[
                 await conn.execute("INSERT INTO dpm_schema_migrations (id) VALUES (%s)", (migration.id,))
                 applied.append(migration.id)
                 log.info("migration applied", extra={"migration": migration.id})
+        # services without the owner URL read this to wait until the schema is theirs (await_migrated)
+        await conn.execute("GRANT SELECT ON dpm_schema_migrations TO dpm_service")
     return applied
+
+
+async def await_migrated(url: str, extra: list[Migration] | None = None) -> None:
+    """Raise (DPM-E025) unless every migration this code knows is applied: a service that holds no
+    owner URL checks this, read-only, and waits, while the one process that holds it migrates."""
+    wanted = [m.id for m in [*core_migrations(), *(extra or [])]]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        try:
+            cur = await conn.execute("SELECT id FROM dpm_schema_migrations WHERE id = ANY(%s)", (wanted,))
+            present = {row[0] for row in await cur.fetchall()}
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+            present = set()
+    if missing := [m for m in wanted if m not in present]:
+        raise E.SCHEMA_NOT_MIGRATED(missing=", ".join(missing))

@@ -6,6 +6,9 @@ checkpoint row is locked ``FOR UPDATE`` per batch, so replicas of a service neve
 
 Rebuild replays every relevant event into fresh tables in a staging schema, then -- holding the
 checkpoint lock so the live runner pauses -- catches up to the head and swaps the tables in.
+
+Both quarantine an event they cannot decode or apply (``dpm_runtime.quarantine``) and keep going:
+one poison event never stops the events after it.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from typing import Protocol
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_runtime.eventlog import Conn, EventLog, decode_row, select_rows
+from dpm_runtime import quarantine
+from dpm_runtime.eventlog import Conn, EventLog, select_rows
 from dpm_schemas import E
 from dpm_schemas.envelope import RecordedEvent
 
 log = logging.getLogger(__name__)
 
 _REBUILD_LOCK = 7291003
+QUARANTINE_RECOUNT = 15.0  # seconds between recounts of the quarantine for /statusz
 
 
 class Projection(Protocol):
@@ -73,6 +78,7 @@ class RebuildResult:
     events: int
     position: int
     seconds: float
+    quarantined: int = 0  # events set aside (``dpm_quarantine``) instead of failing the rebuild
 
     @property
     def rate(self) -> float:
@@ -95,6 +101,7 @@ class ProjectionRunner:
         self._batch_size = batch_size
         self._idle_poll = idle_poll
         self.position = 0
+        self.quarantined = 0  # entries of this projection awaiting an admin (shown in /statusz)
 
     async def setup(self) -> None:
         p = self.projection
@@ -105,11 +112,20 @@ class ProjectionRunner:
                 "INSERT INTO dpm_checkpoints (name, position) VALUES (%s, 0) ON CONFLICT DO NOTHING",
                 (checkpoint_name(p),),
             )
+        await self.refresh_quarantined()
+
+    async def refresh_quarantined(self) -> None:
+        async with self._pool.connection() as conn:
+            self.quarantined = await quarantine.count(conn, self.projection.name)
 
     async def run(self, stop: asyncio.Event) -> None:
+        counted = time.monotonic()
         while not stop.is_set():
             try:
                 full = await self.step()
+                if time.monotonic() - counted > QUARANTINE_RECOUNT:  # another replica's or an admin's change
+                    await self.refresh_quarantined()
+                    counted = time.monotonic()
             except Exception as exc:
                 log.warning("projection %s: %r; retrying", self.projection.name, exc)
                 full = False
@@ -124,20 +140,21 @@ class ProjectionRunner:
         async with self._pool.connection() as conn, conn.transaction():
             position = await _lock_checkpoint(conn, p)
             head = await self._log.head(conn)
-            events = await self._log.read_all(
-                after=position, limit=self._batch_size, types=p.event_types, conn=conn, metadata=False
-            )
-            events = [e for e in events if e.position <= head]
-            full = len(events) == self._batch_size
-            if events:
-                await p.apply(conn, p.schema, events)
-            new_position = events[-1].position if full else head
+            rows = await _fetch(conn, p, position, self._batch_size)
+            rows = [r for r in rows if r[0] <= head]
+            full = len(rows) == self._batch_size
+            poison = await quarantine.apply_guarded(conn, p, p.schema, rows) if rows else []
+            if poison:
+                await quarantine.record(conn, p.name, poison)
+            new_position = rows[-1][0] if full else head
             if new_position != position:
                 await conn.execute(
                     "UPDATE dpm_checkpoints SET position = %s, updated_at = now() WHERE name = %s",
                     (new_position, checkpoint_name(p)),
                 )
         self.position = new_position
+        if poison:
+            await self.refresh_quarantined()
         return full
 
     async def wait_for(self, position: int, timeout: float = 10.0) -> bool:
@@ -217,24 +234,23 @@ async def _rebuild(
     # Bulk phase, no lock on the live projection: batch k+1 is fetched on a second connection (the
     # server works on the other core) while batch k is decoded and applied.
     position = 0
+    poison: list[quarantine.Poison] = []
     async with pool.connection() as reader:
         fetch = asyncio.create_task(_fetch(reader, p, position, batch_size))
         while rows := await fetch:
             fetch = asyncio.create_task(_fetch(reader, p, rows[-1][0], batch_size))
-            events = [decode_row(row) for row in rows]
             async with conn.transaction():
-                await p.apply(conn, staging, events)
-            position = events[-1].position
-            count += len(events)
+                poison += await quarantine.apply_guarded(conn, p, staging, rows)
+            position = rows[-1][0]
+            count += len(rows)
     async with conn.transaction():  # swap phase: the live runner waits on the checkpoint lock
         await _lock_checkpoint(conn, p)
         head = await eventlog.head(conn)
-        while events := await eventlog.read_all(
-            after=position, limit=batch_size, types=p.event_types, conn=conn, metadata=False
-        ):
-            await p.apply(conn, staging, events)
-            position = events[-1].position
-            count += len(events)
+        while rows := await _fetch(conn, p, position, batch_size):
+            poison += await quarantine.apply_guarded(conn, p, staging, rows)
+            position = rows[-1][0]
+            count += len(rows)
+        await quarantine.replace_after_rebuild(conn, p.name, poison)
         for table in p.tables:
             await conn.execute(f'DROP TABLE IF EXISTS "{p.schema}"."{table}"'.encode())
             await conn.execute(f'ALTER TABLE "{staging}"."{table}" SET SCHEMA "{p.schema}"'.encode())
@@ -244,7 +260,36 @@ async def _rebuild(
             (max(head, position), checkpoint_name(p)),
         )
     result = RebuildResult(
-        name=p.name, events=count, position=max(head, position), seconds=time.perf_counter() - started
+        name=p.name,
+        events=count,
+        position=max(head, position),
+        seconds=time.perf_counter() - started,
+        quarantined=len(poison),
     )
     log.info("projection %s rebuilt: %d events in %.2f s", p.name, count, result.seconds)
     return result
+
+
+async def retry_quarantined(projection: Projection, *, pool: AsyncConnectionPool[Conn], position: int) -> None:
+    """Apply a quarantined event again, to the live tables, holding the checkpoint lock (the live
+    runner waits). It leaves the quarantine when it applies; else it stays, with the new error, and
+    ``DPM-E171`` says why. The event is applied after the events that followed it: an operator retries
+    once the cause is fixed, and projections are written to tolerate that (upserts by key)."""
+    p = projection
+    async with pool.connection() as conn, conn.transaction():
+        await _lock_checkpoint(conn, p)
+        item = await quarantine.entry(conn, p.name, position, lock=True)
+        rows = await select_rows(conn, after=position - 1, limit=1, metadata=False)
+        poison = await quarantine.apply_guarded(conn, p, p.schema, rows)
+        if not poison:
+            await quarantine.resolve(conn, p.name, position)
+            return
+        await quarantine.note_failure(conn, p.name, position, poison[0].error)
+    raise E.QUARANTINE_RETRY_FAILED(projection=p.name, position=position, type=item.type, error=poison[0].error)
+
+
+async def skip_quarantined(projection: Projection, *, pool: AsyncConnectionPool[Conn], position: int) -> None:
+    """Leave the read model without the event for good (kept in the quarantine table as skipped)."""
+    async with pool.connection() as conn, conn.transaction():
+        await _lock_checkpoint(conn, projection)
+        await quarantine.skip(conn, projection.name, position)

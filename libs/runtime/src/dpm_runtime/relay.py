@@ -162,18 +162,23 @@ async def _load_checkpoint(conn: psycopg.AsyncConnection) -> int:
 
 
 async def _serve_standalone() -> None:
-    """Run only a relay (``python -m dpm_runtime.relay``): for deployments that want it as its own process."""
+    """Run only a relay (``python -m dpm_runtime.relay``): ``dpm up`` and compose do, so that the relay's
+    NATS user is the only one that may publish events (services run with ``DPM_RELAY_ENABLED=false``)."""
     import signal
 
     from dpm_runtime.bus import connect_nats, ensure_events_stream
-    from dpm_runtime.migrations import migrate
+    from dpm_runtime.migrations import await_migrated, migrate
     from dpm_runtime.retry import wait_for_dependency
     from dpm_runtime.settings import ServiceSettings
     from dpm_runtime.telemetry import make_tracer_provider
 
     settings = ServiceSettings()
-    await wait_for_dependency(lambda: migrate(settings.admin_url), what="postgres", target="database", logger=log)
-    nc = await connect_nats(settings.nats_url, name="dpm-relay")
+    if settings.database_admin_url is not None:  # compose: the relay is the one process that migrates
+        await wait_for_dependency(lambda: migrate(settings.admin_url), what="postgres", target="database", logger=log)
+    else:  # dpm up migrates before it starts anything
+        url = settings.database_url.get_secret_value()
+        await wait_for_dependency(lambda: await_migrated(url), what="postgres", target="database", logger=log)
+    nc = await connect_nats(settings.nats_url, name="dpm-relay", user=settings.nats_user, password=settings.nats_secret)
     js = nc.jetstream()
     await ensure_events_stream(js)
     provider = make_tracer_provider("relay")

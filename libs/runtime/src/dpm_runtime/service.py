@@ -27,14 +27,15 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_runtime.bus import connect_nats, ensure_events_stream
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec
 from dpm_runtime.eventlog import Conn, EventLog
-from dpm_runtime.http import Health, bind, health_router, install_error_handler, make_server, stop_server
+from dpm_runtime.http import BodyLimit, Health, bind, health_router, install_error_handler, make_server, stop_server
 from dpm_runtime.logs import setup_logging
-from dpm_runtime.migrations import Migration, migrate
+from dpm_runtime.migrations import Migration, await_migrated, migrate
 from dpm_runtime.projection import Projection, ProjectionRunner
 from dpm_runtime.relay import Relay
 from dpm_runtime.retry import wait_for_dependency
 from dpm_runtime.settings import ServiceSettings
 from dpm_runtime.telemetry import TracingMiddleware, make_tracer_provider
+from dpm_runtime.textguard import TextGuard
 from dpm_schemas.errors import DpmError
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Service:
     app: FastAPI
     wire: Callable[[Runtime], Wiring]
     migrations: Sequence[Migration] = ()
+    max_body: int | None = None  # request-body limit of every route without its own; default DPM_HTTP_MAX_BODY
 
 
 async def serve(
@@ -105,6 +107,8 @@ async def serve(
     app.include_router(health_router())
     install_error_handler(app)
     app.add_middleware(TracingMiddleware, tracer=tracer)
+    app.add_middleware(TextGuard)  # inside BodyLimit: it reads the body after routing, under the route's limit
+    app.add_middleware(BodyLimit, limit=service.max_body or settings.http_max_body)
 
     if stop is None:  # a process of its own: signals stop it (an embedding caller passes ``stop``)
         stop = asyncio.Event()
@@ -150,7 +154,7 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
             return lambda exc: health.waiting.__setitem__(dep, f"waiting: {exc!r}"[:300])
 
         await wait_for_dependency(
-            lambda: migrate(settings.admin_url, list(service.migrations)),
+            lambda: _migrate(settings, list(service.migrations)),
             what="postgres",
             target=_redact(settings.admin_url),
             logger=log,
@@ -175,7 +179,13 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
         )
         stack.push_async_callback(pool.close)
         health.waiting["postgres"] = "ok"
-        nc = await connect_nats(settings.nats_url, name=f"dpm-{service.name}", on_failure=waiting("nats"))
+        nc = await connect_nats(
+            settings.nats_url,
+            name=f"dpm-{service.name}",
+            on_failure=waiting("nats"),
+            user=settings.nats_user,
+            password=settings.nats_secret,
+        )
         stack.push_async_callback(_close_nats, nc)
         js = nc.jetstream()
         await ensure_events_stream(js)
@@ -213,6 +223,14 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
             await stop.wait()
             for t in cancellable:
                 t.cancel()
+
+
+async def _migrate(settings: ServiceSettings, migrations: list[Migration]) -> None:
+    """Apply migrations with the owner URL; a service given none (least privilege) only waits for them."""
+    if settings.database_admin_url is None:
+        await await_migrated(settings.database_url.get_secret_value(), migrations)
+    else:
+        await migrate(settings.admin_url, migrations)
 
 
 async def _close_nats(nc: NATS) -> None:

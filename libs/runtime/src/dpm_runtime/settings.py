@@ -18,14 +18,24 @@ class ServiceSettings(BaseSettings):
         description="PostgreSQL for the service role (no UPDATE/DELETE on events).",
     )
     database_admin_url: SecretStr | None = Field(
-        default=None, description="Owner connection used only to apply migrations; defaults to database_url."
+        default=None, description="Owner connection, only to apply migrations; without it the service waits for them."
     )
     nats_url: str = Field(default="nats://127.0.0.1:26522", description="nats-server with JetStream.")
+    nats_user: str | None = Field(default=None, description="NATS user of this service (dpm up sets one per service).")
+    nats_password: SecretStr | None = Field(default=None, description="Password of nats_user.")
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP endpoints bind to.")
+    http_max_body: int = Field(
+        default=1_048_576, gt=0, description="Largest request body (bytes), chunked or not, unless a route allows more."
+    )
     log_level: str = "INFO"
     relay_enabled: bool = Field(default=True, description="Stand by as the event relay (one is active).")
     db_pool_max: int = Field(default=10, ge=1)
     shutdown_grace: float = Field(default=10.0, gt=0, description="Seconds to drain on SIGTERM.")
+
+    @property
+    def nats_secret(self) -> str | None:
+        """The NATS password in clear, for ``connect_nats`` (None when the server needs none)."""
+        return self.nats_password.get_secret_value() if self.nats_password else None
 
     @property
     def admin_url(self) -> str:

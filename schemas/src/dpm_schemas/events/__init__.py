@@ -69,6 +69,7 @@ from dpm_schemas.events.testing import Probe
 from dpm_schemas.events.users import (
     ApiTokenIssued,
     ApiTokenRevoked,
+    BootstrapTokenRevoked,
     UserCreated,
     UserDisabled,
     UserLoggedIn,
@@ -84,6 +85,7 @@ __all__ = [
     "ApiTokenIssued",
     "ApiTokenRevoked",
     "BootSettingsChanged",
+    "BootstrapTokenRevoked",
     "ChunkSent",
     "DeployTokenIssued",
     "DiskLayoutReported",

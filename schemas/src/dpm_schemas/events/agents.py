@@ -11,11 +11,16 @@ from pydantic import Field
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.machines import Mac
+from dpm_schemas.text import Label, LongText, Text
 
 
 class EnrolmentTokenIssued(Event):
     """An admin issued an enrolment token (stream ``enrolment-<id>``, written by api): good for
-    ``uses`` enrolments until ``expires_at``. Only its SHA-256 is recorded (it is 256-bit random)."""
+    ``uses`` enrolments until ``expires_at``. Only its SHA-256 is recorded (it is 256-bit random).
+
+    Bound to ``machine_id``, it enrols only that machine, and may replace its agent token (or undo a
+    revocation): the explicit admin step for a re-imaged machine. Unbound, it enrols only machines
+    without an agent token that were never revoked (DESIGN.md §8: no identity takeover)."""
 
     wire_name = "EnrolmentTokenIssued"
 
@@ -23,6 +28,7 @@ class EnrolmentTokenIssued(Event):
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     expires_at: datetime
     uses: int = Field(ge=1, le=100_000)
+    machine_id: uuid.UUID | None = None
 
 
 class AgentEnrolled(Event):
@@ -32,33 +38,37 @@ class AgentEnrolled(Event):
 
     machine_id: uuid.UUID
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    hostname: str
+    hostname: Annotated[Text, Field(max_length=253)]
     # what the agent said about its machine; with ``registered`` False, the api registers it into
     # new-machines (automatic registration through the agent, for networks without PXE)
     macs: tuple[Mac, ...] = ()
     smbios_uuid: uuid.UUID | None = None
     registered: bool = True
+    # the audit: which enrolment token (None: the gateway's shared secret), and whether it replaced
+    # the machine's previous agent token (a bound token's re-enrolment; its sessions are closed)
+    enrolment_token_id: uuid.UUID | None = None
+    replaced: bool = False
 
 
 class MachineCameOnline(Event):
     wire_name = "MachineCameOnline"
 
     machine_id: uuid.UUID
-    agent_version: str
+    agent_version: Label
 
 
 class MachineWentOffline(Event):
     wire_name = "MachineWentOffline"
 
     machine_id: uuid.UUID
-    reason: str
+    reason: LongText
 
 
 class MachineAddressesChanged(Event):
     wire_name = "MachineAddressesChanged"
 
     machine_id: uuid.UUID
-    ips: tuple[str, ...]
+    ips: tuple[Label, ...]
 
 
 class InventoryReported(Event):
@@ -67,10 +77,10 @@ class InventoryReported(Event):
     wire_name = "InventoryReported"
 
     machine_id: uuid.UUID
-    os: str
-    kernel: str
-    packages: tuple[str, ...]  # "name=version", sorted
-    digest: str
+    os: Text
+    kernel: Text
+    packages: tuple[Text, ...]  # "name=version", sorted
+    digest: Label
 
 
 class AgentCommandIssued(Event):
@@ -80,8 +90,8 @@ class AgentCommandIssued(Event):
 
     command_id: uuid.UUID
     machine_id: uuid.UUID
-    action: str
-    path: str | None = None
+    action: Label
+    path: Annotated[Text, Field(max_length=4096)] | None = None
     size: int = 0
 
 
@@ -91,8 +101,8 @@ class AgentCommandCompleted(Event):
     command_id: uuid.UUID
     machine_id: uuid.UUID
     ok: bool
-    code: str = ""
-    message: str = ""
+    code: Label = ""
+    message: LongText = ""
 
 
 class AgentTokenRevoked(Event):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.machines import IPv4, Mac
+from dpm_schemas.text import LongText, Text
 
 SETTINGS_KEY = "boot"  # BootSettingsChanged lives on stream setting-boot (written by api)
 
@@ -67,7 +68,7 @@ class DhcpRange(BaseModel):
 
     start: IPv4
     end: IPv4
-    subnet: Annotated[str, StringConstraints(pattern=r"^[0-9.]+/\d{1,2}$")]
+    subnet: Annotated[str, StringConstraints(max_length=18, pattern=r"^[0-9.]+/\d{1,2}$")]
     router: IPv4 | None = None
     dns: tuple[IPv4, ...] = ()
     lease_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 3600
@@ -81,9 +82,9 @@ class BootSettingsChanged(Event):
     mode: DhcpMode
     server_ip: IPv4 | None = None  # our address on the boot network; None = the pxe service's own setting
     ranges: tuple[DhcpRange, ...] = ()
-    deploy_kernel: str = "deploy/vmlinuz"  # paths under the boot root, served over HTTP
-    deploy_initrd: str = "deploy/initrd.img"
-    deploy_cmdline: Annotated[str, Field(max_length=2000)] = "console=ttyS0 quiet"
+    deploy_kernel: Text = "deploy/vmlinuz"  # paths under the boot root, served over HTTP
+    deploy_initrd: Text = "deploy/initrd.img"
+    deploy_cmdline: Annotated[Text, Field(max_length=2000)] = "console=ttyS0 quiet"
 
 
 class NetbootRequested(Event):
@@ -103,11 +104,13 @@ class NetbootCleared(Event):
 
     machine_id: uuid.UUID
     execution_id: uuid.UUID
-    reason: str = ""
+    reason: LongText = ""
 
 
 class DeployTokenIssued(Event):
-    """pxe gave the deploy environment of an execution a short-lived token; only its SHA-256 is kept."""
+    """pxe gave the deploy environment of an execution its token (once per execution); only its SHA-256
+    is kept. It is bound to the client pxe gave it to (``client_ip``) and, when ``idle_seconds`` is set,
+    every step report renews it until then; it dies with its execution's step."""
 
     wire_name = "DeployTokenIssued"
 
@@ -115,3 +118,5 @@ class DeployTokenIssued(Event):
     execution_id: uuid.UUID
     token_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     expires_at: datetime
+    client_ip: IPv4 | None = None  # None (events before issue 12): not bound to an address
+    idle_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None  # None: expires_at is absolute

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.scenarios import ScenarioSpec
+from dpm_schemas.text import NAME_MAX, Label, LongText, Text
 
 
 class StartAction(StrEnum):
@@ -41,7 +42,7 @@ class ExecutionQueued(Event):
     machine_id: uuid.UUID
     scenario_id: uuid.UUID
     revision: int
-    name: str
+    name: Annotated[Text, Field(max_length=NAME_MAX)]
     spec: ScenarioSpec
 
 
@@ -60,7 +61,7 @@ class StepRequested(Event):
 
     execution_id: uuid.UUID
     machine_id: uuid.UUID
-    step: str
+    step: Label
     spec: ScenarioSpec
     session_id: uuid.UUID | None = None  # the multicast session the step belongs to
 
@@ -81,21 +82,21 @@ class MulticastSessionStarted(Event):
 
     session_id: uuid.UUID
     scenario_id: uuid.UUID
-    group: str
+    group: Label
     machine_ids: tuple[uuid.UUID, ...]
     execution_ids: tuple[uuid.UUID, ...]
-    reason: str  # max-targets | max-wait | start-now | immediately
+    reason: Label  # max-targets | max-wait | start-now | immediately
 
 
 class StepReported(Event):
     wire_name = "StepReported"
 
     execution_id: uuid.UUID
-    step: str
+    step: Label
     status: StepStatus
     percent: Annotated[int, Field(ge=0, le=100)] | None = None
-    code: str | None = None
-    message: Annotated[str, Field(max_length=1000)] = ""
+    code: Label | None = None
+    message: Annotated[LongText, Field(max_length=1000)] = ""
 
 
 class ExecutionCompleted(Event):
@@ -105,7 +106,7 @@ class ExecutionCompleted(Event):
     machine_id: uuid.UUID
     # "power off at end": "sent" when the agent took the shutdown, else its error code; None: not asked.
     # Netboot kinds power off from the deploy environment (their step), so this is for agent kinds.
-    power_off: str | None = None
+    power_off: Label | None = None
 
 
 class ExecutionFailed(Event):
@@ -113,8 +114,8 @@ class ExecutionFailed(Event):
 
     execution_id: uuid.UUID
     machine_id: uuid.UUID
-    code: str
-    reason: str
+    code: Label
+    reason: LongText
 
 
 class SuspendRequested(Event):
@@ -133,7 +134,7 @@ class StepCancelRequested(Event):
 
     execution_id: uuid.UUID
     machine_id: uuid.UUID
-    step: str
+    step: Label
 
 
 class ExecutionSuspended(Event):
@@ -145,4 +146,4 @@ class ExecutionSuspended(Event):
     execution_id: uuid.UUID
     machine_id: uuid.UUID
     confirmed: bool
-    reason: str = ""
+    reason: LongText = ""

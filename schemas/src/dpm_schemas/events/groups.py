@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from dpm_schemas.base import Event
+from dpm_schemas.text import LongText
 
 GroupName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
 NEW_MACHINES = "new-machines"  # where auto-registered machines land; always exists
@@ -22,7 +23,7 @@ class GroupDefined(Event):
     subnet: IPv4Network | None = None  # e.g. 192.168.0.0/24; None: the server's own segment
     broadcast: IPv4Address | None = None  # directed broadcast for WOL; derived from subnet when None
     gateway: IPv4Address | None = None
-    description: Annotated[str, Field(max_length=500)] = ""
+    description: Annotated[LongText, Field(max_length=500)] = ""
 
     @property
     def wol_broadcast(self) -> IPv4Address | None:

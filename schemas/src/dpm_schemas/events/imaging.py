@@ -19,6 +19,7 @@ from pydantic import Field
 
 from dpm_schemas.base import Event
 from dpm_schemas.ids import NAMESPACE
+from dpm_schemas.text import JsonText, Label, LongText, Text
 
 
 def image_id(name: str) -> uuid.UUID:
@@ -66,14 +67,14 @@ class ImageCaptured(Event):
     image: ImageName
     transfer_id: uuid.UUID
     manifest: Hex64  # BLAKE3 id of the manifest blob in the chunk store
-    source: str  # disk | partition
-    mode: str  # full | used
+    source: Label  # disk | partition
+    mode: Label  # full | used
     size_bytes: int = Field(ge=0)  # of the source disk or partition
     captured_bytes: int = Field(ge=0)  # what a restore writes
     stored_bytes: int = Field(ge=0)  # compressed bytes this backup added to the store (dedup: often ~0)
     chunk_count: int = Field(ge=0)
     sector_size: int = Field(ge=512)
-    label: str | None = None  # dos | gpt | None
+    label: Label | None = None  # dos | gpt | None
     digest: Hex64  # BLAKE3 of the captured byte stream
     machine_id: uuid.UUID | None = None
     execution_id: uuid.UUID | None = None
@@ -85,7 +86,7 @@ class TransferAborted(Event):
     transfer_id: uuid.UUID
     image_id: uuid.UUID
     image: ImageName
-    reason: Annotated[str, Field(max_length=1000)]
+    reason: Annotated[LongText, Field(max_length=1000)]
 
 
 class ImageVerified(Event):
@@ -110,7 +111,7 @@ class DiskLayoutReported(Event):
 
     machine_id: uuid.UUID
     execution_id: uuid.UUID | None = None
-    disks_json: Annotated[str, Field(max_length=1_000_000)]
+    disks_json: JsonText
 
 
 class ChunkSent(Event):
@@ -127,5 +128,5 @@ class ChunkSent(Event):
     rate_bps: float = Field(ge=0)
     eta_seconds: float | None = None
     execution_id: uuid.UUID | None = None
-    image: str = ""
-    direction: str = ""
+    image: Annotated[Text, Field(max_length=200)] = ""
+    direction: Label = ""

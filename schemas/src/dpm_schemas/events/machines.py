@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from dpm_schemas.base import Command, Event
+from dpm_schemas.text import Label, LongText, Text
 
 # MACs in events are canonical (aa:bb:cc:dd:ee:ff); edges normalise input with ids.normalize_mac first.
 # A pattern is checked inside pydantic-core, so decoding the log's bulk (boot events) stays fast.
@@ -18,7 +19,7 @@ Mac = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
 IPv4 = Annotated[
     str, StringConstraints(pattern=r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")
 ]
-MachineName = Annotated[str, Field(min_length=1, max_length=253)]
+MachineName = Annotated[Text, Field(min_length=1, max_length=253)]
 
 
 class MachineRegistered(Event):
@@ -29,8 +30,8 @@ class MachineRegistered(Event):
     macs: Annotated[tuple[Mac, ...], Field(min_length=1)]
     smbios_uuid: uuid.UUID | None = None
     ip: IPv4Address | IPv6Address | None = None
-    group: str = "new-machines"
-    os_type: str | None = None
+    group: Label = "new-machines"
+    os_type: Label | None = None
 
 
 class MachineEdited(Event):
@@ -43,8 +44,8 @@ class MachineEdited(Event):
     macs: Annotated[tuple[Mac, ...], Field(min_length=1)]
     smbios_uuid: uuid.UUID | None = None
     ip: IPv4Address | IPv6Address | None = None
-    group: str
-    os_type: str | None = None
+    group: Label
+    os_type: Label | None = None
 
 
 class IdentityClaimed(Event):
@@ -53,14 +54,14 @@ class IdentityClaimed(Event):
 
     wire_name = "IdentityClaimed"
 
-    identity: str  # "mac:aa:bb:cc:dd:ee:ff" or "smbios:<uuid>"
+    identity: Label  # "mac:aa:bb:cc:dd:ee:ff" or "smbios:<uuid>"
     machine_id: uuid.UUID
 
 
 class IdentityReleased(Event):
     wire_name = "IdentityReleased"
 
-    identity: str
+    identity: Label
     machine_id: uuid.UUID
 
 
@@ -97,9 +98,9 @@ class PowerOnSent(Event):
     wire_name = "PowerOnSent"
 
     machine_id: uuid.UUID
-    driver: str
+    driver: Label
     macs: tuple[Mac, ...]
-    destination: str  # e.g. "192.168.0.255:5561"
+    destination: Label  # e.g. "192.168.0.255:5561"
 
 
 class PowerOnSucceeded(Event):
@@ -108,7 +109,7 @@ class PowerOnSucceeded(Event):
     wire_name = "PowerOnSucceeded"
 
     machine_id: uuid.UUID
-    via: str  # "agent" or "netboot"
+    via: Label  # "agent" or "netboot"
 
 
 class PowerOnFailed(Event):
@@ -117,8 +118,8 @@ class PowerOnFailed(Event):
     wire_name = "PowerOnFailed"
 
     machine_id: uuid.UUID
-    code: str
-    reason: str
+    code: Label
+    reason: LongText
 
 
 class RebootMachine(Command):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.machines import IPv4
+from dpm_schemas.text import LONG_TEXT_MAX, NAME_MAX, Label, Name, Text
 
 
 class ScenarioKind(StrEnum):
@@ -29,6 +30,9 @@ class ScenarioKind(StrEnum):
 NETBOOT_KINDS = frozenset(
     {ScenarioKind.BACKUP, ScenarioKind.RESTORE, ScenarioKind.DISK_CHECK, ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE}
 )
+# Kinds no service implements yet: saving or running one is refused at once (DPM-E115) instead of
+# netbooting the machine and failing later. A kind leaves this set with the service that runs it.
+UNAVAILABLE_KINDS = frozenset({ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE, ScenarioKind.REMOTE_UPDATE})
 
 
 class Multicast(BaseModel):
@@ -49,7 +53,7 @@ def _pairs(value: object) -> object:
 # Kind-specific parameters: given and shown as a mapping, held as sorted (key, value) pairs, because
 # decoded events are cached and shared and a dict would be mutable.
 Params = Annotated[
-    tuple[tuple[str, str], ...],
+    tuple[tuple[Label, Annotated[Text, Field(max_length=LONG_TEXT_MAX)]], ...],
     BeforeValidator(_pairs),
     PlainSerializer(lambda pairs: dict(pairs), return_type=dict[str, str]),
 ]
@@ -76,7 +80,7 @@ class ScenarioSaved(Event):
 
     scenario_id: uuid.UUID
     revision: Annotated[int, Field(ge=1)]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     spec: ScenarioSpec
 
 
@@ -94,7 +98,7 @@ class ScenarioRunRequested(Event):
     run_id: uuid.UUID
     scenario_id: uuid.UUID
     revision: Annotated[int, Field(ge=1)]
-    name: str
+    name: Annotated[Text, Field(max_length=NAME_MAX)]
     spec: ScenarioSpec
     machine_ids: Annotated[tuple[uuid.UUID, ...], Field(min_length=1)]
     not_before: datetime | None = None

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field
 
 from dpm_schemas.base import Event
+from dpm_schemas.text import Label, LongText, Name, Text
 
 
 class ScheduleAction(StrEnum):
@@ -24,14 +25,14 @@ class ScheduleSaved(Event):
     wire_name = "ScheduleSaved"
 
     schedule_id: uuid.UUID
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     action: ScheduleAction
     scenario_id: uuid.UUID | None = None  # for runs: the scenario's latest revision when it fires
     machine_ids: tuple[uuid.UUID, ...] = ()
-    group: str | None = None  # every machine of the group when it fires
+    group: Label | None = None  # every machine of the group when it fires
     at: datetime | None = None
-    cron: Annotated[str, Field(max_length=200)] | None = None
-    timezone: Annotated[str, Field(max_length=64)] = "UTC"
+    cron: Annotated[Text, Field(max_length=200)] | None = None
+    timezone: Annotated[Label, Field(max_length=64)] = "UTC"
     enabled: bool = True
 
 
@@ -48,7 +49,7 @@ class ScheduleFired(Event):
     action: ScheduleAction
     machine_ids: tuple[uuid.UUID, ...]  # acted on
     run_id: uuid.UUID | None = None
-    failures: tuple[tuple[uuid.UUID, str], ...] = ()  # (machine, error code), e.g. the agent was offline
+    failures: tuple[tuple[uuid.UUID, Label], ...] = ()  # (machine, error code), e.g. the agent was offline
 
 
 class ScheduleSkipped(Event):
@@ -58,4 +59,4 @@ class ScheduleSkipped(Event):
 
     schedule_id: uuid.UUID
     machine_id: uuid.UUID | None
-    reason: Annotated[str, Field(max_length=500)]
+    reason: Annotated[LongText, Field(max_length=500)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dpm_schemas.base import Event
+from dpm_schemas.text import LongText
 
 
 class Probe(Event):
@@ -10,4 +11,4 @@ class Probe(Event):
 
     writer: int
     seq: int
-    note: str = ""
+    note: LongText = ""

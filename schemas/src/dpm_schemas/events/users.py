@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from dpm_schemas.base import Event
+from dpm_schemas.text import Text
 
 Username = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9._-]*$")]
 
@@ -64,7 +65,7 @@ class ApiTokenIssued(Event):
 
     token_id: uuid.UUID
     username: Username
-    name: Annotated[str, Field(max_length=100)]
+    name: Annotated[Text, Field(max_length=100)]
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -73,3 +74,12 @@ class ApiTokenRevoked(Event):
 
     token_id: uuid.UUID
     username: Username
+
+
+class BootstrapTokenRevoked(Event):
+    """An admin revoked the bootstrap token (DPM_API_TOKEN) with this SHA-256: the api refuses it from
+    now on, whatever its environment says; a new DPM_API_TOKEN (and a restart) rotates it."""
+
+    wire_name = "BootstrapTokenRevoked"
+
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from dpm_agent_gateway import handlers, store
 from dpm_agent_gateway.presence import Presence
 from dpm_agent_gateway.routes import router
+from dpm_agent_gateway.sessions import Sessions
 from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.directory import directory_consumer, directory_ddl
@@ -23,18 +24,24 @@ def bootstrap(settings: AgentGatewaySettings) -> Service:
     app = FastAPI(title="dpm agent-gateway", version="0.1.0")
     app.state.runtime = None
     app.state.presence = None
+    app.state.sessions = None
     app.state.gateway_settings = settings
     token = settings.agent_gateway_enrolment_token
     app.state.enrolment_token = token.get_secret_value() if token else None
     app.include_router(router)
 
     def wire(rt: Runtime) -> Wiring:
-        presence = Presence(pool=rt.pool, eventlog=rt.eventlog, timeout=settings.agent_gateway_heartbeat_timeout)
-        app.state.presence = presence
-        revoked = functools.partial(handlers.token_revoked, presence=presence)
+        timeout = settings.agent_gateway_heartbeat_timeout
+        sessions = Sessions(pool=rt.pool, nc=rt.nc, period=min(1.0, timeout / 4))
+        presence = Presence(pool=rt.pool, eventlog=rt.eventlog, timeout=timeout, sessions=sessions)
+        app.state.presence, app.state.sessions = presence, sessions
+        revoked = functools.partial(handlers.token_revoked, sessions=sessions)
 
         async def sweep(runtime: Runtime) -> None:
             await presence.run(runtime.stop)
+
+        async def check_sessions(runtime: Runtime) -> None:
+            await sessions.run(runtime.stop)
 
         return Wiring(
             ddl=[*directory_ddl(store.SCHEMA), *store.DDL],
@@ -45,7 +52,7 @@ def bootstrap(settings: AgentGatewaySettings) -> Service:
                     handlers={AgentTokenRevoked: revoked, EnrolmentTokenIssued: handlers.enrolment_token_issued},
                 ),
             ],
-            tasks=[sweep],
+            tasks=[sweep, check_sessions],
         )
 
     return Service(name=NAME, settings=settings, port=settings.agent_gateway_port, app=app, wire=wire)

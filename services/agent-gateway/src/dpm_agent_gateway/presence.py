@@ -11,29 +11,35 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_agent_gateway import store
+from dpm_agent_gateway.sessions import Session, Sessions
 from dpm_runtime.eventlog import Conn, EventLog
+from dpm_schemas import agent_protocol
 from dpm_schemas.agent_protocol import Hello, Inventory
 from dpm_schemas.events import InventoryReported, MachineAddressesChanged, MachineCameOnline, MachineWentOffline
 
 log = logging.getLogger(__name__)
 
-Closer = Callable[[], Awaitable[None]]
-
 
 class Presence:
-    def __init__(self, *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, timeout: float) -> None:
+    def __init__(
+        self, *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, timeout: float, sessions: Sessions
+    ) -> None:
         self._pool = pool
         self._log = eventlog
         self.timeout = timeout
+        self.sessions = sessions
         self.heard: set[uuid.UUID] = set()  # machines heard from since the last flush
-        self.connections: dict[uuid.UUID, Closer] = {}  # the agents connected to this replica
         self.agent_versions: dict[uuid.UUID, str] = {}
+
+    @property
+    def connections(self) -> dict[uuid.UUID, Session]:
+        """The agents connected to this replica (one session each)."""
+        return self.sessions.held
 
     @property
     def period(self) -> float:
@@ -44,8 +50,8 @@ class Presence:
         async with self._pool.connection() as conn:
             await store.touch_online(conn)
 
-    async def hello(self, machine_id: uuid.UUID, hello: Hello, close: Closer) -> None:
-        self.connections[machine_id] = close
+    async def hello(self, machine_id: uuid.UUID, hello: Hello) -> None:
+        """The session (already opened in ``sessions``) said hello: it is online, at these addresses."""
         self.agent_versions[machine_id] = hello.agent_version
         async with self._pool.connection() as conn, conn.transaction():
             online, ips, _digest = await store.locked_presence(conn, machine_id)
@@ -62,9 +68,8 @@ class Presence:
     def heartbeat(self, machine_id: uuid.UUID) -> None:
         self.heard.add(machine_id)
 
-    def disconnected(self, machine_id: uuid.UUID, close: Closer) -> None:
-        if self.connections.get(machine_id) is close:
-            del self.connections[machine_id]
+    def disconnected(self, session: Session) -> None:
+        self.sessions.closed(session)
 
     async def addresses(self, machine_id: uuid.UUID, ips: tuple[str, ...]) -> None:
         self.heartbeat(machine_id)
@@ -117,9 +122,9 @@ class Presence:
                 event = MachineWentOffline(machine_id=machine_id, reason=reason)
                 await store.record(self._log, conn, machine_id, event, online=False)
         for machine_id in silent:
-            if close := self.connections.pop(machine_id, None):
-                with contextlib.suppress(Exception):
-                    await close()
+            if session := self.sessions.pop(machine_id):
+                log.info("closing agent session of machine %s: %s", machine_id, reason)
+                await session.end(agent_protocol.CLOSE_UNAUTHORIZED)
         return len(silent)
 
     async def run(self, stop: asyncio.Event) -> None:

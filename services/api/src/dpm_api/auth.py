@@ -1,15 +1,21 @@
 """Who is calling: the bootstrap token, an API token (``dpmt_...``), or a login session (``dpms_...``),
 each resolved to a user and a role. Passwords are scrypt hashes in ``api.credentials`` -- never in the
-event log or on the bus; sessions live in ``api.sessions`` and expire after an idle period."""
+event log or on the bus; sessions live in ``api.sessions`` and end after an idle period or, however
+busy, after an absolute lifetime. Times come from the caller's clock (tests inject one).
+
+scrypt costs ~16 MiB and ~50 ms of a core per check, so it never runs on the event loop: a
+``Hasher`` runs it in worker threads, a few at a time, and logins queue for a slot while every
+other route keeps answering."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from dpm_runtime.eventlog import Conn
 from dpm_schemas import E
@@ -39,6 +45,12 @@ class Principal:
             raise E.FORBIDDEN(username=self.username, role=self.role.value, action=action, needed=needed.value)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    idle: timedelta
+    max_age: timedelta
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
@@ -56,6 +68,27 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, base64.b64decode(digest))
 
 
+_EQUALISER = "scrypt$16384$8$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+class Hasher:
+    """scrypt in worker threads, at most ``concurrency`` at once (a semaphore): logins wait for a
+    slot without holding the event loop, a database connection or more than a few cores."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(hash_password, password)
+
+    async def verify(self, password: str, stored: str | None) -> bool:
+        """Checks an unknown user's password too (against a dummy hash), so timing tells nothing."""
+        async with self._slots:
+            ok = await asyncio.to_thread(verify_password, password, stored or _EQUALISER)
+        return ok and stored is not None
+
+
 def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -70,10 +103,45 @@ async def user_role(conn: Conn, username: str) -> Role | None:
     return Role(row[0]) if row else None
 
 
-async def resolve(conn: Conn, token: str, *, bootstrap: str | None, idle: timedelta) -> Principal:
-    """The principal behind a bearer token, or DPM-E401 / DPM-E406."""
+async def stored_hash(conn: Conn, username: str) -> str | None:
+    cur = await conn.execute("SELECT password_scrypt FROM api.credentials WHERE username = %s", (username,))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def _bootstrap(conn: Conn, token: str) -> Principal:
+    cur = await conn.execute("SELECT 1 FROM api.revoked_bootstrap_tokens WHERE token_sha256 = %s", (sha256(token),))
+    if await cur.fetchone():
+        raise E.BOOTSTRAP_TOKEN_REVOKED()
+    return Principal(BOOTSTRAP_USER, Role.ADMIN)
+
+
+async def _session_user(conn: Conn, token: str, policy: SessionPolicy, now: datetime) -> str | None:
+    """The session's user, refreshing its idle clock; an idle or too old session is deleted."""
+    cur = await conn.execute(
+        "UPDATE api.sessions SET last_used = %s WHERE token_sha256 = %s AND last_used > %s AND created_at > %s"
+        " RETURNING username",
+        (now, sha256(token), now - policy.idle, now - policy.max_age),
+    )
+    if row := await cur.fetchone():
+        return str(row[0])
+    gone = await conn.execute(
+        "DELETE FROM api.sessions WHERE token_sha256 = %s RETURNING created_at > %s",
+        (sha256(token), now - policy.max_age),
+    )
+    if found := await gone.fetchone():
+        if not found[0]:
+            raise E.SESSION_TOO_OLD(hours=round(policy.max_age.total_seconds() / 3600, 1))
+        raise E.SESSION_EXPIRED(minutes=round(policy.idle.total_seconds() / 60, 1))
+    return None
+
+
+async def resolve(
+    conn: Conn, token: str, *, bootstrap: str | None, sessions: SessionPolicy, now: datetime
+) -> Principal:
+    """The principal behind a bearer token, or DPM-E401 / E406 / E412 / E413."""
     if bootstrap is not None and hmac.compare_digest(token.encode(), bootstrap.encode()):
-        return Principal(BOOTSTRAP_USER, Role.ADMIN)
+        return await _bootstrap(conn, token)
     username: str | None = None
     if token.startswith(TOKEN_PREFIX):
         cur = await conn.execute(
@@ -82,30 +150,18 @@ async def resolve(conn: Conn, token: str, *, bootstrap: str | None, idle: timede
         row = await cur.fetchone()
         username = row[0] if row else None
     elif token.startswith(SESSION_PREFIX):
-        cur = await conn.execute(
-            "UPDATE api.sessions SET last_used = now() WHERE token_sha256 = %s AND last_used > now() - %s"
-            " RETURNING username",
-            (sha256(token), idle),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            gone = await conn.execute("DELETE FROM api.sessions WHERE token_sha256 = %s RETURNING 1", (sha256(token),))
-            if await gone.fetchone():
-                raise E.SESSION_EXPIRED(minutes=round(idle.total_seconds() / 60, 1))
-        username = row[0] if row else None
+        username = await _session_user(conn, token, sessions, now)
     role = await user_role(conn, username) if username else None
     if username is None or role is None:
         raise E.UNAUTHENTICATED()
     return Principal(username, role)
 
 
-async def login(conn: Conn, username: str, password: str) -> str:
-    """Check the password and open a session; returns the session token (shown once)."""
-    cur = await conn.execute("SELECT password_scrypt FROM api.credentials WHERE username = %s", (username,))
-    row = await cur.fetchone()
-    ok = verify_password(password, row[0] if row else hash_password("timing-equaliser"))
-    if not ok or row is None or await user_role(conn, username) is None:
-        raise E.LOGIN_FAILED()
+async def open_session(conn: Conn, username: str, now: datetime) -> str:
+    """A new session for a user whose password was just checked; returns its token (shown once)."""
     token = new_token(SESSION_PREFIX)
-    await conn.execute("INSERT INTO api.sessions (token_sha256, username) VALUES (%s, %s)", (sha256(token), username))
+    await conn.execute(
+        "INSERT INTO api.sessions (token_sha256, username, created_at, last_used) VALUES (%s, %s, %s, %s)",
+        (sha256(token), username, now, now),
+    )
     return token

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from dpm_api import handlers
+from dpm_api.discovered import AGENT_ACTOR, DISCOVERY_ACTOR
 from dpm_api.domain.csvfile import MachineSpec
 from dpm_api.domain.rules import check_boot_ranges, check_machine_name
 from dpm_runtime.consumer import ConsumerSpec
@@ -24,19 +25,22 @@ from dpm_schemas.events import (
     AgentEnrolled,
     BootSettingsChanged,
     DeployTokenIssued,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionSuspended,
     MachineDiscovered,
     NetbootCleared,
     NetbootRequested,
+    StepReported,
 )
 from dpm_schemas.events.boot import SETTINGS_KEY
+from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import stream_id
 
 log = logging.getLogger(__name__)
 
 SETTINGS_STREAM = stream_id(subjects.SETTING, SETTINGS_KEY)
-DISCOVERY_ACTOR = "pxe-discovery"
-AGENT_ACTOR = "agent-enrolment"
 
 DDL = [
     "CREATE SCHEMA IF NOT EXISTS api",
@@ -73,7 +77,23 @@ def discovery_name(mac: str) -> str:
     return "new-" + mac.replace(":", "")[-11:]
 
 
-def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
+async def _new_machines_full(conn: Conn, cap: int) -> bool:
+    """Auto-registration stops at ``cap`` machines in new-machines: pxe bounds discoveries per time,
+    this bounds them in all (an operator sorts machines out of new-machines, or raises the cap). The
+    machine list may be a batch behind this consumer, so discovery's registrations the list has not
+    applied yet (this transaction's own included) count too."""
+    row = await (
+        await conn.execute(
+            "SELECT (SELECT count(*) FROM api.machines WHERE group_name = %s)"
+            " + (SELECT count(*) FROM events WHERE type = 'MachineRegistered' AND metadata->>'actor' = %s"
+            "    AND position > coalesce((SELECT position FROM dpm_checkpoints WHERE name = %s), 0))",
+            (NEW_MACHINES, DISCOVERY_ACTOR, "projection:machines"),
+        )
+    ).fetchone()
+    return bool(row and row[0] >= cap)
+
+
+def boot_consumer(eventlog: EventLog, *, max_discovered: int = 1000) -> ConsumerSpec:
     async def discovered(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
         assert isinstance(e, MachineDiscovered)
@@ -91,6 +111,11 @@ def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
                             spec = MachineSpec(row[1], (*row[2], e.mac), row[3], row[4], row[5], row[6])
                             await handlers.edit(eventlog, conn, row[0], spec, actor=DISCOVERY_ACTOR)
                         return
+                if await _new_machines_full(conn, max_discovered):
+                    log.warning(
+                        "discovered %s not registered: %s holds %d machines", e.mac, NEW_MACHINES, max_discovered
+                    )
+                    return
                 spec = MachineSpec(discovery_name(e.mac), (e.mac,), e.client_uuid, group=NEW_MACHINES)
                 await handlers.register(eventlog, conn, spec, actor=DISCOVERY_ACTOR)
         except DpmError as exc:  # already registered (a repeated discovery), or its UUID/MAC is taken
@@ -108,12 +133,16 @@ def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
             check_machine_name(name)
         except DpmError:
             name = discovery_name(e.macs[0])
-        try:
-            async with conn.transaction():
-                spec = MachineSpec(name, tuple(e.macs), e.smbios_uuid, group=NEW_MACHINES)
-                await handlers.register(eventlog, conn, spec, actor=AGENT_ACTOR)
-        except DpmError as exc:  # registered meanwhile (by hand, or by its network boot)
-            log.info("enrolled agent %s not registered: %s", e.hostname, exc.message)
+        for candidate in dict.fromkeys((name, discovery_name(e.macs[0]))):  # names are unique: fall back
+            try:
+                async with conn.transaction():
+                    spec = MachineSpec(candidate, tuple(e.macs), e.smbios_uuid, group=NEW_MACHINES)
+                    await handlers.register(eventlog, conn, spec, actor=AGENT_ACTOR)
+                return
+            except DpmError as exc:  # registered meanwhile (by hand, or by its network boot)
+                log.info("enrolled agent %s not registered as %s: %s", e.hostname, candidate, exc.message)
+                if exc.code != E.MACHINE_NAME_TAKEN.code:
+                    return
 
     async def requested(rec: RecordedEvent, conn: Conn) -> None:
         e = rec.event
@@ -145,27 +174,59 @@ def boot_consumer(eventlog: EventLog) -> ConsumerSpec:
 
 
 class DeployTokens:
-    """``api.deploy_tokens``: the SHA-256 of each token pxe gave a deploy environment, what
-    /deploy/v1/steps authenticates against. A projection (read from the log) so the route can wait
-    for it to catch up when a fast deploy environment reports right after its boot."""
+    """``api.deploy_tokens``: the SHA-256 of each token pxe gave a deploy environment, what /deploy/v1
+    authenticates against, with the client it is bound to. A projection (read from the log) so the
+    route can wait for it to catch up when a fast deploy environment reports right after its boot.
+
+    Every step report renews a token (``expires_at`` moves to the report's time plus its idle
+    seconds), so a backup of hours keeps it while it reports; a final report or the end of the
+    execution ends it for good (``ended``)."""
 
     name = "deploy_tokens"
     schema = "api"
     tables = ("deploy_tokens",)
-    event_types = (DeployTokenIssued.wire_name,)
+    event_types = tuple(
+        cls.wire_name
+        for cls in (DeployTokenIssued, StepReported, ExecutionCompleted, ExecutionFailed, ExecutionSuspended)
+    )
 
     def ddl(self, schema: str) -> str:
+        table = f'"{schema}".deploy_tokens'
         return (
-            f'CREATE TABLE IF NOT EXISTS "{schema}".deploy_tokens (token_sha256 text PRIMARY KEY,'
+            f"CREATE TABLE IF NOT EXISTS {table} (token_sha256 text PRIMARY KEY,"
             " execution_id uuid NOT NULL, machine_id uuid NOT NULL, expires_at timestamptz NOT NULL);"
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS client_ip text;"
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS idle_seconds double precision;"
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS ended text;"
+            f"CREATE INDEX IF NOT EXISTS deploy_tokens_execution ON {table} (execution_id);"
         )
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        table = f'"{schema}".deploy_tokens'
         for rec in events:
             e = rec.event
-            assert isinstance(e, DeployTokenIssued)
-            await conn.execute(
-                f'INSERT INTO "{schema}".deploy_tokens (token_sha256, execution_id, machine_id, expires_at)'
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
-                (e.token_sha256, e.execution_id, e.machine_id, e.expires_at),
-            )
+            if isinstance(e, DeployTokenIssued):
+                await conn.execute(
+                    f"INSERT INTO {table} (token_sha256, execution_id, machine_id, expires_at, client_ip, idle_seconds)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
+                    (e.token_sha256, e.execution_id, e.machine_id, e.expires_at, e.client_ip, e.idle_seconds),
+                )
+            elif isinstance(e, StepReported) and e.status is StepStatus.PROGRESS:
+                await conn.execute(
+                    f"UPDATE {table} SET expires_at = greatest(expires_at, %s + make_interval(secs => idle_seconds))"
+                    " WHERE execution_id = %s AND idle_seconds IS NOT NULL AND ended IS NULL",
+                    (rec.occurred_at, e.execution_id),
+                )
+            elif isinstance(e, StepReported):
+                await self._end(conn, table, e.execution_id, f"its step reported {e.status.value}")
+            elif isinstance(e, ExecutionCompleted | ExecutionFailed | ExecutionSuspended):
+                await self._end(conn, table, e.execution_id, f"the execution {ENDED[type(e)]}")
+
+    @staticmethod
+    async def _end(conn: Conn, table: str, execution_id: object, why: str) -> None:
+        await conn.execute(
+            f"UPDATE {table} SET ended = %s WHERE execution_id = %s AND ended IS NULL", (why, execution_id)
+        )
+
+
+ENDED = {ExecutionCompleted: "completed", ExecutionFailed: "failed", ExecutionSuspended: "was suspended"}

@@ -1,12 +1,16 @@
-"""Composition root of the api service: routes, the machine list projection, request limits."""
+"""Composition root of the api service: routes, projections, session and login-throttling policy."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth, boot, scenarios
+from dpm_api import auth, boot, scenarios, throttle
+from dpm_api.bootstrap_token import RevokedBootstrapTokens
+from dpm_api.domain.throttle import Policy
 from dpm_api.images import DiskLayouts, ImageList
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
@@ -20,17 +24,20 @@ from dpm_api.runs import ExecutionList, ScenarioList
 from dpm_api.schedules import ScheduleList
 from dpm_api.settings import ApiSettings
 from dpm_runtime.service import Runtime, Service, Wiring
-from dpm_schemas import E
+from dpm_schemas import text
 
 NAME = "api"
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="dpm", version="0.1.0", description="dpm deployment manager API")
-    app.state.api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    token = settings.api_token.get_secret_value() if settings.api_token and settings.api_token_enabled else None
+    app.state.api_token = token
     app.state.runtime = None
-    app.state.session_idle_timeout = settings.api_session_idle_timeout
+    _security_state(app, settings)
     app.state.pxe_url = settings.api_pxe_url
+    app.state.pxe_token = settings.api_pxe_token.get_secret_value() if settings.api_pxe_token else None
+    app.state.deploy_check_address = settings.api_deploy_check_address
     app.state.imager_url = settings.api_imager_url
     app.state.imager_port = settings.api_imager_port
     app.state.transfer_ttl = settings.api_transfer_ttl
@@ -48,26 +55,31 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        err = E.INVALID_REQUEST(reason=f"{where}: {first.get('msg', 'invalid')}")
+        err = text.refusal(exc.errors())  # DPM-E005 for control characters, else DPM-E100
         return JSONResponse({"error": err.to_dict()}, status_code=err.error.http_status)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.api_max_body):
-            err = E.INVALID_REQUEST(reason=f"body larger than {settings.api_max_body} bytes")
-            return JSONResponse({"error": err.to_dict()}, status_code=413)
-        return await call_next(request)
+    return app  # the body limit (DPM_API_MAX_BODY, chunked or not) is the runtime's, for every service
 
-    return app
+
+def _security_state(app: FastAPI, settings: ApiSettings) -> None:
+    """Session lifetimes, login throttling, the password hasher and the clock the routes read."""
+    app.state.clock = lambda: datetime.now(UTC)
+    app.state.sessions = auth.SessionPolicy(
+        idle=timedelta(seconds=settings.api_session_idle_timeout),
+        max_age=timedelta(seconds=settings.api_session_max_age),
+    )
+    window, lockout = timedelta(seconds=settings.api_login_window), timedelta(seconds=settings.api_login_lockout)
+    app.state.login_policies = (
+        Policy(settings.api_login_max_failures, window, lockout),
+        Policy(settings.api_login_max_attempts_per_source, window, lockout),
+    )
+    app.state.hasher = auth.Hasher(settings.api_login_concurrency)
 
 
 def bootstrap(settings: ApiSettings) -> Service:
     def wire(rt: Runtime) -> Wiring:
         return Wiring(
-            ddl=[*auth.DDL, *boot.DDL, *scenarios.DDL],
+            ddl=[*auth.DDL, *throttle.DDL, *boot.DDL, *scenarios.DDL],
             projections=[
                 MachineList(),
                 GroupList(),
@@ -78,8 +90,12 @@ def bootstrap(settings: ApiSettings) -> Service:
                 boot.DeployTokens(),
                 ImageList(),
                 DiskLayouts(),
+                RevokedBootstrapTokens(),
             ],
-            consumers=[boot.boot_consumer(rt.eventlog)],
+            consumers=[boot.boot_consumer(rt.eventlog, max_discovered=settings.api_discovery_max_machines)],
         )
 
-    return Service(name=NAME, settings=settings, port=settings.api_port, app=create_app(settings), wire=wire)
+    app = create_app(settings)
+    return Service(
+        name=NAME, settings=settings, port=settings.api_port, app=app, wire=wire, max_body=settings.api_max_body
+    )

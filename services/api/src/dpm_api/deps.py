@@ -1,13 +1,15 @@
 """FastAPI dependencies as ``Annotated`` aliases: the running runtime and the authenticated caller.
 
 Every route but the health checks needs a bearer token; reads need the viewer role, changes the
-operator role, user and system administration the admin role.
+operator role, user and system administration the admin role. A route declares its role with
+``Depends(require(role))`` (or one of the aliases below); the role-matrix test reads those
+declarations off the route table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -25,23 +27,36 @@ def get_runtime(request: Request) -> Runtime:
     return rt
 
 
+def now(request: Request) -> datetime:
+    """The api's clock (``app.state.clock``: tests inject one to expire sessions and lockouts)."""
+    clock: Callable[[], datetime] = getattr(request.app.state, "clock", lambda: datetime.now(UTC))
+    return clock()
+
+
 async def get_principal(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise E.UNAUTHENTICATED()
     rt = get_runtime(request)
-    idle = timedelta(seconds=request.app.state.session_idle_timeout)
+    state = request.app.state
     async with rt.pool.connection() as conn:
-        return await resolve(conn, token, bootstrap=request.app.state.api_token, idle=idle)
+        return await resolve(conn, token, bootstrap=state.api_token, sessions=state.sessions, now=now(request))
 
 
-def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
-    async def check(request: Request) -> Principal:
+class RoleCheck:
+    """The dependency ``require(role)`` returns: authenticates, then checks the role."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    async def __call__(self, request: Request) -> Principal:
         principal = await get_principal(request)
-        principal.require(role, f"{request.method} {request.url.path}")
+        principal.require(self.role, f"{request.method} {request.url.path}")
         return principal
 
-    return check
+
+def require(role: Role) -> RoleCheck:
+    return RoleCheck(role)
 
 
 async def _actor(principal: Annotated[Principal, Depends(require(Role.OPERATOR))]) -> str:

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from dpm_api import discovered, membership
 from dpm_api.domain.csvfile import ImportPlan, MachineSpec, identities
 from dpm_api.domain.rules import check_group_network, check_machine_name
 from dpm_api.domain.view import new_machine_id
@@ -28,7 +29,7 @@ from dpm_schemas.events import (
     ScheduleSaved,
 )
 from dpm_schemas.events.groups import NEW_MACHINES
-from dpm_schemas.ids import stream_id
+from dpm_schemas.ids import stream_id, unusable_mac
 
 T = TypeVar("T")
 
@@ -40,10 +41,31 @@ async def group_exists(conn: Conn, name: str) -> bool:
     return await cur.fetchone() is not None
 
 
-async def _check(conn: Conn, spec: MachineSpec) -> None:
+async def _check(log: EventLog, conn: Conn, spec: MachineSpec, machine_id: uuid.UUID | None) -> None:
+    """Name, MACs and group, from every edge (form, CSV, discovery, agent enrolment). The group is
+    checked against the log under its lock: a concurrent deletion of it either committed (refused
+    here, DPM-E106) or waits and then finds this machine in it (DPM-E107)."""
     check_machine_name(spec.name, spec.os_type)
-    if not await group_exists(conn, spec.group):
+    for mac in spec.macs:
+        if (why := unusable_mac(mac)) is not None:
+            raise E.MAC_UNUSABLE(value=mac, what=why)
+    await membership.lock_groups(conn, spec.group)
+    if not await membership.group_exists(log, conn, spec.group):
         raise E.GROUP_NOT_FOUND(name=spec.group)
+    row = await (
+        await conn.execute(
+            "SELECT machine_id FROM api.machines WHERE lower(name) = lower(%s) AND machine_id IS DISTINCT FROM %s",
+            (spec.name, machine_id),
+        )
+    ).fetchone()
+    if row is not None:  # names taken before names were claimed in the log
+        raise E.MACHINE_NAME_TAKEN(name=spec.name, machine_id=row[0])
+
+
+def name_identity(name: str) -> str:
+    """Machine names are claimed like MACs (stream ``identity-name:<name>``), ignoring case, so two
+    concurrent registrations cannot both take one and a lookup by name finds one machine."""
+    return f"name:{name.lower()}"
 
 
 async def _claim(
@@ -56,7 +78,7 @@ async def _claim(
     if last is not None and isinstance(last.event, IdentityClaimed):
         if mine_ok and last.event.machine_id == machine_id:
             return
-        raise E.DUPLICATE_IDENTITY(identity=_show(identity), machine_id=last.event.machine_id)
+        raise _taken(identity, last.event.machine_id)
     try:
         await log.append(
             sid,
@@ -65,7 +87,14 @@ async def _claim(
             conn=conn,
         )
     except StreamConflict:  # claimed by a concurrent registration that committed first
-        raise E.DUPLICATE_IDENTITY(identity=_show(identity), machine_id="(registered concurrently)") from None
+        raise _taken(identity, "(registered concurrently)") from None
+
+
+def _taken(identity: str, owner: object) -> DpmError:
+    kind, value = identity.split(":", 1)
+    if kind == "name":
+        return E.MACHINE_NAME_TAKEN(name=value, machine_id=owner)
+    return E.DUPLICATE_IDENTITY(identity=_show(identity), machine_id=owner)
 
 
 async def _release(log: EventLog, conn: Conn, identity: str, machine_id: uuid.UUID, meta: Metadata) -> None:
@@ -87,10 +116,13 @@ def _show(identity: str) -> str:
 
 async def register(log: EventLog, conn: Conn, spec: MachineSpec, *, actor: str) -> tuple[uuid.UUID, AppendResult]:
     """Register a machine; its id derives from its SMBIOS UUID or first MAC. Call inside a transaction."""
-    await _check(conn, spec)
+    if actor not in discovered.AUTO_ACTORS:  # an untouched discovered machine never blocks an operator
+        for squatter in await discovered.squatters(log, conn, spec):
+            await delete(log, conn, squatter, actor=actor)
     machine_id = new_machine_id(spec.macs, spec.smbios_uuid)
+    await _check(log, conn, spec, machine_id)
     meta = Metadata.new(actor=actor)
-    for identity in identities(spec):
+    for identity in [*identities(spec), name_identity(spec.name)]:
         await _claim(log, conn, identity, machine_id, meta, mine_ok=False)
     sid = stream_id(subjects.MACHINE, machine_id)
     history = await log.read_stream(sid, conn=conn)
@@ -104,7 +136,8 @@ async def register(log: EventLog, conn: Conn, spec: MachineSpec, *, actor: str) 
 
 
 async def _current(log: EventLog, conn: Conn, machine_id: uuid.UUID) -> tuple[list[str], int]:
-    """The identities a live machine holds now, and its stream version; DPM-E102 if absent."""
+    """The identities a live machine holds now (MACs, UUID, name), and its stream version; DPM-E102
+    if absent. A name it took before names were claimed is released harmlessly (nothing to release)."""
     history = await log.read_stream(stream_id(subjects.MACHINE, machine_id), conn=conn)
     state: Event | None = None
     for rec in history:
@@ -114,14 +147,14 @@ async def _current(log: EventLog, conn: Conn, machine_id: uuid.UUID) -> tuple[li
             state = None
     if not isinstance(state, MachineRegistered | MachineEdited):
         raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
-    return identities(state), history[-1].stream_version
+    return [*identities(state), name_identity(state.name)], history[-1].stream_version
 
 
 async def edit(log: EventLog, conn: Conn, machine_id: uuid.UUID, spec: MachineSpec, *, actor: str) -> AppendResult:
-    await _check(conn, spec)
+    await _check(log, conn, spec, machine_id)
     held, version = await _current(log, conn, machine_id)
     meta = Metadata.new(actor=actor)
-    wanted = identities(spec)
+    wanted = [*identities(spec), name_identity(spec.name)]
     for identity in wanted:
         await _claim(log, conn, identity, machine_id, meta)
     for identity in held:
@@ -154,6 +187,7 @@ async def machine_event(log: EventLog, conn: Conn, machine_id: uuid.UUID, event:
 
 async def apply_import(log: EventLog, conn: Conn, plan: ImportPlan, *, actor: str) -> int:
     """Apply a planned import in the caller's transaction: all rows or none. Returns the last position."""
+    await membership.lock_groups(conn, *(s.group for s in plan.create), *(s.group for _r, s, _c in plan.update))
     position = 0
     for spec in plan.create:
         _, result = await _with_line(register(log, conn, spec, actor=actor), spec)
@@ -193,13 +227,15 @@ async def define_group(log: EventLog, conn: Conn, event: GroupDefined, *, actor:
 
 
 async def delete_group(log: EventLog, conn: Conn, name: str, *, actor: str) -> AppendResult:
+    """Delete an empty group: decided on the log under the group's lock, so a machine registering
+    into it concurrently is either refused or keeps the group (DPM-E107)."""
     if name == NEW_MACHINES:
         raise E.GROUP_IN_USE(name=name, count="-", reason="it receives auto-registered machines and always exists")
-    if not await group_exists(conn, name):
+    await membership.lock_groups(conn, name)
+    if not await membership.group_exists(log, conn, name):
         raise E.GROUP_NOT_FOUND(name=name)
-    row = await (await conn.execute("SELECT count(*) FROM api.machines WHERE group_name = %s", (name,))).fetchone()
-    if row and row[0]:
-        raise E.GROUP_IN_USE(name=name, count=row[0], reason="deleting it would orphan them")
+    if count := await membership.machines_in(log, conn, name):
+        raise E.GROUP_IN_USE(name=name, count=count, reason="deleting it would orphan them")
     return await log.append(
         stream_id(subjects.GROUP, name),
         ANY_VERSION,
@@ -212,9 +248,10 @@ async def rename_group(log: EventLog, conn: Conn, name: str, new_name: str, *, a
     """Rename a group: its machines and the schedules that target it follow, in one transaction."""
     if NEW_MACHINES in (name, new_name):
         raise E.INVALID_REQUEST(reason=f"{NEW_MACHINES} is built in; it cannot be renamed or renamed to")
-    if not await group_exists(conn, name):
+    await membership.lock_groups(conn, name, new_name)
+    if not await membership.group_exists(log, conn, name):
         raise E.GROUP_NOT_FOUND(name=name)
-    if await group_exists(conn, new_name):
+    if await membership.group_exists(log, conn, new_name):
         raise E.INVALID_REQUEST(reason=f"a group named {new_name!r} exists")
     try:
         renamed = GroupRenamed(name=name, new_name=new_name)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from dpm_api.domain.scenarios import busy_reason, check_spec
+from dpm_api.domain.scenarios import busy_reason, check_available, check_spec
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.events import (
@@ -159,8 +159,10 @@ async def run(
     log: EventLog, conn: Conn, ref: str, machine_ids: list[uuid.UUID], not_before: datetime | None, *, actor: str
 ) -> ScenarioRunRequested:
     """Request a run, refused (DPM-E140) if any target is running, failed, or in power-on error --
-    or was assigned a moment ago and is still being queued (concurrent requests meet here)."""
+    or was assigned a moment ago and is still being queued (concurrent requests meet here). A kind
+    saved before it was refused at save is refused here too (DPM-E115)."""
     scenario_id, name, revision, spec = await find(conn, ref)
+    check_available(spec.kind)
     targets = sorted(set(machine_ids))
     for machine_id in targets:  # in one order: two requests never wait on each other crosswise
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (f"run:{machine_id}",))

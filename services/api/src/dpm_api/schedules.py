@@ -7,15 +7,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
-from dpm_api import scenarios
+from dpm_api import handlers, scenarios
 from dpm_runtime.eventlog import AppendResult, Conn, EventLog
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import ScheduleDeleted, ScheduleSaved
 from dpm_schemas.events.schedules import ScheduleAction
 from dpm_schemas.ids import stream_id
+
+MAX_YEARS = 5  # the scheduler looks as far ahead (dpm_scheduler.schedules.MAX_YEARS)
 
 
 def check(s: ScheduleSaved, now: datetime) -> None:
@@ -26,19 +28,34 @@ def check(s: ScheduleSaved, now: datetime) -> None:
     if s.cron is not None and (len(s.cron.split()) != 5 or not croniter.is_valid(s.cron)):
         raise E.SCHEDULE_INVALID(reason=f"{s.cron!r} is not a five-field cron expression")
     try:
-        ZoneInfo(s.timezone)
+        zone = ZoneInfo(s.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise E.SCHEDULE_INVALID(reason=f"unknown time zone {s.timezone!r}") from None
+    if s.cron is not None:
+        check_fires(s.cron, now.astimezone(zone))
     if s.action is ScheduleAction.RUN and s.scenario_id is None:
         raise E.SCHEDULE_INVALID(reason="a run schedule needs a scenario")
     if not s.machine_ids and not s.group:
         raise E.SCHEDULE_INVALID(reason="name machines or a group")
 
 
+def check_fires(cron: str, now: datetime) -> None:
+    """A valid expression may still never fire (``0 0 30 2 *``: February 30th); it would be accepted
+    and silently do nothing. Refused (DPM-E166) unless it fires within MAX_YEARS."""
+    try:
+        croniter(cron, now, max_years_between_matches=MAX_YEARS).get_next(datetime)
+    except CroniterBadDateError:
+        raise E.CRON_NEVER_FIRES(cron=cron, years=MAX_YEARS) from None
+
+
 async def save(log: EventLog, conn: Conn, s: ScheduleSaved, *, actor: str) -> AppendResult:
+    """Validate and append; the scenario and the group must exist now (machines are resolved by id
+    before this), so a schedule never fires into nothing."""
     check(s, datetime.now(UTC))
     if s.scenario_id is not None:
         await scenarios.find(conn, str(s.scenario_id))
+    if s.group is not None and not await handlers.group_exists(conn, s.group):
+        raise E.GROUP_NOT_FOUND(name=s.group)
     return await log.append(
         stream_id(subjects.SCHEDULE, s.schedule_id), None, [NewEvent(s, Metadata.new(actor=actor))], conn=conn
     )

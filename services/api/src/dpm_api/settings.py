@@ -13,15 +13,43 @@ class ApiSettings(ServiceSettings):
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token required for changes; `dpm up` generates one into var/."
     )
+    api_token_enabled: bool = Field(
+        default=True, description="Accept DPM_API_TOKEN at all; set false once admin users exist (see docs/security.md)"
+    )
     api_session_idle_timeout: float = Field(default=1800.0, gt=0, description="Seconds a login session may idle")
-    api_max_body: int = Field(default=1_048_576, description="Largest accepted request body, in bytes.")
+    api_session_max_age: float = Field(
+        default=12 * 3600.0, gt=0, description="Seconds a login session lives at most, however busy"
+    )
+    api_login_max_failures: int = Field(
+        default=10, ge=1, description="Failed logins for one user name within the window before it is locked"
+    )
+    api_login_max_attempts_per_source: int = Field(
+        default=100, ge=1, description="Login attempts from one address within the window before it is throttled"
+    )
+    api_login_window: float = Field(default=300.0, gt=0, description="Seconds over which login attempts count")
+    api_login_lockout: float = Field(default=300.0, gt=0, description="Seconds a throttled name or address waits")
+    api_login_concurrency: int = Field(
+        default=2, ge=1, description="Password hashes computed at once (each ~16 MiB, ~50 ms of a core)"
+    )
+    api_max_body: int = Field(default=1_048_576, gt=0, description="Largest accepted request body, in bytes.")
     api_imager_url: str | None = Field(
         default=None,
-        description="The imager's data plane as deploy clients reach it (given out with transfer tokens); default: "
-        "the host the caller reached the api at, with DPM_API_IMAGER_PORT",
+        description="The imager's data plane: where the api itself calls it (default: 127.0.0.1 with "
+        "DPM_API_IMAGER_PORT) and what deploy clients are given (default: the host the caller reached the api at)",
     )
     api_imager_port: int = Field(default=ports.IMAGER_HTTP, description="The imager's port, for the default URL")
     api_transfer_ttl: float = Field(default=6 * 3600, gt=0, description="Seconds a transfer token lives")
     api_pxe_url: str = Field(
         default=f"http://127.0.0.1:{ports.PXE_HTTP}", description="Where the pxe service answers boot questions"
+    )
+    api_pxe_token: SecretStr | None = Field(
+        default=None, description="pxe's DPM_PXE_SERVICE_TOKEN, for explain, recent boots and leases"
+    )
+    api_deploy_check_address: bool = Field(
+        default=True,
+        description="Accept a deploy token only from the address pxe gave it to (turn off only when a NAT or "
+        "proxy between the boot network and the api changes client addresses)",
+    )
+    api_discovery_max_machines: int = Field(
+        default=1000, ge=0, description="Machines auto-registered into new-machines at most (discovery stops there)"
     )

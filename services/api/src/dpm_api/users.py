@@ -1,5 +1,6 @@
 """User and token changes: events on the user stream plus, for passwords, the credentials table --
-in one transaction."""
+in one transaction. Password hashes are computed by the caller (off the event loop, auth.Hasher)
+before the transaction opens."""
 
 from __future__ import annotations
 
@@ -37,14 +38,13 @@ async def _exists(conn: Conn, username: str) -> None:
         raise E.USER_NOT_FOUND(username=username)
 
 
-async def create(log: EventLog, conn: Conn, username: str, password: str, role: Role, *, actor: str) -> int:
+async def create(log: EventLog, conn: Conn, username: str, password_hash: str, role: Role, *, actor: str) -> int:
     try:
         position = await _append(log, conn, username, UserCreated(username=username, role=role), actor, NO_STREAM)
     except StreamConflict:
         raise E.USER_EXISTS(username=username) from None
     await conn.execute(
-        "INSERT INTO api.credentials (username, password_scrypt) VALUES (%s, %s)",
-        (username, auth.hash_password(password)),
+        "INSERT INTO api.credentials (username, password_scrypt) VALUES (%s, %s)", (username, password_hash)
     )
     return position
 
@@ -54,13 +54,17 @@ async def change_role(log: EventLog, conn: Conn, username: str, role: Role, *, a
     return await _append(log, conn, username, UserRoleChanged(username=username, role=role), actor)
 
 
-async def change_password(log: EventLog, conn: Conn, username: str, password: str, *, actor: str) -> int:
+async def change_password(log: EventLog, conn: Conn, username: str, password_hash: str, *, actor: str) -> int:
+    """The new hash in place; every session of the user ends and every API token is revoked
+    (ApiTokenRevoked each): whoever knew the old password may have made them."""
     await _exists(conn, username)
-    await conn.execute(
-        "UPDATE api.credentials SET password_scrypt = %s WHERE username = %s", (auth.hash_password(password), username)
-    )
+    await conn.execute("UPDATE api.credentials SET password_scrypt = %s WHERE username = %s", (password_hash, username))
     await conn.execute("DELETE FROM api.sessions WHERE username = %s", (username,))
-    return await _append(log, conn, username, UserPasswordChanged(username=username), actor)
+    position = await _append(log, conn, username, UserPasswordChanged(username=username), actor)
+    cur = await conn.execute("SELECT token_id FROM api.api_tokens WHERE username = %s AND NOT revoked", (username,))
+    for (token_id,) in await cur.fetchall():
+        position = await _append(log, conn, username, ApiTokenRevoked(token_id=token_id, username=username), actor)
+    return position
 
 
 async def disable(log: EventLog, conn: Conn, username: str, *, actor: str) -> int:

@@ -9,7 +9,7 @@ import logging
 from fastapi import FastAPI
 
 from dpm_imagefmt.store import DirStore
-from dpm_imager import gc, routes
+from dpm_imager import commit, gc, routes
 from dpm_imager.progress import Progress
 from dpm_imager.settings import ImagerSettings
 from dpm_imager.state import SCHEMA, Images, Transfers, live_manifests
@@ -40,7 +40,7 @@ def bootstrap(settings: ImagerSettings) -> Service:
         )
         collector = Collector(rt, store, settings.imager_gc_grace)
         return Wiring(
-            ddl=directory_ddl(SCHEMA),
+            ddl=[*directory_ddl(SCHEMA), *commit.DDL],
             projections=[Transfers(), Images()],
             consumers=[directory_consumer(NAME, SCHEMA), collector.consumer()],
             tasks=[collector.periodic(settings.imager_gc_interval)],
@@ -64,6 +64,7 @@ class Collector:
         async with self._lock:
             async with self.rt.pool.connection() as conn:
                 live = await live_manifests(conn)
+                await commit.forget_ended(conn)
             self.last = await asyncio.to_thread(gc.collect, self.store, live, self.grace)
             if self.last.chunks or self.last.manifests:
                 log.info("gc: %d chunks (%d bytes), %d manifests removed", *vars(self.last).values())

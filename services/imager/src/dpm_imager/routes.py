@@ -28,10 +28,12 @@ from pydantic import BaseModel, Field
 from dpm_imagefmt.chunks import MAX_SIZE, CorruptChunk, is_chunk_id
 from dpm_imagefmt.manifest import Manifest, manifest_id
 from dpm_imagefmt.store import DirStore, pack_records, unpack_records
+from dpm_imager import commit as commit_rules
 from dpm_imager import gc
 from dpm_imager.progress import Progress
-from dpm_imager.state import Transfer, current_manifest, transfer_by_token
-from dpm_runtime.eventlog import ANY_VERSION, AppendResult
+from dpm_imager.state import Transfer, current_manifest, live_manifests, transfer_by_token
+from dpm_runtime.eventlog import ANY_VERSION, AppendResult, StreamConflict
+from dpm_runtime.http import max_body
 from dpm_runtime.service import Runtime
 from dpm_schemas import E, Event, Metadata, NewEvent, subjects
 from dpm_schemas.events import ImageCaptured, ImageVerified, TransferAborted
@@ -64,6 +66,7 @@ class Imager:
     # backup committing meanwhile does not change what the restore is writing).
     authorized: dict[tuple[str, UUID], tuple[Transfer, float]] = field(default_factory=dict)
     pinned: dict[UUID, str] = field(default_factory=dict)
+    locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
     # Verification and file I/O on threads of its own, as many as cores: CPU-bound work that must
     # neither starve nor be starved by whatever else uses the loop's default executor.
     executor: ThreadPoolExecutor = field(
@@ -77,6 +80,12 @@ class Imager:
         for key in [k for k in self.authorized if k[1] == transfer_id]:
             del self.authorized[key]
         self.pinned.pop(transfer_id, None)
+
+    def commit_lock(self, transfer_id: UUID) -> asyncio.Lock:
+        """One commit (or abort) of a transfer at a time in this process; replicas meet on the log."""
+        if len(self.locks) > 10_000:
+            self.locks = {k: v for k, v in self.locks.items() if v.locked()}
+        return self.locks.setdefault(transfer_id, asyncio.Lock())
 
     def manifest(self, mid: str) -> Manifest:
         hit = self.manifests.get(mid)
@@ -150,13 +159,16 @@ class IdsIn(BaseModel):
 
 @router.post("/{transfer_id}/missing")
 async def missing(transfer_id: UUID, body: IdsIn, request: Request) -> dict[str, list[str]]:
-    imager, _ = await _authorize(request, transfer_id, "backup")
+    imager, t = await _authorize(request, transfer_id, "backup")
     if not all(is_chunk_id(c) for c in body.ids):
         raise E.IMAGE_INVALID(reason="chunk ids are 64 lower-case hex digits")
-    return {"missing": sorted(await imager.offload(imager.store.missing, body.ids))}
+    absent = await imager.offload(imager.store.missing, body.ids)
+    await _vouch(imager, t, set(body.ids) - absent)  # present: this backup may name them
+    return {"missing": sorted(absent)}
 
 
 @router.put("/{transfer_id}/chunks/{chunk}", status_code=204)
+@max_body(MAX_BLOB)
 async def put_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response:
     imager, t = await _authorize(request, transfer_id, "backup")
     if not is_chunk_id(chunk):
@@ -168,12 +180,14 @@ async def put_chunk(transfer_id: UUID, chunk: str, request: Request) -> Response
         await imager.offload(imager.store.put, chunk, blob)
     except CorruptChunk as exc:  # verified on write: a damaged upload never enters the store
         raise E.CHUNK_CORRUPT(chunk=chunk, image=t.image, reason=f"{exc.reason} (upload refused)") from None
+    await _vouch(imager, t, [chunk])
     imager.received[t.transfer_id] = imager.received.get(t.transfer_id, 0) + len(blob)
     await imager.progress.moved(t, len(blob))
     return Response(status_code=204)
 
 
 @router.post("/{transfer_id}/chunks", status_code=204)
+@max_body(MAX_BATCH)
 async def put_chunks(transfer_id: UUID, request: Request) -> Response:
     """Many chunks in one body (records: 32-byte id, 4-byte length, blob), each verified before it
     is stored, in parallel; a corrupt one is named and refused, the others are kept."""
@@ -195,49 +209,74 @@ async def put_chunks(transfer_id: UUID, request: Request) -> Response:
             raise E.CHUNK_CORRUPT(chunk=cid, image=t.image, reason=f"{reason} (upload refused)")
         if isinstance(outcome, BaseException):
             raise outcome
+    await _vouch(imager, t, [cid for cid, _ in items])
     imager.received[t.transfer_id] = imager.received.get(t.transfer_id, 0) + size
     await imager.progress.moved(t, size)
     return Response(status_code=204)
 
 
 @router.post("/{transfer_id}/commit")
+@max_body(MAX_MANIFEST)
 async def commit(transfer_id: UUID, request: Request) -> dict[str, Any]:
+    """The manifest is checked (off the loop) before anything is stored, and a transfer commits
+    once: parallel commits wait for the first, then find it committed (DPM-E118)."""
     imager, t = await _authorize(request, transfer_id, "backup")
     blob = await _body(request, MAX_MANIFEST)
-    try:
-        manifest = Manifest.decode(blob)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise E.IMAGE_INVALID(reason=f"unreadable manifest: {exc}") from None
-    absent = await imager.offload(imager.store.missing, manifest.chunk_ids)
-    if absent:
-        raise E.IMAGE_INCOMPLETE(image=t.image, missing=len(absent))
-    mid = manifest_id(blob)
-    await imager.offload(imager.store.put_manifest, mid, blob)
-    await imager.offload(imager.store.sync)  # chunks and manifest durable before the name moves
-    layout = manifest.layout
-    captured = ImageCaptured(
-        image_id=t.image_id,
-        image=t.image,
-        transfer_id=t.transfer_id,
-        manifest=mid,
-        source=manifest.source,
-        mode=manifest.mode,
-        size_bytes=manifest.size,
-        captured_bytes=manifest.captured_bytes,
-        stored_bytes=imager.received.pop(t.transfer_id, 0),
-        chunk_count=len(manifest.chunk_ids),
-        sector_size=manifest.sector_size,
-        label=layout.get("label"),
-        digest=manifest.digest,
-        machine_id=t.machine_id,
-        execution_id=t.execution_id,
-    )
-    result = await _append(imager, t, captured)
+    manifest = await imager.offload(commit_rules.check_manifest, blob, t.image)
+    async with imager.commit_lock(t.transfer_id):
+        version = await commit_rules.still_open(imager.rt.eventlog, t)
+        absent = await imager.offload(imager.store.missing, manifest.chunk_ids)
+        if absent:
+            raise E.IMAGE_INCOMPLETE(image=t.image, missing=len(absent))
+        async with imager.rt.pool.connection() as conn:
+            foreign = await commit_rules.unvouched(conn, t.transfer_id, manifest.chunk_ids)
+        if foreign:
+            raise E.CHUNK_NOT_VOUCHED(image=t.image, count=len(foreign), chunk=foreign[0])
+        captured = commit_rules.captured(t, manifest, manifest_id(blob), imager.received.get(t.transfer_id, 0))
+        result = await _store_and_append(imager, t, captured, blob, version)
     await imager.rt.projections["stored_images"].wait_for(result.position)
     await imager.rt.projections["transfers"].wait_for(result.position)
+    imager.received.pop(t.transfer_id, None)
+    await _end(imager, t)
+    return {"image": t.image, "manifest": captured.manifest, "stored_bytes": captured.stored_bytes,
+            "position": result.position}  # fmt: skip
+
+
+async def _store_and_append(imager: Imager, t: Transfer, captured: ImageCaptured, blob: bytes, version: int) -> Any:
+    """Manifest and chunks durable, then the name moves; a commit that loses leaves no manifest."""
+    mid = captured.manifest
+    new = not (imager.store.manifests / mid).exists()
+    await imager.offload(imager.store.put_manifest, mid, blob)
+    await imager.offload(imager.store.sync)  # chunks and manifest durable before the name moves
+    try:
+        for _attempt in range(5):
+            try:
+                return await _append(imager, t, captured, expected=version)
+            except StreamConflict:  # another replica wrote to the image: decide again on the log
+                version = await commit_rules.still_open(imager.rt.eventlog, t)
+        raise E.TRANSFER_COMMITTED(transfer=str(t.transfer_id), image=t.image, state="contended")
+    except BaseException:
+        if new and mid not in await _live_manifests(imager):
+            imager.store.delete_manifest(mid)
+        raise
+
+
+async def _live_manifests(imager: Imager) -> list[str]:
+    async with imager.rt.pool.connection() as conn:
+        return await live_manifests(conn)
+
+
+async def _vouch(imager: Imager, t: Transfer, chunks: Any) -> None:
+    async with imager.rt.pool.connection() as conn:
+        await commit_rules.vouch(conn, t.transfer_id, chunks)
+
+
+async def _end(imager: Imager, t: Transfer) -> None:
+    """A backup ended (committed or aborted): its vouchers and cached state go."""
+    async with imager.rt.pool.connection() as conn:
+        await commit_rules.forget(conn, t.transfer_id)
     imager.forget(t.transfer_id)
     imager.progress.done(t.transfer_id)
-    return {"image": t.image, "manifest": mid, "stored_bytes": captured.stored_bytes, "position": result.position}
 
 
 class AbortIn(BaseModel):
@@ -249,10 +288,11 @@ async def abort(transfer_id: UUID, body: AbortIn, request: Request) -> dict[str,
     """A backup gave up: its lock on the name goes now, not at the token's expiry."""
     imager, t = await _authorize(request, transfer_id, "backup")
     event = TransferAborted(transfer_id=t.transfer_id, image_id=t.image_id, image=t.image, reason=body.reason)
-    result = await _append(imager, t, event)
+    async with imager.commit_lock(t.transfer_id):  # never beside a commit of the same transfer
+        await commit_rules.still_open(imager.rt.eventlog, t)
+        result = await _append(imager, t, event)
     imager.received.pop(t.transfer_id, None)
-    imager.forget(t.transfer_id)
-    imager.progress.done(t.transfer_id)
+    await _end(imager, t)
     return {"position": result.position}
 
 
@@ -336,7 +376,7 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _append(imager: Imager, t: Transfer, event: Event) -> AppendResult:
+async def _append(imager: Imager, t: Transfer, event: Event, *, expected: int | None = ANY_VERSION) -> AppendResult:
     actor = f"deploy:{t.machine_id}" if t.machine_id else "imager"
     stream = stream_id(subjects.IMAGE, t.image_id)
-    return await imager.rt.eventlog.append(stream, ANY_VERSION, [NewEvent(event, Metadata.new(actor=actor))])
+    return await imager.rt.eventlog.append(stream, expected, [NewEvent(event, Metadata.new(actor=actor))])

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from dpm_pxe import routes
 from dpm_pxe.dhcp.client import ClientInfo
@@ -18,6 +19,9 @@ from dpm_pxe.recorder import BootRecorder
 from dpm_pxe.settings import PxeSettings
 from dpm_pxe.state import DDL, SCHEMA, BootState, boot_consumer
 from dpm_pxe.tftp.server import TftpLimits, TftpServer
+from dpm_pxe.throttle import DiscoveryLimiter
+from dpm_pxe.tokens import DDL as TOKENS_DDL
+from dpm_pxe.tokens import DeployTokens
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Task, Wiring
 from dpm_schemas import E
@@ -32,9 +36,14 @@ def bootstrap(settings: PxeSettings) -> Service:
 
     def wire(rt: Runtime) -> Wiring:
         state = BootState(default_mode=settings.pxe_dhcp_mode)
-        recorder = BootRecorder(rt.pool, rt.eventlog)
+        recorder = BootRecorder(rt.pool, rt.eventlog, limiter=discovery_limiter(settings))
         leases = LeaseStore(rt.pool, SCHEMA)
         config = config_provider(settings, state)
+        tftp = tftp_server(settings, rt) if settings.pxe_tftp_enabled else None
+        app.state.counters = lambda: {
+            **recorder.limiter.stats(),
+            "tftp_unacked_refused": tftp.unacked.refused if tftp else 0,
+        }
         app.state.boot = routes.Boot(
             pool=rt.pool,
             state=state,
@@ -44,15 +53,16 @@ def bootstrap(settings: PxeSettings) -> Service:
             http_url=settings.pxe_http_url.rstrip("/") if settings.pxe_http_url else None,
             api_url=settings.pxe_api_url,
             api_port=settings.pxe_api_port,
-            token_ttl=settings.pxe_deploy_token_ttl,
+            tokens=deploy_tokens(settings, rt),
+            service_token=_secret(settings.pxe_service_token),
         )
         tasks: list[Task] = [load_settings(state)]
-        if settings.pxe_tftp_enabled:
-            tasks.append(tftp_task(settings))
+        if tftp is not None:
+            tasks.append(tftp_task(settings, tftp))
         if settings.pxe_dhcp_enabled:
             tasks.append(dhcp_task(settings, config, leases, recorder))
         return Wiring(
-            ddl=[*directory_ddl(SCHEMA), *DDL],
+            ddl=[*directory_ddl(SCHEMA), *DDL, *TOKENS_DDL],
             consumers=[directory_consumer(NAME, SCHEMA), boot_consumer(state)],
             tasks=tasks,
         )
@@ -114,12 +124,12 @@ def dhcp_task(
             config, leases=leases, interface=settings.pxe_dhcp_interface, on_boot=on_boot, tracer=rt.tracer
         )
         try:
-            await server.serve(settings.pxe_dhcp_host, (settings.pxe_dhcp_port, settings.pxe_dhcp_pxe_port), rt.stop)
+            await server.serve(settings.dhcp_host, (settings.pxe_dhcp_port, settings.pxe_dhcp_pxe_port), rt.stop)
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise E.PORT_IN_USE(
                     service="pxe (DHCP)",
-                    host=settings.pxe_dhcp_host,
+                    host=settings.dhcp_host,
                     port=f"{settings.pxe_dhcp_port}/{settings.pxe_dhcp_pxe_port}",
                     setting="DPM_PXE_DHCP_PORT (or DPM_PXE_DHCP_ENABLED=false)",
                 ) from exc
@@ -128,22 +138,43 @@ def dhcp_task(
     return serve
 
 
-def tftp_task(settings: PxeSettings) -> Task:
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def deploy_tokens(settings: PxeSettings, rt: Runtime) -> DeployTokens:
+    key = _secret(settings.pxe_deploy_token_key)
+    return DeployTokens(rt.pool, rt.eventlog, key=key.encode() if key else None, idle=settings.pxe_deploy_token_ttl)
+
+
+def discovery_limiter(settings: PxeSettings) -> DiscoveryLimiter:
+    return DiscoveryLimiter(
+        rate=settings.pxe_discovery_rate,
+        burst=settings.pxe_discovery_burst,
+        global_rate=settings.pxe_discovery_global_rate,
+        global_burst=settings.pxe_discovery_global_burst,
+    )
+
+
+def tftp_server(settings: PxeSettings, rt: Runtime) -> TftpServer:
+    limits = TftpLimits(
+        max_blksize=settings.pxe_tftp_max_blksize,
+        max_window=settings.pxe_tftp_max_window,
+        unacked_per_source=settings.pxe_tftp_unacked_per_source,
+    )
+    return TftpServer(settings.pxe_root, limits=limits, tracer=rt.tracer)
+
+
+def tftp_task(settings: PxeSettings, server: TftpServer) -> Task:
     async def serve(rt: Runtime) -> None:
-        root = settings.pxe_root
-        root.mkdir(parents=True, exist_ok=True)
-        server = TftpServer(
-            root,
-            limits=TftpLimits(max_blksize=settings.pxe_tftp_max_blksize, max_window=settings.pxe_tftp_max_window),
-            tracer=rt.tracer,
-        )
+        settings.pxe_root.mkdir(parents=True, exist_ok=True)
         try:
-            await server.serve(settings.pxe_tftp_host, settings.pxe_tftp_port, rt.stop)
+            await server.serve(settings.tftp_host, settings.pxe_tftp_port, rt.stop)
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise E.PORT_IN_USE(
                     service="pxe (TFTP)",
-                    host=settings.pxe_tftp_host,
+                    host=settings.tftp_host,
                     port=settings.pxe_tftp_port,
                     setting="DPM_PXE_TFTP_PORT",
                 ) from exc

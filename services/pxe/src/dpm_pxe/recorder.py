@@ -1,26 +1,24 @@
 """Appends what pxe saw: MachineBooted for every network boot (the scheduler's proof that a woken
 machine came up, DPM-E112 otherwise), MachineDiscovered for a MAC no machine has (the api registers it
-into new-machines), DeployTokenIssued when a deploy environment gets its token. A ROM repeats its
-DISCOVER several times, so one (MAC, stage) is recorded once per window.
+into new-machines). A ROM repeats its DISCOVER several times, so one (MAC, stage) is recorded once per
+window; unknown MACs are recorded only within the discovery limiter's bounds (``throttle``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_pxe.script import Machine
 from dpm_pxe.state import SCHEMA
+from dpm_pxe.throttle import DiscoveryLimiter
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
 from dpm_schemas import Metadata, NewEvent, subjects
-from dpm_schemas.events import DeployTokenIssued, MachineBooted, MachineDiscovered
+from dpm_schemas.events import MachineBooted, MachineDiscovered
 from dpm_schemas.events.boot import Arch, BootStage
 from dpm_schemas.ids import stream_id
 
@@ -45,11 +43,13 @@ class BootRecorder:
         *,
         window: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        limiter: DiscoveryLimiter | None = None,
     ) -> None:
         self._pool = pool
         self._log = eventlog
         self._window = window
         self._clock = clock
+        self.limiter = limiter or DiscoveryLimiter(clock=clock)
         self._seen: dict[tuple[str, BootStage], float] = {}
 
     def _fresh(self, mac: str, stage: BootStage) -> bool:
@@ -77,6 +77,9 @@ class BootRecorder:
             machine = await find_machine(conn, mac)
             if not self._fresh(mac, stage):
                 return machine
+            if machine is None and not self.limiter.allow(str(client_ip) if client_ip else None):
+                self._seen.pop((mac, stage), None)  # not recorded: its next boot is tried again
+                return None
             meta = Metadata.new(actor=ACTOR)
             events = []
             if machine is None:
@@ -94,18 +97,6 @@ class BootRecorder:
                     f"DELETE FROM {SCHEMA}.recent_boots WHERE id < (SELECT max(id) - 10000 FROM {SCHEMA}.recent_boots)"
                 )
         return machine
-
-    async def issue_token(self, mac: str, machine_id: uuid.UUID, execution_id: uuid.UUID, ttl: float) -> str:
-        """A fresh token for the deploy environment; the log keeps only its SHA-256."""
-        token = secrets.token_urlsafe(32)
-        event = DeployTokenIssued(
-            machine_id=machine_id,
-            execution_id=execution_id,
-            token_sha256=hashlib.sha256(token.encode()).hexdigest(),
-            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
-        )
-        await self._log.append(stream_id(subjects.BOOT, mac), ANY_VERSION, [NewEvent(event, Metadata.new(actor=ACTOR))])
-        return token
 
     async def recent(self, limit: int, mac: str | None = None) -> list[dict[str, object]]:
         async with self._pool.connection() as conn:

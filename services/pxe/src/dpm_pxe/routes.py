@@ -1,22 +1,24 @@
 """pxe's HTTP side: the per-machine iPXE script, what a MAC would boot and why, recent boots, the
 full-mode leases, and the boot files themselves (with Range, for kernels and images).
 
-These face the boot network and carry no authentication (a booting machine has nothing to show); they
-reveal no more than DHCP broadcasts do. The api proxies the read-only ones for operators.
+The script and the files face the boot network and carry no authentication (a booting machine has
+nothing to show). What a MAC would boot, recent boots and leases say which machine has pending work, so
+they answer only the api, which presents DPM_PXE_SERVICE_TOKEN and checks the operator's role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from psycopg_pool import AsyncConnectionPool
 
@@ -25,7 +27,9 @@ from dpm_pxe.recorder import BootRecorder, find_machine
 from dpm_pxe.script import Action, Decision, arch_of, decide, media, render
 from dpm_pxe.state import BootState, netboot_lag, pending_netboot
 from dpm_pxe.tftp.files import Refused, resolve
+from dpm_pxe.tokens import DeployTokens
 from dpm_runtime.eventlog import Conn
+from dpm_schemas import E
 from dpm_schemas.events.boot import BootStage
 from dpm_schemas.ids import normalize_mac
 
@@ -45,7 +49,8 @@ class Boot:
     http_url: str | None  # DPM_PXE_HTTP_URL; else the address each machine reached us at
     api_url: str | None  # DPM_PXE_API_URL; else that address's host with api_port
     api_port: int
-    token_ttl: float
+    tokens: DeployTokens
+    service_token: str | None  # DPM_PXE_SERVICE_TOKEN: what the api presents for the operator routes
 
     def files_url_for(self, request: Request) -> str:
         return f"{self.http_url or str(request.base_url).rstrip('/')}/files"
@@ -61,6 +66,17 @@ def _boot(request: Request) -> Boot:
     if boot is None:
         raise HTTPException(503, "pxe is starting")
     return boot
+
+
+def _service(request: Request) -> None:
+    """Only the api (DPM_PXE_SERVICE_TOKEN) may ask what a MAC would boot, recent boots and leases."""
+    expected = _boot(request).service_token
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise E.PXE_SERVICE_ONLY()
+
+
+ServiceOnly = [Depends(_service)]
 
 
 def _mac(text: str) -> str:
@@ -99,14 +115,16 @@ async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID |
     """The script iPXE runs: deploy environment for pending work, else the local disk (and discovery)."""
     boot, mac = _boot(request), _mac(mac)
     decision = await _decision(boot, mac)
-    client = request.client.host if request.client else None
-    ip = client if client and _is_ipv4(client) else None
+    ip = _ipv4(request.client.host if request.client else None)
+    token = None
+    if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:
+        grant = await boot.tokens.grant(mac, decision.machine.machine_id, decision.execution_id, ip)
+        token = grant.token
+        if token is None:  # another client won this execution's token: this one boots its disk
+            decision = replace(decision, action=Action.LOCAL, reason=grant.refused)
     await boot.recorder.booted(
         mac=mac, arch=arch_of(arch), stage=BootStage.IPXE, client_ip=ip, client_uuid=uuid, decision=decision.reason
     )
-    token = None
-    if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:
-        token = await boot.recorder.issue_token(mac, decision.machine.machine_id, decision.execution_id, boot.token_ttl)
     text = render(
         decision,
         settings=boot.state.current,
@@ -117,7 +135,7 @@ async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID |
     return PlainTextResponse(text, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/boot/{mac}/explain")
+@router.get("/boot/{mac}/explain", dependencies=ServiceOnly)
 async def explain(request: Request, mac: str) -> dict[str, object]:
     """What this MAC would boot now and why -- no side effects, nothing recorded."""
     boot, mac = _boot(request), _mac(mac)
@@ -135,14 +153,14 @@ async def explain(request: Request, mac: str) -> dict[str, object]:
     }
 
 
-@router.get("/boot/recent")
+@router.get("/boot/recent", dependencies=ServiceOnly)
 async def recent(
     request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50, mac: str | None = None
 ) -> list[dict[str, object]]:
     return await _boot(request).recorder.recent(limit, _mac(mac) if mac else None)
 
 
-@router.get("/dhcp/leases")
+@router.get("/dhcp/leases", dependencies=ServiceOnly)
 async def leases(request: Request) -> list[dict[str, object]]:
     return await _boot(request).leases.leases()
 
@@ -153,14 +171,19 @@ async def files(request: Request, path: str) -> FileResponse:
     boot = _boot(request)
     try:
         real = resolve(boot.root, path)
-    except Refused as exc:
-        raise HTTPException(404 if "not found" in str(exc) else 403, str(exc)) from None
+    except Refused as exc:  # 404 whatever the reason: the boot network learns nothing about the root
+        raise E.BOOT_FILE_REFUSED(path=path[:100], reason=str(exc)[:200]) from None
     return FileResponse(real)
 
 
-def _is_ipv4(text: str) -> bool:
+def _ipv4(text: str | None) -> str | None:
+    """The client's IPv4 address (an IPv4-mapped IPv6 one unwrapped), else None."""
+    if not text:
+        return None
     try:
-        IPv4Address(text)
+        address = ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address) if isinstance(address, IPv4Address) else None

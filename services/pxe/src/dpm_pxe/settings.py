@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from dpm_runtime.settings import ServiceSettings
 from dpm_schemas import ports
@@ -33,9 +33,36 @@ class PxeSettings(ServiceSettings):
         "DPM_PXE_API_PORT",
     )
     pxe_api_port: int = Field(default=ports.API_HTTP, description="The api's port, for the default DPM_PXE_API_URL")
-    pxe_deploy_token_ttl: float = Field(default=1800, gt=0, description="Seconds a deploy environment's token lives")
+    pxe_deploy_token_ttl: float = Field(
+        default=900,
+        gt=0,
+        le=7 * 86400,
+        description="Idle seconds of a deploy environment's token: every step report renews it; it dies with "
+        "its execution's step whatever its expiry",
+    )
+    pxe_deploy_token_key: SecretStr | None = Field(
+        default=None,
+        description="Key the deploy tokens are derived from, so a machine that fetches its script again (a "
+        "firmware retry) gets the same token; the same on every pxe replica. Default: random per process",
+    )
+    pxe_service_token: SecretStr | None = Field(
+        default=None,
+        description="Credential the api presents for explain, recent boots and leases (DPM_API_PXE_TOKEN); "
+        "unset: nobody gets them from pxe directly",
+    )
+    pxe_discovery_rate: float = Field(
+        default=0.5, gt=0, description="Unknown MACs recorded per second and per client address (sustained)"
+    )
+    pxe_discovery_burst: int = Field(default=20, ge=1, description="Unknown MACs one client address may show at once")
+    pxe_discovery_global_rate: float = Field(default=5.0, gt=0, description="Unknown MACs recorded per second in all")
+    pxe_discovery_global_burst: int = Field(default=200, ge=1, description="Unknown MACs recorded at once in all")
     pxe_tftp_enabled: bool = True
-    pxe_tftp_host: str = Field(default="0.0.0.0", description="Address TFTP listens on (the boot network)")
+    pxe_tftp_host: str | None = Field(
+        default=None, description="Address TFTP listens on (the boot network); default: DPM_HTTP_HOST"
+    )
+    pxe_tftp_unacked_per_source: int = Field(
+        default=4, ge=1, le=512, description="TFTP transfers one address may hold before its first ACK"
+    )
     pxe_tftp_port: int = Field(default=ports.TFTP, description="UDP port of TFTP (69; binding it needs root)")
     pxe_tftp_max_blksize: int = Field(default=1468, ge=512, le=65464)
     pxe_tftp_max_window: int = Field(default=64, ge=1, le=65535)
@@ -45,7 +72,28 @@ class PxeSettings(ServiceSettings):
         description="Mode until an operator saves boot settings (`dpm boot settings`); off answers nobody, so an "
         "unconfigured dpm never disturbs a LAN",
     )
-    pxe_dhcp_host: str = "0.0.0.0"
+    pxe_dhcp_host: str | None = Field(
+        default=None,
+        description="Address DHCP listens on; default: DPM_HTTP_HOST when that is a loopback address, else "
+        "0.0.0.0 (DHCP requests are broadcasts; DPM_PXE_DHCP_INTERFACE narrows it to one interface)",
+    )
     pxe_dhcp_port: int = Field(default=ports.DHCP, description="UDP port of DHCP (67; binding it needs root)")
     pxe_dhcp_pxe_port: int = Field(default=ports.PROXY_DHCP, description="UDP port of PXE boot-server requests (4011)")
     pxe_dhcp_interface: str | None = Field(default=None, description="Answer on this interface only (SO_BINDTODEVICE)")
+
+    @property
+    def tftp_host(self) -> str:
+        return self.pxe_tftp_host or self.http_host
+
+    @property
+    def dhcp_host(self) -> str:
+        if self.pxe_dhcp_host:
+            return self.pxe_dhcp_host
+        return self.http_host if _loopback(self.http_host) else "0.0.0.0"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -142,6 +142,8 @@ def boot_consumer(state: BootState) -> ConsumerSpec:
             f"DELETE FROM {SCHEMA}.netboot WHERE machine_id = %s AND execution_id = %s AND position < %s",
             (e.machine_id, e.execution_id, rec.position),
         )
+        # the execution's deploy token is no longer handed out (the api refuses it from now on too)
+        await conn.execute(f"DELETE FROM {SCHEMA}.deploy_tokens WHERE execution_id = %s", (e.execution_id,))
         await _progress(conn, rec.position)
 
     return ConsumerSpec(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import ANY_VERSION, Conn
@@ -37,6 +37,7 @@ from dpm_schemas.ids import stream_id
 from dpm_schemas.subjects import durable_name
 
 log = logging.getLogger(__name__)
+MAX_YEARS = 5  # a cron expression that finds no firing in this many years never fires (the api refuses it)
 
 
 def next_fire(schedule: ScheduleSaved, after: datetime) -> datetime | None:
@@ -48,8 +49,13 @@ def next_fire(schedule: ScheduleSaved, after: datetime) -> datetime | None:
         return at if at > after else None
     if schedule.cron is None:
         return None
-    local = after.astimezone(ZoneInfo(schedule.timezone))
-    fire: datetime = croniter(schedule.cron, local).get_next(datetime)
+    try:
+        local = after.astimezone(ZoneInfo(schedule.timezone))
+        fire: datetime = croniter(schedule.cron, local, max_years_between_matches=MAX_YEARS).get_next(datetime)
+    except (CroniterBadDateError, CroniterBadCronError, ValueError, KeyError):
+        # saved before the api refused it (``0 0 30 2 *``): it never fires, and never stops the others
+        log.warning("schedule %s (%r) has no next firing; it stays idle", schedule.name, schedule.cron)
+        return None
     return fire.astimezone(UTC)
 
 

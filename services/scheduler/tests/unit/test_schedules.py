@@ -33,3 +33,8 @@ def test_cron_fires_in_its_time_zone() -> None:
 
 def test_a_disabled_schedule_never_fires() -> None:
     assert next_fire(schedule(cron="* * * * *", enabled=False), NOW) is None
+
+
+def test_a_cron_that_never_fires_stays_idle_instead_of_raising() -> None:
+    # saved before the api refused it (DPM-E166): February 30th
+    assert next_fire(schedule(cron="0 0 30 2 *"), NOW) is None

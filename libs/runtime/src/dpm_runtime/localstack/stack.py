@@ -3,6 +3,14 @@
 Data lives in ``var/postgres`` and ``var/nats``, so a second ``dpm up`` keeps it. Each service
 logs JSON to ``var/log/<service>.log``. Ctrl-C (or SIGTERM) stops the services first (they drain),
 then nats-server, then PostgreSQL; nothing is left running.
+
+No other local account gets in: ``var/`` is 0711 (the postgres account traverses it to reach its
+cluster, nothing is listable) and everything in it is 0700/0600, created so (umask 0077 for the
+stack and its children); PostgreSQL and NATS require passwords kept in ``var/secrets``. Each
+process gets only its own credentials: a NATS user (the relay runs as its own process, the only
+one that may publish events), the service database role, and the API token for the api alone.
+The stack applies migrations itself, so no service holds the owner URL. Credentials travel in
+the children's environment, which only the same account (or root) can read.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dpm_runtime.localstack.nats import NatsServer
+from dpm_runtime.localstack.nats import RELAY_USER, NatsServer
 from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
 from dpm_runtime.localstack.procs import stop_process
+from dpm_runtime.localstack.secrets import open_private_log, private_dir, secret, write_private
 from dpm_runtime.migrations import migrate
 from dpm_schemas import ports
 from dpm_schemas.errors import DpmError
@@ -39,6 +48,17 @@ SERVICES = (
     ("imager", "dpm_imager"),
     ("updater", "dpm_updater"),
     ("agent-gateway", "dpm_agent_gateway"),
+)
+RELAY = (RELAY_USER, "dpm_runtime.relay")  # its own process and NATS user: the only publisher of events
+# What no child inherits from the caller's environment: each gets only its own (``_child_env``).
+PRIVATE_ENV = (
+    "DPM_API_TOKEN",
+    "DPM_DATABASE_ADMIN_URL",
+    "DPM_NATS_USER",
+    "DPM_NATS_PASSWORD",
+    "DPM_PXE_SERVICE_TOKEN",
+    "DPM_API_PXE_TOKEN",
+    "DPM_PXE_DEPLOY_TOKEN_KEY",
 )
 
 
@@ -76,34 +96,54 @@ class Stack:
     def var(self) -> Path:
         return self.settings.var_dir.resolve()
 
+    @property
+    def secrets(self) -> Path:
+        return self.var / "secrets"
+
     def token(self) -> str:
+        """The bootstrap API token in ``var/api-token`` (0600 from its creation; the CLI reads it)."""
         path = self.var / "api-token"
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(32) + "\n")
-            path.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            write_private(path, (secrets.token_urlsafe(32) + "\n").encode(), exclusive=True)
+        path.chmod(0o600)
         return path.read_text().strip()
 
-    def start(self, stopping: Callable[[], bool] = lambda: False) -> dict[str, str]:
-        """Start everything and wait until every service is ready; returns the services' environment."""
-        s = self.settings
+    def _prepare_var(self) -> None:
+        os.umask(0o077)  # whatever the stack and its children create is theirs alone
         self.var.mkdir(parents=True, exist_ok=True)
-        self.var.chmod(0o755)  # the postgres system user must reach var/postgres when run as root
-        (self.var / "log").mkdir(exist_ok=True)
+        self.var.chmod(0o711)  # traversable: the postgres account reaches var/postgres/data when run as root
+        private_dir(self.var / "log")
+        private_dir(self.secrets)
+        for entry in ("nats", "boot", "images"):  # narrow what an older version left 0755
+            if (self.var / entry).is_dir():
+                private_dir(self.var / entry)
+
+    def start_infrastructure(self) -> dict[str, str]:
+        """``var/``, PostgreSQL (migrated) and nats-server; returns the NATS password of each user."""
+        s = self.settings
+        self._prepare_var()
         self.postgres = PostgresCluster(root=self.var / "postgres", port=s.postgres_port, host=s.host)
         if self.postgres.init():
             self.say(f"created PostgreSQL cluster in {self.postgres.data}")
         self.postgres.start()
-        self.nats = NatsServer(root=self.var / "nats", port=s.nats_port, monitor_port=s.nats_monitor_port, host=s.host)
+        users = {name: secret(self.secrets, f"nats-{name}") for name in (*(n for n, _ in SERVICES), RELAY_USER)}
+        self.nats = NatsServer(
+            root=self.var / "nats", port=s.nats_port, monitor_port=s.nats_monitor_port, host=s.host, users=users
+        )
         self.nats.start()
-        admin_url = self.postgres.url()
-        applied = asyncio.run(migrate(admin_url))
+        applied = asyncio.run(migrate(self.postgres.url()))
         if applied:
             self.say(f"applied migrations: {', '.join(applied)}")
-        env = {k: v for k, v in os.environ.items()}
-        env.setdefault("DPM_API_TOKEN", self.token())
+        return users
+
+    def start(self, stopping: Callable[[], bool] = lambda: False) -> dict[str, str]:
+        """Start everything and wait until every service is ready; returns the services' environment."""
+        s = self.settings
+        users = self.start_infrastructure()
+        assert self.postgres is not None and self.nats is not None
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
         env.update(
             DPM_DATABASE_URL=self.postgres.url(user=SERVICE_USER),
-            DPM_DATABASE_ADMIN_URL=admin_url,
             DPM_NATS_URL=self.nats.url,
             DPM_STACK_VAR_DIR=str(self.var),
         )
@@ -115,17 +155,33 @@ class Stack:
         env.setdefault("DPM_API_IMAGER_PORT", str(service_port("imager", env)))
         env.setdefault("DPM_IMAGER_ROOT", str(self.var / "images"))
         env.setdefault("DPM_IMAGER_RESERVE_BYTES", str(256 << 20))
-        for name, module in SERVICES:
-            with open(self.var / "log" / f"{name}.log", "ab") as log:
-                self.services[name] = subprocess.Popen(
-                    [sys.executable, "-m", module],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        for name, module in (RELAY, *SERVICES):
+            self._spawn(name, module, self._child_env(env, name, users[name]))
         self._wait_ready(env, stopping)
         return env
+
+    def _child_env(self, env: dict[str, str], name: str, nats_password: str) -> dict[str, str]:
+        """The shared environment plus this child's own credentials, and nothing of the others'."""
+        own = dict(env, DPM_NATS_USER=name, DPM_NATS_PASSWORD=nats_password, DPM_RELAY_ENABLED="false")
+        if name == "api":
+            own["DPM_API_TOKEN"] = os.environ.get("DPM_API_TOKEN") or self.token()
+        if name in ("api", "pxe"):  # the api's credential for pxe's explain, recent boots and leases
+            pxe_token = os.environ.get("DPM_PXE_SERVICE_TOKEN") or secret(self.secrets, "pxe-service")
+            own["DPM_API_PXE_TOKEN" if name == "api" else "DPM_PXE_SERVICE_TOKEN"] = pxe_token
+        if name == "pxe":  # deploy tokens derive from it: a firmware retry after a pxe restart gets the same
+            own["DPM_PXE_DEPLOY_TOKEN_KEY"] = os.environ.get("DPM_PXE_DEPLOY_TOKEN_KEY") or secret(
+                self.secrets, "pxe-deploy-key"
+            )
+        return own
+
+    def _spawn(self, name: str, module: str, env: dict[str, str]) -> None:
+        log = open_private_log(self.var / "log" / f"{name}.log")
+        try:
+            self.services[name] = subprocess.Popen(
+                [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            os.close(log)
 
     def _seed_boot_files(self, root: Path) -> None:
         """Debian's iPXE binaries (apt-get install ipxe) into the boot root, unless already there."""
@@ -141,10 +197,10 @@ class Stack:
         pending = {name: service_port(name, env) for name, _ in SERVICES}
         with httpx.Client(timeout=2) as http:
             while pending and not stopping():
-                for name, port in list(pending.items()):
-                    proc = self.services[name]
+                for name, proc in self.services.items():  # the relay too, though it answers no HTTP
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.var}/log/{name}.log")
+                for name, port in list(pending.items()):
                     with contextlib.suppress(httpx.HTTPError):
                         if http.get(f"http://{self.settings.host}:{port}/readyz").status_code == 200:
                             del pending[name]

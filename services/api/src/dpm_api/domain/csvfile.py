@@ -16,7 +16,8 @@ from dpm_api.domain.view import MachineRow
 from dpm_schemas import E
 from dpm_schemas.errors import DpmError
 from dpm_schemas.events.groups import NEW_MACHINES
-from dpm_schemas.ids import normalize_mac
+from dpm_schemas.ids import UnusableMac, normalize_mac
+from dpm_schemas.text import control_character
 
 COLUMNS = ("name", "macs", "smbios_uuid", "ip", "group", "os_type")
 REQUIRED = ("name", "macs")
@@ -56,12 +57,31 @@ def row_fields(row: MachineRow) -> dict[str, object]:
     }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) phones home
+# when the export is opened); such a cell gets a leading quote, which shows as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """Every text cell of every CSV export goes through this. A value that already starts with a
+    quote gets one more, so ``unquote`` gives back exactly what was exported."""
+    if isinstance(value, str) and value[:1] in (*FORMULA_START, "'"):
+        return f"'{value}"
+    return value
+
+
+def unquote(cell: str) -> str:
+    """The inverse of ``spreadsheet_safe`` for import: ``'=x`` -> ``=x``, ``''x`` -> ``'x``."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in (*FORMULA_START, "'") else cell
+
+
 def render(rows: Iterable[MachineRow]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for r in sorted(rows, key=lambda r: (r.name, str(r.machine_id))):
-        writer.writerow([r.name, " ".join(r.macs), r.smbios_uuid or "", r.ip or "", r.group_name, r.os_type or ""])
+        cells = [r.name, " ".join(r.macs), r.smbios_uuid or "", r.ip or "", r.group_name, r.os_type or ""]
+        writer.writerow([spreadsheet_safe(c) for c in cells])
     return out.getvalue()
 
 
@@ -119,8 +139,11 @@ def _row(cells: Mapping[str, str], header: Sequence[str], line: int) -> MachineS
     def fail(column: str, reason: str) -> DpmError:
         return E.CSV_INVALID(line=line, column=header.index(column) + 1, field=column, reason=reason)
 
+    for column, value in cells.items():  # before anything else: a NUL must never reach the log
+        if (bad := control_character(value)) is not None:
+            raise fail(column, f"contains the control character U+{ord(bad):04X}; remove it")
     name = cells["name"].strip()
-    os_type = cells.get("os_type", "").strip() or None
+    os_type = unquote(cells.get("os_type", "").strip()) or None
     try:
         check_machine_name(name, os_type)
     except DpmError as exc:
@@ -129,6 +152,8 @@ def _row(cells: Mapping[str, str], header: Sequence[str], line: int) -> MachineS
     for raw in cells["macs"].replace(";", " ").replace(",", " ").split():
         try:
             mac = normalize_mac(raw)
+        except UnusableMac as exc:
+            raise fail("macs", f"{exc}: no network card has it as its own address") from None
         except ValueError:
             raise fail("macs", f"{raw!r} is not a MAC address") from None
         if mac not in macs:
@@ -147,7 +172,7 @@ def _row(cells: Mapping[str, str], header: Sequence[str], line: int) -> MachineS
             ip = ip_address(raw_ip)
         except ValueError:
             raise fail("ip", f"{raw_ip!r} is not an IP address") from None
-    group = cells.get("group", "").strip() or NEW_MACHINES
+    group = unquote(cells.get("group", "").strip()) or NEW_MACHINES
     return MachineSpec(name=name, macs=tuple(macs), smbios_uuid=smbios, ip=ip, group=group, os_type=os_type, line=line)
 
 

@@ -1,11 +1,18 @@
-"""Scenario rules (pure): multicast settings, and which machine states refuse an assignment."""
+"""Scenario rules (pure): which kinds are available, each kind's parameters, multicast settings, and
+which machine states refuse an assignment."""
 
 from __future__ import annotations
 
+import math
+import uuid
 from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Literal
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from dpm_api.domain.images import MachineFacts, render_name
 from dpm_schemas import E
-from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
+from dpm_schemas.events.scenarios import UNAVAILABLE_KINDS, ScenarioKind, ScenarioSpec
 
 MULTICAST = IPv4Network("224.0.0.0/4")
 LOCAL_CONTROL = IPv4Network("224.0.0.0/24")  # link-local control block: routers and protocols use it
@@ -24,11 +31,9 @@ BUSY_STATES = {
 }
 
 
-IMAGING_KINDS = frozenset({ScenarioKind.BACKUP, ScenarioKind.RESTORE})
-
-
 def check_spec(spec: ScenarioSpec) -> None:
-    check_imaging_params(spec)
+    check_available(spec.kind)
+    check_params(spec)
     if spec.multicast is None:
         return
     if spec.kind not in MULTICAST_KINDS:
@@ -49,19 +54,76 @@ def busy_reason(state: str | None, cleared: bool, power_error: str | None) -> st
     return BUSY_STATES.get(state)
 
 
-def check_imaging_params(spec: ScenarioSpec) -> None:
-    """Backup and restore name their image (a template with {machine} {mac} {uuid} gives one image
-    per machine); disk and partition are numbers as the disk configuration check shows them."""
-    params = dict(spec.params)
-    if spec.kind in IMAGING_KINDS and not params.get("image"):
-        raise E.SCENARIO_INVALID(reason=f"a {spec.kind} scenario needs params.image (e.g. backups/{{machine}})")
-    for key in ("disk", "partition"):
-        if key in params and not (params[key].isdigit() and int(params[key]) >= 1):
-            raise E.SCENARIO_INVALID(reason=f"params.{key} must be a number from 1, not {params[key]!r}")
-    if params.get("mode", "used") not in ("used", "full"):
-        raise E.SCENARIO_INVALID(
-            reason=f"params.mode is used (used sectors) or full (every sector), not {params['mode']!r}"
-        )
-    for flag in ("ignore_hidden", "grow_gpt"):
-        if params.get(flag, "false") not in ("true", "false"):
-            raise E.SCENARIO_INVALID(reason=f"params.{flag} is true or false")
+def check_available(kind: ScenarioKind) -> None:
+    """Kinds no service implements are refused at save and at run (DPM-E115): they used to netboot
+    the machine and fail there (os-install, firmware), or time out after half an hour (remote-update)."""
+    if kind in UNAVAILABLE_KINDS:
+        raise E.KIND_NOT_AVAILABLE(kind=kind.value, reason="no dpm service implements this step yet")
+
+
+# A template filled in with facts every machine may have: the rule the api applies when it opens a
+# transfer (render_name, the imager's ImageName pattern), checked when the scenario is saved.
+_SAMPLE = MachineFacts(name="machine", mac="52:54:00:00:00:01", smbios_uuid=uuid.UUID(int=1))
+
+
+def _image_template(template: str) -> str:
+    """Raises DPM-E162 itself (not a ValueError, so it passes through pydantic unchanged)."""
+    render_name(template, _SAMPLE)  # no '..', no absolute path, only the allowed characters
+    return template
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Number = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,2}$")]  # disk and partition numbers, 1-999
+Flag = Literal["true", "false"]
+ImageTemplate = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_image_template)]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BackupParams(_Params):
+    image: ImageTemplate
+    disk: Number = "1"
+    partition: Number | None = None
+    mode: Literal["used", "full"] = "used"
+    ignore_hidden: Flag = "false"
+
+
+class RestoreParams(_Params):
+    image: ImageTemplate
+    disk: Number = "1"
+    partition: Number | None = None
+    ignore_hidden: Flag = "false"
+    grow_gpt: Flag = "false"
+
+
+class SimulatedParams(_Params):
+    # the scheduler turns it into a timestamp: inf or 1e30 used to overflow every engine round
+    seconds: Annotated[float, Field(ge=0, le=7 * 86400), AfterValidator(_finite)] = 1.0
+
+
+PARAMS: dict[ScenarioKind, type[_Params]] = {
+    ScenarioKind.BACKUP: BackupParams,
+    ScenarioKind.RESTORE: RestoreParams,
+    ScenarioKind.DISK_CHECK: _Params,  # none
+    ScenarioKind.SIMULATED: SimulatedParams,
+}
+
+
+def check_params(spec: ScenarioSpec) -> None:
+    """Each kind's parameters against its model: known keys only, numbers finite and bounded, image
+    templates that render to a valid name. The first problem is DPM-E114 naming the key (an image
+    name the imager would refuse is DPM-E162, as at run time)."""
+    model = PARAMS.get(spec.kind, _Params)
+    try:
+        model.model_validate(dict(spec.params))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "-"
+        raise E.SCENARIO_PARAM_INVALID(key=key, kind=spec.kind.value, reason=first["msg"]) from None

@@ -8,8 +8,9 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from dpm_api import auth, users
-from dpm_api.deps import AdminDep, PrincipalDep, RuntimeDep, ViewerDep
+from dpm_api import auth, bootstrap_token, throttle, users
+from dpm_api.deps import AdminDep, PrincipalDep, RuntimeDep, ViewerDep, now
+from dpm_api.domain.throttle import Policy
 from dpm_schemas import E
 
 router = APIRouter(tags=["auth"])
@@ -48,18 +49,36 @@ class AuditEntry(BaseModel):
 
 @router.post("/auth/login", response_model=LoginOut)
 async def login(body: LoginIn, request: Request, rt: RuntimeDep) -> LoginOut:
-    """Open a session; it expires after the configured idle time."""
+    """Open a session; it ends after the configured idle time, or its absolute lifetime. Attempts are
+    throttled per user name and per source address (DPM-E410, with Retry-After)."""
+    at = now(request)
+    await check_attempt(request, rt, body.username, at)
+    async with rt.pool.connection() as conn:
+        stored = await auth.stored_hash(conn, body.username)
+    if not await request.app.state.hasher.verify(body.password, stored):  # no connection held meanwhile
+        raise E.LOGIN_FAILED()
     async with rt.pool.connection() as conn, conn.transaction():
-        token = await auth.login(conn, body.username, body.password)
-        await users.logged_in(rt.eventlog, conn, body.username)
         role = await auth.user_role(conn, body.username)
-    assert role is not None
+        if role is None:
+            raise E.LOGIN_FAILED()
+        await throttle.succeeded(conn, body.username)
+        token = await auth.open_session(conn, body.username, at)
+        await users.logged_in(rt.eventlog, conn, body.username)
     return LoginOut(
         token=token,
         username=body.username,
         role=role.value,
-        idle_timeout_seconds=request.app.state.session_idle_timeout,
+        idle_timeout_seconds=request.app.state.sessions.idle.total_seconds(),
     )
+
+
+async def check_attempt(request: Request, rt: RuntimeDep, username: str, at: datetime) -> None:
+    """Count a password check against the user name and the caller's address, or refuse it (DPM-E410)."""
+    user, source = request.app.state.login_policies
+    address = request.client.host if request.client else "unknown"
+    keys: dict[str, Policy] = {throttle.user_key(username): user, throttle.source_key(address): source}
+    async with rt.pool.connection() as conn:
+        await throttle.attempt(conn, keys, at)
 
 
 @router.post("/auth/logout", status_code=204)
@@ -134,6 +153,16 @@ async def audit(
             AuditEntry(position=r[0], recorded_at=r[1], actor=r[2] or "system", type=r[3], stream_id=r[4])
             for r in await cur.fetchall()
         ]
+
+
+@router.delete("/auth/bootstrap-token", status_code=202)
+async def revoke_bootstrap_token(request: Request, rt: RuntimeDep, actor: AdminDep) -> dict[str, object]:
+    """Revoke the bootstrap token (DPM_API_TOKEN) for good; create an admin user first. To rotate it,
+    set a new DPM_API_TOKEN and restart the api."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        position = await bootstrap_token.revoke(rt.eventlog, conn, request.app.state.api_token, actor=actor)
+    await rt.projections["revoked_bootstrap_tokens"].wait_for(position, timeout=5)
+    return {"revoked": "bootstrap", "position": position}
 
 
 @router.get("/auth/whoami")

@@ -1,6 +1,7 @@
 """Network boot for operators: the boot settings (DHCP mode, server IP, full-mode ranges, deploy
 environment), what a MAC would boot and why, recent boots and the DHCP leases. The last three are
-answered by the pxe service -- the one that decides -- and passed through here with authentication."""
+answered by the pxe service -- the one that decides -- and passed through here with authentication:
+pxe answers them only to the api's service credential (DPM_API_PXE_TOKEN), never to the boot network."""
 
 from __future__ import annotations
 
@@ -91,8 +92,10 @@ async def put_settings(body: BootSettingsIn, rt: RuntimeDep, actor: AdminDep) ->
 
 async def _pxe(request: Request, path: str, params: dict[str, Any] | None = None) -> Any:
     url = request.app.state.pxe_url.rstrip("/")
+    secret: str | None = getattr(request.app.state, "pxe_token", None)  # DPM_API_PXE_TOKEN
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http:
             answer = await http.get(path, params=params)
     except httpx.HTTPError as exc:
         raise E.PXE_UNAVAILABLE(url=url, reason=repr(exc)) from None

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 from dpm_api import handlers
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_runtime.service import Runtime
-from dpm_schemas import E
+from dpm_schemas import E, text
 from dpm_schemas.events import GroupDefined
 from dpm_schemas.events.groups import NEW_MACHINES
 
@@ -64,7 +64,9 @@ async def define_group(name: str, body: GroupIn, rt: RuntimeDep, actor: ActorDep
         event = GroupDefined(
             name=name, subnet=body.subnet, broadcast=body.broadcast, gateway=body.gateway, description=body.description
         )
-    except ValidationError:
+    except ValidationError as exc:
+        if exc.errors()[0]["loc"][:1] != ("name",):  # e.g. a control character in the description
+            raise text.refusal(exc.errors(include_input=False), "group") from None
         raise E.INVALID_REQUEST(reason=f"group name {name!r}: letters, digits, space, . _ - (max 100)") from None
     async with rt.pool.connection() as conn, conn.transaction():
         result = await handlers.define_group(rt.eventlog, conn, event, actor=actor)

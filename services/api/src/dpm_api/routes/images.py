@@ -8,13 +8,14 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from dpm_api import images
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.domain.images import MachineFacts
 from dpm_runtime.eventlog import Conn
 from dpm_schemas import E
+from dpm_schemas.errors import CATALOGUE
 from dpm_schemas.events.imaging import TransferDirection
 
 router = APIRouter(tags=["images"])
@@ -89,8 +90,18 @@ async def delete_image(name: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, 
     return {"deleted": name}
 
 
-@router.post("/images/{name:path}/verify")
-async def verify_image(name: str, request: Request, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+class VerifyOut(BaseModel):
+    """What the imager found; only these fields pass through, never its raw answer."""
+
+    image: str
+    manifest: str
+    chunks: int
+    corrupt: list[str]
+    ok: bool
+
+
+@router.post("/images/{name:path}/verify", response_model=VerifyOut)
+async def verify_image(name: str, request: Request, rt: RuntimeDep, actor: ActorDep) -> VerifyOut:
     """Have the imager re-read every chunk of the image (decompress, re-hash): the corrupt ones named."""
     async with rt.pool.connection() as conn, conn.transaction():
         opened = await images.open_transfer(
@@ -104,25 +115,46 @@ async def verify_image(name: str, request: Request, rt: RuntimeDep, actor: Actor
             ttl=600,
             actor=actor,
         )
-    url = imager_url(request)
+    url = own_imager_url(request)
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=3600) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=3600, follow_redirects=False) as http:
             answer = await http.post(
                 f"/v1/transfers/{opened.transfer_id}/verify", headers={"Authorization": f"Bearer {opened.token}"}
             )
     except httpx.HTTPError as exc:
-        raise E.IMAGER_UNAVAILABLE(url=url, reason=repr(exc)) from None
+        raise E.IMAGER_UNAVAILABLE(url=url, reason=type(exc).__name__) from None
     if answer.status_code != 200:
-        raise E.IMAGER_UNAVAILABLE(url=url, reason=f"HTTP {answer.status_code}: {answer.text[:300]}")
-    result: dict[str, Any] = answer.json()
-    return result
+        raise E.IMAGER_REFUSED(status=answer.status_code, code=_upstream_code(answer), action=f"verifying {name}")
+    try:
+        return VerifyOut.model_validate_json(answer.content)
+    except ValidationError:
+        raise E.IMAGER_REFUSED(
+            status=answer.status_code, code="unreadable answer", action=f"verifying {name}"
+        ) from None
+
+
+def _upstream_code(answer: httpx.Response) -> str:
+    """The catalogued code of the imager's error answer, if it has one; nothing else of it is kept."""
+    try:
+        code = answer.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "no code"
+    return code if isinstance(code, str) and code in CATALOGUE else "no code"
 
 
 def imager_url(request: Request) -> str:
-    """DPM_API_IMAGER_URL, else the imager on the host the caller reached us at (one-host installs
-    need no setting, whichever network the caller is on)."""
+    """The imager as *deploy clients* reach it, handed to them with a transfer token: DPM_API_IMAGER_URL,
+    else the imager on the host the caller reached us at (one-host installs need no setting, whichever
+    network the caller is on). Never used for the api's own calls: see ``own_imager_url``."""
     configured: str | None = request.app.state.imager_url
     return configured.rstrip("/") if configured else f"http://{request.url.hostname}:{request.app.state.imager_port}"
+
+
+def own_imager_url(request: Request) -> str:
+    """Where the api itself calls the imager: from settings only (DPM_API_IMAGER_URL, else loopback with
+    DPM_API_IMAGER_PORT), never from the request -- a Host header must not aim the api's token anywhere."""
+    configured: str | None = request.app.state.imager_url
+    return configured.rstrip("/") if configured else f"http://127.0.0.1:{request.app.state.imager_port}"
 
 
 async def machine_facts(conn: Conn, ref: str) -> tuple[MachineFacts, uuid.UUID]:

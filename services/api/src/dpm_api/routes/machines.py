@@ -4,7 +4,6 @@ reads come from the projection."""
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
@@ -20,15 +19,17 @@ from dpm_api.domain import csvfile
 from dpm_api.domain.csvfile import MachineSpec
 from dpm_api.domain.view import MachineRow
 from dpm_api.projections import COLUMNS, row_from_db
+from dpm_runtime.http import max_body
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
 from dpm_schemas.agent_protocol import MAX_FILE, Action, Command
 from dpm_schemas.events import AgentTokenRevoked, PowerOnRequested
 from dpm_schemas.events.groups import NEW_MACHINES
-from dpm_schemas.ids import normalize_mac
+from dpm_schemas.ids import UnusableMac, normalize_mac
 from dpm_schemas.version import DPM_VERSION
 
 router = APIRouter(prefix="/machines", tags=["machines"])
+MAX_CSV = 16 * 1024 * 1024  # a CSV import of a large fleet, beyond the api's default body limit
 
 
 class MachineIn(BaseModel):
@@ -77,6 +78,8 @@ def _spec(body: MachineIn) -> MachineSpec:
     for value in body.macs:
         try:
             mac = normalize_mac(value)
+        except UnusableMac as exc:
+            raise E.MAC_UNUSABLE(value=value, what=exc.why) from None
         except ValueError:
             raise E.INVALID_MAC(value=value) from None
         if mac not in macs:
@@ -133,6 +136,7 @@ async def export_machines(rt: RuntimeDep, _who: ViewerDep) -> PlainTextResponse:
 
 
 @router.post("/import")
+@max_body(MAX_CSV)
 async def import_machines(request: Request, rt: RuntimeDep, actor: ActorDep, dry_run: bool = False) -> dict[str, Any]:
     """Upsert machines from CSV by MAC/SMBIOS UUID; ``dry_run`` shows the diff. All rows apply, or none."""
     try:
@@ -216,13 +220,14 @@ class CommandOut(BaseModel):
 
 
 @router.post("/{machine_id}/commands", response_model=CommandOut)
+@max_body(MAX_FILE * 2)  # put_file content travels base64-encoded in the JSON body
 async def command_machine(machine_id: uuid.UUID, body: CommandIn, rt: RuntimeDep, actor: ActorDep) -> CommandOut:
     """Tell the machine's agent to shut down, reboot, put or delete a file, or list a directory."""
     content = None
     if body.content_base64 is not None:
         try:
             content = base64.b64decode(body.content_base64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and ValueError for non-ASCII text
             raise E.INVALID_REQUEST(reason="content_base64 is not base64") from None
         if len(content) > MAX_FILE:
             raise E.INVALID_REQUEST(reason=f"files above {MAX_FILE} bytes are not distributed this way")

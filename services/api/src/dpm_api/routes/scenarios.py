@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from dpm_api import scenarios
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
+from dpm_api.domain.csvfile import spreadsheet_safe
 from dpm_runtime.service import Runtime
 from dpm_schemas import E, codec, subjects
 from dpm_schemas.errors import CATALOGUE
@@ -196,7 +197,7 @@ async def export_executions(
                "started_at", "ended_at", "execution_id", "run_id"]  # fmt: skip
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     return PlainTextResponse(out.getvalue(), media_type="text/csv")
 
 
@@ -248,11 +249,6 @@ async def stream_executions(
             await sub.unsubscribe()
 
     return StreamingResponse(changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-
-def _cell(value: object) -> object:
-    """Spreadsheets run a cell that starts with = + - @ as a formula; such text gets a leading quote."""
-    return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
 
 
 @router.post("/executions/{execution_id}/suspend", status_code=202)

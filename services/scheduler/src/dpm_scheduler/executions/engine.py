@@ -11,8 +11,10 @@ exceed the limit together.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -47,7 +49,7 @@ from dpm_schemas.events import (
     SuspendRequested,
 )
 from dpm_schemas.events.executions import StartAction, StepStatus
-from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
+from dpm_schemas.events.scenarios import UNAVAILABLE_KINDS, ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
 from dpm_schemas.planning import Refuse, Start, Wait, plan_start, session_start
 from dpm_schemas.subjects import durable_name
@@ -140,6 +142,10 @@ class Engine:
                         ),
                     )
             except StreamConflict:
+                continue
+            if e.spec.kind in UNAVAILABLE_KINDS:  # saved before dpm refused them: fail now, never netboot
+                err = E.KIND_NOT_AVAILABLE(kind=e.spec.kind.value, reason="refused at run, nothing was started")
+                await self._finish(conn, eid, machine_id, False, (err.code, err.message), cause)
                 continue
             if over is not None and index >= over:  # seed catalog SE-05(b): the extra machines fail at once
                 name = await self._machine_name(conn, machine_id)
@@ -255,21 +261,49 @@ class Engine:
                 (list(ACTIVE),),
             )
             for eid, machine_id, state, netboot, spec in await cur.fetchall():
-                name = await self._machine_name(conn, machine_id)
-                if state == "suspending":
-                    reason = (
-                        f"{name} did not confirm the interrupt within {round(self.limits.suspend_timeout)} s;"
-                        " force clear it once it is safe"
-                    )
-                    await self._suspend(conn, eid, machine_id, netboot, False, reason, None)
-                    continue
-                if state == Wait.BOOT:
-                    err = E.NETBOOT_NOT_DETECTED(machine=name, timeout=round(self.limits.power_on_timeout))
-                elif state == Wait.ONLINE:
-                    err = E.POWER_ON_FAILED(machine=name, timeout=round(self.limits.power_on_timeout))
-                else:
-                    timeout = min(self.limits.no_response_timeout, ScenarioSpec.model_validate(spec).timeout_seconds)
-                    err = E.NO_RESPONSE(machine=name, timeout=round(timeout), phase=f"step {spec['kind']}")
+                expire = functools.partial(self._expire_one, conn, eid, machine_id, netboot, state, spec)
+                await self._isolated(conn, eid, machine_id, netboot, expire)
+
+    async def _expire_one(
+        self, conn: Conn, eid: uuid.UUID, machine_id: uuid.UUID, netboot: bool, state: str, spec: dict[str, object]
+    ) -> None:
+        name = await self._machine_name(conn, machine_id)
+        if state == "suspending":
+            reason = (
+                f"{name} did not confirm the interrupt within {round(self.limits.suspend_timeout)} s;"
+                " force clear it once it is safe"
+            )
+            await self._suspend(conn, eid, machine_id, netboot, False, reason, None)
+            return
+        if state == Wait.BOOT:
+            err = E.NETBOOT_NOT_DETECTED(machine=name, timeout=round(self.limits.power_on_timeout))
+        elif state == Wait.ONLINE:
+            err = E.POWER_ON_FAILED(machine=name, timeout=round(self.limits.power_on_timeout))
+        else:
+            timeout = min(self.limits.no_response_timeout, ScenarioSpec.model_validate(spec).timeout_seconds)
+            err = E.NO_RESPONSE(machine=name, timeout=round(timeout), phase=f"step {spec['kind']}")
+        await self._finish(conn, eid, machine_id, netboot, (err.code, err.message), None)
+
+    async def _isolated(
+        self,
+        conn: Conn,
+        eid: uuid.UUID,
+        machine_id: uuid.UUID,
+        netboot: bool,
+        step: Callable[[], Awaitable[object]],
+    ) -> None:
+        """Advance one execution in a savepoint of the round's transaction. Whatever goes wrong in it
+        (a parameter from before save-time validation, an overflow, a bug) fails that execution with
+        DPM-E116 and the round goes on for every other one: one bad execution never wedges them all."""
+        try:
+            async with conn.transaction():
+                await step()
+        except StreamConflict:
+            raise  # another replica moved it: the round's transaction retries on the next tick
+        except Exception as exc:
+            log.exception("execution %s failed inside the scheduler; failing it alone", eid)
+            err = E.EXECUTION_INTERNAL(execution_id=eid, reason=f"{type(exc).__name__}: {exc}"[:300])
+            async with conn.transaction():
                 await self._finish(conn, eid, machine_id, netboot, (err.code, err.message), None)
 
     async def _complete_simulated(self) -> None:
@@ -279,7 +313,8 @@ class Engine:
                 " WHERE state = 'running' AND step_due < now() FOR UPDATE SKIP LOCKED LIMIT 500"
             )
             for eid, machine_id in await cur.fetchall():
-                await self._finish(conn, eid, machine_id, False, None, None)
+                done = functools.partial(self._finish, conn, eid, machine_id, False, None, None)
+                await self._isolated(conn, eid, machine_id, False, done)
 
     async def _start_sessions(self) -> None:
         """Start the multicast sessions whose condition is met, one scenario at a time."""
@@ -290,23 +325,45 @@ class Engine:
                 f" FROM {self.table} WHERE state = 'ready' GROUP BY scenario_id"
             )
             for scenario_id, ready, waited, raw in await cur.fetchall():
-                spec = ScenarioSpec.model_validate_json(raw)
-                assert spec.multicast is not None
-                now = await (
-                    await conn.execute(
-                        f'DELETE FROM "{self.schema}".start_now WHERE scenario_id = %s RETURNING 1', (scenario_id,)
-                    )
-                ).fetchone()
-                decision = session_start(
-                    ready=ready,
-                    waited=float(waited),
-                    max_targets=spec.multicast.max_targets,
-                    max_wait=spec.multicast.max_wait_seconds,
-                    start_now=now is not None,
-                    limit=self.limits.concurrency,
-                )
-                if decision is not None:
-                    await self._open_session(conn, scenario_id, spec, decision.take, decision.reason)
+                try:
+                    async with conn.transaction():
+                        await self._session_of(conn, scenario_id, ready, float(waited), raw)
+                except StreamConflict:
+                    raise
+                except Exception as exc:  # this scenario's machines fail; other sessions still start
+                    log.exception("multicast session of scenario %s failed inside the scheduler", scenario_id)
+                    await self._fail_ready(conn, scenario_id, exc)
+
+    async def _fail_ready(self, conn: Conn, scenario_id: uuid.UUID, exc: Exception) -> None:
+        rows = await (
+            await conn.execute(
+                f"SELECT execution_id, machine_id, netboot FROM {self.table}"
+                " WHERE state = 'ready' AND scenario_id = %s",
+                (scenario_id,),
+            )
+        ).fetchall()
+        for eid, machine_id, netboot in rows:
+            err = E.EXECUTION_INTERNAL(execution_id=eid, reason=f"{type(exc).__name__}: {exc}"[:300])
+            await self._finish(conn, eid, machine_id, netboot, (err.code, err.message), None)
+
+    async def _session_of(self, conn: Conn, scenario_id: uuid.UUID, ready: int, waited: float, raw: str) -> None:
+        spec = ScenarioSpec.model_validate_json(raw)
+        assert spec.multicast is not None
+        now = await (
+            await conn.execute(
+                f'DELETE FROM "{self.schema}".start_now WHERE scenario_id = %s RETURNING 1', (scenario_id,)
+            )
+        ).fetchone()
+        decision = session_start(
+            ready=ready,
+            waited=waited,
+            max_targets=spec.multicast.max_targets,
+            max_wait=spec.multicast.max_wait_seconds,
+            start_now=now is not None,
+            limit=self.limits.concurrency,
+        )
+        if decision is not None:
+            await self._open_session(conn, scenario_id, spec, decision.take, decision.reason)
 
     async def _open_session(
         self, conn: Conn, scenario_id: uuid.UUID, spec: ScenarioSpec, take: int, reason: str
@@ -370,12 +427,16 @@ class Engine:
                 if machine_id in started:  # one execution per machine at a time
                     continue
                 started.add(machine_id)
-                plan = await self._start(conn, eid, machine_id, ScenarioSpec.model_validate(spec), scenario)
-                if plan is not None and plan.action is not StartAction.RUN:
-                    to_bring_in.append((eid, machine_id, plan))
+                start = functools.partial(self._start_row, conn, eid, machine_id, spec, scenario, to_bring_in)
+                await self._isolated(conn, eid, machine_id, False, start)
         for eid, machine_id, plan in to_bring_in:
-            async with self.pool.connection() as conn:
-                failure = await self._bring_in(conn, machine_id, plan)
+            try:
+                async with self.pool.connection() as conn:
+                    failure = await self._bring_in(conn, machine_id, plan)
+            except Exception as exc:  # the wake or reboot of one machine never stops the others
+                log.exception("bringing in the machine of execution %s failed", eid)
+                err = E.EXECUTION_INTERNAL(execution_id=eid, reason=f"{type(exc).__name__}: {exc}"[:300])
+                failure = err.code, err.message
             if failure is not None:
                 async with self.pool.connection() as conn, conn.transaction():
                     row = await (
@@ -383,6 +444,19 @@ class Engine:
                     ).fetchone()
                     if row is not None and row[0] == plan.wait.value:
                         await self._finish(conn, eid, machine_id, plan.netboot, failure, None)
+
+    async def _start_row(
+        self,
+        conn: Conn,
+        eid: uuid.UUID,
+        machine_id: uuid.UUID,
+        raw: dict[str, object],
+        scenario: str,
+        to_bring_in: list[tuple[uuid.UUID, uuid.UUID, Start]],
+    ) -> None:
+        plan = await self._start(conn, eid, machine_id, ScenarioSpec.model_validate(raw), scenario)
+        if plan is not None and plan.action is not StartAction.RUN:
+            to_bring_in.append((eid, machine_id, plan))
 
     async def _start(
         self, conn: Conn, eid: uuid.UUID, machine_id: uuid.UUID, spec: ScenarioSpec, scenario: str
