@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from dpm_runtime.localstack.nats import authorization_block, find_nats_server, password_variable, permissions
+from dpm_runtime.localstack.nats import authorization_block, durables, find_nats_server, password_variable, permissions
 from dpm_runtime.localstack.stack import SERVICES
 from dpm_schemas import ports
 
@@ -128,3 +128,63 @@ def test_the_compose_nats_config_requires_the_users_dpm_up_uses() -> None:
         [find_nats_server(), "-t", "-c", str(ROOT / "deploy/nats/nats.conf")], env=env, capture_output=True, text=True
     )
     assert missing.returncode != 0  # a password left unset is a start-up error, never an open server
+
+
+def test_compose_runs_two_relays_one_active_by_the_advisory_lock() -> None:
+    relay = compose()["services"]["relay"]
+    assert relay["deploy"]["replicas"] == 2  # a stand-by takes over when the active one dies
+    assert "container_name" not in relay and "ports" not in relay  # both can run side by side
+
+
+def declared_durables(tmp: Path) -> dict[str, list[str]]:
+    """The durable consumers each service's wiring declares (wire() only builds objects; no I/O here)."""
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    from dpm_agent_gateway.bootstrap import bootstrap as gateway
+    from dpm_agent_gateway.settings import AgentGatewaySettings
+    from dpm_api.bootstrap import bootstrap as api
+    from dpm_api.settings import ApiSettings
+    from dpm_imager.bootstrap import bootstrap as imager
+    from dpm_imager.settings import ImagerSettings
+    from dpm_pxe.bootstrap import bootstrap as pxe
+    from dpm_pxe.settings import PxeSettings
+    from dpm_scheduler.bootstrap import bootstrap as scheduler
+    from dpm_scheduler.settings import SchedulerSettings
+    from dpm_updater.bootstrap import bootstrap as updater
+    from dpm_updater.settings import UpdaterSettings
+
+    services = [
+        api(ApiSettings(api_token=SecretStr("t" * 24))),
+        scheduler(SchedulerSettings()),
+        pxe(PxeSettings(pxe_root=tmp / "boot", pxe_tftp_enabled=False, pxe_service_token=SecretStr("p" * 24))),
+        imager(ImagerSettings(imager_root=tmp / "images")),
+        updater(UpdaterSettings()),
+        gateway(AgentGatewaySettings()),
+    ]
+    stub = dict.fromkeys(("pool", "nc", "js", "eventlog", "tracer", "stop"))
+    return {
+        s.name: sorted(
+            c.durable
+            for c in s.wire(
+                SimpleNamespace(**stub, name=s.name, settings=s.settings, catch_up=lambda _projection: None)
+            ).consumers
+        )
+        for s in services
+    }
+
+
+def test_each_nats_user_may_use_exactly_the_durables_its_service_declares(tmp_path: Path) -> None:
+    """Consumer-API, MSG.NEXT and ACK permissions name each durable: a service that declares a new
+    one must grant it in localstack.nats, or it would not start under dpm up or compose."""
+    declared = declared_durables(tmp_path)
+    assert sorted(declared) == sorted(n for n, _ in SERVICES)
+    for name, names in declared.items():
+        assert sorted(durables(name)) == names, name
+        allowed = permissions()[name]["publish"]["allow"]
+        for durable in names:
+            assert f"$JS.API.CONSUMER.MSG.NEXT.DPM_EVENTS.{durable}" in allowed
+            assert f"$JS.ACK.DPM_EVENTS.{durable}.>" in allowed
+        assert not [a for a in allowed if a.endswith("DPM_EVENTS.>") or "STREAM.UPDATE" in a or "STREAM.CREATE" in a]
+    assert durables("relay") == []

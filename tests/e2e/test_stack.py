@@ -1,8 +1,13 @@
-"""`dpm up` from a clean directory: every service ready within 60 s, the CLI works against it,
-Ctrl-C leaves no process behind, and a second `dpm up` keeps the data."""
+"""`dpm up` from a clean directory: every service ready within 60 s, the CLI works against it, a
+local account (``runuser -u nobody``) gets into neither its databases, its bus nor its files, a
+stolen service credential reads no other service's inbox, Ctrl-C leaves no process behind, and a
+second `dpm up` keeps the data."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -13,10 +18,14 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
+from dpm_runtime.bus import events_stream_config, inbox_prefix
+from dpm_runtime.localstack.postgres import SERVICE_USER, SUPERUSER
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.localstack.stack import SERVICES
+from dpm_schemas import subjects
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -66,6 +75,74 @@ def start_stack(env: dict[str, str], out: Path) -> tuple[subprocess.Popen[bytes]
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dpm_cli", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+NOBODY_PROBE = """
+import json, os, socket, subprocess, sys
+pg, nats_port, paths = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+out = {"read": [], "psql": []}
+for path in paths:
+    try:
+        (os.listdir if os.path.isdir(path) else lambda p: open(p, "rb").read(1))(path)
+        out["read"].append(path)
+    except PermissionError:
+        pass
+for user in sys.argv[4:]:
+    r = subprocess.run(["psql", f"postgresql://{user}@127.0.0.1:{pg}/dpm", "-w", "-c", "SELECT 1"],
+                       capture_output=True, text=True, timeout=20)
+    out["psql"].append([user, r.returncode, r.stderr.strip()[-200:]])
+s = socket.create_connection(("127.0.0.1", nats_port), timeout=5)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\\r\\nPING\\r\\n')
+out["nats"] = f.readline().decode().strip()
+print(json.dumps(out))
+"""
+
+
+def local_account_probe(var: Path, env: dict[str, str]) -> None:
+    """As ``nobody``, one process: no file of var/ readable, PostgreSQL and NATS refuse it."""
+    wanted = [var / "api-token", var / "secrets", var / "log", var / "images", var / "postgres" / "secrets"]
+    paths = [str(p) for top in wanted for p in (top, *(top.rglob("*") if top.is_dir() else ()))]
+    assert len(paths) > 10 and any("/images/" in p for p in paths) and any("/log/" in p for p in paths)
+    probe = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", NOBODY_PROBE, env["DPM_STACK_POSTGRES_PORT"],
+         env["DPM_STACK_NATS_PORT"], json.dumps(paths), SUPERUSER, SERVICE_USER],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    assert found["read"] == []
+    assert all(code != 0 and "password" in err for _, code, err in found["psql"]), found["psql"]
+    assert "Authorization Violation" in found["nats"], found["nats"]
+
+
+async def stolen_pxe_credential_probe(var: Path, env: dict[str, str]) -> list[str]:
+    """With pxe's NATS password (root can read var/secrets): try the api's inbox, every inbox, and
+    widening the events stream to agent commands. Returns the server's refusals."""
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    nc = await nats.connect(
+        f"nats://127.0.0.1:{env['DPM_STACK_NATS_PORT']}",
+        user="pxe",
+        password=(var / "secrets" / "nats-pxe").read_text().strip(),
+        inbox_prefix=inbox_prefix("pxe"),
+        error_cb=on_error,
+        allow_reconnect=False,
+    )
+    try:
+        for subject in (f"{inbox_prefix('api')}.>", "_INBOX.>"):
+            await nc.subscribe(subject)
+        wider = dataclasses.replace(events_stream_config(), subjects=[subjects.all_events(), "dpm.cmd.agent.>"])
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.jetstream(timeout=1).update_stream(config=wider)
+        await nc.flush()
+        return errors
+    finally:
+        await nc.close()
 
 
 def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
@@ -183,6 +260,13 @@ def test_dpm_up_ready_usable_stoppable_and_persistent() -> None:
         assert restored.returncode == 0 and copy.read_bytes() == disk.read_bytes(), restored.stderr
         missing = cli(env, "images", "restore", "e2e/none", str(copy))
         assert missing.returncode == 1 and "DPM-E158" in missing.stderr
+
+        # local accounts: nobody gets into PostgreSQL, NATS or var/; pxe's credential reads no other inbox
+        if os.geteuid() == 0 and shutil.which("runuser"):  # as on CI; another account cannot become nobody
+            local_account_probe(var, env)
+        refusals = asyncio.run(stolen_pxe_credential_probe(var, env))
+        for denied in (f'"{inbox_prefix("api")}.>"', '"_inbox.>"', f"stream.update.{subjects.EVENTS_STREAM}"):
+            assert any("permissions violation" in e and denied.lower() in e for e in refusals), (denied, refusals)
 
         secret = {**env, "DPM_PASSWORD": "otto-secret-1"}  # passwords never on the command line (ps shows it)
         added = cli(secret, "users", "add", "otto", "--role", "operator")

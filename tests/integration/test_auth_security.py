@@ -6,6 +6,7 @@ withdrawn, error texts on the anonymous /statusz, and a session file other local
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 from dpm_api import auth as auth_module
 from dpm_runtime.eventlog import ANY_VERSION
+from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 from dpm_schemas import Metadata, NewEvent, subjects
 from dpm_schemas.events import ImageCaptured
@@ -54,6 +56,19 @@ async def add_user(api, username: str, role: str = "operator") -> str:
 
 async def login(api, username: str, password: str) -> httpx.Response:
     return await api.http.post("/auth/login", json={"username": username, "password": password}, headers={})
+
+
+@contextlib.asynccontextmanager
+async def from_address(api, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose connections really come from ``address`` (another loopback source: the api
+    sees it as the socket's peer, nothing a header could fake)."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    async with httpx.AsyncClient(base_url=api.url, timeout=30, transport=transport) as http:
+        yield http
+
+
+async def login_from(http: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    return await http.post("/auth/login", json={"username": username, "password": password})
 
 
 async def session(api, username: str, password: str) -> dict[str, str]:
@@ -181,6 +196,9 @@ async def test_wrong_logins_lock_out_with_429_and_scrypt_runs_off_the_loop(
         assert int(throttled.headers["Retry-After"]) > 0
         assert loop_thread not in threads and peak[0] <= 2  # hashing in worker threads, two at a time
         assert (await login(api, "vera", password)).status_code == 429  # locked even with the right password
+        async with from_address(api, "127.0.0.2") as elsewhere:  # the real user, at another address, gets in
+            assert (await login_from(elsewhere, "vera", password)).status_code == 200
+        assert (await login(api, "vera", password)).status_code == 429  # the attacker's address stays locked
 
         passed = 0  # per source: other names from the same address are throttled too (20 attempts in all)
         while (r := await login(api, f"ghost{passed}", "x")).status_code == 401:
@@ -189,6 +207,27 @@ async def test_wrong_logins_lock_out_with_429_and_scrypt_runs_off_the_loop(
 
         clock.advance(seconds=301)  # the lockout ends; no sleeping
         assert (await login(api, "vera", password)).status_code == 200
+
+
+async def test_guesses_from_many_addresses_only_slow_the_name_down_and_the_admin_still_gets_in(
+    api_service, auth
+) -> None:
+    clock = Clock()
+    service = api_service(api_login_max_failures=3, api_login_max_failures_per_user=6, api_login_user_lockout=10)
+    service.app.state.clock = clock
+    async with running(service, headers=auth) as api:
+        password = await add_user(api, "admin", "admin")
+        for attacker in ("127.0.0.3", "127.0.0.4"):
+            async with from_address(api, attacker) as http:
+                codes = [(await login_from(http, "admin", f"guess-{i}")).status_code for i in range(4)]
+                assert codes == [401, 401, 401, 429], codes  # each attacker address: locked out after 3
+        async with from_address(api, "127.0.0.2") as admin:
+            slowed = await login_from(admin, "admin", password)  # 6 guesses in all: the name is slowed down...
+            assert slowed.status_code == 429 and 0 < int(slowed.headers["Retry-After"]) <= 10, slowed.text
+            clock.advance(seconds=11)  # ...for seconds, not the attackers' 5 minutes
+            assert (await login_from(admin, "admin", password)).status_code == 200
+        async with from_address(api, "127.0.0.3") as http:
+            assert (await login_from(http, "admin", password)).status_code == 429  # attackers still locked out
 
 
 async def test_changing_your_password_needs_the_current_one_and_revokes_tokens(api_service, auth) -> None:
@@ -244,6 +283,28 @@ async def test_the_bootstrap_token_can_be_disabled_or_revoked(api_service, auth)
         assert (await api.http.get("/machines", headers=admin)).status_code == 200
         trail = (await api.http.get("/audit", headers=admin, params={"type": "BootstrapTokenRevoked"})).json()
         assert [e["actor"] for e in trail] == ["ada"]
+
+
+async def test_the_bootstrap_token_is_not_withdrawn_while_no_admin_user_could_take_over(
+    api_service, auth, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(api_service(), headers=auth) as api:
+        await add_user(api, "otto", "operator")
+        await add_user(api, "ada", "admin")
+        assert (await api.http.delete("/users/ada")).status_code in (200, 202)  # the only admin, disabled
+        await api.runtime.projections["accounts"].wait_for(await api.runtime.eventlog.head())
+        r = await api.http.delete("/auth/bootstrap-token")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "DPM-E415", r.text
+        assert "create an admin user first" in r.json()["error"]["remedy"].lower()
+        assert (await api.http.get("/machines")).status_code == 200  # the token still works: no one locked out
+
+    caplog.set_level("WARNING", logger="dpm_api.bootstrap_token")
+
+    async def warned() -> bool:
+        return any("DPM-E415" in r.getMessage() for r in caplog.records)
+
+    async with running(api_service(api_token_enabled=False)):  # starts, but says no one could administer it
+        await eventually(warned, timeout=30, what="a DPM-E415 warning")
 
 
 async def test_statusz_shows_anonymous_callers_counters_but_no_error_text(api_service, auth) -> None:

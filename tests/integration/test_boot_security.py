@@ -1,8 +1,8 @@
 """The boot network as an attacker sees it (issue 12 items 5, 9, 12, 14): pxe's operator routes answer
-only the api; one deploy token per execution, bound to the client that fetched the script, renewed by
-step reports and dead once the step ends; a discovery flood is cut at its bound and counted; an
-operator takes over an identity a discovered machine squatted; TFTP listens where DPM_HTTP_HOST says;
-an over-long file name is a 404 with a code."""
+only the api; one deploy token per execution, only for the address pxe saw the machine boot from,
+renewed by every call of its deploy environment and dead once the step ends; a discovery flood is cut
+at its bound and counted; an operator takes over an identity a discovered machine squatted; TFTP
+listens where DPM_HTTP_HOST says; an over-long file name is a 404 with a code."""
 
 from __future__ import annotations
 
@@ -10,15 +10,28 @@ import asyncio
 import re
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from dpm_pxe.dhcp.packet import (
+    BOOTREQUEST,
+    OPT_MESSAGE_TYPE,
+    OPT_REQUESTED_IP,
+    OPT_USER_CLASS,
+    OPT_VENDOR_CLASS,
+    REQUEST,
+    DhcpPacket,
+    build,
+)
+from dpm_pxe.settings import PxeSettings
 from dpm_pxe.tftp import protocol as tp
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
+from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas import Metadata, NewEvent, subjects
 from dpm_schemas.events import (
     DeployTokenIssued,
@@ -28,7 +41,7 @@ from dpm_schemas.events import (
     MachineDiscovered,
     NetbootRequested,
 )
-from dpm_schemas.events.boot import Arch
+from dpm_schemas.events.boot import Arch, DhcpMode
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
 
@@ -144,25 +157,106 @@ async def test_one_token_per_execution_for_the_client_that_fetched_it(api_servic
         assert late.status_code == 401
 
 
-async def test_step_reports_renew_the_token_past_its_idle_time(api_service, pxe_service, auth) -> None:
+class Clock:
+    """The api's injected clock: the test moves time instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def test_every_deploy_call_renews_the_token_past_its_idle_time(api_service, pxe_service, auth) -> None:
     api = api_service()
-    pxe = pxe_service(pxe_api_url=f"http://127.0.0.1:{api.port}", pxe_deploy_token_ttl=1.0)
+    clock = Clock()
+    api.app.state.clock = clock
+    pxe = pxe_service(pxe_api_url=f"http://127.0.0.1:{api.port}", pxe_deploy_token_ttl=60)
+    async with running(api, headers=auth) as a, running(pxe) as p:
+        _machine_id, execution = await _deploy_setup(a, a.runtime.eventlog)
+        bearer = {"Authorization": f"Bearer {_token(await _script(p))}"}
+        query = {"execution_id": str(execution)}
+        for _ in range(3):  # step polls only (a client waiting for its multicast session): 135 s > 60 s idle
+            clock.advance(45)
+            r = await a.http.get("/deploy/v1/step", params=query, headers=bearer)
+            assert r.status_code == 200, r.text
+        clock.advance(45)  # a progress report renews it too
+        report = {"execution_id": str(execution), "status": "progress", "percent": 5}
+        assert (await a.http.post("/deploy/v1/steps", json=report, headers=bearer)).status_code == 202
+        clock.advance(61)  # then silence past its idle time: it expired
+        r = await a.http.get("/deploy/v1/step", params=query, headers=bearer)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "DPM-E134"
+        assert "expired" in r.json()["error"]["message"]
+
+
+def test_the_token_outlives_the_schedulers_no_response_timeout_by_default() -> None:
+    """The scheduler fails a silent execution after its no-response timeout; the token must not die first."""
+    idle = PxeSettings.model_fields["pxe_deploy_token_ttl"].default
+    assert idle >= SchedulerSettings.model_fields["scheduler_no_response_timeout"].default == 1800
+
+
+def _dhcp_request(mac: str, address: str, port: int) -> None:
+    """iPXE's DHCP REQUEST for the address a plain DHCP server offered it (proxy mode: pxe only hears it)."""
+    packet = DhcpPacket(
+        op=BOOTREQUEST,
+        xid=0x1234,
+        chaddr=bytes.fromhex(mac.replace(":", "")),
+        options={
+            OPT_MESSAGE_TYPE: bytes([REQUEST]),
+            OPT_REQUESTED_IP: socket.inet_aton(address),
+            OPT_VENDOR_CLASS: b"PXEClient:Arch:00000:UNDI:002001",
+            OPT_USER_CLASS: b"iPXE",
+        },
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((address, 0))
+        s.sendto(build(packet), ("127.0.0.1", port))
+
+
+async def test_the_deploy_environment_goes_only_to_the_address_pxe_saw_boot(api_service, pxe_service, auth) -> None:
+    api = api_service()
+    dhcp = free_port(udp=True)
+    pxe = pxe_service(
+        pxe_api_url=f"http://127.0.0.1:{api.port}", pxe_dhcp_enabled=True, pxe_dhcp_host="127.0.0.1",
+        pxe_dhcp_port=dhcp, pxe_dhcp_pxe_port=free_port(udp=True), pxe_dhcp_mode=DhcpMode.PROXY,
+        pxe_server_ip="127.0.0.1",
+    )  # fmt: skip
+    service = {"Authorization": f"Bearer {PXE_TOKEN}"}
     async with running(api, headers=auth) as a, running(pxe) as p:
         eventlog = a.runtime.eventlog
         _machine_id, execution = await _deploy_setup(a, eventlog)
-        bearer = {"Authorization": f"Bearer {_token(await _script(p))}"}
-        for percent in range(1, 9):  # 8 reports 0.3 s apart: well past the 1 s idle time
-            report = {"execution_id": str(execution), "status": "progress", "percent": percent}
-            r = await a.http.post("/deploy/v1/steps", json=report, headers=bearer)
-            assert r.status_code == 202, (percent, r.text)
-            await asyncio.sleep(0.3)  # the pace of a step's progress reports, not a wait for a condition
 
-        async def expired() -> httpx.Response | None:  # then silence: it expires after its idle time
-            r = await a.http.get("/deploy/v1/step", params={"execution_id": str(execution)}, headers=bearer)
-            return r if r.status_code == 401 else None
+        async def pending() -> bool:
+            return (await p.http.get(f"/boot/{MAC}/explain", headers=service)).json()["action"] == "deploy"
 
-        r = await eventually(expired, timeout=10, what="the idle token expires")
-        assert r.json()["error"]["code"] == "DPM-E134" and "expired" in r.json()["error"]["message"]
+        await eventually(pending, timeout=10, what="pxe sees the netboot request")
+        async with from_address(p.url, "127.0.0.7") as attacker:  # polls the MAC before the machine boots
+            early = (await attacker.get(f"/boot/{MAC}.ipxe")).text
+        assert "dpm.token" not in early and "sanboot" in early and "DPM-E136" in early
+
+        _dhcp_request(MAC, "127.0.0.5", dhcp)  # the machine boots: its DHCP names its address
+
+        async def machine_script() -> str | None:
+            async with from_address(p.url, "127.0.0.5") as machine:
+                text = (await machine.get(f"/boot/{MAC}.ipxe")).text
+            return text if "dpm.token=" in text else None
+
+        token = _token(await eventually(machine_script, timeout=10, what="the machine gets its deploy environment"))
+        async with from_address(p.url, "127.0.0.7") as attacker:  # and after its DHCP, still not the attacker
+            late = (await attacker.get(f"/boot/{MAC}.ipxe")).text
+        assert "dpm.token" not in late and "sanboot" in late and "DPM-E136" in late
+        issued = [
+            e for e in await events_of(eventlog, stream_id(subjects.BOOT, MAC)) if isinstance(e, DeployTokenIssued)
+        ]
+        assert [(e.client_ip, e.execution_id) for e in issued] == [("127.0.0.5", execution)]
+        async with from_address(a.url, "127.0.0.5") as machine:
+            r = await machine.get(
+                "/deploy/v1/step", params={"execution_id": str(execution)}, headers={"Authorization": f"Bearer {token}"}
+            )
+        assert r.status_code == 200, r.text
 
 
 async def test_a_discovery_flood_is_cut_at_its_bound_and_counted(api_service, pxe_service, auth) -> None:

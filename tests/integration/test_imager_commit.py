@@ -4,6 +4,7 @@ transfer exactly once however many calls race, and refuses chunks the transfer n
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import pytest
@@ -65,6 +66,10 @@ async def test_malformed_manifests_are_refused_and_leave_nothing(api_service, im
             _zjson({**good, "source": "tape"}),
             _zjson({**good, "digest": "nothex"}),
             _zjson({**good, "layout": {"label": "gpt\u0000"}}),
+            _zjson({**good, "size": 2**70}),  # beyond what the log's readers (bigint) hold
+            # int(1e400) is OverflowError, 100,000 brackets a RecursionError in the parser: both were 500s
+            zstandard.ZstdCompressor().compress(json.dumps(good).replace('"size": 4096', '"size": 1e400').encode()),
+            zstandard.ZstdCompressor().compress(b"[" * 100_000 + b"]" * 100_000),
         ]
         for body in bad_bodies:
             answer = await i.http.post(f"/v1/transfers/{grant.transfer_id}/commit", content=body, headers=headers)
@@ -130,3 +135,42 @@ async def test_a_manifest_may_name_only_chunks_the_transfer_vouched_for(api_serv
             f"/v1/transfers/{thief.transfer_id}/commit", content=_manifest(own, secret), headers=as_thief
         )
         assert answer.status_code == 200, answer.text
+
+
+async def test_a_cancelled_commit_whose_capture_is_logged_keeps_its_manifest(
+    api_service, imager_service, auth, monkeypatch
+) -> None:
+    """Item 8 review: a cancellation after the append committed (while the images read model has
+    not caught up) used to delete the manifest the logged ImageCaptured points to."""
+    from dpm_imagefmt.manifest import manifest_id
+    from dpm_imager import commit as rules
+    from dpm_imager import routes
+    from dpm_imager.state import transfer_by_token
+
+    imager = imager_service()
+    api = api_service(api_imager_url=f"http://127.0.0.1:{imager.port}")
+    async with running(api, headers=auth) as a, running(imager) as i:
+        im = imager.app.state.imager
+        grant = await _grant(a, "lab/cancelled")
+        cid = await _upload(i, grant, b"\x04" * 1024)
+        async with im.rt.pool.connection() as conn:
+            t = await transfer_by_token(conn, hashlib.sha256(grant.token.encode()).hexdigest(), grant.transfer_id)
+        blob = _manifest(cid)
+        manifest = rules.check_manifest(blob, t.image)
+        captured = rules.captured(t, manifest, manifest_id(blob), 1024)
+        real_append = routes._append
+
+        async def append_then_cancelled(*args, **kwargs):
+            await real_append(*args, **kwargs)
+            raise asyncio.CancelledError  # the client went away just after the log took the commit
+
+        async def lagging(_imager):
+            return []  # the read model has not applied the ImageCaptured yet
+
+        monkeypatch.setattr(routes, "_append", append_then_cancelled)
+        monkeypatch.setattr(routes, "_live_manifests", lagging)
+        with pytest.raises(asyncio.CancelledError):
+            await routes._store_and_append(im, t, captured, blob, await rules.still_open(im.rt.eventlog, t))
+        events = await a.runtime.eventlog.read_stream(stream_id(subjects.IMAGE, image_id("lab/cancelled")))
+        assert [r.event.manifest for r in events if isinstance(r.event, ImageCaptured)] == [captured.manifest]
+        assert captured.manifest in set(im.store.manifest_ids())  # what the log names is still there

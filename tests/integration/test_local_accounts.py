@@ -7,22 +7,27 @@ handled. The local client is ``runuser -u nobody`` running the system's psql and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import logging
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
 import psycopg
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dpm_imagefmt.store import DirStore
-from dpm_runtime.bus import ensure_events_stream
+from dpm_runtime.bus import await_events_stream, connect_nats, ensure_events_stream, events_stream_config, inbox_prefix
+from dpm_runtime.localstack.nats import NatsServer, durables, permissions
 from dpm_runtime.localstack.postgres import SERVICE_USER, SUPERUSER, PostgresCluster, find_bindir
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.localstack.stack import PRIVATE_ENV, RELAY, SERVICES, Stack, StackSettings
@@ -113,7 +118,14 @@ async def connect_as(stack: Stack, user: str, errors: list[str]) -> nats.aio.cli
 
     assert stack.nats is not None
     password = (stack.secrets / f"nats-{user}").read_text().strip()
-    return await nats.connect(stack.nats.url, user=user, password=password, error_cb=on_error, allow_reconnect=False)
+    return await nats.connect(
+        stack.nats.url,
+        user=user,
+        password=password,
+        error_cb=on_error,
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(user),  # as connect_nats does: the only inbox the user may read
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,11 +159,12 @@ async def test_only_the_relay_publishes_events_and_only_the_gateway_hears_agent_
             await msg.respond(b"done")
 
         heard = await gateway.subscribe(subjects.agent_command(machine), cb=answer)
+        await gateway.flush()  # the server has the subscription before the request: else "no responders"
         reply = await api.request(subjects.agent_command(machine), b"reboot", timeout=5)
         assert reply.data == b"done"
         await heard.unsubscribe()
         js = relay.jetstream()
-        await ensure_events_stream(js)  # what a service does at start-up, allowed to each
+        await ensure_events_stream(js)  # what the relay does at start-up, allowed to it alone
         ack = await js.publish(subjects.event_subject(subjects.TEST, "Probe"), b"x", headers={"Nats-Msg-Id": "t1"})
         assert ack.stream == subjects.EVENTS_STREAM
         denied = await api.subscribe(subjects.agent_command(">"))  # the api may send commands, never read them
@@ -161,6 +174,137 @@ async def test_only_the_relay_publishes_events_and_only_the_gateway_hears_agent_
         await denied.unsubscribe()
     finally:
         for nc in (relay, api, gateway):
+            await nc.close()
+
+
+async def refused(errors: list[str], what: str) -> str:
+    """The permissions violation nats-server reported for ``what`` (a subject)."""
+
+    def found() -> list[str]:
+        return [e for e in errors if "permissions violation" in e.lower() and what.lower() in e.lower()]
+
+    return (await eventually(lambda: asyncio.sleep(0, found()), until=bool, what=f"{what} refused"))[0]
+
+
+async def test_a_service_reads_only_its_own_inbox_and_requests_still_get_replies(stack: Stack) -> None:
+    """JetStream fetches and request replies go to inboxes: pxe must not read the api's (put_file replies)."""
+    errors: list[str] = []
+    pxe, api, gateway = [await connect_as(stack, u, errors) for u in ("pxe", "api", "agent-gateway")]
+    try:
+        overheard: list[bytes] = []
+
+        async def overhear(msg) -> None:
+            overheard.append(msg.data)
+
+        for subject in ("_INBOX.>", f"{inbox_prefix('api')}.>", "_INBOX.*.>"):
+            await pxe.subscribe(subject, cb=overhear)
+            await pxe.flush()
+            await refused(errors, f'"{subject}"')
+
+        async def answer(msg) -> None:
+            await msg.respond(b"file contents")
+
+        machine = uuid.uuid4()
+        await gateway.subscribe(subjects.agent_command(machine), cb=answer)
+        await gateway.flush()  # the server has the subscription before the request: else "no responders"
+        reply = await api.request(subjects.agent_command(machine), b"put_file", timeout=5)
+        assert reply.data == b"file contents" and reply.subject.startswith(f"{inbox_prefix('api')}.")
+        await pxe.flush()
+        assert overheard == []
+    finally:
+        for nc in (pxe, api, gateway):
+            await nc.close()
+
+
+@pytest.fixture
+async def bare_nats(tmp_path: Path) -> AsyncIterator[tuple[NatsServer, dict[str, str]]]:
+    """A nats-server with the stack's users and permissions and no stream yet."""
+    users = {user: secrets.token_hex(16) for user in permissions()}
+    server = NatsServer(root=tmp_path / "nats", port=free_port(), users=users)
+    server.start()
+    yield server, users
+    server.stop()
+
+
+class Collect(logging.Handler):
+    """Log lines into a list (connect_nats reports server errors, permission violations included, as logs)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_only_the_relay_creates_or_changes_the_events_stream(bare_nats) -> None:
+    server, users = bare_nats
+    errors: list[str] = []
+    bus_log = logging.getLogger("dpm_runtime.bus")
+    bus_log.addHandler(handler := Collect(errors))
+    pxe, relay = [await connect_nats(server.url, name=u, user=u, password=users[u]) for u in ("pxe", "relay")]
+    try:
+        assert pxe.new_inbox().startswith(f"{inbox_prefix('pxe')}.")  # the one inbox pxe may read
+        js = pxe.jetstream(timeout=1)
+        waiting = asyncio.create_task(await_events_stream(js))  # what a service does at start-up
+        await eventually(
+            lambda: asyncio.sleep(0, errors), until=lambda lines: any("only the relay creates it" in x for x in lines)
+        )
+        with pytest.raises(nats.errors.TimeoutError):
+            await js.add_stream(config=events_stream_config())
+        await refused(errors, f"$JS.API.STREAM.CREATE.{subjects.EVENTS_STREAM}")
+        await ensure_events_stream(relay.jetstream())
+        await asyncio.wait_for(waiting, 15)  # the service starts once the relay created the stream
+
+        wider = dataclasses.replace(events_stream_config(), subjects=[subjects.all_events(), "dpm.cmd.agent.>"])
+        for hostile in (wider, dataclasses.replace(events_stream_config(), max_msgs=1, max_age=1.0)):
+            errors.clear()
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.update_stream(config=hostile)
+            await refused(errors, f"$JS.API.STREAM.UPDATE.{subjects.EVENTS_STREAM}")
+        config = (await relay.jetstream().stream_info(subjects.EVENTS_STREAM)).config
+        assert config.subjects == [subjects.all_events()] and config.max_msgs in (None, -1)
+        assert config.max_age == events_stream_config().max_age
+    finally:
+        bus_log.removeHandler(handler)
+        for nc in (pxe, relay):
+            await nc.close()
+
+
+async def test_a_service_cannot_declare_pull_or_ack_another_services_durable(stack: Stack) -> None:
+    errors: list[str] = []
+    relay, api, pxe = [await connect_as(stack, u, errors) for u in ("relay", "api", "pxe")]
+    stream = subjects.EVENTS_STREAM
+    try:
+        await ensure_events_stream(relay.jetstream())
+        theirs, mine = durables("api")[0], durables("pxe")[0]
+        only = [subjects.event_subject(subjects.TEST, "Durables")]
+        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW, filter_subjects=only)
+        await api.jetstream().add_consumer(stream, config=dataclasses.replace(config, durable_name=theirs))
+        await pxe.jetstream().add_consumer(stream, config=dataclasses.replace(config, durable_name=mine))
+        await relay.jetstream().publish(only[0], b"x", headers={subjects.HEADER_MSG_ID: uuid.uuid4().hex})
+        (msg,) = await (await api.jetstream().pull_subscribe_bind(theirs, stream=stream)).fetch(1, timeout=5)
+
+        pjs = pxe.jetstream(timeout=1)
+        for durable in (theirs, "pxe-snoop"):  # another's durable, or one pxe's code never declares
+            with pytest.raises(nats.errors.TimeoutError):
+                await pjs.add_consumer(
+                    stream, config=dataclasses.replace(config, durable_name=durable, filter_subjects=None)
+                )
+            await refused(errors, f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
+        with pytest.raises(nats.errors.TimeoutError):
+            await (await pjs.pull_subscribe_bind(theirs, stream=stream)).fetch(1, timeout=1)
+        await refused(errors, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{theirs}")
+        await pxe.publish(msg.reply, b"+ACK")  # ack (or term) the api's message for it
+        await refused(errors, msg.reply)
+        assert (await api.jetstream().consumer_info(stream, theirs)).num_ack_pending == 1
+
+        (own,) = await (await pjs.pull_subscribe_bind(mine, stream=stream)).fetch(1, timeout=5)  # its own: fine
+        await own.ack_sync()
+        await msg.ack_sync()
+        assert (await api.jetstream().consumer_info(stream, theirs)).num_ack_pending == 0
+    finally:
+        for nc in (relay, api, pxe):
             await nc.close()
 
 

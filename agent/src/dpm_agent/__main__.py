@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dpm_agent.client import Agent
 from dpm_agent.config import AgentConfig
+from dpm_agent.power import driver_for
 
 
 async def _main(config: AgentConfig) -> None:
@@ -17,7 +18,7 @@ async def _main(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Agent(config).run(stop)
+    await Agent(config, power=driver_for(config, stop)).run(stop)  # the composition: config -> driver
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The agent's connection: enrol once, then one outbound WebSocket, kept up with backoff.
 
 A session says hello, then heartbeats at the interval the gateway asks for, reporting its addresses
-when they change and its inventory when it changes. Any failure ends the session; the next one
-starts after an exponential backoff with jitter (reset by a successful session).
+when they change and its inventory when it changes. Its receiver, talker and commands are one task
+group, so any failure of any of them ends the whole session; the next one starts after an
+exponential backoff with jitter (reset by a session that ended on purpose).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import random
 import urllib.request
 from collections.abc import Callable
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dpm_agent import __version__, facts
 from dpm_agent.commands import run_file_command
 from dpm_agent.config import AgentConfig
-from dpm_agent.power import MachinePower, SimulatedPower, SystemdPower
-from dpm_schemas import agent_protocol
+from dpm_agent.power import EndSession, MachinePower
+from dpm_schemas import E, agent_protocol
 from dpm_schemas.agent_protocol import (
     Action,
     Addresses,
@@ -72,30 +73,29 @@ def enrol(config: AgentConfig, found: Facts) -> str:
 
 
 class Agent:
+    """One machine's agent: sessions with the gateway, one after the other, until ``stop``.
+
+    ``power`` is the machine's power driver, chosen by the caller (``__main__`` composes it from the
+    configuration); an agent without one refuses shutdown and reboot."""
+
     def __init__(
         self,
         config: AgentConfig,
         *,
+        power: MachinePower | None = None,
         gather: Callable[[AgentConfig], Facts] = facts.gather,
         take_inventory: Callable[[], Inventory] = facts.inventory,
         current_addresses: Callable[[], tuple[str, ...]] = facts.addresses,
     ) -> None:
         self.config = config
+        self.power = power
         self._gather = gather
         self._inventory = take_inventory
         self._addresses = current_addresses
         self.machine_id: str | None = None
         self.sessions = 0
-        self.power: MachinePower | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self.power is None:
-            driver = self.config.power_driver
-            self.power = (
-                SimulatedPower(self.config.state_dir, stop, lab=driver == "lab")
-                if driver in ("simulated", "lab")
-                else SystemdPower()
-            )
         failures = 0
         while not stop.is_set():
             try:
@@ -106,6 +106,8 @@ class Agent:
                 failures = max(failures, 5)
             except (OSError, ConnectionClosed, InvalidStatus, TimeoutError, agent_protocol.FrameError) as exc:
                 log.warning("connection to %s lost: %r", self.config.server, exc)
+            except Exception:  # a bug in one command or frame ends its session, never the agent
+                log.exception("session with %s failed", self.config.server)
             failures += 1
             delay = min(self.config.max_backoff, 0.5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
             with contextlib.suppress(TimeoutError):
@@ -127,20 +129,34 @@ class Agent:
             ping_timeout=10,
         ) as ws:
             await ws.send(agent_protocol.encode(Hello(agent_version=__version__, facts=found)))
-            reply = agent_protocol.decode(await asyncio.wait_for(ws.recv(), 10))  # type: ignore[arg-type]
+            reply = agent_protocol.decode(await asyncio.wait_for(ws.recv(decode=False), 10))
             if isinstance(reply, Refused):
                 raise Refusal(f"{reply.code} {reply.message}")
             if not isinstance(reply, Welcome):
                 raise agent_protocol.FrameError(f"expected welcome, got {type(reply).__name__}")
             self.machine_id, self.sessions = str(reply.machine_id), self.sessions + 1
             log.info("online as machine %s (heartbeat %.1f s)", reply.machine_id, reply.heartbeat_interval)
-            receiver = asyncio.create_task(self._receive(ws))
-            try:
-                await self._talk(ws, stop, reply.heartbeat_interval, found.ips)
-            finally:
-                receiver.cancel()
+            await self._supervise(ws, stop, reply.heartbeat_interval, found.ips)
 
-    async def _talk(self, ws, stop: asyncio.Event, interval: float, ips: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    async def _supervise(
+        self, ws: ClientConnection, stop: asyncio.Event, interval: float, ips: tuple[str, ...]
+    ) -> None:
+        """The receiver, the talker and every command in one task group: the first of them to fail
+        ends the session and cancels the others, so an agent never stays online but deaf (a dead
+        receiver under a live heartbeat) and no command outlives its session. ``EndSession`` is
+        the on-purpose end (stopped, simulated reboot); any other failure is raised as it was."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._receive(ws, tasks))
+                tasks.create_task(self._talk(ws, stop, interval, ips))
+        except ExceptionGroup as group:
+            _ended, failed = group.split(EndSession)
+            while isinstance(failed, ExceptionGroup):  # the first real failure, as run() knows them
+                failed = failed.exceptions[0]
+            if failed is not None:
+                raise failed from None
+
+    async def _talk(self, ws: ClientConnection, stop: asyncio.Event, interval: float, ips: tuple[str, ...]) -> None:
         if self.config.inventory:
             await ws.send(agent_protocol.encode(await asyncio.to_thread(self._inventory)))
         seq = 0
@@ -157,28 +173,28 @@ class Agent:
                 await ws.send(agent_protocol.encode(Addresses(ips=ips)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-        await ws.close()
+        raise EndSession("stopped")  # the connection closes as the session's context exits
 
-    async def _receive(self, ws) -> None:  # type: ignore[no-untyped-def]
-        """Frames from the gateway: commands (each carried out in its own task) or a refusal."""
-        running: set[asyncio.Task[None]] = set()
-        async for raw in ws:
-            frame = agent_protocol.decode(raw)
+    async def _receive(self, ws: ClientConnection, tasks: asyncio.TaskGroup) -> None:
+        """Frames from the gateway: commands (each carried out in its own task of the session) or a
+        refusal. A frame that does not decode ends the session (FrameError), as a closed socket does."""
+        while True:
+            frame = agent_protocol.decode(await ws.recv(decode=False))
             if isinstance(frame, Refused):
                 log.error("gateway: %s %s", frame.code, frame.message)
             elif isinstance(frame, Command):
-                task = asyncio.create_task(self._execute(ws, frame))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                tasks.create_task(self._execute(ws, frame))
 
-    async def _execute(self, ws, cmd: Command) -> None:  # type: ignore[no-untyped-def]
+    async def _execute(self, ws: ClientConnection, cmd: Command) -> None:
         log.info("command %s %s %s", cmd.id, cmd.action.value, cmd.path or "")
-        if cmd.action in (Action.SHUTDOWN, Action.REBOOT):
+        if cmd.action not in (Action.SHUTDOWN, Action.REBOOT):
+            result = await asyncio.to_thread(run_file_command, cmd, self.config.allowed_paths)
+            await ws.send(agent_protocol.encode(result))
+        elif self.power is None:
+            why = "this agent has no power driver"
+            await ws.send(
+                agent_protocol.encode(CommandResult(id=cmd.id, ok=False, code=E.AGENT_REFUSED.code, message=why))
+            )
+        else:
             await ws.send(agent_protocol.encode(CommandResult(id=cmd.id, ok=True)))  # answer, then act
-            assert self.power is not None
-            await self.power.act(cmd.action)
-            if cmd.action is Action.REBOOT and isinstance(self.power, SimulatedPower):
-                await ws.close()  # the simulated machine restarts: the agent comes back on its own
-            return
-        result = await asyncio.to_thread(run_file_command, cmd, self.config.allowed_paths)
-        await ws.send(agent_protocol.encode(result))
+            await self.power.act(cmd.action)  # a simulated reboot ends the session here (EndSession)

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from dpm_schemas import E
 from dpm_schemas.agent_protocol import MAX_FILE, Action, Command, CommandResult, Entry
 
 
@@ -91,4 +92,4 @@ def run_file_command(cmd: Command, roots: Sequence[Path]) -> CommandResult:
             return CommandResult(id=cmd.id, ok=True, entries=list_dir(inside(cmd.path, roots, allow_root=True)))
         raise CommandRefused(f"{cmd.action} is not a file command")
     except (CommandRefused, OSError) as exc:
-        return CommandResult(id=cmd.id, ok=False, code="DPM-E122", message=str(exc))
+        return CommandResult(id=cmd.id, ok=False, code=E.AGENT_REFUSED.code, message=str(exc))

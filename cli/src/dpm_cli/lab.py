@@ -10,8 +10,9 @@ machine given a disk-image file runs the real deploy client on it (disk check, b
 local boot script leaves it running its "OS".
 
 Each machine listens on its own loopback address (127.0.0.N), so replies reach the right one; pxe
-answers a DISCOVER that carries ciaddr by unicast to it (RFC 2131 §4.1). For namespace realism use
-the netlab and the real agent instead; this is the scale mode.
+answers a DISCOVER that carries ciaddr by unicast to it (RFC 2131 §4.1). Its HTTP comes from that
+address too (``labhttp``): pxe hands a deploy environment only to where it saw the MAC boot from.
+For namespace realism use the netlab and the real agent instead; this is the scale mode.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import httpx
 
 from dpm_agent.deploy.run import BootParams
 from dpm_agent.deploy.run import run as run_deploy
+from dpm_cli.labhttp import ApiFrom, client_from
 from dpm_pxe.dhcp.packet import (
     BOOTREQUEST,
     DISCOVER,
@@ -112,17 +114,19 @@ class Lab:
     ) -> None:
         self.machines = {m.mac: m for m in machines}
         self.config = config
-        self.http = http
+        self.http = http  # its timeout; each machine's requests leave from its own address
         self.run_os = run_os  # None: a local boot leaves the machine on, doing nothing dpm can see
         self._tasks: set[asyncio.Task[None]] = set()
         self._deploys = ThreadPoolExecutor(max(1, len(machines)), thread_name_prefix="lab-deploy")
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Listen for magic packets until ``stop``; each wakes its machine (once while it is on)."""
+    async def run(self, stop: asyncio.Event, ready: Callable[[], None] = lambda: None) -> None:
+        """Listen for magic packets until ``stop``; each wakes its machine (once while it is on).
+        ``ready`` is called once the socket is bound: a packet sent before that is lost, as on a wire."""
         loop = asyncio.get_running_loop()
         transport, inbox = await loop.create_datagram_endpoint(
             _Inbox, local_addr=("0.0.0.0", self.config.wol_port), allow_broadcast=True
         )
+        ready()
         try:
             while not stop.is_set():
                 try:
@@ -165,11 +169,13 @@ class Lab:
             size = await self._tftp(m, rom)
             m.stages.append(f"tftp:{size}")
             script_url = await self._dhcp(m, ipxe=True)
-            script = (await self.http.get(script_url)).text
-            if "\nkernel " in script:
-                m.stages.append("deploy")
-                await self._deploy(m, script)
-            else:
+            async with client_from(str(m.address), self.http.timeout) as http:
+                script = (await http.get(script_url)).text
+                deploy = "\nkernel " in script
+                if deploy:
+                    m.stages.append("deploy")
+                    await self._deploy(m, script, http)
+            if not deploy:
                 m.stages.append("local")
                 if self.run_os is not None:
                     outcome = await self.run_os(m)
@@ -235,31 +241,33 @@ class Lab:
         finally:
             transport.close()
 
-    async def _deploy(self, m: SimMachine, script: str) -> None:
+    async def _deploy(self, m: SimMachine, script: str, http: httpx.AsyncClient) -> None:
         """The deploy environment: fetch kernel and initrd, then report the step through the api."""
         kernel_line = next(line for line in script.splitlines() if line.startswith("kernel "))
         initrd_line = next(line for line in script.splitlines() if line.startswith("initrd "))
         params = dict(re.findall(r"dpm\.(\w+)=(\S+)", kernel_line))
         for url in (kernel_line.split()[1], initrd_line.split()[-1]):
-            (await self.http.get(url)).raise_for_status()
+            (await http.get(url)).raise_for_status()
         if m.disk is not None:  # a machine with a disk runs the real deploy client against it
             boot = BootParams(params["execution"], params["server"], params["token"], (str(m.disk),))
             # its own thread, not the loop's default executor: services sharing this loop in the
             # tests need those threads for the very requests this client makes
-            await asyncio.get_running_loop().run_in_executor(self._deploys, run_deploy, boot)
+            api = ApiFrom(boot, str(m.address))
+            await asyncio.get_running_loop().run_in_executor(self._deploys, run_deploy, boot, api)
             m.stages.append("reported")
             return
         steps = f"{params['server'].rstrip('/')}/deploy/v1/steps"
         headers = {"Authorization": f"Bearer {params['token']}"}
         execution = params["execution"]
-        await self._report(steps, headers, {"execution_id": execution, "status": "progress", "percent": 50})
+        await _report(http, steps, headers, {"execution_id": execution, "status": "progress", "percent": 50})
         await asyncio.sleep(self.config.step_seconds)
-        await self._report(steps, headers, {"execution_id": execution, "status": "completed", "percent": 100})
+        await _report(http, steps, headers, {"execution_id": execution, "status": "completed", "percent": 100})
         m.stages.append("reported")
 
-    async def _report(self, url: str, headers: dict[str, str], body: dict[str, object]) -> None:
-        answer = await self.http.post(url, headers=headers, json=body)
-        answer.raise_for_status()
+
+async def _report(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, object]) -> None:
+    answer = await http.post(url, headers=headers, json=body)
+    answer.raise_for_status()
 
 
 def magic_packet(mac: str) -> bytes:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpm_cli.labnode import NodeSpec
+from dpm_cli.labnode import READY, NodeSpec
 from dpm_runtime.testing.netlab import LabHost, NetLab
 
 
@@ -38,6 +39,7 @@ class NamespaceLab:
         gateway_url: str | None = None,
         enrolment_token: str | None = None,
         disks: list[Path] | None = None,
+        ready_timeout: float = 60.0,
     ) -> list[Node]:
         """``ports``: dhcp, tftp and wol (as dpm listens and sends). With ``gateway_url`` and
         ``enrolment_token`` each machine's OS is a real agent."""
@@ -59,15 +61,25 @@ class NamespaceLab:
                 wol_port=ports["wol"], agent_config=str(agent) if agent else None,
                 disk=str(disks[i]) if disks else None,
             )  # fmt: skip
-            path = self.work / f"{name}.json"
-            path.write_text(spec.to_json())
+            (path := self.work / f"{name}.json").write_text(spec.to_json())
             log = self.work / f"{name}.log"
             with open(log, "wb") as out:
                 proc = self.lab.popen(
                     host, [sys.executable, "-m", "dpm_cli.labnode", str(path)], stdout=out, stderr=subprocess.STDOUT
                 )
             self.nodes.append(Node(host, spec, proc, log))
+        self._wait_listening(time.monotonic() + ready_timeout)
         return self.nodes
+
+    def _wait_listening(self, deadline: float) -> None:
+        """Until every machine listens for its magic packet: a wake sent earlier would be lost."""
+        for node in self.nodes:
+            while READY not in node.log.read_text(errors="replace"):
+                if node.proc.poll() is not None:
+                    raise RuntimeError(f"lab machine {node.spec.name} exited ({node.proc.returncode}); see {node.log}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"lab machine {node.spec.name} not listening yet; see {node.log}")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -63,6 +63,9 @@ async def run_agent(config_path: Path, machine: SimMachine) -> str:
     return "reboot" if action == "reboot" else "off"
 
 
+READY = "off, waiting for Wake-on-LAN on port"
+
+
 async def main(spec: NodeSpec) -> None:
     machine = SimMachine(
         name=spec.name, mac=spec.mac, smbios_uuid=uuid.UUID(spec.smbios_uuid), address=IPv4Address(spec.address),
@@ -80,9 +83,9 @@ async def main(spec: NodeSpec) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         run_os = (lambda m: run_agent(agent, m)) if agent else None
         lab = Lab([machine], config, http, run_os=run_os)
-        print(f"{machine.name}: off, waiting for Wake-on-LAN on port {spec.wol_port}", flush=True)
         watcher = asyncio.create_task(_report(machine, stop))
-        await lab.run(stop)
+        # the line NamespaceLab.start waits for: printed once the magic-packet socket is bound
+        await lab.run(stop, ready=lambda: print(f"{machine.name}: {READY} {spec.wol_port}", flush=True))
         watcher.cancel()
 
 

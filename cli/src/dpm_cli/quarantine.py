@@ -28,7 +28,10 @@ def quarantine_list(projection: ProjectionOpt = None, as_json: JsonOpt = False) 
 @app.command("retry")
 def quarantine_retry(projection: str, position: int) -> None:
     """Apply the event again (after fixing the cause); it leaves the quarantine when it applies."""
-    request("POST", f"/admin/quarantine/{projection}/{position}/retry")
+    marked = request("POST", f"/admin/quarantine/{projection}/{position}/retry")
+    if marked:  # another service's read model: it applies the event within its quarantine poll
+        print(f"{projection}: position {position} marked for retry by the service that owns it")
+        return
     print(f"{projection}: position {position} applied; no longer quarantined")
 
 

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Annotated, Literal, cast
 
 import msgpack
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, TypeAdapter, ValidationError
 
 from dpm_schemas.events.machines import Mac
 from dpm_schemas.ids import unusable_mac
@@ -75,7 +75,7 @@ class Hello(Frame):
 class Welcome(Frame):
     kind: Literal["welcome"] = "welcome"
     machine_id: uuid.UUID
-    heartbeat_interval: float
+    heartbeat_interval: Annotated[FiniteFloat, Field(gt=0, le=86400)]  # finite: inf or nan would wedge timers
     server_version: Label
 
 
@@ -121,7 +121,7 @@ class Entry(Frame):
     name: str
     type: Literal["file", "dir", "link", "other"]
     size: int
-    mtime: float
+    mtime: FiniteFloat  # finite: a NaN or inf from a peer overflows int()/utime()
 
 
 class CommandResult(Frame):

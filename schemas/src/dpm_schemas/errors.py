@@ -159,6 +159,67 @@ class E:
         "Start the process that holds DPM_DATABASE_ADMIN_URL (dpm up migrates by itself); this service waits.",
         503,
     )
+    EVENT_MISMATCH = _define(
+        "DPM-E026",
+        "Event differs from the log",
+        "A message on {subject} claims event {event_id} at position {position} is {claimed}; the log holds {logged}.",
+        "It was discarded (see dpm_dead_letters). Only the relay may publish events: check who holds NATS "
+        "credentials with publish rights on dpm.evt.> and rotate them.",
+        500,
+    )
+    EVENTS_STREAM_MISSING = _define(
+        "DPM-E027",
+        "Events stream not created yet",
+        "The JetStream stream {stream} does not exist yet; only the relay creates it.",
+        "Start the relay (python -m dpm_runtime.relay; dpm up and compose run it with its own NATS user); "
+        "the service waits for the stream meanwhile.",
+        503,
+    )
+    # -- issue 13: the handler kernel (dpm_runtime.kernel) --
+    HANDLER_DEPENDENCY_MISSING = _define(
+        "DPM-E030",
+        "Handler dependency not bound",
+        "{service}: handler {handler} takes {names}, which the bootstrap did not bind.",
+        "Pass them by name to router.bind(...) in the service's bootstrap.py (a programming error).",
+        500,
+    )
+    HANDLER_DEPENDENCY_UNUSED = _define(
+        "DPM-E031",
+        "Handler dependency unused",
+        "{service}: {names} bound, but no handler takes them (they take {known}).",
+        "Remove them from router.bind(...) or correct their names (a programming error).",
+        500,
+    )
+    HANDLER_SIGNATURE = _define(
+        "DPM-E032",
+        "Handler has the wrong shape",
+        "Handler {handler}: {reason}.",
+        "Write it as `async def h(e: SomeEvent, ctx: Ctx, *, dependency: Type) -> None` (a programming error).",
+        500,
+    )
+    HANDLER_TYPE_TAKEN = _define(
+        "DPM-E033",
+        "Event handled twice by one consumer",
+        "{service}: durable {durable} already handles {type} with {handler}.",
+        "Give each event type one handler per durable consumer, or register the second on another durable.",
+        500,
+    )
+    RETRIES_EXHAUSTED = _define(
+        "DPM-E034",
+        "Handler kept asking for a retry",
+        "Consumer {consumer} gave up after {deliveries} deliveries that all asked for a retry: {reason}",
+        "The event was dead-lettered (see dpm_dead_letters), not dropped: fix what the handler waits for, "
+        "then replay the event or repeat the operation.",
+        500,
+    )
+    EFFECT_FAILED = _define(
+        "DPM-E035",
+        "Effect after commit failed",
+        "{where}: the effect {effect} failed after its transaction committed: {reason}",
+        "The state change is committed and the effect is not repeated for this message; the service's "
+        "watchdogs re-drive what must happen (or repeat the operation). Check the target it talks to.",
+        500,
+    )
     INVALID_REQUEST = _define(
         "DPM-E100",
         "Invalid request",
@@ -279,6 +340,15 @@ class E:
         "Boot files are regular files under DPM_PXE_ROOT, named by a relative path without '..' "
         "(components of at most 255 bytes); check the boot settings' kernel and initrd paths.",
         404,
+    )
+    DEPLOY_CLIENT_UNSEEN = _define(
+        "DPM-E136",
+        "Deploy environment not given to this client",
+        "{client} asked for the deploy environment of {mac}, but {reason}; it boots its local disk.",
+        "The deploy environment and its token go only to the address pxe saw that MAC boot from (its full-mode "
+        "lease, its DHCP packets, its TFTP read). If this is that machine, make sure pxe's DHCP listener sees "
+        "its DHCP (DPM_PXE_DHCP_INTERFACE) and no NAT sits between it and pxe; see docs/network-boot.md.",
+        403,
     )
     MACHINE_BUSY = _define(
         "DPM-E140",
@@ -556,6 +626,14 @@ class E:
         "Look at the imager's log for this request; check the image with `dpm images show`.",
         502,
     )
+    NO_ADMIN_USER = _define(
+        "DPM-E415",
+        "No admin user",
+        "There is no enabled admin user with a password, so {action} would leave no one able to administer dpm.",
+        "Create an admin user first (`dpm users add NAME --role admin`), log in as it (`dpm login`), then try "
+        "again; until then keep DPM_API_TOKEN_ENABLED=true.",
+        409,
+    )
     AGENT_TOKEN_REFUSED = _define(
         "DPM-E402",
         "Agent token refused",
@@ -712,6 +790,29 @@ class E:
         "`missing` (first: {chunk}).",
         "A backup may name only the chunks it uploaded or that `missing` reported present in this transfer; "
         "run the backup again with a client of this server's version.",
+        422,
+    )
+    TRANSFER_CLOSED = _define(
+        "DPM-E167",
+        "Transfer closed",
+        "Transfer {transfer} of {image!r} is closed: {reason}.",
+        "A transfer opened for an execution ends with that execution (completed, failed or suspended) or "
+        "when aborted; run the scenario again, or open a new transfer, to move the image.",
+        410,
+    )
+    TRANSFER_EXPIRED = _define(
+        "DPM-E168",
+        "Transfer token expired",
+        "The token of transfer {transfer} of {image!r} expired: unused since {idle_since} (its idle time is {idle} s).",
+        "Every use of a transfer token renews it (DPM_API_TRANSFER_TTL of idleness ends it); run the scenario "
+        "again, or open a new transfer, and keep the client moving data.",
+        401,
+    )
+    NUMBER_INVALID = _define(
+        "DPM-E169",
+        "Number out of range",
+        "{field}: {value!r} is not a finite number within {bounds}.",
+        "Send a finite number (no NaN, Infinity or overflowing exponent) within the bounds named.",
         422,
     )
     CRON_NEVER_FIRES = _define(

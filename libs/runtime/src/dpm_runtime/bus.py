@@ -1,4 +1,9 @@
-"""NATS JetStream: connect with retries and declare the event stream, idempotently, at start-up."""
+"""NATS JetStream: connect with retries; the relay declares the event stream, the others wait for it.
+
+With credentials each connection takes replies on its own inbox prefix (``_INBOX.<user>``), the
+only inbox its user may subscribe to: JetStream fetches and request replies arrive there, so no
+other service can read them.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,22 @@ import logging
 from collections.abc import Callable
 
 import nats
+from nats.aio.client import DEFAULT_INBOX_PREFIX
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from dpm_schemas import subjects
+from dpm_runtime.retry import wait_for_dependency
+from dpm_schemas import E, subjects
 
 log = logging.getLogger(__name__)
+
+
+def inbox_prefix(user: str) -> str:
+    """Where ``user``'s connection takes replies (``_INBOX.<user>.<id>``); nats-server lets each
+    user subscribe to its own prefix only (``localstack.nats.permissions``)."""
+    return f"_INBOX.{user}"
 
 
 def events_stream_config(*, max_age_days: float = 30.0, replicas: int = 1) -> StreamConfig:
@@ -68,6 +81,7 @@ async def connect_nats(
         name=name,
         user=user,
         password=password,
+        inbox_prefix=inbox_prefix(user) if user else DEFAULT_INBOX_PREFIX,
         connect_timeout=2,
         allow_reconnect=True,
         max_reconnect_attempts=-1,
@@ -81,6 +95,7 @@ async def connect_nats(
 
 
 async def ensure_events_stream(js: JetStreamContext, config: StreamConfig | None = None) -> None:
+    """Create the stream or bring its configuration up to date: the relay's job (only its NATS user may)."""
     config = config or events_stream_config()
     try:
         await js.stream_info(subjects.EVENTS_STREAM)
@@ -89,6 +104,23 @@ async def ensure_events_stream(js: JetStreamContext, config: StreamConfig | None
         log.info("created JetStream stream %s", config.name)
         return
     await js.update_stream(config=config)
+
+
+async def await_events_stream(
+    js: JetStreamContext, *, on_failure: Callable[[BaseException], None] | None = None
+) -> None:
+    """Wait, logging why, until the events stream exists (a service that does not relay may not create
+    it: its NATS user has STREAM.INFO only; the relay creates it when it starts)."""
+
+    async def exists() -> None:
+        try:
+            await js.stream_info(subjects.EVENTS_STREAM)
+        except NotFoundError:
+            raise E.EVENTS_STREAM_MISSING(stream=subjects.EVENTS_STREAM) from None
+
+    await wait_for_dependency(
+        exists, what="the events stream", target=subjects.EVENTS_STREAM, logger=log, on_failure=on_failure
+    )
 
 
 async def _log_disconnected() -> None:

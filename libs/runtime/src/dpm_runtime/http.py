@@ -219,6 +219,14 @@ def install_error_handler(app: FastAPI) -> None:
 
     app.add_exception_handler(ValidationError, refused)
 
+    async def too_deep(request: Request, _exc: Exception) -> JSONResponse:
+        """A body nested deeper than the JSON parser recurses (``[[[[...``): the caller's 422, not a 500."""
+        log.warning("refused %s %s: body nested too deeply", request.method, request.url.path)
+        err = E.INVALID_REQUEST(reason="the body is nested too deeply")
+        return JSONResponse({"error": err.to_dict()}, status_code=err.error.http_status)
+
+    app.add_exception_handler(RecursionError, too_deep)
+
 
 async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
     server.should_exit = True

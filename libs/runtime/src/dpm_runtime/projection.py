@@ -29,6 +29,7 @@ from dpm_runtime import quarantine
 from dpm_runtime.eventlog import Conn, EventLog, select_rows
 from dpm_schemas import E
 from dpm_schemas.envelope import RecordedEvent
+from dpm_schemas.errors import DpmError
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,14 @@ class ProjectionRunner:
         eventlog: EventLog,
         batch_size: int = 1000,
         idle_poll: float = 0.2,
+        quarantine_poll: float = QUARANTINE_RECOUNT,
     ) -> None:
         self.projection = projection
         self._pool = pool
         self._log = eventlog
         self._batch_size = batch_size
         self._idle_poll = idle_poll
+        self._quarantine_poll = quarantine_poll
         self.position = 0
         self.quarantined = 0  # entries of this projection awaiting an admin (shown in /statusz)
 
@@ -118,12 +121,24 @@ class ProjectionRunner:
         async with self._pool.connection() as conn:
             self.quarantined = await quarantine.count(conn, self.projection.name)
 
+    async def serve_retries(self) -> None:
+        """Carry out the retries an admin asked for through the api (which may not own this projection)."""
+        async with self._pool.connection() as conn:
+            positions = await quarantine.retry_requests(conn, self.projection.name)
+        for position in positions:
+            try:
+                await retry_quarantined(self.projection, pool=self._pool, position=position)
+                log.info("projection %s: quarantined position %d applied on retry", self.projection.name, position)
+            except DpmError as exc:  # still failing: back in the quarantine with the new error
+                log.warning("projection %s: retry of position %d: %s", self.projection.name, position, exc.message)
+
     async def run(self, stop: asyncio.Event) -> None:
         counted = time.monotonic()
         while not stop.is_set():
             try:
                 full = await self.step()
-                if time.monotonic() - counted > QUARANTINE_RECOUNT:  # another replica's or an admin's change
+                if time.monotonic() - counted > self._quarantine_poll:  # another replica's or an admin's change
+                    await self.serve_retries()
                     await self.refresh_quarantined()
                     counted = time.monotonic()
             except Exception as exc:
@@ -288,8 +303,11 @@ async def retry_quarantined(projection: Projection, *, pool: AsyncConnectionPool
     raise E.QUARANTINE_RETRY_FAILED(projection=p.name, position=position, type=item.type, error=poison[0].error)
 
 
-async def skip_quarantined(projection: Projection, *, pool: AsyncConnectionPool[Conn], position: int) -> None:
-    """Leave the read model without the event for good (kept in the quarantine table as skipped)."""
+async def skip_quarantined(name: str, *, pool: AsyncConnectionPool[Conn], position: int) -> None:
+    """Leave the read model ``name`` without the event for good (kept in the quarantine table as
+    skipped). By name: the api skips for every service, under that projection's checkpoint lock."""
     async with pool.connection() as conn, conn.transaction():
-        await _lock_checkpoint(conn, projection)
-        await quarantine.skip(conn, projection.name, position)
+        cur = await conn.execute("SELECT 1 FROM dpm_checkpoints WHERE name = %s FOR UPDATE", (f"projection:{name}",))
+        if await cur.fetchone() is None:
+            raise E.QUARANTINE_NOT_FOUND(projection=name, position=position)
+        await quarantine.skip(conn, name, position)

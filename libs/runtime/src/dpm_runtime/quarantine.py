@@ -145,7 +145,7 @@ async def replace_after_rebuild(conn: Conn, projection: str, poison: Sequence[Po
 
 async def count(conn: Conn, projection: str) -> int:
     cur = await conn.execute(
-        "SELECT count(*) FROM dpm_quarantine WHERE projection = %s AND status = 'quarantined'", (projection,)
+        "SELECT count(*) FROM dpm_quarantine WHERE projection = %s AND status <> 'skipped'", (projection,)
     )
     row = await cur.fetchone()
     return int(row[0]) if row else 0
@@ -183,13 +183,32 @@ async def skip(conn: Conn, projection: str, position: int) -> Entry:
     return await entry(conn, projection, position)
 
 
+async def request_retry(conn: Conn, projection: str, position: int) -> Entry:
+    """Ask the service that owns ``projection`` to apply the event again (its runner looks for such
+    requests between batches): any replica of the api can ask for any service's read model."""
+    await entry(conn, projection, position, lock=True)
+    await conn.execute(
+        "UPDATE dpm_quarantine SET status = 'retry' WHERE projection = %s AND position = %s AND status <> 'skipped'",
+        (projection, position),
+    )
+    return await entry(conn, projection, position)
+
+
+async def retry_requests(conn: Conn, projection: str) -> list[int]:
+    cur = await conn.execute(
+        "SELECT position FROM dpm_quarantine WHERE projection = %s AND status = 'retry' ORDER BY position",
+        (projection,),
+    )
+    return [int(row[0]) for row in await cur.fetchall()]
+
+
 async def resolve(conn: Conn, projection: str, position: int) -> None:
     await conn.execute("DELETE FROM dpm_quarantine WHERE projection = %s AND position = %s", (projection, position))
 
 
 async def note_failure(conn: Conn, projection: str, position: int, error: str) -> None:
     await conn.execute(
-        "UPDATE dpm_quarantine SET error = %s, attempts = attempts + 1, recorded_at = now()"
+        "UPDATE dpm_quarantine SET error = %s, attempts = attempts + 1, recorded_at = now(), status = 'quarantined'"
         " WHERE projection = %s AND position = %s",
         (error, projection, position),
     )

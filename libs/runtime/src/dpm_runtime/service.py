@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_runtime.bus import connect_nats, ensure_events_stream
+from dpm_runtime.bus import await_events_stream, connect_nats, ensure_events_stream
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec
 from dpm_runtime.eventlog import Conn, EventLog
 from dpm_runtime.http import BodyLimit, Health, bind, health_router, install_error_handler, make_server, stop_server
@@ -69,8 +69,18 @@ class Runtime:
             checks["nats"] = "reconnecting" if self.nc.is_reconnecting else "disconnected"
         return checks
 
+    def catch_up(self, projection: str) -> CatchUp:
+        """Wait until ``projection`` has applied a position: a handler dependency bound in ``wire``,
+        resolved when awaited because the projection runners start after ``wire`` returns."""
+
+        async def wait(position: int) -> bool:
+            return await self.projections[projection].wait_for(position)
+
+        return wait
+
 
 Task = Callable[[Runtime], Coroutine[Any, Any, None]]
+CatchUp = Callable[[int], Awaitable[bool]]  # Runtime.catch_up: True once the position is applied
 
 
 @dataclass
@@ -188,7 +198,7 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
         )
         stack.push_async_callback(_close_nats, nc)
         js = nc.jetstream()
-        await ensure_events_stream(js)
+        await _events_stream(settings, js, waiting("nats"))
         health.waiting["nats"] = "ok"
 
         rt = Runtime(service.name, settings, pool, nc, js, EventLog(pool), tracer, stop)
@@ -223,6 +233,18 @@ async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asy
             await stop.wait()
             for t in cancellable:
                 t.cancel()
+
+
+async def _events_stream(
+    settings: ServiceSettings, js: JetStreamContext, on_failure: Callable[[BaseException], None]
+) -> None:
+    """A relaying service declares the events stream; one with its own NATS user and no relay may
+    not (only the relay's user may create or change it), so it waits until the stream exists. Without
+    a NATS user the server has no permissions to keep, and the service declares it as before."""
+    if settings.relay_enabled or settings.nats_user is None:
+        await ensure_events_stream(js)
+    else:
+        await await_events_stream(js, on_failure=on_failure)
 
 
 async def _migrate(settings: ServiceSettings, migrations: list[Migration]) -> None:

@@ -15,7 +15,7 @@ from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.testing import eventually
 from dpm_schemas import Metadata, NewEvent, RecordedEvent, subjects
 from dpm_schemas.codec import encode_envelope
-from dpm_schemas.events import Probe
+from dpm_schemas.events import GroupDefined, Probe
 
 pytestmark = pytest.mark.integration
 
@@ -147,5 +147,28 @@ async def test_a_message_whose_event_is_not_in_the_log_is_terminated_as_forged(
     async with await psycopg.AsyncConnection.connect(database.admin_url) as conn:
         reasons = [r[0] for r in await (await conn.execute("SELECT reason FROM dpm_dead_letters")).fetchall()]
     assert len(reasons) == 2 and all("DPM-E023" in r for r in reasons)
+    stop.set()
+    await task
+
+
+async def test_a_message_that_claims_another_type_or_stream_than_the_log_is_terminated_as_forged(
+    nc, pool, effects, database, eventlog
+) -> None:
+    """The message's type picks the handler: a logged event id sent under another type (or stream)
+    would run that handler on an event it was never meant for (issue 12 item 2)."""
+    runner, stop, task = await run_consumer(nc, pool, insert)
+    appended = await eventlog.append("group-x", ANY_VERSION, [NewEvent(GroupDefined(name="lab"), Metadata.new())])
+    group = (await eventlog.read_all(after=appended.position - 1, limit=1))[0]
+    await publish(nc.jetstream(), group._replace(type="Probe", event=Probe(writer=0, seq=666)))  # another type
+    real = await envelope(eventlog, 4)
+    await publish(nc.jetstream(), real._replace(stream_id="test-elsewhere"))  # another stream
+    await publish(nc.jetstream(), real)
+    await eventually(effects, until=lambda rows: rows == [4])
+    await eventually(lambda: asyncio.sleep(0, runner.stats.forged), until=lambda n: n == 2)
+    assert (runner.stats.handled, runner.stats.retried) == (1, 0)
+    async with await psycopg.AsyncConnection.connect(database.admin_url) as conn:
+        reasons = [r[0] for r in await (await conn.execute("SELECT reason FROM dpm_dead_letters")).fetchall()]
+    assert len(reasons) == 2 and all("DPM-E026" in r for r in reasons), reasons
+    assert any("GroupDefined on group-x@1" in r for r in reasons)
     stop.set()
     await task

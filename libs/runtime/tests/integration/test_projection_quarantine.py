@@ -4,6 +4,7 @@ Before, the runner retried the batch forever and a rebuild failed (HTTP 500)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import psycopg
@@ -13,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_runtime import quarantine
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
 from dpm_runtime.projection import ProjectionRunner, rebuild, retry_quarantined, skip_quarantined
+from dpm_runtime.testing import eventually
 from dpm_schemas import Metadata, NewEvent
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.errors import DpmError
@@ -94,14 +96,14 @@ async def test_poison_is_quarantined_and_later_events_still_apply(pool, eventlog
     with pytest.raises(DpmError) as failed:  # the NUL never decodes: it stays, with the new attempt
         await retry_quarantined(projection, pool=pool, position=4)
     assert failed.value.code == "DPM-E171"
-    await skip_quarantined(projection, pool=pool, position=4)
+    await skip_quarantined(projection.name, pool=pool, position=4)
     await runner.refresh_quarantined()
     assert runner.quarantined == 0
     async with pool.connection() as conn:
         [entry] = await quarantine.entries(conn, "notes")
     assert (entry.position, entry.status, entry.attempts) == (4, "skipped", 2)
     with pytest.raises(DpmError) as missing:
-        await skip_quarantined(projection, pool=pool, position=3)
+        await skip_quarantined(projection.name, pool=pool, position=3)
     assert missing.value.code == "DPM-E170"
 
 
@@ -132,3 +134,31 @@ async def test_a_lost_connection_is_retried_not_quarantined(pool, eventlog: Even
     assert runner.position == 0 and runner.quarantined == 0
     async with pool.connection() as conn:
         assert await quarantine.entries(conn) == []
+
+
+async def test_a_retry_requested_from_elsewhere_is_carried_out_by_the_owning_runner(pool, eventlog: EventLog) -> None:
+    """The api lists and marks entries of every service; only the owner has the projection's code."""
+    projection = Notes()
+    runner = ProjectionRunner(projection, pool=pool, eventlog=eventlog, quarantine_poll=0.05)
+    await runner.setup()
+    await append(eventlog, Probe(writer=0, seq=1, note="boom"), nul_probe(2), Probe(writer=0, seq=3))
+    await runner.step()
+    projection.broken = False
+    async with pool.connection() as conn, conn.transaction():
+        assert (await quarantine.request_retry(conn, "notes", 1)).status == "retry"
+        assert (await quarantine.request_retry(conn, "notes", 2)).status == "retry"
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+
+        async def served() -> bool:
+            async with pool.connection() as conn:
+                left = await quarantine.entries(conn, "notes")
+            return [(e.position, e.status) for e in left] == [(2, "quarantined")]
+
+        await eventually(served, timeout=10)
+        assert (await notes(pool))[1] == "boom"  # applied by the owner; the NUL stays, with a new attempt
+        assert runner.quarantined == 1
+    finally:
+        stop.set()
+        await task

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from dpm_runtime.http import BodyLimit, install_error_handler, max_body
-from dpm_runtime.textguard import TextGuard, has_escaped_nul
+from dpm_runtime.textguard import TextGuard, bad_escape
 
 
 def app() -> FastAPI:
@@ -32,6 +32,16 @@ def app() -> FastAPI:
     @max_body(100_000)
     async def big(request: Request) -> dict[str, int]:
         return {"got": len(await request.body())}
+
+    @api.post("/parsed")
+    @max_body(200_000)
+    async def parsed(request: Request) -> dict[str, int]:
+        return {"got": len(await request.json())}  # a route that parses for itself: RecursionError
+
+    @api.get("/live")
+    async def live(request: Request) -> dict[str, bool]:
+        await request.body()
+        return {"disconnected": await request.is_disconnected()}  # an SSE stream asks this all along
 
     install_error_handler(api)
     api.add_middleware(TextGuard)
@@ -57,6 +67,9 @@ async def test_an_escaped_nul_in_a_json_body_is_refused_and_others_pass() -> Non
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as http:
         r = await http.post("/things", content=b'{"name": "x\\u0000y"}', headers={"content-type": "application/json"})
         assert r.status_code == 422 and r.json()["error"]["code"] == "DPM-E005", r.text
+        assert r.json()["error"]["message"].startswith("body.name:"), r.text
+        nested = await http.post("/things", content=b'{"a": [1, {"b": "\\ud800"}]}')
+        assert nested.json()["error"]["message"].startswith("body.a.1.b:"), nested.text
         assert served.state.seen == []
         literal = await http.post("/things", json={"name": "a \\u0000 written out", "n": "line\nbreak"})
         assert literal.json() == {"ok": True}, literal.text  # an escaped backslash, then text: harmless
@@ -81,7 +94,47 @@ async def test_the_route_limit_still_applies_to_json_read_through_the_guard() ->
 
 @pytest.mark.parametrize(
     ("body", "found"),
-    [(b"\\u0000", True), (b"\\\\u0000", False), (b"\\\\\\u0000", True), (b'"a\\u00001"', True), (b"u0000", False)],
+    [
+        (b"\\u0000", "NUL"),
+        (b"\\\\u0000", None),  # an escaped backslash, then text
+        (b"\\\\\\u0000", "NUL"),
+        (b'"a\\u00001"', "NUL"),
+        (b"u0000", None),
+        (b'"\\ud83d\\ude00"', None),  # a pair: an emoji
+        (b'"\\ud800"', "surrogate"),
+        (b'"\\udc00"', "surrogate"),
+        (b'"\\ud800x\\udc00"', "surrogate"),
+        (b'"\\ud800\\n"', "surrogate"),
+        (b'"\\\\ud800"', None),
+        (b'{"a": "line\\nbreak \\"q\\""}', None),
+    ],
 )
-def test_escaped_nul_detection_respects_escaped_backslashes(body: bytes, found: bool) -> None:
-    assert has_escaped_nul(body) is found
+def test_bad_escapes_are_found_and_escaped_backslashes_respected(body: bytes, found: str | None) -> None:
+    answer = bad_escape(body)
+    assert (answer is None) if found is None else (answer is not None and found in answer), (body, answer)
+
+
+@pytest.mark.parametrize("content_type", ["application/merge-patch+json", "text/json; charset=utf-8", None])
+async def test_every_body_parsed_as_json_is_checked(content_type: str | None) -> None:
+    served = app()
+    headers = {"content-type": content_type} if content_type else {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as http:
+        for body in (b'{"name": "x\\u0000y"}', b'{"name": "\\ud800"}'):
+            r = await http.post("/things", content=body, headers=headers)
+            assert r.status_code == 422 and r.json()["error"]["code"] == "DPM-E005", r.text
+        assert served.state.seen == []
+
+
+async def test_a_body_nested_deeper_than_the_parser_goes_is_a_422() -> None:
+    served = app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as http:
+        deep = b"[" * 50_000 + b"]" * 50_000
+        r = await http.post("/parsed", content=deep, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "DPM-E100", r.text
+
+
+async def test_after_the_body_the_client_is_still_there() -> None:
+    """Once the body is handed over, receive() is the client's again: a stream must not think it left."""
+    served = app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://t") as http:
+        assert (await http.get("/live")).json() == {"disconnected": False}

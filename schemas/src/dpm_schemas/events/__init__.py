@@ -41,6 +41,7 @@ from dpm_schemas.events.imaging import (
     ImageVerified,
     TransferAborted,
     TransferOpened,
+    TransferRenewed,
 )
 from dpm_schemas.events.machines import (
     IdentityClaimed,
@@ -140,6 +141,7 @@ __all__ = [
     "SuspendRequested",
     "TransferAborted",
     "TransferOpened",
+    "TransferRenewed",
     "UserCreated",
     "UserDisabled",
     "UserLoggedIn",

@@ -49,6 +49,22 @@ class TransferOpened(Event):
     expires_at: datetime
     machine_id: uuid.UUID | None = None
     execution_id: uuid.UUID | None = None
+    # Idle expiry: each use of the token moves ``expires_at`` to now + this (TransferRenewed); None
+    # (events before issue 12): ``expires_at`` is fixed.
+    renew_seconds: Annotated[float, Field(gt=0, le=30 * 86400, allow_inf_nan=False)] | None = None
+
+
+class TransferRenewed(Event):
+    """The imager saw the transfer's token in use: it is now valid until ``expires_at`` (logged at
+    most every quarter of its idle time, so a replica, a restarted imager and the api's name lock
+    agree on it)."""
+
+    wire_name = "TransferRenewed"
+
+    transfer_id: uuid.UUID
+    image_id: uuid.UUID
+    image: ImageName
+    expires_at: datetime
 
 
 class ImageDeleted(Event):

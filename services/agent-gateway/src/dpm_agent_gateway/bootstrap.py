@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from fastapi import FastAPI
 
 from dpm_agent_gateway import handlers, store
@@ -11,11 +9,8 @@ from dpm_agent_gateway.presence import Presence
 from dpm_agent_gateway.routes import router
 from dpm_agent_gateway.sessions import Sessions
 from dpm_agent_gateway.settings import AgentGatewaySettings
-from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.directory import directory_consumer, directory_ddl
 from dpm_runtime.service import Runtime, Service, Wiring
-from dpm_schemas.events import AgentTokenRevoked, EnrolmentTokenIssued
-from dpm_schemas.subjects import durable_name
 
 NAME = "agent-gateway"
 
@@ -35,7 +30,6 @@ def bootstrap(settings: AgentGatewaySettings) -> Service:
         sessions = Sessions(pool=rt.pool, nc=rt.nc, period=min(1.0, timeout / 4))
         presence = Presence(pool=rt.pool, eventlog=rt.eventlog, timeout=timeout, sessions=sessions)
         app.state.presence, app.state.sessions = presence, sessions
-        revoked = functools.partial(handlers.token_revoked, sessions=sessions)
 
         async def sweep(runtime: Runtime) -> None:
             await presence.run(runtime.stop)
@@ -47,10 +41,7 @@ def bootstrap(settings: AgentGatewaySettings) -> Service:
             ddl=[*directory_ddl(store.SCHEMA), *store.DDL],
             consumers=[
                 directory_consumer(NAME, store.SCHEMA),
-                ConsumerSpec(
-                    durable=durable_name(NAME, "tokens"),
-                    handlers={AgentTokenRevoked: revoked, EnrolmentTokenIssued: handlers.enrolment_token_issued},
-                ),
+                *handlers.router.bind(sessions=sessions),
             ],
             tasks=[sweep, check_sessions],
         )

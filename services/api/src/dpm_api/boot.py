@@ -16,8 +16,8 @@ from dpm_api import handlers
 from dpm_api.discovered import AGENT_ACTOR, DISCOVERY_ACTOR
 from dpm_api.domain.csvfile import MachineSpec
 from dpm_api.domain.rules import check_boot_ranges, check_machine_name
-from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
+from dpm_runtime.handlers import Ctx, Router
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.errors import DpmError
@@ -93,83 +93,74 @@ async def _new_machines_full(conn: Conn, cap: int) -> bool:
     return bool(row and row[0] >= cap)
 
 
-def boot_consumer(eventlog: EventLog, *, max_discovered: int = 1000) -> ConsumerSpec:
-    async def discovered(rec: RecordedEvent, conn: Conn) -> None:
-        e = rec.event
-        assert isinstance(e, MachineDiscovered)
-        try:
-            async with conn.transaction():  # a savepoint: a refused registration leaves the batch intact
-                if e.client_uuid is not None:
-                    cur = await conn.execute(
-                        "SELECT machine_id, name, macs, smbios_uuid, ip, group_name, os_type FROM api.machines"
-                        " WHERE smbios_uuid = %s",
-                        (e.client_uuid,),
-                    )
-                    row = await cur.fetchone()
-                    if row is not None:
-                        if e.mac not in row[2]:
-                            spec = MachineSpec(row[1], (*row[2], e.mac), row[3], row[4], row[5], row[6])
-                            await handlers.edit(eventlog, conn, row[0], spec, actor=DISCOVERY_ACTOR)
-                        return
-                if await _new_machines_full(conn, max_discovered):
-                    log.warning(
-                        "discovered %s not registered: %s holds %d machines", e.mac, NEW_MACHINES, max_discovered
-                    )
-                    return
-                spec = MachineSpec(discovery_name(e.mac), (e.mac,), e.client_uuid, group=NEW_MACHINES)
-                await handlers.register(eventlog, conn, spec, actor=DISCOVERY_ACTOR)
-        except DpmError as exc:  # already registered (a repeated discovery), or its UUID/MAC is taken
-            log.info("discovered %s not registered: %s", e.mac, exc.message)
+router = Router(service="api")
 
-    async def agent_enrolled(rec: RecordedEvent, conn: Conn) -> None:
-        """An agent of an unregistered machine enrolled: register it into new-machines under the id the
-        gateway gave it (its natural key), named after its host name when that is a valid name."""
-        e = rec.event
-        assert isinstance(e, AgentEnrolled)
-        if e.registered or not e.macs:
-            return
-        name = e.hostname.split(".")[0][:63]
-        try:
-            check_machine_name(name)
-        except DpmError:
-            name = discovery_name(e.macs[0])
-        for candidate in dict.fromkeys((name, discovery_name(e.macs[0]))):  # names are unique: fall back
-            try:
-                async with conn.transaction():
-                    spec = MachineSpec(candidate, tuple(e.macs), e.smbios_uuid, group=NEW_MACHINES)
-                    await handlers.register(eventlog, conn, spec, actor=AGENT_ACTOR)
+
+@router.handles(MachineDiscovered, durable="boot")
+async def discovered(e: MachineDiscovered, ctx: Ctx, *, eventlog: EventLog, max_discovered: int) -> None:
+    """Register a MAC pxe discovered into new-machines, or add it to the machine whose SMBIOS UUID the
+    PXE client gave; at most ``max_discovered`` machines in new-machines."""
+    conn = ctx.conn
+    try:
+        async with conn.transaction():  # a savepoint: a refused registration leaves the batch intact
+            if e.client_uuid is not None:
+                cur = await conn.execute(
+                    "SELECT machine_id, name, macs, smbios_uuid, ip, group_name, os_type FROM api.machines"
+                    " WHERE smbios_uuid = %s",
+                    (e.client_uuid,),
+                )
+                row = await cur.fetchone()
+                if row is not None:
+                    if e.mac not in row[2]:
+                        spec = MachineSpec(row[1], (*row[2], e.mac), row[3], row[4], row[5], row[6])
+                        await handlers.edit(eventlog, conn, row[0], spec, actor=DISCOVERY_ACTOR)
+                    return
+            if await _new_machines_full(conn, max_discovered):
+                log.warning("discovered %s not registered: %s holds %d machines", e.mac, NEW_MACHINES, max_discovered)
                 return
-            except DpmError as exc:  # registered meanwhile (by hand, or by its network boot)
-                log.info("enrolled agent %s not registered as %s: %s", e.hostname, candidate, exc.message)
-                if exc.code != E.MACHINE_NAME_TAKEN.code:
-                    return
+            spec = MachineSpec(discovery_name(e.mac), (e.mac,), e.client_uuid, group=NEW_MACHINES)
+            await handlers.register(eventlog, conn, spec, actor=DISCOVERY_ACTOR)
+    except DpmError as exc:  # already registered (a repeated discovery), or its UUID/MAC is taken
+        log.info("discovered %s not registered: %s", e.mac, exc.message)
 
-    async def requested(rec: RecordedEvent, conn: Conn) -> None:
-        e = rec.event
-        assert isinstance(e, NetbootRequested)
-        await conn.execute(
-            "INSERT INTO api.netboot_pending (machine_id, execution_id, position) VALUES (%s, %s, %s)"
-            " ON CONFLICT (machine_id) DO UPDATE SET execution_id = excluded.execution_id,"
-            " position = excluded.position WHERE api.netboot_pending.position < excluded.position",
-            (e.machine_id, e.execution_id, rec.position),
-        )
 
-    async def cleared(rec: RecordedEvent, conn: Conn) -> None:
-        e = rec.event
-        assert isinstance(e, NetbootCleared)
-        await conn.execute(
-            "DELETE FROM api.netboot_pending WHERE machine_id = %s AND execution_id = %s",
-            (e.machine_id, e.execution_id),
-        )
+@router.handles(AgentEnrolled, durable="boot")
+async def agent_enrolled(e: AgentEnrolled, ctx: Ctx, *, eventlog: EventLog) -> None:
+    """An agent of an unregistered machine enrolled: register it into new-machines under the id the
+    gateway gave it (its natural key), named after its host name when that is a valid name."""
+    if e.registered or not e.macs:
+        return
+    name = e.hostname.split(".")[0][:63]
+    try:
+        check_machine_name(name)
+    except DpmError:
+        name = discovery_name(e.macs[0])
+    for candidate in dict.fromkeys((name, discovery_name(e.macs[0]))):  # names are unique: fall back
+        try:
+            async with ctx.conn.transaction():
+                spec = MachineSpec(candidate, tuple(e.macs), e.smbios_uuid, group=NEW_MACHINES)
+                await handlers.register(eventlog, ctx.conn, spec, actor=AGENT_ACTOR)
+            return
+        except DpmError as exc:  # registered meanwhile (by hand, or by its network boot)
+            log.info("enrolled agent %s not registered as %s: %s", e.hostname, candidate, exc.message)
+            if exc.code != E.MACHINE_NAME_TAKEN.code:
+                return
 
-    return ConsumerSpec(
-        durable=subjects.durable_name("api", "boot"),
-        handlers={
-            MachineDiscovered: discovered,
-            NetbootRequested: requested,
-            NetbootCleared: cleared,
-            AgentEnrolled: agent_enrolled,
-        },
+
+@router.handles(NetbootRequested, durable="boot")
+async def netboot_requested(e: NetbootRequested, ctx: Ctx) -> None:
+    await ctx.conn.execute(
+        "INSERT INTO api.netboot_pending (machine_id, execution_id, position) VALUES (%s, %s, %s)"
+        " ON CONFLICT (machine_id) DO UPDATE SET execution_id = excluded.execution_id,"
+        " position = excluded.position WHERE api.netboot_pending.position < excluded.position",
+        (e.machine_id, e.execution_id, ctx.position),
+    )
+
+
+@router.handles(NetbootCleared, durable="boot")
+async def netboot_cleared(e: NetbootCleared, ctx: Ctx) -> None:
+    await ctx.conn.execute(
+        "DELETE FROM api.netboot_pending WHERE machine_id = %s AND execution_id = %s", (e.machine_id, e.execution_id)
     )
 
 
@@ -178,9 +169,9 @@ class DeployTokens:
     authenticates against, with the client it is bound to. A projection (read from the log) so the
     route can wait for it to catch up when a fast deploy environment reports right after its boot.
 
-    Every step report renews a token (``expires_at`` moves to the report's time plus its idle
-    seconds), so a backup of hours keeps it while it reports; a final report or the end of the
-    execution ends it for good (``ended``)."""
+    Every progress report renews a token (``expires_at`` moves to the report's time plus its idle
+    seconds; the other calls renew it in ``deploy_auth``), so a backup of hours keeps it; a final
+    report or the end of the execution ends it for good (``ended``)."""
 
     name = "deploy_tokens"
     schema = "api"

@@ -8,9 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth, boot, scenarios, throttle
-from dpm_api.bootstrap_token import RevokedBootstrapTokens
-from dpm_api.domain.throttle import Policy
+from dpm_api import auth, boot, deploy_auth, scenarios, throttle
+from dpm_api.bootstrap_token import RevokedBootstrapTokens, warn_without_admin
+from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_api.images import DiskLayouts, ImageList
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, users
@@ -29,9 +29,21 @@ from dpm_schemas import text
 NAME = "api"
 
 
+def own_imager_url(settings: ApiSettings) -> str:
+    """Where the api itself calls the imager: from settings only, never from a request -- a Host
+    header must not aim the api's token anywhere (DPM_API_IMAGER_INTERNAL_URL, DPM_API_IMAGER_URL,
+    else the imager beside us on DPM_HTTP_HOST)."""
+    configured = settings.api_imager_internal_url or settings.api_imager_url
+    if configured:
+        return configured.rstrip("/")
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
+    host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+    return f"http://{host}:{settings.api_imager_port}"
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     app = FastAPI(title="dpm", version="0.1.0", description="dpm deployment manager API")
-    token = settings.api_token.get_secret_value() if settings.api_token and settings.api_token_enabled else None
+    token = settings.api_token.get_secret_value() if settings.api_token and token_usable(settings) else None
     app.state.api_token = token
     app.state.runtime = None
     _security_state(app, settings)
@@ -40,6 +52,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.deploy_check_address = settings.api_deploy_check_address
     app.state.imager_url = settings.api_imager_url
     app.state.imager_port = settings.api_imager_port
+    app.state.own_imager_url = own_imager_url(settings)
     app.state.transfer_ttl = settings.api_transfer_ttl
     app.include_router(machines.router)
     app.include_router(groups.router)
@@ -69,17 +82,24 @@ def _security_state(app: FastAPI, settings: ApiSettings) -> None:
         max_age=timedelta(seconds=settings.api_session_max_age),
     )
     window, lockout = timedelta(seconds=settings.api_login_window), timedelta(seconds=settings.api_login_lockout)
-    app.state.login_policies = (
-        Policy(settings.api_login_max_failures, window, lockout),
-        Policy(settings.api_login_max_attempts_per_source, window, lockout),
+    app.state.login_policies = LoginPolicies(
+        pair=Policy(settings.api_login_max_failures, window, lockout),
+        source=Policy(settings.api_login_max_attempts_per_source, window, lockout),
+        user=Policy(
+            settings.api_login_max_failures_per_user, window, timedelta(seconds=settings.api_login_user_lockout)
+        ),
     )
     app.state.hasher = auth.Hasher(settings.api_login_concurrency)
+
+
+def token_usable(settings: ApiSettings) -> bool:
+    return settings.api_token is not None and settings.api_token_enabled
 
 
 def bootstrap(settings: ApiSettings) -> Service:
     def wire(rt: Runtime) -> Wiring:
         return Wiring(
-            ddl=[*auth.DDL, *throttle.DDL, *boot.DDL, *scenarios.DDL],
+            ddl=[*auth.DDL, *throttle.DDL, *boot.DDL, *scenarios.DDL, *deploy_auth.DDL],
             projections=[
                 MachineList(),
                 GroupList(),
@@ -92,7 +112,8 @@ def bootstrap(settings: ApiSettings) -> Service:
                 DiskLayouts(),
                 RevokedBootstrapTokens(),
             ],
-            consumers=[boot.boot_consumer(rt.eventlog, max_discovered=settings.api_discovery_max_machines)],
+            consumers=boot.router.bind(eventlog=rt.eventlog, max_discovered=settings.api_discovery_max_machines),
+            tasks=[] if token_usable(settings) else [warn_without_admin],
         )
 
     app = create_app(settings)

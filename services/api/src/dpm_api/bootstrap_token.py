@@ -1,18 +1,27 @@
 """The bootstrap token (DPM_API_TOKEN): an admin credential from the environment, for the first
 login and for `dpm up` on one host. It can be switched off (DPM_API_TOKEN_ENABLED=false) or revoked
 by an admin (BootstrapTokenRevoked, which every replica honours through this projection); rotating
-it means setting a new DPM_API_TOKEN and restarting the api -- the revoked value stays refused."""
+it means setting a new DPM_API_TOKEN and restarting the api -- the revoked value stays refused.
+
+Without the bootstrap token only admin users can administer dpm, so the token is never withdrawn
+while no enabled admin user with a password exists: revoking it then is refused (DPM-E415), and an
+api started with DPM_API_TOKEN_ENABLED=false and no admin user logs a warning with that code (it
+still starts: viewers and operators can keep working, and refusing to start would only crash-loop)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from dpm_api import auth
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
+from dpm_runtime.service import Runtime
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import BootstrapTokenRevoked
 from dpm_schemas.ids import stream_id
+
+log = logging.getLogger(__name__)
 
 
 class RevokedBootstrapTokens:
@@ -44,6 +53,8 @@ async def revoke(eventlog: EventLog, conn: Conn, token: str | None, *, actor: st
     """Revoke the bootstrap token this api was started with; its position, to wait for."""
     if token is None:
         raise E.INVALID_REQUEST(reason="this api has no bootstrap token (DPM_API_TOKEN unset or disabled)")
+    if not await admin_exists(conn):
+        raise E.NO_ADMIN_USER(action="revoking the bootstrap token")
     event = BootstrapTokenRevoked(token_sha256=auth.sha256(token))
     result = await eventlog.append(
         stream_id(subjects.USER, auth.BOOTSTRAP_USER),
@@ -52,3 +63,27 @@ async def revoke(eventlog: EventLog, conn: Conn, token: str | None, *, actor: st
         conn=conn,
     )
     return result.position
+
+
+async def admin_exists(conn: Conn) -> bool:
+    """Whether some enabled admin user can log in (has a password)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM api.users u JOIN api.credentials c USING (username)"
+        " WHERE u.role = 'admin' AND NOT u.disabled LIMIT 1"
+    )
+    return await cur.fetchone() is not None
+
+
+async def warn_without_admin(rt: Runtime) -> None:
+    """At start, with the bootstrap token disabled: once the accounts read model has caught up
+    with the log, warn (DPM-E415) when no one could administer dpm."""
+    try:
+        await rt.projections["accounts"].wait_for(await rt.eventlog.head(), timeout=60)
+        async with rt.pool.connection() as conn:
+            if await admin_exists(conn):
+                return
+    except Exception as exc:  # a start-up check: it must never stop the api
+        log.warning("could not check for an admin user: %r", exc)
+        return
+    err = E.NO_ADMIN_USER(action="DPM_API_TOKEN_ENABLED=false")
+    log.warning("%s: %s %s", err.code, err.message, err.remedy)

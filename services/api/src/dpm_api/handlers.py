@@ -203,7 +203,7 @@ async def _with_line(call: Awaitable[T], spec: MachineSpec) -> T:
     try:
         return await call
     except DpmError as exc:
-        if exc.code == "DPM-E110" or not spec.line:
+        if exc.code == E.CSV_INVALID.code or not spec.line:
             raise
         raise E.CSV_INVALID(line=spec.line, column=1, field=exc.code, reason=exc.message) from None
 

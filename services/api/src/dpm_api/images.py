@@ -164,6 +164,7 @@ async def open_transfer(
         expires_at=now + timedelta(seconds=ttl),
         machine_id=machine_id,
         execution_id=execution_id,
+        renew_seconds=ttl,  # an idle expiry: the imager renews the token as it is used
     )
     # A backup must see the stream as it decided on it (one writer per name); readers need no such guard.
     version = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dpm_runtime.eventlog import Conn
+from dpm_scenarios import label_after
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
     ExecutionCompleted,
@@ -21,7 +22,7 @@ from dpm_schemas.events import (
     StepReported,
     StepRequested,
 )
-from dpm_schemas.events.executions import StartAction, StepStatus
+from dpm_schemas.events.executions import StepStatus
 
 
 class ScenarioList:
@@ -65,9 +66,6 @@ class ScenarioList:
                 )
 
 
-STARTED_STATE = {StartAction.WAKE: "powering-on", StartAction.REBOOT: "rebooting", StartAction.RUN: "running"}
-
-
 class ExecutionList:
     name = "executions"
     schema = "api"
@@ -106,7 +104,7 @@ class ExecutionList:
             if isinstance(e, ExecutionQueued):
                 await conn.execute(
                     f"INSERT INTO {table} (execution_id, run_id, machine_id, scenario_id, revision, scenario, kind,"
-                    " state, queued_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s)"
+                    " state, queued_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (execution_id) DO NOTHING",
                     (
                         e.execution_id,
@@ -116,30 +114,27 @@ class ExecutionList:
                         e.revision,
                         e.name,
                         e.spec.kind.value,
+                        label_after(e),
                         at,
                         pos,
                     ),
                 )
             elif isinstance(e, ExecutionStarted):
-                await self._set(conn, table, e.execution_id, pos, state=STARTED_STATE[e.action], started_at=at)
-            elif isinstance(e, StepCancelRequested):
-                await self._set(conn, table, e.execution_id, pos, state="suspending")
+                await self._set(conn, table, e.execution_id, pos, state=label_after(e), started_at=at)
             elif isinstance(e, ExecutionSuspended):
                 code = None if e.confirmed else "unconfirmed"
                 await self._set(
-                    conn, table, e.execution_id, pos, state="suspended", code=code, reason=e.reason, ended_at=at
+                    conn, table, e.execution_id, pos, state=label_after(e), code=code, reason=e.reason, ended_at=at
                 )
-            elif isinstance(e, ExecutionWaiting):
-                await self._set(conn, table, e.execution_id, pos, state="waiting")
-            elif isinstance(e, StepRequested):
-                await self._set(conn, table, e.execution_id, pos, state="running")
+            elif isinstance(e, StepCancelRequested | ExecutionWaiting | StepRequested):
+                await self._set(conn, table, e.execution_id, pos, state=label_after(e))
             elif isinstance(e, StepReported) and e.status is StepStatus.PROGRESS and e.percent is not None:
                 await self._set(conn, table, e.execution_id, pos, percent=e.percent)
             elif isinstance(e, ExecutionCompleted):
-                await self._set(conn, table, e.execution_id, pos, state="completed", percent=100, ended_at=at)
+                await self._set(conn, table, e.execution_id, pos, state=label_after(e), percent=100, ended_at=at)
             elif isinstance(e, ExecutionFailed):
                 await self._set(
-                    conn, table, e.execution_id, pos, state="failed", code=e.code, reason=e.reason, ended_at=at
+                    conn, table, e.execution_id, pos, state=label_after(e), code=e.code, reason=e.reason, ended_at=at
                 )
             elif isinstance(e, MachineStatusCleared):
                 await conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 from dpm_api.domain.scenarios import busy_reason, check_available, check_spec
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
+from dpm_scenarios import ExecutionState, Refuse, plan_start
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.events import (
     MachineStatusCleared,
@@ -19,7 +20,9 @@ from dpm_schemas.events import (
 )
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
-from dpm_schemas.planning import Refuse, Wait, plan_start
+
+NEEDS_REBOOT = f"{E.NETBOOT_NEEDS_REBOOT.code}: powered on and 'reboot at start' is not set"
+WAITS_FOR = {ExecutionState.WAITING_BOOT: "its network boot", ExecutionState.WAITING_ONLINE: "its agent"}
 
 
 async def find(conn: Conn, ref: str) -> tuple[uuid.UUID, str, int, ScenarioSpec]:
@@ -118,12 +121,11 @@ async def preview(conn: Conn, ref: str, machine_ids: list[uuid.UUID]) -> dict[st
         entry: dict[str, Any] = {"machine": machine, "machine_id": str(machine_id), "online": bool(online)}
         if busy is not None:
             conflicts.append(f"{machine} is {busy}")
-            entry.update(start=None, waits_for=None, problem=f"DPM-E140: {busy}")
+            entry.update(start=None, waits_for=None, problem=f"{E.MACHINE_BUSY.code}: {busy}")
         elif isinstance(plan, Refuse):
-            entry.update(start=None, waits_for=None, problem="DPM-E141: powered on and 'reboot at start' is not set")
+            entry.update(start=None, waits_for=None, problem=NEEDS_REBOOT)
         else:
-            waits = {Wait.BOOT: "its network boot", Wait.ONLINE: "its agent", Wait.NOTHING: None}[plan.wait]
-            entry.update(start=plan.action.value, waits_for=waits, problem=None)
+            entry.update(start=plan.action.value, waits_for=WAITS_FOR.get(plan.wait), problem=None)
         machines.append(entry)
     active = await (
         await conn.execute(

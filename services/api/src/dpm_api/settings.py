@@ -21,13 +21,26 @@ class ApiSettings(ServiceSettings):
         default=12 * 3600.0, gt=0, description="Seconds a login session lives at most, however busy"
     )
     api_login_max_failures: int = Field(
-        default=10, ge=1, description="Failed logins for one user name within the window before it is locked"
+        default=10,
+        ge=1,
+        description="Logins for one user name from one address within the window before that pair is locked",
+    )
+    api_login_max_failures_per_user: int = Field(
+        default=50,
+        ge=1,
+        description="Logins for one user name from all addresses within the window before the name is slowed down "
+        "(locked for DPM_API_LOGIN_USER_LOCKOUT only: never long, so guesses cannot keep a user out)",
     )
     api_login_max_attempts_per_source: int = Field(
         default=100, ge=1, description="Login attempts from one address within the window before it is throttled"
     )
     api_login_window: float = Field(default=300.0, gt=0, description="Seconds over which login attempts count")
-    api_login_lockout: float = Field(default=300.0, gt=0, description="Seconds a throttled name or address waits")
+    api_login_lockout: float = Field(
+        default=300.0, gt=0, description="Seconds a throttled (user name, address) pair or address waits"
+    )
+    api_login_user_lockout: float = Field(
+        default=10.0, gt=0, description="Seconds a slowed-down user name waits, from any address"
+    )
     api_login_concurrency: int = Field(
         default=2, ge=1, description="Password hashes computed at once (each ~16 MiB, ~50 ms of a core)"
     )
@@ -38,7 +51,19 @@ class ApiSettings(ServiceSettings):
         "DPM_API_IMAGER_PORT) and what deploy clients are given (default: the host the caller reached the api at)",
     )
     api_imager_port: int = Field(default=ports.IMAGER_HTTP, description="The imager's port, for the default URL")
-    api_transfer_ttl: float = Field(default=6 * 3600, gt=0, description="Seconds a transfer token lives")
+    api_imager_internal_url: str | None = Field(
+        default=None,
+        description="Where the api itself calls the imager when that differs from what deploy clients are given "
+        "(compose: http://imager:26501); default DPM_API_IMAGER_URL, else DPM_HTTP_HOST (loopback for 0.0.0.0) "
+        "with DPM_API_IMAGER_PORT",
+    )
+    api_transfer_ttl: float = Field(
+        default=6 * 3600,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds a transfer token stays valid unused (each use renews it; one opened for an "
+        "execution ends with it)",
+    )
     api_pxe_url: str = Field(
         default=f"http://127.0.0.1:{ports.PXE_HTTP}", description="Where the pxe service answers boot questions"
     )

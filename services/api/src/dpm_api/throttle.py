@@ -1,7 +1,12 @@
 """Login throttling state in PostgreSQL (``api.login_attempts``), not in memory: every api replica
 sees the same counters, so a lockout holds whichever replica the next guess reaches, and a restart
 does not reset it. Rows are per key and short-lived; old ones are pruned as attempts come in. Failed
-logins are not events: a flood of guesses must not grow the log."""
+logins are not events: a flood of guesses must not grow the log.
+
+Three keys per attempt: the (user name, source address) pair is locked out for long; the source
+address alone is throttled (many names from one place); the user name alone only slows down (a
+higher limit, a short lock) -- locking a *name* for long would let anyone keep ``admin`` out
+forever from anywhere, while the real admin at another address must still get in."""
 
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ DDL = [
 
 def user_key(username: str) -> str:
     return f"user:{username}"
+
+
+def pair_key(username: str, address: str) -> str:
+    return f"pair:{address} {username}"  # an address has no space: the name is what follows the first
 
 
 def source_key(address: str) -> str:
@@ -59,6 +68,19 @@ async def attempt(conn: Conn, keys: dict[str, Policy], now: datetime) -> None:
         )
 
 
-async def succeeded(conn: Conn, username: str) -> None:
-    """The right password: the user name's count starts afresh (the source's does not)."""
-    await conn.execute("DELETE FROM api.login_attempts WHERE key = %s", (user_key(username),))
+async def succeeded(conn: Conn, username: str, address: str) -> None:
+    """The right password: this address's count for the name and the name's own start afresh (the
+    source's does not, nor do other addresses' counts for the name: an attacker stays locked out)."""
+    await conn.execute(
+        "DELETE FROM api.login_attempts WHERE key = ANY(%s)", ([user_key(username), pair_key(username, address)],)
+    )
+
+
+async def password_changed(conn: Conn, username: str) -> None:
+    """A new password (the user's own or an admin's reset): every count for the name starts afresh,
+    from every address -- guesses at the old password say nothing about the new one."""
+    await conn.execute(
+        "DELETE FROM api.login_attempts WHERE key = %s OR (key LIKE 'pair:%%' AND"
+        " substr(key, strpos(key, ' ') + 1) = %s)",
+        (user_key(username), username),
+    )

@@ -18,6 +18,8 @@ call, and accept any chunk id present in the store. Now:
 from __future__ import annotations
 
 import binascii
+import logging
+import re
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -33,6 +35,7 @@ from dpm_schemas.events import ImageCaptured, TransferAborted
 from dpm_schemas.ids import stream_id
 
 SCHEMA = "imager"
+log = logging.getLogger(__name__)
 
 # Chunks a backup transfer may name: written by the data plane as it goes (a guard of the write
 # side, like a unique index, not a read model); dropped when the transfer ends.
@@ -45,11 +48,24 @@ SOURCES = ("disk", "partition")
 MODES = ("full", "used")
 
 
+MAX_TEXT = 1 << 30  # decompressed bytes of a manifest (a 1 TiB disk in 2 MiB chunks is ~40 MB of JSON)
+MAX_DEPTH = 16  # brackets a manifest nests (it needs about 5): deeper is an attack on the parser
+MAX_BYTES = 1 << 62  # sizes the log and the read models (bigint) can hold
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, unrolled (no backtracking)
+_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def check_manifest(blob: bytes, image: str) -> Manifest:
-    """Decode and validate a committed manifest (blocking: run it off the event loop)."""
+    """Decode and validate a committed manifest (blocking: run it off the event loop). Any failure
+    at all is the client's manifest, DPM-E117, never a 500: the bounds come first, so the parser
+    never meets a bomb or a nesting that exhausts the stack, and whatever else a hostile document
+    makes the decoder raise (OverflowError for ``1e400``, ...) is caught and logged."""
     try:
+        _bounded(zstandard.ZstdDecompressor().decompress(blob, max_output_size=MAX_TEXT))
         manifest = Manifest.decode(blob)
-    except (zstandard.ZstdError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except Exception as exc:
+        log.info("manifest for %s refused: %s: %s", image, type(exc).__name__, str(exc)[:200])
         raise E.MANIFEST_INVALID(image=image, reason=f"unreadable ({type(exc).__name__}: {exc})"[:300]) from None
     problem = _problem(manifest)
     if problem is not None:
@@ -57,10 +73,20 @@ def check_manifest(blob: bytes, image: str) -> Manifest:
     return manifest
 
 
+def _bounded(text: bytes) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH (brackets inside strings do not count): each
+    pass drops the innermost pairs, so whatever is left after MAX_DEPTH passes is too deep."""
+    brackets = _STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        brackets = _PAIR.sub(b"", brackets)
+    if brackets:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels (or unbalanced)")
+
+
 def _problem(m: Manifest) -> str | None:
     if m.source not in SOURCES or m.mode not in MODES:
         return f"source {m.source!r} / mode {m.mode!r} (expected disk|partition, full|used)"
-    if m.size < 0 or m.sector_size < 512 or m.sector_size & (m.sector_size - 1):
+    if not (0 <= m.size <= MAX_BYTES and 512 <= m.sector_size <= 1 << 16) or m.sector_size & (m.sector_size - 1):
         return f"size {m.size} / sector size {m.sector_size}"
     if not isinstance(m.layout, dict) or not (m.partition is None or isinstance(m.partition, dict)):
         return "layout and partition are JSON objects"

@@ -11,6 +11,7 @@ that stops before commit changes nothing anyone can see. Restore: ``manifest`` t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import os
@@ -18,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -29,13 +30,13 @@ from dpm_imagefmt.chunks import MAX_SIZE, CorruptChunk, is_chunk_id
 from dpm_imagefmt.manifest import Manifest, manifest_id
 from dpm_imagefmt.store import DirStore, pack_records, unpack_records
 from dpm_imager import commit as commit_rules
-from dpm_imager import gc
+from dpm_imager import gc, lifetime
 from dpm_imager.progress import Progress
 from dpm_imager.state import Transfer, current_manifest, live_manifests, transfer_by_token
 from dpm_runtime.eventlog import ANY_VERSION, AppendResult, StreamConflict
 from dpm_runtime.http import max_body
 from dpm_runtime.service import Runtime
-from dpm_schemas import E, Event, Metadata, NewEvent, subjects
+from dpm_schemas import DpmError, E, Event, Metadata, NewEvent, subjects
 from dpm_schemas.events import ImageCaptured, ImageVerified, TransferAborted
 from dpm_schemas.ids import stream_id
 
@@ -67,6 +68,7 @@ class Imager:
     authorized: dict[tuple[str, UUID], tuple[Transfer, float]] = field(default_factory=dict)
     pinned: dict[UUID, str] = field(default_factory=dict)
     locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
+    renewing: set[UUID] = field(default_factory=set)  # transfers whose TransferRenewed is being appended
     # Verification and file I/O on threads of its own, as many as cores: CPU-bound work that must
     # neither starve nor be starved by whatever else uses the loop's default executor.
     executor: ThreadPoolExecutor = field(
@@ -105,21 +107,46 @@ def _imager(request: Request) -> Imager:
 
 
 async def _authorize(request: Request, transfer_id: UUID, direction: str) -> tuple[Imager, Transfer]:
+    """The transfer of this call's token: known, of this direction, not closed, unexpired; a use
+    that finds it in the last quarter of its idle time renews it (lifetime.renewal)."""
     imager = _imager(request)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise E.UNAUTHENTICATED()
     digest = hashlib.sha256(token.encode()).hexdigest()
+    now = datetime.now(UTC)
     cached = imager.authorized.get((digest, transfer_id))
-    if cached is not None and time.monotonic() - cached[1] < AUTH_TTL:
+    if cached is not None and time.monotonic() - cached[1] < AUTH_TTL and cached[0].expires_at > now:
         t: Transfer | None = cached[0]
-    else:
+    else:  # unknown here, stale, or expired as far as this replica knows (another may have renewed)
         t = await _lookup(imager, digest, transfer_id)
-    if t is None or t.expires_at <= datetime.now(UTC) or t.direction != direction:
-        raise E.UNAUTHENTICATED()  # unknown, expired or another direction's token: one answer for all
+    if t is None or t.direction != direction:
+        raise E.UNAUTHENTICATED()  # unknown or another direction's token: one answer for both
+    if t.state == "aborted":
+        raise E.TRANSFER_CLOSED(transfer=str(t.transfer_id), image=t.image, reason=t.reason or "aborted")
+    if t.expires_at <= now:
+        if t.renew_seconds is None:
+            raise E.UNAUTHENTICATED()
+        since = (t.expires_at - timedelta(seconds=t.renew_seconds)).isoformat(timespec="seconds")
+        raise E.TRANSFER_EXPIRED(transfer=str(t.transfer_id), image=t.image, idle_since=since, idle=t.renew_seconds)
     if direction == "backup" and t.state != "open":
         raise E.IMAGE_BUSY(image=t.image, transfer=f"{t.transfer_id} ({t.state})")
-    return imager, t
+    return imager, await _renew(imager, digest, t, now)
+
+
+async def _renew(imager: Imager, digest: str, t: Transfer, now: datetime) -> Transfer:
+    """Append the renewal a use calls for (one at a time per transfer in this process)."""
+    event = lifetime.renewal(t, now)
+    if event is None or t.transfer_id in imager.renewing:
+        return t
+    imager.renewing.add(t.transfer_id)
+    try:
+        await _append(imager, t, event)
+    finally:
+        imager.renewing.discard(t.transfer_id)
+    renewed = dataclasses.replace(t, expires_at=event.expires_at)
+    imager.authorized[(digest, t.transfer_id)] = (renewed, time.monotonic())
+    return renewed
 
 
 async def _lookup(imager: Imager, digest: str, transfer_id: UUID) -> Transfer | None:
@@ -138,7 +165,7 @@ async def _lookup(imager: Imager, digest: str, transfer_id: UUID) -> Transfer | 
 
 
 class StartIn(BaseModel):
-    planned_bytes: Annotated[int, Field(ge=0)]
+    planned_bytes: Annotated[int, Field(ge=0, le=commit_rules.MAX_BYTES)]  # unbounded, x free_factor overflowed
 
 
 @router.post("/{transfer_id}/start")
@@ -242,8 +269,14 @@ async def commit(transfer_id: UUID, request: Request) -> dict[str, Any]:
             "position": result.position}  # fmt: skip
 
 
-async def _store_and_append(imager: Imager, t: Transfer, captured: ImageCaptured, blob: bytes, version: int) -> Any:
-    """Manifest and chunks durable, then the name moves; a commit that loses leaves no manifest."""
+async def _store_and_append(
+    imager: Imager, t: Transfer, captured: ImageCaptured, blob: bytes, version: int
+) -> AppendResult:
+    """Manifest and chunks durable, then the name moves. Only a commit the log refused (another
+    commit of this transfer won: a DpmError, raised before or instead of our append) removes a
+    manifest it added, and only one no ImageCaptured names. A cancellation, a lost connection or
+    anything else leaves it: our ImageCaptured may be in the log, and the garbage collector removes
+    an orphan after its grace period anyway."""
     mid = captured.manifest
     new = not (imager.store.manifests / mid).exists()
     await imager.offload(imager.store.put_manifest, mid, blob)
@@ -255,10 +288,23 @@ async def _store_and_append(imager: Imager, t: Transfer, captured: ImageCaptured
             except StreamConflict:  # another replica wrote to the image: decide again on the log
                 version = await commit_rules.still_open(imager.rt.eventlog, t)
         raise E.TRANSFER_COMMITTED(transfer=str(t.transfer_id), image=t.image, state="contended")
-    except BaseException:
-        if new and mid not in await _live_manifests(imager):
-            imager.store.delete_manifest(mid)
+    except DpmError:
+        if new:
+            await _drop_unreferenced(imager, t, mid)
         raise
+
+
+async def _drop_unreferenced(imager: Imager, t: Transfer, mid: str) -> None:
+    """Delete a manifest this commit stored in vain, unless the log (this image's stream) or the
+    read model, caught up with the log, shows an ImageCaptured naming it; in doubt, keep it."""
+    rt = imager.rt
+    history = await rt.eventlog.read_stream(stream_id(subjects.IMAGE, t.image_id))
+    if any(isinstance(r.event, ImageCaptured) and r.event.manifest == mid for r in history):
+        return
+    if not await rt.projections["stored_images"].wait_for(await rt.eventlog.head(), timeout=3):
+        return
+    if mid not in await _live_manifests(imager):
+        await imager.offload(imager.store.delete_manifest, mid)
 
 
 async def _live_manifests(imager: Imager) -> list[str]:
@@ -365,7 +411,7 @@ async def verify(transfer_id: UUID, request: Request) -> dict[str, Any]:
 
 async def _body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
+    if length is not None and (not (length.isascii() and length.isdigit()) or len(length) > 19 or int(length) > limit):
         raise E.INVALID_REQUEST(reason=f"body larger than {limit} bytes")
     chunks, size = [], 0
     async for part in request.stream():

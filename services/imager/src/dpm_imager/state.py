@@ -11,7 +11,7 @@ from uuid import UUID
 
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import ImageCaptured, ImageDeleted, TransferAborted, TransferOpened
+from dpm_schemas.events import ImageCaptured, ImageDeleted, TransferAborted, TransferOpened, TransferRenewed
 
 SCHEMA = "imager"
 
@@ -20,7 +20,12 @@ class Transfers:
     name = "transfers"
     schema = SCHEMA
     tables = ("transfers",)
-    event_types = (TransferOpened.wire_name, ImageCaptured.wire_name, TransferAborted.wire_name)
+    event_types = (
+        TransferOpened.wire_name,
+        TransferRenewed.wire_name,
+        ImageCaptured.wire_name,
+        TransferAborted.wire_name,
+    )
 
     def ddl(self, schema: str) -> str:
         return (
@@ -28,6 +33,8 @@ class Transfers:
             " token_sha256 text NOT NULL UNIQUE, image_id uuid NOT NULL, image text NOT NULL,"
             " direction text NOT NULL, expires_at timestamptz NOT NULL, machine_id uuid, execution_id uuid,"
             " state text NOT NULL DEFAULT 'open');"
+            f'ALTER TABLE "{schema}".transfers ADD COLUMN IF NOT EXISTS renew_seconds double precision;'
+            f'ALTER TABLE "{schema}".transfers ADD COLUMN IF NOT EXISTS reason text;'
         )
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
@@ -36,7 +43,7 @@ class Transfers:
             if isinstance(e, TransferOpened):
                 await conn.execute(
                     f'INSERT INTO "{schema}".transfers (transfer_id, token_sha256, image_id, image, direction,'
-                    " expires_at, machine_id, execution_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " expires_at, machine_id, execution_id, renew_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (transfer_id) DO NOTHING",
                     (
                         e.transfer_id,
@@ -47,12 +54,20 @@ class Transfers:
                         e.expires_at,
                         e.machine_id,
                         e.execution_id,
+                        e.renew_seconds,
                     ),
+                )
+            elif isinstance(e, TransferRenewed):
+                await conn.execute(
+                    f'UPDATE "{schema}".transfers SET expires_at = greatest(expires_at, %s) WHERE transfer_id = %s',
+                    (e.expires_at, e.transfer_id),
                 )
             elif isinstance(e, ImageCaptured | TransferAborted):
                 state = "committed" if isinstance(e, ImageCaptured) else "aborted"
+                reason = e.reason if isinstance(e, TransferAborted) else None
                 await conn.execute(
-                    f'UPDATE "{schema}".transfers SET state = %s WHERE transfer_id = %s', (state, e.transfer_id)
+                    f'UPDATE "{schema}".transfers SET state = %s, reason = %s WHERE transfer_id = %s',
+                    (state, reason, e.transfer_id),
                 )
 
 
@@ -94,17 +109,30 @@ class Transfer:
     machine_id: UUID | None
     execution_id: UUID | None
     state: str
+    renew_seconds: float | None = None  # None: a fixed expiry (opened before idle expiry existed)
+    reason: str | None = None  # why it was aborted
+
+
+_COLUMNS = "transfer_id, image_id, image, direction, expires_at, machine_id, execution_id, state, renew_seconds, reason"
 
 
 async def transfer_by_token(conn: Conn, token_sha256: str, transfer_id: UUID) -> Transfer | None:
     row = await (
         await conn.execute(
-            f"SELECT transfer_id, image_id, image, direction, expires_at, machine_id, execution_id, state"
-            f" FROM {SCHEMA}.transfers WHERE token_sha256 = %s AND transfer_id = %s",
+            f"SELECT {_COLUMNS} FROM {SCHEMA}.transfers WHERE token_sha256 = %s AND transfer_id = %s",
             (token_sha256, transfer_id),
         )
     ).fetchone()
     return Transfer(*row) if row else None
+
+
+async def open_transfers_of(conn: Conn, execution_id: UUID) -> list[Transfer]:
+    rows = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM {SCHEMA}.transfers WHERE execution_id = %s AND state = 'open'", (execution_id,)
+        )
+    ).fetchall()
+    return [Transfer(*r) for r in rows]
 
 
 async def current_manifest(conn: Conn, image_id: UUID) -> str | None:

@@ -17,6 +17,8 @@ from dpm_pxe.dhcp.proxy import BootConfig
 from dpm_pxe.dhcp.server import DhcpServer, interface_ipv4
 from dpm_pxe.recorder import BootRecorder
 from dpm_pxe.settings import PxeSettings
+from dpm_pxe.sightings import DDL as SIGHTINGS_DDL
+from dpm_pxe.sightings import Sightings
 from dpm_pxe.state import DDL, SCHEMA, BootState, boot_consumer
 from dpm_pxe.tftp.server import TftpLimits, TftpServer
 from dpm_pxe.throttle import DiscoveryLimiter
@@ -39,7 +41,12 @@ def bootstrap(settings: PxeSettings) -> Service:
         recorder = BootRecorder(rt.pool, rt.eventlog, limiter=discovery_limiter(settings))
         leases = LeaseStore(rt.pool, SCHEMA)
         config = config_provider(settings, state)
-        tftp = tftp_server(settings, rt) if settings.pxe_tftp_enabled else None
+        sightings = Sightings(
+            rt.pool,
+            window=settings.pxe_boot_window,
+            mode=lambda: state.current.mode if settings.pxe_dhcp_enabled else None,
+        )
+        tftp = tftp_server(settings, rt, sightings) if settings.pxe_tftp_enabled else None
         app.state.counters = lambda: {
             **recorder.limiter.stats(),
             "tftp_unacked_refused": tftp.unacked.refused if tftp else 0,
@@ -54,15 +61,16 @@ def bootstrap(settings: PxeSettings) -> Service:
             api_url=settings.pxe_api_url,
             api_port=settings.pxe_api_port,
             tokens=deploy_tokens(settings, rt),
+            sightings=sightings,
             service_token=_secret(settings.pxe_service_token),
         )
         tasks: list[Task] = [load_settings(state)]
         if tftp is not None:
             tasks.append(tftp_task(settings, tftp))
         if settings.pxe_dhcp_enabled:
-            tasks.append(dhcp_task(settings, config, leases, recorder))
+            tasks.append(dhcp_task(settings, config, leases, recorder, sightings))
         return Wiring(
-            ddl=[*directory_ddl(SCHEMA), *DDL, *TOKENS_DDL],
+            ddl=[*directory_ddl(SCHEMA), *DDL, *TOKENS_DDL, *SIGHTINGS_DDL],
             consumers=[directory_consumer(NAME, SCHEMA), boot_consumer(state)],
             tasks=tasks,
         )
@@ -112,7 +120,11 @@ def load_settings(state: BootState) -> Task:
 
 
 def dhcp_task(
-    settings: PxeSettings, config: Callable[[], BootConfig], leases: LeaseStore, recorder: BootRecorder
+    settings: PxeSettings,
+    config: Callable[[], BootConfig],
+    leases: LeaseStore,
+    recorder: BootRecorder,
+    sightings: Sightings,
 ) -> Task:
     async def on_boot(info: ClientInfo, client_ip: IPv4Address | None) -> None:
         await recorder.booted(
@@ -121,7 +133,12 @@ def dhcp_task(
 
     async def serve(rt: Runtime) -> None:
         server = DhcpServer(
-            config, leases=leases, interface=settings.pxe_dhcp_interface, on_boot=on_boot, tracer=rt.tracer
+            config,
+            leases=leases,
+            interface=settings.pxe_dhcp_interface,
+            on_boot=on_boot,
+            on_packet=sightings.dhcp_packet,
+            tracer=rt.tracer,
         )
         try:
             await server.serve(settings.dhcp_host, (settings.pxe_dhcp_port, settings.pxe_dhcp_pxe_port), rt.stop)
@@ -156,13 +173,13 @@ def discovery_limiter(settings: PxeSettings) -> DiscoveryLimiter:
     )
 
 
-def tftp_server(settings: PxeSettings, rt: Runtime) -> TftpServer:
+def tftp_server(settings: PxeSettings, rt: Runtime, sightings: Sightings) -> TftpServer:
     limits = TftpLimits(
         max_blksize=settings.pxe_tftp_max_blksize,
         max_window=settings.pxe_tftp_max_window,
         unacked_per_source=settings.pxe_tftp_unacked_per_source,
     )
-    return TftpServer(settings.pxe_root, limits=limits, tracer=rt.tracer)
+    return TftpServer(settings.pxe_root, limits=limits, on_transfer=sightings.tftp_read, tracer=rt.tracer)
 
 
 def tftp_task(settings: PxeSettings, server: TftpServer) -> Task:

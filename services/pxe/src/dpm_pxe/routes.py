@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_pxe.dhcp.leases import LeaseStore
 from dpm_pxe.recorder import BootRecorder, find_machine
 from dpm_pxe.script import Action, Decision, arch_of, decide, media, render
+from dpm_pxe.sightings import Sightings
 from dpm_pxe.state import BootState, netboot_lag, pending_netboot
 from dpm_pxe.tftp.files import Refused, resolve
 from dpm_pxe.tokens import DeployTokens
@@ -50,6 +51,7 @@ class Boot:
     api_url: str | None  # DPM_PXE_API_URL; else that address's host with api_port
     api_port: int
     tokens: DeployTokens
+    sightings: Sightings  # where pxe saw each MAC boot: who may get its deploy token
     service_token: str | None  # DPM_PXE_SERVICE_TOKEN: what the api presents for the operator routes
 
     def files_url_for(self, request: Request) -> str:
@@ -116,12 +118,7 @@ async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID |
     boot, mac = _boot(request), _mac(mac)
     decision = await _decision(boot, mac)
     ip = _ipv4(request.client.host if request.client else None)
-    token = None
-    if decision.action is Action.DEPLOY and decision.machine and decision.execution_id:
-        grant = await boot.tokens.grant(mac, decision.machine.machine_id, decision.execution_id, ip)
-        token = grant.token
-        if token is None:  # another client won this execution's token: this one boots its disk
-            decision = replace(decision, action=Action.LOCAL, reason=grant.refused)
+    decision, token = await _granted(boot, mac, decision, ip)
     await boot.recorder.booted(
         mac=mac, arch=arch_of(arch), stage=BootStage.IPXE, client_ip=ip, client_uuid=uuid, decision=decision.reason
     )
@@ -133,6 +130,19 @@ async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID |
         token=token,
     )
     return PlainTextResponse(text, headers={"Cache-Control": "no-store"})
+
+
+async def _granted(boot: Boot, mac: str, decision: Decision, ip: str | None) -> tuple[Decision, str | None]:
+    """The deploy environment and its token, only for a client at an address pxe saw this MAC boot from
+    (``sightings``) and only one per execution (``tokens``); anybody else gets the local disk."""
+    if decision.action is not Action.DEPLOY or decision.machine is None or decision.execution_id is None:
+        return decision, None
+    if refused := await boot.sightings.refusal(mac, ip):
+        return replace(decision, action=Action.LOCAL, reason=refused), None
+    grant = await boot.tokens.grant(mac, decision.machine.machine_id, decision.execution_id, ip)
+    if grant.token is None:  # another client won this execution's token: this one boots its disk
+        return replace(decision, action=Action.LOCAL, reason=grant.refused), None
+    return decision, grant.token
 
 
 @router.get("/boot/{mac}/explain", dependencies=ServiceOnly)

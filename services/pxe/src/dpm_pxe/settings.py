@@ -34,11 +34,19 @@ class PxeSettings(ServiceSettings):
     )
     pxe_api_port: int = Field(default=ports.API_HTTP, description="The api's port, for the default DPM_PXE_API_URL")
     pxe_deploy_token_ttl: float = Field(
-        default=900,
+        default=1800,
         gt=0,
         le=7 * 86400,
-        description="Idle seconds of a deploy environment's token: every step report renews it; it dies with "
-        "its execution's step whatever its expiry",
+        description="Idle seconds of a deploy environment's token: every call it makes to the api renews it; it "
+        "dies with its execution's step whatever its expiry. Keep it at least DPM_SCHEDULER_NO_RESPONSE_TIMEOUT "
+        "(1800 s by default), so it never expires before the scheduler would fail the execution anyway",
+    )
+    pxe_boot_window: float = Field(
+        default=600,
+        gt=0,
+        le=86400,
+        description="Seconds an address pxe saw a MAC boot from (its DHCP packets, its TFTP read) may receive that "
+        "MAC's deploy environment and token; a full-mode lease counts for as long as it lasts",
     )
     pxe_deploy_token_key: SecretStr | None = Field(
         default=None,

@@ -1,11 +1,12 @@
-"""The deploy token of an execution: one per execution, for the client that fetched its script first.
+"""The deploy token of an execution: one per execution, for the machine pxe saw boot.
 
 Every script fetch used to mint a fresh token, so anyone on the boot network who asked for a MAC with
-pending work got a credential for its execution. Now the first fetch while the execution waits for
-its boot wins it: ``DeployTokenIssued`` is appended once (a row keyed by execution in the same
-transaction decides), bound to that client's MAC and address. A firmware retry from the same client
-gets the same token again -- it is derived from a key (HMAC), so it is never stored -- and any other
-client gets none.
+pending work got a credential for its execution. Now only a client at an address pxe saw that MAC
+boot from may have it (``sightings``, checked by the route first), and the first such fetch while the
+execution waits for its boot wins it: ``DeployTokenIssued`` is appended once (a row keyed by execution
+in the same transaction decides), bound to that client's MAC and address. A firmware retry from the
+same client gets the same token again -- it is derived from a key (HMAC), so it is never stored -- and
+any other client gets none.
 """
 
 from __future__ import annotations

@@ -1,170 +1,136 @@
-"""Scheduler reactions. Message first, dependencies as keyword parameters (bound in bootstrap)."""
+"""Scheduler reactions to the log: load the execution, decide (domain/), save the decision with its
+effects in the consumer's transaction. Message first, dependencies as keyword parameters (bound in
+bootstrap); nothing here sends a packet or a command (effects run after the commit, rounds.drain)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from ipaddress import IPv4Address
+from collections.abc import Callable
+from datetime import datetime
 
-from psycopg_pool import AsyncConnectionPool
-
-from dpm_runtime.consumer import Retry
-from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
-from dpm_scheduler.power.driver import PowerDriver, PowerTarget
-from dpm_scheduler.power.wol import Spacing, destination
-from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, subjects
+from dpm_runtime.eventlog import NO_STREAM, Conn, StreamConflict
+from dpm_scenarios import ExecutionState
+from dpm_scheduler.adapters.directory_sql import Directory
+from dpm_scheduler.adapters.executions_sql import ExecutionStore
+from dpm_scheduler.domain.decide import (
+    decide_arrival,
+    decide_step_reported,
+    decide_suspend,
+    finish,
+    queue_refusal,
+)
+from dpm_scheduler.domain.execution import Execution, Limits
+from dpm_schemas import Metadata, RecordedEvent
 from dpm_schemas.events import (
+    ExecutionQueued,
     MachineBooted,
     MachineCameOnline,
-    MachineWentOffline,
-    PowerOnFailed,
-    PowerOnRequested,
-    PowerOnSent,
-    PowerOnSucceeded,
+    MulticastStartRequested,
+    ScenarioRunRequested,
+    StepReported,
+    SuspendRequested,
 )
-from dpm_schemas.ids import stream_id
+
+Clock = Callable[[], datetime]
+NAMESPACE = uuid.UUID("1b7e0f0c-6a55-4c52-9d59-0a8f4c3c5e11")
 
 
-async def power_target(conn: Conn, schema: str, machine_id: uuid.UUID) -> PowerTarget | None:
-    """The machine's MACs and its group's WOL broadcast, from this service's own directory."""
-    cur = await conn.execute(
-        f'SELECT m.macs, g.wol_broadcast FROM "{schema}".machine_directory m'
-        f' LEFT JOIN "{schema}".group_directory g ON g.name = m.group_name AND NOT g.deleted'
-        " WHERE m.machine_id = %s AND NOT m.deleted",
-        (machine_id,),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    return PowerTarget(str(machine_id), tuple(row[0]), IPv4Address(row[1]) if row[1] else None)
+def execution_id(run_id: uuid.UUID, machine_id: uuid.UUID) -> uuid.UUID:
+    """One execution per run and machine, so a redelivered run request creates nothing twice."""
+    return uuid.uuid5(NAMESPACE, f"{run_id}:{machine_id}")
 
 
-async def power_on_requested(
+async def queue(
+    conn: Conn,
+    e: ScenarioRunRequested,
+    *,
+    order: int,
+    cause: RecordedEvent | None,
+    meta: Metadata,
+    store: ExecutionStore,
+    directory: Directory,
+) -> None:
+    """An execution per machine of the run (operator's or a schedule's), in ``order`` among runs; each
+    keeps the run's correlation and trace for the appends of its timers."""
+    for index, machine_id in enumerate(e.machine_ids):
+        x = Execution(
+            execution_id=execution_id(e.run_id, machine_id),
+            correlation_id=meta.correlation_id,
+            traceparent=meta.traceparent,
+            **_run_fields(e, machine_id),  # type: ignore[arg-type]
+        )
+        queued = ExecutionQueued(execution_id=x.execution_id, revision=e.revision, **_run_fields(e, machine_id))
+        try:
+            async with conn.transaction():  # savepoint: a redelivery only skips what exists
+                await store.append(conn, x, [queued], cause, expected=NO_STREAM)
+                await store.insert(conn, x, order=order, not_before=e.not_before)
+        except StreamConflict:
+            continue
+        if queue_refusal(e.spec, index, scenario=e.name, machine="") is not None:
+            refusal = queue_refusal(e.spec, index, scenario=e.name, machine=await directory.name(conn, machine_id))
+            await store.apply(conn, finish(x, refusal), cause)
+
+
+def _run_fields(e: ScenarioRunRequested, machine_id: uuid.UUID) -> dict[str, object]:
+    return {"run_id": e.run_id, "machine_id": machine_id, "scenario_id": e.scenario_id, "name": e.name, "spec": e.spec}
+
+
+async def run_requested(rec: RecordedEvent, conn: Conn, *, store: ExecutionStore, directory: Directory) -> None:
+    e = rec.event
+    assert isinstance(e, ScenarioRunRequested)
+    meta = Metadata(correlation_id=rec.metadata.correlation_id, traceparent=rec.metadata.traceparent)
+    await queue(conn, e, order=rec.position, cause=rec, meta=meta, store=store, directory=directory)
+
+
+async def machine_booted(
+    rec: RecordedEvent, conn: Conn, *, store: ExecutionStore, directory: Directory, clock: Clock, limits: Limits
+) -> None:
+    e = rec.event
+    assert isinstance(e, MachineBooted)
+    machine_id = await directory.by_mac(conn, e.mac)
+    if machine_id is not None:
+        await _arrival(rec, conn, machine_id, ExecutionState.WAITING_BOOT, store, clock, limits)
+
+
+async def came_online(rec: RecordedEvent, conn: Conn, *, store: ExecutionStore, clock: Clock, limits: Limits) -> None:
+    e = rec.event
+    assert isinstance(e, MachineCameOnline)
+    await _arrival(rec, conn, e.machine_id, ExecutionState.WAITING_ONLINE, store, clock, limits)
+
+
+async def _arrival(
     rec: RecordedEvent,
     conn: Conn,
-    *,
-    driver: PowerDriver,
-    eventlog: EventLog,
-    schema: str,
-    port: int,
-    timeout: float,
-    spacing: Spacing,
+    machine_id: uuid.UUID,
+    via: ExecutionState,
+    store: ExecutionStore,
+    clock: Clock,
+    limits: Limits,
 ) -> None:
-    """Send the power-on and start watching: the machine has ``timeout`` seconds to answer."""
-    event = rec.event
-    assert isinstance(event, PowerOnRequested)
-    target = await power_target(conn, schema, event.machine_id)
-    if target is None:  # the directory consumer may not have seen the registration yet
-        raise Retry(f"machine {event.machine_id} not in the directory yet", delay=0.5)
-    cur = await conn.execute(f'SELECT online FROM "{schema}".presence WHERE machine_id = %s', (event.machine_id,))
-    row = await cur.fetchone()
-    if row is not None and row[0]:  # already running: nothing to wake, nothing to wait for
-        await eventlog.append(
-            stream_id(subjects.POWER, event.machine_id),
-            ANY_VERSION,
-            [
-                NewEvent(
-                    PowerOnSucceeded(machine_id=event.machine_id, via="already-on"),
-                    Metadata(correlation_id=rec.metadata.correlation_id, actor="scheduler").caused_by(rec),
-                )
-            ],
-            conn=conn,
-        )
-        return
-    await spacing.wait()
-    await driver.power_on(target)
-    await conn.execute(
-        f'INSERT INTO "{schema}".power_watch (machine_id, deadline) VALUES (%s, now() + %s)'
-        " ON CONFLICT (machine_id) DO UPDATE SET deadline = excluded.deadline",
-        (event.machine_id, timedelta(seconds=timeout)),
-    )
-    sent = PowerOnSent(
-        machine_id=event.machine_id, driver=driver.name, macs=target.macs, destination=f"{destination(target)}:{port}"
-    )
-    await eventlog.append(
-        stream_id(subjects.POWER, event.machine_id),
-        ANY_VERSION,
-        [NewEvent(sent, Metadata(correlation_id=rec.metadata.correlation_id, actor="scheduler").caused_by(rec))],
-        conn=conn,
-    )
+    x = await store.of_machine(conn, machine_id, via)
+    if x is not None:
+        await store.apply(conn, decide_arrival(x, via, clock(), limits), rec)
 
 
-def watch_ddl(schema: str) -> list[str]:
-    return [
-        f'CREATE TABLE IF NOT EXISTS "{schema}".power_watch (machine_id uuid PRIMARY KEY,'
-        " deadline timestamptz NOT NULL)",
-        f'CREATE TABLE IF NOT EXISTS "{schema}".presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,'
-        " position bigint NOT NULL)",
-    ]
+async def step_reported(rec: RecordedEvent, conn: Conn, *, store: ExecutionStore, clock: Clock, limits: Limits) -> None:
+    e = rec.event
+    assert isinstance(e, StepReported)
+    x = await store.get(conn, e.execution_id)
+    if x is not None:
+        await store.apply(conn, decide_step_reported(x, e, clock(), limits), rec)
 
 
-async def presence_changed(rec: RecordedEvent, conn: Conn, *, schema: str) -> None:
-    """Remember whether each machine's agent is online (a power-on of a running machine answers at once)."""
-    event = rec.event
-    assert isinstance(event, MachineCameOnline | MachineWentOffline)
-    await conn.execute(
-        f'INSERT INTO "{schema}".presence (machine_id, online, position) VALUES (%s, %s, %s)'
-        f" ON CONFLICT (machine_id) DO UPDATE SET online = excluded.online, position = excluded.position"
-        f' WHERE "{schema}".presence.position < excluded.position',
-        (event.machine_id, isinstance(event, MachineCameOnline), rec.position),
-    )
+async def suspend_requested(
+    rec: RecordedEvent, conn: Conn, *, store: ExecutionStore, clock: Clock, limits: Limits
+) -> None:
+    e = rec.event
+    assert isinstance(e, SuspendRequested)
+    x = await store.get(conn, e.execution_id)
+    if x is not None:
+        await store.apply(conn, decide_suspend(x, clock(), limits), rec)
 
 
-async def machine_answered(rec: RecordedEvent, conn: Conn, *, eventlog: EventLog, schema: str) -> None:
-    """The agent came online, or one of the machine's NICs network-booted: a pending power-on succeeded."""
-    event = rec.event
-    if isinstance(event, MachineBooted):
-        cur = await conn.execute(
-            f'SELECT machine_id FROM "{schema}".machine_directory WHERE %s = ANY(macs) AND NOT deleted', (event.mac,)
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return
-        machine_id, via = row[0], "netboot"
-    else:
-        assert isinstance(event, MachineCameOnline)
-        await presence_changed(rec, conn, schema=schema)
-        machine_id, via = event.machine_id, "agent"
-    cur = await conn.execute(f'DELETE FROM "{schema}".power_watch WHERE machine_id = %s RETURNING 1', (machine_id,))
-    if await cur.fetchone() is not None:
-        await eventlog.append(
-            stream_id(subjects.POWER, machine_id),
-            ANY_VERSION,
-            [
-                NewEvent(
-                    PowerOnSucceeded(machine_id=machine_id, via=via),
-                    Metadata(correlation_id=rec.metadata.correlation_id, actor="scheduler").caused_by(rec),
-                )
-            ],
-            conn=conn,
-        )
-
-
-async def expire_power_watches(
-    *, pool: AsyncConnectionPool[Conn], eventlog: EventLog, schema: str, timeout: float
-) -> int:
-    """Fail every power-on whose deadline passed (DPM-E113); durable, so a restart loses none."""
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(
-            f'DELETE FROM "{schema}".power_watch WHERE machine_id IN (SELECT machine_id FROM "{schema}".power_watch'
-            " WHERE deadline < now() FOR UPDATE SKIP LOCKED) RETURNING machine_id"
-        )
-        expired = [r[0] for r in await cur.fetchall()]
-        for machine_id in expired:
-            cur = await conn.execute(
-                f'SELECT name FROM "{schema}".machine_directory WHERE machine_id = %s', (machine_id,)
-            )
-            row = await cur.fetchone()
-            err = E.POWER_ON_FAILED(machine=row[0] if row else machine_id, timeout=round(timeout))
-            await eventlog.append(
-                stream_id(subjects.POWER, machine_id),
-                ANY_VERSION,
-                [
-                    NewEvent(
-                        PowerOnFailed(machine_id=machine_id, code=err.code, reason=err.message),
-                        Metadata.new(actor="scheduler"),
-                    )
-                ],
-                conn=conn,
-            )
-    return len(expired)
+async def start_now(rec: RecordedEvent, conn: Conn, *, store: ExecutionStore, clock: Clock) -> None:
+    e = rec.event
+    assert isinstance(e, MulticastStartRequested)
+    await store.start_now(conn, e.scenario_id, clock())

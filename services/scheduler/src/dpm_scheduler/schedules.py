@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.consumer import ConsumerSpec
-from dpm_runtime.eventlog import ANY_VERSION, Conn
-from dpm_scheduler.executions.engine import ACTIVE, Engine
-from dpm_scheduler.handlers import power_target
-from dpm_scheduler.power.agent import agent_action
-from dpm_schemas import E, Metadata, NewEvent, RecordedEvent, codec, subjects
-from dpm_schemas.agent_protocol import Action
+from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
+from dpm_scheduler import handlers
+from dpm_scheduler.adapters.directory_sql import Directory
+from dpm_scheduler.adapters.executions_sql import ExecutionStore
+from dpm_scheduler.domain.effects import SchedulePower
+from dpm_schemas import Metadata, NewEvent, RecordedEvent, codec, subjects
 from dpm_schemas.events import (
     ScenarioDeleted,
     ScenarioRunRequested,
@@ -71,11 +73,15 @@ def ddl(schema: str) -> list[str]:
 
 @dataclass
 class Schedules:
-    engine: Engine
+    pool: AsyncConnectionPool[Conn]
+    eventlog: EventLog
+    store: ExecutionStore
+    directory: Directory
+    clock: Callable[[], datetime]
 
     @property
     def schema(self) -> str:
-        return self.engine.schema
+        return self.directory.schema
 
     # -- the definitions -------------------------------------------------------------------------
 
@@ -86,7 +92,7 @@ class Schedules:
             f'INSERT INTO "{self.schema}".schedules (schedule_id, payload, next_at, position) VALUES (%s, %s, %s, %s)'
             " ON CONFLICT (schedule_id) DO UPDATE SET payload = excluded.payload, next_at = excluded.next_at,"
             f' position = excluded.position WHERE "{self.schema}".schedules.position < excluded.position',
-            (e.schedule_id, codec.encode_payload(e), next_fire(e, datetime.now(UTC)), rec.position),
+            (e.schedule_id, codec.encode_payload(e), next_fire(e, self.clock()), rec.position),
         )
 
     async def deleted(self, rec: RecordedEvent, conn: Conn) -> None:
@@ -122,10 +128,11 @@ class Schedules:
 
     async def fire_due(self) -> int:
         fired = 0
-        async with self.engine.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                f'SELECT schedule_id, payload FROM "{self.schema}".schedules WHERE next_at <= now()'
-                " ORDER BY next_at FOR UPDATE SKIP LOCKED LIMIT 20"
+                f'SELECT schedule_id, payload FROM "{self.schema}".schedules WHERE next_at <= %s'
+                " ORDER BY next_at FOR UPDATE SKIP LOCKED LIMIT 20",
+                (self.clock(),),
             )
             for schedule_id, payload in await cur.fetchall():
                 schedule = codec.decode_payload("ScheduleSaved", 1, bytes(payload))
@@ -133,7 +140,7 @@ class Schedules:
                 await self._fire(conn, schedule)
                 await conn.execute(
                     f'UPDATE "{self.schema}".schedules SET next_at = %s WHERE schedule_id = %s',
-                    (next_fire(schedule, datetime.now(UTC)), schedule_id),
+                    (next_fire(schedule, self.clock()), schedule_id),
                 )
                 fired += 1
         return fired
@@ -147,19 +154,16 @@ class Schedules:
             if m in busy
         ]
         free = [m for m in targets if m not in busy]
-        fired: ScheduleFired | ScheduleSkipped
+        fired: list[ScheduleFired | ScheduleSkipped] = []
         if s.action is ScheduleAction.RUN:
-            fired = await self._run(conn, s, free)
-        else:
-            failures: list[tuple[uuid.UUID, str]] = []
-            for machine_id in free:
-                if (code := await self._power(conn, s.action, machine_id)) is not None:
-                    failures.append((machine_id, code))
-            fired = ScheduleFired(
-                schedule_id=s.schedule_id, action=s.action, machine_ids=tuple(free), failures=tuple(failures)
-            )
-        events = [NewEvent(e, Metadata.new(actor=f"schedule:{s.name}")) for e in (*skipped, fired)]
-        await self.engine.eventlog.append(stream_id(subjects.FIRING, s.schedule_id), ANY_VERSION, events, conn=conn)
+            fired.append(await self._run(conn, s, free))
+        else:  # sent after the commit; the ScheduleFired with the failures is recorded with the outcome
+            power = SchedulePower(schedule_id=s.schedule_id, name=s.name, action=s.action, machine_ids=tuple(free))
+            await self.store.outbox.put(conn, (power,))
+            self.store.kick.set()
+        events = [NewEvent(e, Metadata.new(actor=f"schedule:{s.name}")) for e in (*skipped, *fired)]
+        if events:
+            await self.eventlog.append(stream_id(subjects.FIRING, s.schedule_id), ANY_VERSION, events, conn=conn)
         log.info("schedule %s fired: %s on %d machine(s), %d skipped", s.name, s.action, len(free), len(skipped))
 
     async def _run(self, conn: Conn, s: ScheduleSaved, machines: list[uuid.UUID]) -> ScheduleFired | ScheduleSkipped:
@@ -184,39 +188,23 @@ class Schedules:
                 machine_ids=tuple(machines),
             )
             order = await (await conn.execute("SELECT coalesce(max(position), 0) + 1 FROM events")).fetchone()
-            await self.engine.queue(conn, request, int(order[0]) if order else 0, None)
+            meta = Metadata.new(actor="scheduler")
+            await handlers.queue(
+                conn,
+                request,
+                order=int(order[0]) if order else 0,
+                cause=None,
+                meta=meta,
+                store=self.store,
+                directory=self.directory,
+            )
         return ScheduleFired(schedule_id=s.schedule_id, action=s.action, machine_ids=tuple(machines), run_id=run_id)
-
-    async def _power(self, conn: Conn, action: ScheduleAction, machine_id: uuid.UUID) -> str | None:
-        """Power one machine on (Wake-on-LAN) or off (the agent shuts it down); the error code, if any."""
-        if action is ScheduleAction.POWER_ON:
-            target = await power_target(conn, self.schema, machine_id)
-            if target is None:
-                return E.MACHINE_NOT_FOUND.code
-            await self.engine.spacing.wait()
-            await self.engine.driver.power_on(target)
-            return None
-        failure = await agent_action(self.engine.nc, machine_id, Action.SHUTDOWN, timeout=30)
-        return None if failure is None else failure[0]
 
     async def _targets(self, conn: Conn, s: ScheduleSaved) -> list[uuid.UUID]:
         targets = list(s.machine_ids)
         if s.group:
-            rows = await (
-                await conn.execute(
-                    f'SELECT machine_id FROM "{self.schema}".machine_directory WHERE group_name = %s AND NOT deleted'
-                    " ORDER BY name",
-                    (s.group,),
-                )
-            ).fetchall()
-            targets += [r[0] for r in rows]
+            targets += await self.directory.of_group(conn, s.group)
         return list(dict.fromkeys(targets))
 
     async def _busy(self, conn: Conn, machines: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-        rows = await (
-            await conn.execute(
-                f"SELECT machine_id, name FROM {self.engine.table} WHERE machine_id = ANY(%s) AND state = ANY(%s)",
-                (machines, ["queued", *ACTIVE]),
-            )
-        ).fetchall()
-        return {r[0]: f"it is running scenario {r[1]}" for r in rows}
+        return {m: f"it is running scenario {name}" for m, name in (await self.store.busy(conn, machines)).items()}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dpm_runtime.testing import netlab
-from dpm_scheduler.power.driver import PowerTarget
-from dpm_scheduler.power.wol import WakeOnLan, power_on_all
+from dpm_scheduler.adapters.driver import PowerTarget
+from dpm_scheduler.adapters.wol import WakeOnLan, power_on_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not netlab.available(), reason="needs root and iproute2")]
 

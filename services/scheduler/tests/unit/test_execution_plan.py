@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import pytest
 
+from dpm_scenarios import Refuse, SessionStart, Start, plan_start, session_start
+from dpm_scenarios.planning import BOOT, NOTHING, ONLINE
 from dpm_schemas.events.executions import StartAction
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
-from dpm_schemas.planning import Refuse, SessionStart, Start, Wait, plan_start, session_start
 
 
 @pytest.mark.parametrize("kind", ["backup", "restore", "disk-check", "os-install", "firmware"])
 def test_netboot_kinds_wake_a_powered_off_machine_and_wait_for_its_network_boot(kind: str) -> None:
-    assert plan_start(ScenarioSpec(kind=ScenarioKind(kind)), online=False) == Start(StartAction.WAKE, Wait.BOOT, True)
+    assert plan_start(ScenarioSpec(kind=ScenarioKind(kind)), online=False) == Start(StartAction.WAKE, BOOT, True)
 
 
 def test_a_powered_on_machine_is_rebooted_only_with_reboot_at_start() -> None:
     spec = ScenarioSpec(kind=ScenarioKind.BACKUP, reboot_at_start=True)
-    assert plan_start(spec, online=True) == Start(StartAction.REBOOT, Wait.BOOT, True)
+    assert plan_start(spec, online=True) == Start(StartAction.REBOOT, BOOT, True)
     assert isinstance(plan_start(ScenarioSpec(kind=ScenarioKind.BACKUP), online=True), Refuse)
 
 
 def test_remote_updates_need_the_agent_and_never_reboot_first() -> None:
     spec = ScenarioSpec(kind=ScenarioKind.REMOTE_UPDATE, reboot_at_start=True)
-    assert plan_start(spec, online=True) == Start(StartAction.RUN, Wait.NOTHING, False)
-    assert plan_start(spec, online=False) == Start(StartAction.WAKE, Wait.ONLINE, False)
+    assert plan_start(spec, online=True) == Start(StartAction.RUN, NOTHING, False)
+    assert plan_start(spec, online=False) == Start(StartAction.WAKE, ONLINE, False)
 
 
 def test_simulated_steps_start_at_once() -> None:

@@ -6,8 +6,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dpm_scheduler.power.driver import PowerTarget
-from dpm_scheduler.power.wol import destination, magic_packet
+from dpm_scheduler.adapters.driver import PowerTarget
+from dpm_scheduler.adapters.wol import destination, magic_packet
 
 
 def test_magic_packet_is_six_ff_then_sixteen_macs() -> None:
@@ -30,7 +30,7 @@ def test_own_segment_uses_the_limited_broadcast_other_segments_their_directed_br
 
 
 async def test_power_ons_are_spaced_by_the_interval() -> None:
-    from dpm_scheduler.power.wol import Spacing
+    from dpm_scheduler.adapters.wol import Spacing
 
     now = [100.0]
     slept: list[float] = []

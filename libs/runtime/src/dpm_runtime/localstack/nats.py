@@ -3,7 +3,9 @@
 With ``users`` the server requires credentials: one user per service and one for the relay, each
 allowed only the subjects it needs (``permissions``), so no local account without a password gets
 onto the bus, only the relay publishes events and only api and scheduler send agent commands (which
-only the gateway receives). The configuration is written 0600; the monitor binds loopback only.
+only the gateway receives). Each user reads only its own inbox (``bus.inbox_prefix``: its fetched
+events, its request replies), pulls and acks only its own durables, and only the relay may create or
+change the events stream. The configuration is written 0600; the monitor binds loopback only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dpm_runtime.bus import inbox_prefix
 from dpm_runtime.localstack.procs import port_open, stop_process, wait_until
 from dpm_runtime.localstack.secrets import open_private_log, private_dir, write_private
 from dpm_schemas import E, subjects
@@ -25,41 +28,62 @@ from dpm_schemas import E, subjects
 RELAY_USER = "relay"
 
 _STREAM = subjects.EVENTS_STREAM
-# What every service needs of JetStream: declare the stream and its durable pull consumers, fetch, ack.
-_JETSTREAM = [
-    "$JS.API.INFO",
-    f"$JS.API.STREAM.INFO.{_STREAM}",
-    f"$JS.API.STREAM.CREATE.{_STREAM}",
-    f"$JS.API.STREAM.UPDATE.{_STREAM}",
-    f"$JS.API.CONSUMER.CREATE.{_STREAM}.>",
-    f"$JS.API.CONSUMER.DURABLE.CREATE.{_STREAM}.>",
-    f"$JS.API.CONSUMER.INFO.{_STREAM}.>",
-    f"$JS.API.CONSUMER.MSG.NEXT.{_STREAM}.>",
-    f"$JS.ACK.{_STREAM}.>",
-]
+# What every service needs of JetStream: check that the stream exists; its own durables below.
+_JETSTREAM = ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{_STREAM}"]
+# Only the relay, which publishes, creates the stream or changes it (subjects, limits): a service that
+# could would add dpm.cmd.agent.> to it and read every command, or shorten max_age so events vanish.
+_STREAM_ADMIN = [f"$JS.API.STREAM.CREATE.{_STREAM}", f"$JS.API.STREAM.UPDATE.{_STREAM}"]
 _AGENT_COMMANDS = subjects.agent_command(">")
 _SIGNALS = f"{subjects.SIGNALS_ROOT}.>"
 
-# user -> (may publish, may subscribe) beyond JetStream and replies to their own requests.
-_GRANTS: dict[str, tuple[list[str], list[str]]] = {
-    "api": ([_AGENT_COMMANDS], [_SIGNALS]),  # commands with an audit row; live progress for the console
-    "scheduler": ([_AGENT_COMMANDS], []),  # reboot / shut down through the agent
-    "pxe": ([], []),
-    "imager": ([_SIGNALS], []),  # ChunkSent progress
-    "updater": ([], []),
+# user -> (may publish, may subscribe, purposes of its durable consumers) beyond its own inbox; the
+# durables are the ones its code declares (``durable_name(user, purpose)``; a contract test compares).
+_GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
+    "api": ([_AGENT_COMMANDS], [_SIGNALS], ["boot"]),  # commands with an audit row; progress for the console
+    "scheduler": (  # reboot / shut down through the agent
+        [_AGENT_COMMANDS],
+        [],
+        ["machine-directory", "power", "executions", "schedules"],
+    ),
+    "pxe": ([], [], ["machine-directory", "boot-state"]),
+    "imager": ([_SIGNALS], [], ["machine-directory", "gc", "transfer-ends"]),  # ChunkSent progress
+    "updater": ([], [], ["machine-directory"]),
     # receives agent commands, answers them (allow_responses); tells its replicas to re-check a machine's sessions
-    "agent-gateway": ([subjects.agent_session_check()], [_AGENT_COMMANDS, subjects.agent_session_check()]),
-    RELAY_USER: ([subjects.all_events()], []),  # the only publisher of events
+    "agent-gateway": (
+        [subjects.agent_session_check()],
+        [_AGENT_COMMANDS, subjects.agent_session_check()],
+        ["machine-directory", "tokens"],
+    ),
+    RELAY_USER: ([*_STREAM_ADMIN, subjects.all_events()], [], []),  # the only publisher of events
 }
+
+
+def durables(user: str) -> list[str]:
+    """The durable consumer names ``user`` may declare, pull from and ack."""
+    return [subjects.durable_name(user, purpose) for purpose in _GRANTS[user][2]]
+
+
+def _consumer_api(durable: str) -> list[str]:
+    """Declare, inspect, pull from and ack one durable consumer, and nothing of any other."""
+    api = "$JS.API.CONSUMER"
+    return [
+        f"{api}.CREATE.{_STREAM}.{durable}",
+        f"{api}.CREATE.{_STREAM}.{durable}.>",  # the form with a filter subject
+        f"{api}.DURABLE.CREATE.{_STREAM}.{durable}",
+        f"{api}.INFO.{_STREAM}.{durable}",
+        f"{api}.MSG.NEXT.{_STREAM}.{durable}",
+        f"$JS.ACK.{_STREAM}.{durable}.>",
+    ]
 
 
 def permissions() -> dict[str, dict[str, Any]]:
     """NATS permissions per user, in nats-server's configuration shape (deny by default)."""
     out: dict[str, dict[str, Any]] = {}
-    for user, (publish, subscribe) in _GRANTS.items():
+    for user, (publish, subscribe, _) in _GRANTS.items():
+        consumers = [subject for durable in durables(user) for subject in _consumer_api(durable)]
         perms: dict[str, Any] = {
-            "publish": {"allow": [*_JETSTREAM, *publish]},
-            "subscribe": {"allow": ["_INBOX.>", *subscribe]},
+            "publish": {"allow": [*_JETSTREAM, *consumers, *publish]},
+            "subscribe": {"allow": [f"{inbox_prefix(user)}.>", *subscribe]},
         }
         if subscribe and _AGENT_COMMANDS in subscribe:
             perms["allow_responses"] = True

@@ -1,10 +1,10 @@
 """Pure rules of the image catalogue: names from templates, and who may open a transfer.
 
 A backup holds its image name from TransferOpened until ImageCaptured or TransferAborted (or its
-token's expiry): a second backup of the same name in that time is refused (DPM-E160) instead of
-silently overwriting (the original's BR-04). The decision reads the image's two streams; the
-append that follows carries the catalogue stream's version, so two concurrent opens cannot both
-pass.
+token's expiry, as the imager's TransferRenewed moved it): a second backup of the same name in
+that time is refused (DPM-E160) instead of silently overwriting (the original's BR-04). The
+decision reads the image's two streams; the append that follows carries the catalogue stream's
+version, so two concurrent opens cannot both pass.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 
 from dpm_schemas import E
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import ImageCaptured, ImageDeleted, TransferAborted, TransferOpened
+from dpm_schemas.events import ImageCaptured, ImageDeleted, TransferAborted, TransferOpened, TransferRenewed
 from dpm_schemas.events.imaging import TransferDirection
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
@@ -71,12 +71,13 @@ def check_open(
             raise E.IMAGE_NOT_FOUND(image=image)
         return
     closed = {r.event.transfer_id for r in image_events if isinstance(r.event, ImageCaptured | TransferAborted)}
+    renewed = {r.event.transfer_id: r.event.expires_at for r in image_events if isinstance(r.event, TransferRenewed)}
     for r in catalog_events:
         e = r.event
         if (
             isinstance(e, TransferOpened)
             and e.direction is TransferDirection.BACKUP
             and e.transfer_id not in closed
-            and e.expires_at > now
+            and max(e.expires_at, renewed.get(e.transfer_id, e.expires_at)) > now
         ):
             raise E.IMAGE_BUSY(image=image, transfer=str(e.transfer_id))

@@ -17,6 +17,17 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginPolicies:
+    """One policy per key of a login attempt: ``pair`` (user name at one address) locks out for long,
+    ``source`` (one address, any name) throttles, ``user`` (one name, any address) only slows down:
+    its limit is higher and its lock short, so no one can keep a user out by guessing its password."""
+
+    pair: Policy
+    source: Policy
+    user: Policy
+
+
+@dataclass(frozen=True, slots=True)
 class Counter:
     attempts: int
     since: datetime

@@ -1,5 +1,8 @@
 """Administration: projection positions, rebuilds, and the quarantine of events a projection could
-not apply (listed, retried or skipped by an admin; error texts are shown to admins only)."""
+not apply (listed, retried or skipped by an admin; error texts are shown to admins only). The
+quarantine is one table for every service, so the api lists and skips entries of any service's
+projections; a retry of another service's runs in that service (it takes the request within its
+quarantine poll, 15 s), because only it has the projection's code."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from dpm_api.deps import AdminDep, RuntimeDep, ViewerDep
@@ -41,7 +45,7 @@ class QuarantineOut(BaseModel):
     event_id: uuid.UUID | None
     type: str
     error: str
-    status: Literal["quarantined", "skipped"]
+    status: Literal["quarantined", "retry", "skipped"]
     attempts: int
     recorded_at: datetime
 
@@ -80,29 +84,39 @@ async def rebuild_projection(name: str, rt: RuntimeDep, _admin: AdminDep) -> Reb
 
 @router.get("/quarantine", response_model=list[QuarantineOut])
 async def list_quarantine(rt: RuntimeDep, _admin: AdminDep, projection: str | None = None) -> list[QuarantineOut]:
-    """Events this service's projections set aside, with the error (admins only: it may name data)."""
-    if projection is not None:
-        _runner(rt, projection)
+    """Events any service's projections set aside, with the error (admins only: it may name data)."""
     async with rt.pool.connection() as conn:
         found = await quarantine.entries(conn, projection)
-    return [QuarantineOut(**asdict(e)) for e in found if e.projection in rt.projections]
+    return [QuarantineOut(**asdict(e)) for e in found]
 
 
-@router.post("/quarantine/{projection}/{position}/retry", status_code=204)
-async def retry_quarantine(projection: str, position: int, rt: RuntimeDep, _admin: AdminDep) -> None:
-    """Apply the event again; it leaves the quarantine when it applies (else DPM-E171, and it stays)."""
-    runner = _runner(rt, projection)
+@router.post(
+    "/quarantine/{projection}/{position}/retry",
+    status_code=204,
+    responses={202: {"model": QuarantineOut, "description": "another service's entry, marked for it to retry"}},
+)
+async def retry_quarantine(projection: str, position: int, rt: RuntimeDep, _admin: AdminDep) -> Response:
+    """Apply the event again. The api's own projections retry now: 204 when it applies and leaves the
+    quarantine, else DPM-E171 and it stays. Another service's entry is marked ``retry`` (202); that
+    service applies it within its quarantine poll."""
+    runner = rt.projections.get(projection)
+    if runner is None:
+        async with rt.pool.connection() as conn, conn.transaction():
+            marked = QuarantineOut(**asdict(await quarantine.request_retry(conn, projection, position)))
+        return JSONResponse(marked.model_dump(mode="json"), status_code=202)
     try:
         await retry_quarantined(runner.projection, pool=rt.pool, position=position)
     finally:
         await runner.refresh_quarantined()
+    return Response(status_code=204)
 
 
 @router.post("/quarantine/{projection}/{position}/skip", response_model=QuarantineOut)
 async def skip_quarantine(projection: str, position: int, rt: RuntimeDep, _admin: AdminDep) -> QuarantineOut:
     """Leave the read model without the event (the entry stays, marked skipped, and no longer counts)."""
-    runner = _runner(rt, projection)
-    await skip_quarantined(runner.projection, pool=rt.pool, position=position)
-    await runner.refresh_quarantined()
+    await skip_quarantined(projection, pool=rt.pool, position=position)
+    runner = rt.projections.get(projection)
+    if runner is not None:
+        await runner.refresh_quarantined()
     async with rt.pool.connection() as conn:
         return QuarantineOut(**asdict(await quarantine.entry(conn, projection, position)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from dpm_runtime.eventlog import NO_STREAM, Conn
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.events import EnrolmentTokenIssued
 from dpm_schemas.ids import stream_id
+from dpm_schemas.text import Name
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -23,10 +25,8 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 class EnrolmentIn(BaseModel):
     uses: int = Field(default=1, ge=1, le=100_000, description="How many machines may enrol with it")
     expires_in: float = Field(default=86400.0, gt=0, le=365 * 86400, description="Seconds until it expires")
-    machine: str | None = Field(
+    machine: Annotated[Name, Field(max_length=253)] | None = Field(
         default=None,
-        min_length=1,
-        max_length=253,
         description="Bind it to this machine (id or name): it then enrols only that machine, replacing its "
         "agent token (re-imaged machine, lost token) or lifting a revocation",
     )

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from dpm_api import auth, bootstrap_token, throttle, users
 from dpm_api.deps import AdminDep, PrincipalDep, RuntimeDep, ViewerDep, now
-from dpm_api.domain.throttle import Policy
+from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_schemas import E
+from dpm_schemas.text import Label, Name
 
 router = APIRouter(tags=["auth"])
 
 
 class LoginIn(BaseModel):
-    username: str = Field(max_length=64)
+    username: Annotated[Label, Field(max_length=64)]
     password: str = Field(max_length=1024)
 
 
@@ -29,7 +31,7 @@ class LoginOut(BaseModel):
 
 
 class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[Name, Field(max_length=100)]
 
 
 class TokenOut(BaseModel):
@@ -50,7 +52,8 @@ class AuditEntry(BaseModel):
 @router.post("/auth/login", response_model=LoginOut)
 async def login(body: LoginIn, request: Request, rt: RuntimeDep) -> LoginOut:
     """Open a session; it ends after the configured idle time, or its absolute lifetime. Attempts are
-    throttled per user name and per source address (DPM-E410, with Retry-After)."""
+    locked out per user name and source address, throttled per source address, and slowed down per
+    user name (DPM-E410, with Retry-After)."""
     at = now(request)
     await check_attempt(request, rt, body.username, at)
     async with rt.pool.connection() as conn:
@@ -61,7 +64,7 @@ async def login(body: LoginIn, request: Request, rt: RuntimeDep) -> LoginOut:
         role = await auth.user_role(conn, body.username)
         if role is None:
             raise E.LOGIN_FAILED()
-        await throttle.succeeded(conn, body.username)
+        await throttle.succeeded(conn, body.username, source(request))
         token = await auth.open_session(conn, body.username, at)
         await users.logged_in(rt.eventlog, conn, body.username)
     return LoginOut(
@@ -72,11 +75,21 @@ async def login(body: LoginIn, request: Request, rt: RuntimeDep) -> LoginOut:
     )
 
 
+def source(request: Request) -> str:
+    """The caller's socket address (never a header a client could set)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def check_attempt(request: Request, rt: RuntimeDep, username: str, at: datetime) -> None:
-    """Count a password check against the user name and the caller's address, or refuse it (DPM-E410)."""
-    user, source = request.app.state.login_policies
-    address = request.client.host if request.client else "unknown"
-    keys: dict[str, Policy] = {throttle.user_key(username): user, throttle.source_key(address): source}
+    """Count a password check against the (user name, address) pair, the address and the user name,
+    or refuse it (DPM-E410)."""
+    policies: LoginPolicies = request.app.state.login_policies
+    address = source(request)
+    keys: dict[str, Policy] = {
+        throttle.pair_key(username, address): policies.pair,
+        throttle.source_key(address): policies.source,
+        throttle.user_key(username): policies.user,
+    }
     async with rt.pool.connection() as conn:
         await throttle.attempt(conn, keys, at)
 

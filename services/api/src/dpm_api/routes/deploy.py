@@ -1,21 +1,19 @@
 """The deploy environment's side of the step protocol: a booted deploy environment reports its step
 with the token pxe put on its kernel command line (only the token's SHA-256 is stored), and the api
 appends StepReported on its behalf. The token works only from the client pxe gave it to and only
-while its execution's step runs; each step report renews it."""
+while its execution's step runs; every call made with it renews it (``deploy_auth``)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
-from dataclasses import dataclass
-from ipaddress import IPv6Address, ip_address
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from dpm_api import images
+from dpm_api.deploy_auth import deploy_caller
 from dpm_api.deps import RuntimeDep
 from dpm_api.routes.images import machine_facts, transfer_out
 from dpm_runtime.eventlog import ANY_VERSION
@@ -105,9 +103,11 @@ class DisksIn(BaseModel):
 async def report_disks(body: DisksIn, request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """A disk configuration check's result, kept per machine for the disk viewer."""
     machine_id, _ = await deploy_caller(request, rt, body.execution_id)
-    event = DiskLayoutReported(
-        machine_id=machine_id, execution_id=body.execution_id, disks_json=json.dumps(body.disks, sort_keys=True)
-    )
+    try:  # JSON bodies may say NaN, Infinity or 1e400: PostgreSQL's jsonb (the disk viewer) takes none
+        disks_json = json.dumps(body.disks, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise E.NUMBER_INVALID(field="disks", value="NaN or Infinity", bounds="JSON numbers") from None
+    event = DiskLayoutReported(machine_id=machine_id, execution_id=body.execution_id, disks_json=disks_json)
     result = await rt.eventlog.append(
         stream_id(subjects.DISKS, machine_id),
         ANY_VERSION,
@@ -121,72 +121,3 @@ async def _spec(rt: Runtime, execution_id: uuid.UUID) -> ScenarioSpec:
         if isinstance(rec.event, ExecutionQueued):
             return rec.event.spec
     raise E.UNAUTHENTICATED()
-
-
-async def deploy_caller(request: Request, rt: Runtime, execution_id: uuid.UUID) -> tuple[uuid.UUID, str]:
-    """The machine and step of the deploy environment holding this execution's token, else 401: the
-    token must be known (DPM-E401), from the client pxe gave it to, unexpired (every step report renews
-    it) and its execution's step still running (DPM-E134)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise E.UNAUTHENTICATED()
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    row = await _token(rt, digest, execution_id)
-    if row is None or not row.fresh:  # the read models may be a moment behind the deploy environment
-        head = await rt.eventlog.head()
-        for name in ("deploy_tokens", "executions"):
-            await rt.projections[name].wait_for(head, timeout=3)
-        row = await _token(rt, digest, execution_id)
-    if row is None:  # unknown, or another execution's token: the same answer for both
-        raise E.UNAUTHENTICATED()
-    caller = request.client.host if request.client else None
-    why = row.refusal(caller if getattr(request.app.state, "deploy_check_address", True) else None)
-    if why:
-        raise E.DEPLOY_TOKEN_REFUSED(execution_id=execution_id, reason=why)
-    return row.machine_id, row.kind
-
-
-@dataclass(frozen=True)
-class TokenRow:
-    machine_id: uuid.UUID
-    kind: str
-    state: str
-    client_ip: str | None
-    fresh: bool  # not past its (renewed) expiry
-    ended: str | None  # why its step is over
-
-    def refusal(self, caller: str | None) -> str:
-        """Why this token is refused for ``caller`` (None: the address is not checked), or ''."""
-        if self.ended or self.state in ENDED_STATES:
-            return self.ended or f"the execution is {self.state}"
-        if caller is not None and self.client_ip is not None and _unmapped(caller) != self.client_ip:
-            return f"it was given to {self.client_ip}, not to {caller}"
-        if not self.fresh:
-            return "it expired (no step report within its idle time)"
-        return ""
-
-
-ENDED_STATES = ("completed", "failed", "suspended")
-
-
-def _unmapped(host: str) -> str:
-    try:
-        address = ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-async def _token(rt: Runtime, digest: str, execution_id: uuid.UUID) -> TokenRow | None:
-    async with rt.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT t.machine_id, x.kind, x.state, t.client_ip, t.expires_at > now(), t.ended"
-                " FROM api.deploy_tokens t JOIN api.executions x ON x.execution_id = t.execution_id"
-                " WHERE t.token_sha256 = %s AND t.execution_id = %s",
-                (digest, execution_id),
-            )
-        ).fetchone()
-    return TokenRow(*row) if row else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, ValidationError
@@ -21,7 +22,7 @@ class GroupIn(BaseModel):
     subnet: IPv4Network | None = Field(default=None, description="e.g. 192.168.0.0/24; empty: the server's segment")
     broadcast: IPv4Address | None = Field(default=None, description="directed broadcast; derived from subnet if empty")
     gateway: IPv4Address | None = None
-    description: str = Field(default="", max_length=500)
+    description: Annotated[text.Text, Field(max_length=500)] = ""
 
 
 class GroupOut(BaseModel):
@@ -75,7 +76,7 @@ async def define_group(name: str, body: GroupIn, rt: RuntimeDep, actor: ActorDep
 
 
 class RenameIn(BaseModel):
-    new_name: str = Field(min_length=1, max_length=100)
+    new_name: Annotated[text.Name, Field(max_length=100)]
 
 
 @router.post("/{name}/rename")

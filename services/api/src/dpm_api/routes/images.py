@@ -151,10 +151,10 @@ def imager_url(request: Request) -> str:
 
 
 def own_imager_url(request: Request) -> str:
-    """Where the api itself calls the imager: from settings only (DPM_API_IMAGER_URL, else loopback with
-    DPM_API_IMAGER_PORT), never from the request -- a Host header must not aim the api's token anywhere."""
-    configured: str | None = request.app.state.imager_url
-    return configured.rstrip("/") if configured else f"http://127.0.0.1:{request.app.state.imager_port}"
+    """Where the api itself calls the imager: worked out from settings at start-up (bootstrap), never
+    from the request -- a Host header must not aim the api's token anywhere."""
+    url: str = request.app.state.own_imager_url
+    return url
 
 
 async def machine_facts(conn: Conn, ref: str) -> tuple[MachineFacts, uuid.UUID]:

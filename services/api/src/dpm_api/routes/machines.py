@@ -7,7 +7,7 @@ import base64
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -26,6 +26,7 @@ from dpm_schemas.agent_protocol import MAX_FILE, Action, Command
 from dpm_schemas.events import AgentTokenRevoked, PowerOnRequested
 from dpm_schemas.events.groups import NEW_MACHINES
 from dpm_schemas.ids import UnusableMac, normalize_mac
+from dpm_schemas.text import Label, Name
 from dpm_schemas.version import DPM_VERSION
 
 router = APIRouter(prefix="/machines", tags=["machines"])
@@ -33,12 +34,12 @@ MAX_CSV = 16 * 1024 * 1024  # a CSV import of a large fleet, beyond the api's de
 
 
 class MachineIn(BaseModel):
-    name: str = Field(min_length=1, max_length=253)
-    macs: list[str] = Field(min_length=1, max_length=32)
+    name: Annotated[Name, Field(max_length=253)]
+    macs: list[Label] = Field(min_length=1, max_length=32)
     smbios_uuid: uuid.UUID | None = None
     ip: IPv4Address | IPv6Address | None = None
-    group: str = Field(default=NEW_MACHINES, min_length=1, max_length=200)
-    os_type: str | None = Field(default=None, max_length=100)
+    group: Name = NEW_MACHINES
+    os_type: Label | None = None
 
 
 class MachineOut(BaseModel):

@@ -26,6 +26,7 @@ from dpm_schemas import E, codec, subjects
 from dpm_schemas.errors import CATALOGUE
 from dpm_schemas.events import ChunkSent
 from dpm_schemas.events.scenarios import ScenarioSpec
+from dpm_schemas.text import Label, Name
 
 router = APIRouter(tags=["scenarios"])
 
@@ -36,8 +37,10 @@ class ScenarioIn(BaseModel):
 
 
 class RunIn(BaseModel):
-    machines: list[str] = Field(default_factory=list, max_length=100_000, description="machine ids or names")
-    group: str | None = Field(default=None, description="every machine of this group")
+    machines: list[Annotated[Name, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=100_000, description="machine ids or names"
+    )
+    group: Name | None = Field(default=None, description="every machine of this group")
     at: datetime | None = Field(default=None, description="not before this time (UTC if no offset)")
 
 
@@ -260,8 +263,10 @@ async def suspend(execution_id: uuid.UUID, rt: RuntimeDep, actor: ActorDep) -> d
 
 
 class ClearIn(BaseModel):
-    machines: list[str] = Field(default_factory=list, description="machine ids or names")
-    state: str | None = Field(default=None, description="bulk clear: every machine whose latest execution is in it")
+    machines: list[Annotated[Name, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=100_000, description="machine ids or names"
+    )
+    state: Label | None = Field(default=None, description="bulk clear: every machine whose latest execution is in it")
 
 
 @router.post("/clear")

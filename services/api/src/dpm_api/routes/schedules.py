@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -14,19 +14,22 @@ from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.routes.scenarios import RunIn, resolve_machines
 from dpm_schemas.events import ScheduleSaved
 from dpm_schemas.events.schedules import ScheduleAction
+from dpm_schemas.text import Label, Name
 
 router = APIRouter(tags=["schedules"])
 
 
 class ScheduleIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     action: ScheduleAction
-    scenario: str | None = Field(default=None, description="for runs: scenario name or id")
-    machines: list[str] = Field(default_factory=list, description="machine names or ids")
-    group: str | None = None
+    scenario: Name | None = Field(default=None, description="for runs: scenario name or id")
+    machines: list[Annotated[Name, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=100_000, description="machine names or ids"
+    )
+    group: Name | None = None
     at: datetime | None = Field(default=None, description="one-shot, a future time")
-    cron: str | None = Field(default=None, description="recurring, five fields, e.g. '0 22 * * 1-5'")
-    timezone: str = "UTC"
+    cron: Label | None = Field(default=None, description="recurring, five fields, e.g. '0 22 * * 1-5'")
+    timezone: Label = "UTC"
     enabled: bool = True
 
 

@@ -93,7 +93,7 @@ async def change_password(
     password_hash = await request.app.state.hasher.hash(body.password)
     async with rt.pool.connection() as conn, conn.transaction():
         position = await users.change_password(rt.eventlog, conn, username, password_hash, actor=who.username)
-        await throttle.succeeded(conn, username)
+        await throttle.password_changed(conn, username)
     await rt.projections["accounts"].wait_for(position, timeout=5)
     return {"username": username}
 

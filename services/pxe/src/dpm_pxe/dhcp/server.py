@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 MAX_IN_FLIGHT = 256  # packets being decided at once; beyond it a flood is dropped, not queued
+WITNESS_WAIT = 1.0  # seconds an answer waits for the record of where its client boots from
 SIOCGIFADDR = 0x8915
 
 
@@ -63,6 +64,8 @@ class Leases(Protocol):
 
 
 OnBoot = Callable[[ClientInfo, IPv4Address | None], Awaitable[None]]
+# every packet decided: (request, its source address, the answer or None, on 4011), before the answer goes
+OnPacket = Callable[[DhcpPacket, str, DhcpPacket | None, bool], Awaitable[None]]
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -86,12 +89,14 @@ class DhcpServer:
         leases: Leases | None = None,
         interface: str | None = None,
         on_boot: OnBoot | None = None,
+        on_packet: OnPacket | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self._config = config
         self._leases = leases
         self.interface = interface
         self._on_boot = on_boot
+        self._on_packet = on_packet
         self._tracer = tracer or trace.get_tracer(__name__)
         self._full_lock = asyncio.Lock()  # one full-mode decision at a time: an address is offered once
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,6 +130,7 @@ class DhcpServer:
                 log.warning("Ignoring packet from %s (%s): %r", request.mac, source[0], exc)
                 span.record_exception(exc)
                 return
+            await self._witness(request, source, None if isinstance(answer, Ignore) else answer, on_4011)
             if isinstance(answer, Ignore):
                 self.ignored += 1
                 span.set_attribute("dhcp.ignored", answer.reason)
@@ -134,6 +140,16 @@ class DhcpServer:
             self.answered += 1
             span.set_attribute("dhcp.answer", answer.options.get(53, b"\0")[0])
         await self._booted(request, answer)
+
+    async def _witness(self, request: DhcpPacket, source: Address, answer: DhcpPacket | None, on_4011: bool) -> None:
+        """Tell the boot witness what this packet says about its client (where it boots from) before it
+        is answered, so a script request that follows the answer finds it recorded."""
+        if self._on_packet is None:
+            return
+        try:
+            await asyncio.wait_for(self._on_packet(request, source[0], answer, on_4011), WITNESS_WAIT)
+        except Exception as exc:  # recording must never stop (nor long delay) the answers
+            log.warning("could not record what %s's packet says: %r", request.mac, exc)
 
     async def _decide(self, request: DhcpPacket, on_4011: bool) -> DhcpPacket | Ignore:
         config = self._config()

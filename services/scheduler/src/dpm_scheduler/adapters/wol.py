@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from dpm_scheduler.power.driver import PowerTarget
+from dpm_scheduler.adapters.driver import PowerTarget
 from dpm_schemas import ports
 from dpm_schemas.ids import normalize_mac
 

@@ -10,22 +10,20 @@ steps need nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from dpm_scenarios.states import ExecutionState
 from dpm_schemas.events.executions import StartAction
 from dpm_schemas.events.scenarios import NETBOOT_KINDS, ScenarioKind, ScenarioSpec
 
-
-class Wait(StrEnum):
-    BOOT = "waiting_boot"  # for MachineBooted (E112 when none within the power-on timeout)
-    ONLINE = "waiting_online"  # for MachineCameOnline (E113)
-    NOTHING = "running"
+BOOT = ExecutionState.WAITING_BOOT  # for MachineBooted (E112 when none within the power-on timeout)
+ONLINE = ExecutionState.WAITING_ONLINE  # for MachineCameOnline (E113)
+NOTHING = ExecutionState.RUNNING  # the step is requested at once
 
 
 @dataclass(frozen=True)
 class Start:
     action: StartAction
-    wait: Wait
+    wait: ExecutionState  # the state the started execution waits in
     netboot: bool  # pxe must serve the deploy environment (NetbootRequested)
 
 
@@ -36,17 +34,17 @@ class Refuse:
 
 def plan_start(spec: ScenarioSpec, *, online: bool) -> Start | Refuse:
     if spec.kind is ScenarioKind.SIMULATED:
-        return Start(StartAction.RUN, Wait.NOTHING, netboot=False)
+        return Start(StartAction.RUN, NOTHING, netboot=False)
     if spec.kind in NETBOOT_KINDS:
         if not online:
-            return Start(StartAction.WAKE, Wait.BOOT, netboot=True)
+            return Start(StartAction.WAKE, BOOT, netboot=True)
         if spec.reboot_at_start:
-            return Start(StartAction.REBOOT, Wait.BOOT, netboot=True)
+            return Start(StartAction.REBOOT, BOOT, netboot=True)
         return Refuse("needs-reboot")
     # remote update (and firmware-less agent kinds): the agent does the work
     if online:
-        return Start(StartAction.RUN, Wait.NOTHING, netboot=False)
-    return Start(StartAction.WAKE, Wait.ONLINE, netboot=False)
+        return Start(StartAction.RUN, NOTHING, netboot=False)
+    return Start(StartAction.WAKE, ONLINE, netboot=False)
 
 
 @dataclass(frozen=True)

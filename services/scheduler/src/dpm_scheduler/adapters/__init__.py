@@ -1,0 +1,1 @@
+"""I/O only: SQL stores and queries, the Wake-on-LAN driver, agent commands, the effect runner."""

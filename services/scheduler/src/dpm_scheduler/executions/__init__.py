@@ -1,1 +1,0 @@
-"""The execution engine: a process manager driving each scenario run per machine."""

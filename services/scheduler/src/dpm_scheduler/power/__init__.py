@@ -1,2 +1,0 @@
-"""Power actions behind one interface: Wake-on-LAN now; the agent (shutdown/reboot) and IPMI/Redfish
-plug in as further drivers."""
