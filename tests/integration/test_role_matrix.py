@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIWebSocketRoute
+from starlette.routing import WebSocketRoute
 
 from dpm_api.deps import RoleCheck, get_principal
 from dpm_runtime.localstack.procs import free_port
@@ -41,17 +43,28 @@ BODIES = {("PUT", "/users/{username}/password"): {"password": "long-enough-1"}} 
 ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
 
 
-def routes(app: Any) -> Iterator[tuple[str, str, Dependant | None]]:
-    """(method, path template, dependant) of every route, also inside included routers."""
+def table(app: Any) -> Iterator[tuple[str, str, Any]]:
+    """(method, path template, dependant) of every route, inside included routers too; a WebSocket
+    route is method WEBSOCKET, and anything else without methods is "ANY" (so it must be named)."""
     stack = list(app.router.routes)
     while stack:
         route = stack.pop(0)
         if hasattr(route, "effective_route_contexts"):  # FastAPI's include_router wrapper
             stack.extend(route.effective_route_contexts())
             continue
-        path = getattr(route, "path_format", None) or route.path
-        for method in sorted((getattr(route, "methods", None) or set()) - {"HEAD"}):
+        original = getattr(route, "original_route", None) or route
+        if isinstance(original, (APIWebSocketRoute, WebSocketRoute)):
+            yield "WEBSOCKET", original.path, None
+            continue
+        path = getattr(route, "path_format", None) or getattr(route, "path", "?")
+        methods = (getattr(route, "methods", None) or {"ANY"}) - {"HEAD"}
+        for method in sorted(methods):
             yield method, path, getattr(route, "dependant", None)
+
+
+def routes(app: Any) -> Iterator[tuple[str, str, Dependant | None]]:
+    """The HTTP routes of ``table`` (the api serves no WebSocket; test_role_matrix_services checks that)."""
+    return ((m, p, d) for m, p, d in table(app) if m not in ("WEBSOCKET", "ANY"))
 
 
 def declared_role(dependant: Dependant | None) -> Role | None:

@@ -8,13 +8,8 @@ The api has its own, role-by-role matrix (test_role_matrix)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import httpx
 import pytest
-from fastapi.routing import APIWebSocketRoute
-from starlette.routing import WebSocketRoute
 
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing.services import running
@@ -22,7 +17,7 @@ from dpm_updater.bootstrap import bootstrap as updater_bootstrap
 from dpm_updater.settings import UpdaterSettings
 
 from .conftest import common
-from .test_role_matrix import concrete, status
+from .test_role_matrix import concrete, status, table
 
 pytestmark = pytest.mark.integration
 
@@ -71,25 +66,6 @@ BODIES = {
     "/v1/transfers/{transfer_id}/missing": {"ids": []},
     "/v1/transfers/{transfer_id}/chunks/fetch": {"ids": []},
 }
-
-
-def table(app: Any) -> Iterator[tuple[str, str, Any]]:
-    """(method, path template, dependant) of every route, inside included routers too; a WebSocket
-    route is method WEBSOCKET, and anything else without methods is "ANY" (so it must be named)."""
-    stack = list(app.router.routes)
-    while stack:
-        route = stack.pop(0)
-        if hasattr(route, "effective_route_contexts"):  # FastAPI's include_router wrapper
-            stack.extend(route.effective_route_contexts())
-            continue
-        original = getattr(route, "original_route", None) or route
-        if isinstance(original, (APIWebSocketRoute, WebSocketRoute)):
-            yield "WEBSOCKET", original.path, None
-            continue
-        path = getattr(route, "path_format", None) or getattr(route, "path", "?")
-        methods = (getattr(route, "methods", None) or {"ANY"}) - {"HEAD"}
-        for method in sorted(methods):
-            yield method, path, getattr(route, "dependant", None)
 
 
 @pytest.fixture
