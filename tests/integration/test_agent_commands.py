@@ -41,14 +41,21 @@ async def test_files_power_and_offline(api_service, gateway_service, auth, tmp_p
             f'state_dir = "{tmp_path / "state"}"\nmacs = ["52:54:0c:00:00:01"]\nhostname = "cmd-1"\n'
             f'inventory = false\nallowed_paths = ["{files}"]\npower_driver = "simulated"\nmax_backoff = 1.0\n'
         )
-        with open(tmp_path / "agent.log", "wb") as log:
-            agent = lab.popen(
-                host, [sys.executable, "-m", "dpm_agent", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
+        agent = None
         try:
             async with running(api_service(), headers=auth) as api, running(gateway):
+                # Registered before the agent starts: an agent that enrols first registers itself under
+                # its hostname, and the operator's registration of the same name is then refused.
                 r = await api.http.post("/machines", json={"name": "cmd-1", "macs": ["52:54:0c:00:00:01"]})
+                assert r.status_code == 201, r.text
                 machine_id = r.json()["machine_id"]
+                with open(tmp_path / "agent.log", "wb") as log:
+                    agent = lab.popen(
+                        host,
+                        [sys.executable, "-m", "dpm_agent", "--config", str(config)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
 
                 async def machine():
                     return (await api.http.get(f"/machines/{machine_id}")).json()
@@ -115,6 +122,6 @@ async def test_files_power_and_offline(api_service, gateway_service, auth, tmp_p
             power_log = (tmp_path / "state" / "power.log").read_text().split()
             assert power_log[1::2] == ["reboot", "shutdown"]
         finally:
-            if agent.poll() is None:
+            if agent is not None and agent.poll() is None:
                 agent.kill()
                 agent.wait()
