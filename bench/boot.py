@@ -25,8 +25,7 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     BOOTREQUEST,
     DISCOVER,
     OPT_CLIENT_ARCH,
@@ -36,6 +35,7 @@ from dpm_pxe.dhcp.packet import (
     build,
     parse,
 )
+from dpm_pxe.dhcp.leases import LeaseStore
 from dpm_pxe.dhcp.pools import Pool
 from dpm_pxe.dhcp.proxy import BootConfig
 from dpm_pxe.dhcp.server import DhcpServer

@@ -9,9 +9,9 @@ from dpm_agent_gateway.bootstrap import bootstrap as gateway_bootstrap
 from dpm_agent_gateway.settings import AgentGatewaySettings
 from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
-from dpm_cli.lab import LabConfig
 from dpm_imager.bootstrap import bootstrap as imager_bootstrap
 from dpm_imager.settings import ImagerSettings
+from dpm_lab.sim import LabConfig
 from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
 from dpm_pxe.settings import PxeSettings
 from dpm_runtime.localstack.procs import free_port

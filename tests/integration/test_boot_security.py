@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto import tftp as tp
+from dpm_netproto.dhcp import (
     BOOTREQUEST,
     OPT_MESSAGE_TYPE,
     OPT_REQUESTED_IP,
@@ -26,7 +27,6 @@ from dpm_pxe.dhcp.packet import (
     build,
 )
 from dpm_pxe.settings import PxeSettings
-from dpm_pxe.tftp import protocol as tp
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import eventually

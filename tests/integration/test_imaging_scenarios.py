@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from agent.tests.deploy.disks import blank, ext_files, mkext4, need_tools, sfdisk, tree
-from dpm_cli.lab import Lab, fleet
+from dpm_lab.sim import Lab, fleet
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 

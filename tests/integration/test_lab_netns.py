@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from agent.tests.deploy.disks import blank, need_tools, sfdisk
-from dpm_cli.labnetns import NamespaceLab
+from dpm_lab.netns import NamespaceLab
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import eventually, netlab
 from dpm_runtime.testing.services import running

@@ -10,7 +10,7 @@ import asyncio
 import httpx
 import pytest
 
-from dpm_cli.lab import Lab, fleet
+from dpm_lab.sim import Lab, fleet
 from dpm_runtime.testing.services import running
 from dpm_schemas.events import MachineBooted, StepReported
 

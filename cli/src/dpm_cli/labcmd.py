@@ -15,8 +15,8 @@ import httpx
 import typer
 
 from dpm_cli.client import EXIT_USAGE, CliError, request
-from dpm_cli.lab import Lab, LabConfig, fleet
-from dpm_cli.labnetns import NamespaceLab
+from dpm_lab.netns import NamespaceLab
+from dpm_lab.sim import Lab, LabConfig, fleet
 from dpm_runtime.testing import netlab
 from dpm_schemas import ports
 

@@ -9,8 +9,8 @@ from ipaddress import IPv4Address
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_pxe import routes
-from dpm_pxe.dhcp.client import ClientInfo
 from dpm_pxe.dhcp.leases import LeaseStore
 from dpm_pxe.dhcp.pools import Pool
 from dpm_pxe.dhcp.proxy import BootConfig

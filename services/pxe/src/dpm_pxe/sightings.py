@@ -24,8 +24,8 @@ from ipaddress import IPv4Address
 
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.packet import OPT_BOOTFILE, DhcpPacket
+from dpm_netproto.dhcp import OPT_BOOTFILE, DhcpPacket
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_pxe.state import SCHEMA
 from dpm_pxe.witness import TftpPairing, dhcp_addresses
 from dpm_runtime.eventlog import Conn

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.packet import OPT_REQUESTED_IP, REQUEST, DhcpPacket
+from dpm_netproto.dhcp import OPT_REQUESTED_IP, REQUEST, DhcpPacket
+from dpm_netproto.pxeclient import ClientInfo
 
 TFTP_WINDOW = 30.0  # seconds between a ROM's boot-file answer and its TFTP read
 MAX_OFFERS = 10_000  # offers remembered at most, whatever the rate

@@ -13,7 +13,7 @@ import socket
 import sys
 from ipaddress import IPv4Address
 
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     BOOTREQUEST,
     DISCOVER,
     OPT_CLIENT_ARCH,

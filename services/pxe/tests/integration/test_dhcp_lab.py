@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dpm_pxe.dhcp.client import ClientInfo
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_pxe.dhcp.leases import LeaseStore
 from dpm_pxe.dhcp.pools import Pool
 from dpm_pxe.dhcp.proxy import BootConfig

@@ -9,9 +9,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from dpm_netproto.dhcp import BOOTREQUEST, DISCOVER, OFFER, OPT_MESSAGE_TYPE, OPT_VENDOR_CLASS, DhcpPacket
 from dpm_pxe.dhcp.full import Hold
 from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.dhcp.packet import BOOTREQUEST, DISCOVER, OFFER, OPT_MESSAGE_TYPE, OPT_VENDOR_CLASS, DhcpPacket
 from dpm_pxe.sightings import DDL as SIGHTINGS_DDL
 from dpm_pxe.sightings import Sightings
 from dpm_pxe.state import DDL, SCHEMA

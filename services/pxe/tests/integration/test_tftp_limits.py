@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dpm_pxe.tftp import protocol as p
+from dpm_netproto import tftp as p
 from dpm_pxe.tftp.server import TftpLimits, TftpServer
 from dpm_runtime.localstack.procs import free_port
 

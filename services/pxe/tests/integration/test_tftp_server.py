@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dpm_pxe.tftp import protocol as p
+from dpm_netproto import tftp as p
 from dpm_pxe.tftp.server import TftpServer
 from dpm_runtime.localstack.procs import free_port
 

@@ -6,8 +6,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dpm_pxe.dhcp.full import Book, Decline, Free, Hold, Holding, full_reply
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     ACK,
     BOOTREQUEST,
     DECLINE,
@@ -20,6 +19,7 @@ from dpm_pxe.dhcp.packet import (
     REQUEST,
     DhcpPacket,
 )
+from dpm_pxe.dhcp.full import Book, Decline, Free, Hold, Holding, full_reply
 from dpm_pxe.dhcp.pools import Pool
 from dpm_pxe.dhcp.proxy import BootConfig, Ignore
 from dpm_schemas.events.boot import DhcpMode, DhcpRange

@@ -8,7 +8,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     ACK,
     BOOTREQUEST,
     DISCOVER,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     BOOTREQUEST,
     DISCOVER,
     OPT_MESSAGE_TYPE,

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     ACK,
     DECLINE,
     DISCOVER,
@@ -33,6 +32,7 @@ from dpm_pxe.dhcp.packet import (
     DhcpPacket,
     reply_to,
 )
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_pxe.dhcp.pools import Pool, pool_of
 from dpm_pxe.dhcp.proxy import BootConfig, Ignore, boot_file, boot_reply
 

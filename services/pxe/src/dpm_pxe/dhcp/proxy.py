@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     ACK,
     DISCOVER,
     OFFER,
@@ -27,6 +26,7 @@ from dpm_pxe.dhcp.packet import (
     DhcpPacket,
     reply_to,
 )
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_pxe.dhcp.pools import Pool
 from dpm_schemas.events.boot import Arch, DhcpMode
 

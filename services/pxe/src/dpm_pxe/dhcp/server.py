@@ -19,9 +19,9 @@ from typing import Protocol
 
 from opentelemetry import trace
 
-from dpm_pxe.dhcp.client import ClientInfo
+from dpm_netproto.dhcp import ACK, OFFER, DhcpPacket, Malformed, build, parse
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_pxe.dhcp.full import Book, Effect, full_reply, requested_address
-from dpm_pxe.dhcp.packet import ACK, OFFER, DhcpPacket, Malformed, build, parse
 from dpm_pxe.dhcp.pools import Pool
 from dpm_pxe.dhcp.proxy import BootConfig, Ignore, destination, reply
 from dpm_schemas.events.boot import DhcpMode

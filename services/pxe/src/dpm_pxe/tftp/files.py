@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dpm_pxe.tftp.protocol import E_ACCESS, E_NOT_FOUND
+from dpm_netproto.tftp import E_ACCESS, E_NOT_FOUND
 
 MAX_COMPONENT = 255  # NAME_MAX of Linux file systems
 MAX_NAME = 1024  # a TFTP request is at most 1024 bytes anyway

@@ -18,7 +18,6 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from pathlib import Path
 
 from opentelemetry import trace
 
-from dpm_pxe.tftp import protocol as p
+from dpm_netproto import tftp as p
 from dpm_pxe.tftp.files import Refused, resolve
+from dpm_pxe.tftp.inbox import Address, Inbox
 from dpm_pxe.tftp.peers import Peer, Unacked
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 STOP_POLL = 0.25  # how often a waiting transfer thread checks that the server is stopping
 
 
@@ -48,37 +47,6 @@ class TftpLimits:
     amplification: int = 8  # bytes sent to an unacknowledged peer: at most this many times its request
 
 
-class _Inbox(asyncio.DatagramProtocol):
-    """Datagrams for one socket, for the coroutine that owns it. ``get`` waits on one future with a
-    timer instead of ``wait_for`` (a task per call): in lockstep TFTP that is once per block."""
-
-    def __init__(self) -> None:
-        self.pending: deque[tuple[bytes, Address]] = deque()
-        self.transport: asyncio.DatagramTransport | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.pending.append((data, addr))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self, timeout: float) -> tuple[bytes, Address] | None:
-        """The next datagram, or None after ``timeout`` seconds without one."""
-        if not self.pending:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        return self.pending.popleft() if self.pending else None
-
-
 def _receive_timeout(sock: socket.socket, seconds: float) -> None:
     """A kernel receive timeout (SO_RCVTIMEO) on a blocking socket: one recvfrom system call per ACK,
     where Python's own socket timeout adds a poll before each."""
@@ -92,11 +60,6 @@ def _span_options(req: p.Request) -> dict[str, str]:
 
 def _extend(into: list[bytes], make: Callable[[int], list[bytes]], first: int) -> None:
     into.extend(make(first))
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class TftpServer:
@@ -120,7 +83,7 @@ class TftpServer:
 
     async def serve(self, host: str, port: int, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        transport, inbox = await loop.create_datagram_endpoint(_Inbox, local_addr=(host, port))
+        transport, inbox = await loop.create_datagram_endpoint(Inbox, local_addr=(host, port))
         log.info("tftp listening on %s:%d, root %s", host, port, self.root)
         try:
             while not stop.is_set():

@@ -1,6 +1,6 @@
 """One lab machine in its own network namespace (the lab's realism mode):
 
-    ip netns exec NS python -m dpm_cli.labnode SPEC.json
+    ip netns exec NS python -m dpm_lab.node SPEC.json
 
 It waits for its Wake-on-LAN packet, then boots like the loopback lab's machines do -- but its
 DHCP DISCOVER is a real broadcast on the lab bridge, from its own interface and MAC. A deploy
@@ -24,7 +24,7 @@ import httpx
 
 from dpm_agent.config import AgentConfig
 from dpm_agent.power import last_power_action
-from dpm_cli.lab import Lab, LabConfig, SimMachine
+from dpm_lab.sim import Lab, LabConfig, SimMachine
 
 
 @dataclass(frozen=True)

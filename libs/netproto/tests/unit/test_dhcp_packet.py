@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpm_pxe.dhcp.client import ClientInfo
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     BOOTREQUEST,
     DISCOVER,
     OPT_CLIENT_ARCH,
@@ -25,6 +24,7 @@ from dpm_pxe.dhcp.packet import (
     build,
     parse,
 )
+from dpm_netproto.pxeclient import ClientInfo
 from dpm_schemas.events.boot import Arch
 
 MAC = bytes.fromhex("525400abcdef")

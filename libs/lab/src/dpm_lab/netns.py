@@ -1,5 +1,5 @@
 """The lab in namespace mode: one network namespace per machine on a lab bridge (needs root),
-each running ``dpm_cli.labnode``. Used by ``dpm lab up --netns`` and by the tests."""
+each running ``dpm_lab.node``. Used by ``dpm lab up --netns`` and by the tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dpm_cli.labnode import READY, NodeSpec
+from dpm_lab.node import READY, NodeSpec
 from dpm_runtime.testing.netlab import LabHost, NetLab
 
 
@@ -65,7 +65,7 @@ class NamespaceLab:
             log = self.work / f"{name}.log"
             with open(log, "wb") as out:
                 proc = self.lab.popen(
-                    host, [sys.executable, "-m", "dpm_cli.labnode", str(path)], stdout=out, stderr=subprocess.STDOUT
+                    host, [sys.executable, "-m", "dpm_lab.node", str(path)], stdout=out, stderr=subprocess.STDOUT
                 )
             self.nodes.append(Node(host, spec, proc, log))
         self._wait_listening(time.monotonic() + ready_timeout)

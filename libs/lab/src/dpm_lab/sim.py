@@ -11,7 +11,7 @@ local boot script leaves it running its "OS".
 
 Each machine listens on its own loopback address (127.0.0.N), so replies reach the right one; pxe
 answers a DISCOVER that carries ciaddr by unicast to it (RFC 2131 §4.1). Its HTTP comes from that
-address too (``labhttp``): pxe hands a deploy environment only to where it saw the MAC boot from.
+address too (``httpfrom``): pxe hands a deploy environment only to where it saw the MAC boot from.
 For namespace realism use the netlab and the real agent instead; this is the scale mode.
 """
 
@@ -33,8 +33,9 @@ import httpx
 
 from dpm_agent.deploy.run import BootParams
 from dpm_agent.deploy.run import run as run_deploy
-from dpm_cli.labhttp import ApiFrom, client_from
-from dpm_pxe.dhcp.packet import (
+from dpm_lab.httpfrom import ApiFrom, client_from
+from dpm_netproto import tftp as tftp
+from dpm_netproto.dhcp import (
     BOOTREQUEST,
     DISCOVER,
     OPT_BOOTFILE,
@@ -47,7 +48,6 @@ from dpm_pxe.dhcp.packet import (
     build,
     parse,
 )
-from dpm_pxe.tftp import protocol as tftp
 
 log = logging.getLogger(__name__)
 

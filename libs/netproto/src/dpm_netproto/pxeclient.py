@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from dpm_pxe.dhcp.packet import (
+from dpm_netproto.dhcp import (
     OPT_CLIENT_ARCH,
     OPT_CLIENT_UUID,
     OPT_IPXE,
