@@ -35,12 +35,12 @@ from dpm_netproto.dhcp import (
     build,
     parse,
 )
-from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.dhcp.pools import Pool
-from dpm_pxe.dhcp.proxy import BootConfig
-from dpm_pxe.dhcp.server import DhcpServer
-from dpm_pxe.state import DDL, SCHEMA
-from dpm_pxe.tftp.server import TftpServer
+from dpm_pxe.adapters.dhcp.leases import LeaseStore
+from dpm_pxe.domain.dhcp.pools import Pool
+from dpm_pxe.domain.dhcp.proxy import BootConfig
+from dpm_pxe.adapters.dhcp.server import DhcpServer
+from dpm_pxe.adapters.state import DDL, SCHEMA
+from dpm_pxe.adapters.tftp.server import TftpServer
 from dpm_runtime.directory import directory_ddl
 from dpm_runtime.localstack.procs import free_port
 from dpm_schemas.events.boot import DhcpMode, DhcpRange

@@ -144,8 +144,7 @@ async def test_a_cancelled_commit_whose_capture_is_logged_keeps_its_manifest(
     not caught up) used to delete the manifest the logged ImageCaptured points to."""
     from dpm_imagefmt.manifest import manifest_id
     from dpm_imager import commit as rules
-    from dpm_imager import routes
-    from dpm_imager.state import transfer_by_token
+    from dpm_imager.adapters.readmodel import transfer_by_token
 
     imager = imager_service()
     api = api_service(api_imager_url=f"http://127.0.0.1:{imager.port}")
@@ -158,7 +157,7 @@ async def test_a_cancelled_commit_whose_capture_is_logged_keeps_its_manifest(
         blob = _manifest(cid)
         manifest = rules.check_manifest(blob, t.image)
         captured = rules.captured(t, manifest, manifest_id(blob), 1024)
-        real_append = routes._append
+        real_append = rules._append
 
         async def append_then_cancelled(*args, **kwargs):
             await real_append(*args, **kwargs)
@@ -167,10 +166,10 @@ async def test_a_cancelled_commit_whose_capture_is_logged_keeps_its_manifest(
         async def lagging(_imager):
             return []  # the read model has not applied the ImageCaptured yet
 
-        monkeypatch.setattr(routes, "_append", append_then_cancelled)
-        monkeypatch.setattr(routes, "_live_manifests", lagging)
+        monkeypatch.setattr(rules, "_append", append_then_cancelled)
+        monkeypatch.setattr(rules, "_live_manifests", lagging)
         with pytest.raises(asyncio.CancelledError):
-            await routes._store_and_append(im, t, captured, blob, await rules.still_open(im.rt.eventlog, t))
+            await rules._store_and_append(im, t, captured, blob, await rules.still_open(im.rt.eventlog, t))
         events = await a.runtime.eventlog.read_stream(stream_id(subjects.IMAGE, image_id("lab/cancelled")))
         assert [r.event.manifest for r in events if isinstance(r.event, ImageCaptured)] == [captured.manifest]
         assert captured.manifest in set(im.store.manifest_ids())  # what the log names is still there

@@ -135,3 +135,34 @@ async def test_unknown_projection_and_unauthenticated_rebuild_are_refused(api_se
         async with httpx.AsyncClient(base_url=api.url) as bare:
             r = await bare.post("/admin/projections/machines/rebuild")
         assert r.status_code == 401
+
+
+async def test_an_agent_online_before_its_registration_shows_online(api_service, auth, database) -> None:
+    """An agent that enrols and says hello at once: the gateway's MachineCameOnline reaches the log
+    before the api's reaction registers the machine. The machine is online, live and after a rebuild;
+    one that came online and went offline before its registration is not."""
+    online, offline = uuid.uuid4(), uuid.uuid4()
+    async with running(api_service(), headers=auth) as api:
+        rt = api.runtime
+
+        async def append(category: str, mid: uuid.UUID, event: object) -> None:
+            new = [NewEvent(event, Metadata.new())]  # type: ignore[arg-type]
+            await rt.eventlog.append(stream_id(category, mid), ANY_VERSION, new)
+
+        for mid in (online, offline):
+            await append(subjects.AGENT, mid, MachineCameOnline(machine_id=mid, agent_version="0.1.0"))
+        await append(subjects.AGENT, offline, MachineWentOffline(machine_id=offline, reason="gone"))
+        for n, mid in enumerate((online, offline)):
+            registered = MachineRegistered(machine_id=mid, name=f"early-{n}", macs=(f"52:54:00:ee:00:0{n}",))
+            await append(subjects.MACHINE, mid, registered)
+
+        async def states() -> dict[str, tuple[bool, str | None]]:
+            r = await api.http.get("/machines", headers=auth)
+            return {m["name"]: (m["online"], m["agent_version"]) for m in r.json()}
+
+        want = {"early-0": (True, "0.1.0"), "early-1": (False, None)}
+        assert await rt.projections["machines"].wait_for(await rt.eventlog.head(), timeout=30)
+        assert await states() == want
+        r = await api.http.post("/admin/projections/machines/rebuild", headers=auth)
+        assert r.status_code == 200, r.text
+        assert await states() == want

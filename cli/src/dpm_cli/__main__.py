@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import boot, images, labcmd, quarantine, scenarios, schedules
+from dpm_cli import boot, images, labcmd, quarantine, rebuild, scenarios, schedules
 from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
 from dpm_cli.output import JsonOpt, table
 from dpm_cli.passwords import StdinOpt, read_password
@@ -31,6 +31,7 @@ app.add_typer(users, name="users")
 app.add_typer(tokens, name="tokens")
 app.add_typer(admin, name="admin")
 admin.add_typer(quarantine.app, name="quarantine")
+admin.command("rebuild")(rebuild.admin_rebuild)
 app.add_typer(boot.app, name="boot")
 app.add_typer(scenarios.app, name="scenarios")
 app.add_typer(schedules.app, name="schedules")
@@ -373,19 +374,6 @@ def agents_revoke(machine: str) -> None:
     found = find_machine(machine)
     request("POST", f"/machines/{found['machine_id']}/agent/revoke")
     print(f"revoked the agent of {found['name']}")
-
-
-@admin.command("rebuild")
-def admin_rebuild(projection: str, as_json: JsonOpt = False) -> None:
-    """Replay the event log from position 0 into fresh read-model tables and swap them in."""
-    result = request("POST", f"/admin/projections/{projection}/rebuild")
-    if as_json:
-        print(json.dumps(result))
-        return
-    print(
-        f"rebuilt {result['name']}: {result['events']} events up to position {result['position']} "
-        f"in {result['seconds']:.2f} s ({result['events_per_second']:.0f} events/s)"
-    )
 
 
 def main() -> None:

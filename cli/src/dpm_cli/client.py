@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from dpm_schemas import ports
+from dpm_schemas import E, ports
 
 # Stable exit codes: scripts can tell "the server said no" from "no server".
 EXIT_OK = 0
@@ -63,6 +63,13 @@ def token() -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def unreachable(reason: str) -> CliError:
+    """DPM-E022 (not ready) with the CLI's remedy: the API is usually just not started."""
+    err = E.NOT_READY(service=f"the dpm API at {base_url()}", reason=reason)
+    return CliError(f"{err.code} {err.message}\n  remedy: start it with `make up` (or `dpm up`), or set DPM_API_URL.",
+                    EXIT_UNREACHABLE)  # fmt: skip
+
+
 def request(method: str, path: str, *, raw: bool = False, anonymous: bool = False, **kwargs: Any) -> Any:
     """Call the API; JSON back (or the text with ``raw``); errors become CliError with code and remedy."""
     headers = kwargs.pop("headers", {})
@@ -72,11 +79,7 @@ def request(method: str, path: str, *, raw: bool = False, anonymous: bool = Fals
         with httpx.Client(base_url=base_url(), timeout=float(os.environ.get("DPM_CLI_TIMEOUT", "120"))) as http:
             response = http.request(method, path, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
-        raise CliError(
-            f"DPM-E022 cannot reach the dpm API at {base_url()}: {exc}\n"
-            "  remedy: start it with `make up` (or `dpm up`), or set DPM_API_URL.",
-            EXIT_UNREACHABLE,
-        ) from None
+        raise unreachable(f"cannot connect ({exc})") from None
     if response.status_code >= 400:
         try:
             err = response.json()["error"]
@@ -110,4 +113,4 @@ def stream_events(path: str, params: dict[str, Any]) -> Iterator[tuple[str, Any]
                     yield event, json.loads(data)
                     event, data = "message", ""
     except httpx.HTTPError as exc:
-        raise CliError(f"DPM-E022 lost the dpm API at {base_url()}: {exc}", EXIT_UNREACHABLE) from None
+        raise unreachable(f"the connection was lost ({exc})") from None

@@ -220,6 +220,29 @@ class E:
         "watchdogs re-drive what must happen (or repeat the operation). Check the target it talks to.",
         500,
     )
+    REBUILD_REQUEST_NOT_FOUND = _define(
+        "DPM-E036",
+        "Unknown rebuild request",
+        "There is no rebuild request {id}.",
+        "Use the id that `POST /admin/projections/{{name}}/rebuild` answered with (202).",
+        404,
+    )
+    REBUILD_FAILED = _define(
+        "DPM-E037",
+        "Rebuild failed",
+        "The rebuild of {name} (request {id}) failed: {error}",
+        "The read model kept its tables and went on from its checkpoint. Fix the cause named in the "
+        "service's log, then ask again (`dpm admin rebuild {name}`).",
+        500,
+    )
+    REBUILD_NOT_FINISHED = _define(
+        "DPM-E038",
+        "Rebuild not finished in time",
+        "The rebuild of {name} (request {id}) is still {status} after {seconds:.0f} s.",
+        "A pending request waits for the service that owns the projection: start it if it is down. "
+        "Follow it with `GET /admin/rebuilds/{id}`, or wait longer (`dpm admin rebuild --timeout`).",
+        504,
+    )
     INVALID_REQUEST = _define(
         "DPM-E100",
         "Invalid request",

@@ -17,6 +17,7 @@ HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_TRACEPARENT = "traceparent"
 HEADER_POSITION = "Dpm-Position"
 HEADER_TYPE = "Dpm-Type"
+HEADER_VERSION = "Dpm-Version"  # on transient signals: the payload's schema version (none is stored)
 
 # Stream categories: the prefix of stream ids, one writer service per category (DESIGN.md §2).
 MACHINE = "machine"

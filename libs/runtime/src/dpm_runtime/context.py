@@ -51,6 +51,9 @@ class Ctx(Protocol):
     @property
     def position(self) -> int: ...  # pragma: no cover - the log position of the event handled (0 in a round)
 
+    @property
+    def metadata(self) -> Metadata: ...  # pragma: no cover - what an append gets (a process stores it for its rounds)
+
     async def append(
         self, stream: str, events: Sequence[Event], *, expected: int | None = ANY
     ) -> AppendResult: ...  # pragma: no cover - protocol

@@ -222,6 +222,17 @@ async def select_rows(
     return await (await conn.execute(sql, params, binary=True)).fetchall()
 
 
+async def last_before(conn: Conn, stream_id: str, types: Sequence[str], *, before: int) -> RecordedEvent | None:
+    """The last event of ``types`` on ``stream_id`` below position ``before``. The log below a
+    position never changes, so a projection may read it and stay the same live and on rebuild."""
+    sql = (
+        f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND type = ANY(%s) AND position < %s"
+        " ORDER BY stream_version DESC LIMIT 1"
+    )
+    row = await (await conn.execute(sql, (stream_id, list(types), before), binary=True)).fetchone()
+    return decode_row(row) if row is not None else None
+
+
 async def read_raw(conn: Conn, *, after: int, limit: int) -> list[RawEvent]:
     return [RawEvent(*row) for row in await select_rows(conn, after=after, limit=limit)]
 

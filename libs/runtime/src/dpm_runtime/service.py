@@ -24,18 +24,21 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_runtime.bus import await_events_stream, connect_nats, ensure_events_stream
+from dpm_runtime import wake
+from dpm_runtime.connect import connect_bus, connect_postgres
 from dpm_runtime.consumer import ConsumerRunner, ConsumerSpec
 from dpm_runtime.eventlog import Conn, EventLog
 from dpm_runtime.http import BodyLimit, Health, bind, health_router, install_error_handler, make_server, stop_server
 from dpm_runtime.logs import setup_logging
-from dpm_runtime.migrations import Migration, await_migrated, migrate
+from dpm_runtime.migrations import Migration
 from dpm_runtime.projection import Projection, ProjectionRunner
+from dpm_runtime.rebuilds import RebuildWorker
+from dpm_runtime.registry import Qualified
 from dpm_runtime.relay import Relay
-from dpm_runtime.retry import wait_for_dependency
 from dpm_runtime.settings import ServiceSettings
 from dpm_runtime.telemetry import TracingMiddleware, make_tracer_provider
 from dpm_runtime.textguard import TextGuard
+from dpm_runtime.tracking import prune_forever
 from dpm_schemas.errors import DpmError
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,12 @@ class Runtime:
     projections: dict[str, ProjectionRunner] = field(default_factory=dict)
     consumers: dict[str, ConsumerRunner] = field(default_factory=dict)
     relay: Relay | None = None
+    waker: wake.Waker | None = None  # the LISTEN connection that wakes the projections
+    rebuilds: RebuildWorker | None = None  # carries out rebuilds other services asked of this one
+
+    def runner(self, name: str) -> ProjectionRunner | None:
+        """This service's runner of projection ``name``, by full name ("api.machines") or short one."""
+        return self.projections.get(name.removeprefix(f"{self.name}."))
 
     async def check(self) -> dict[str, str]:
         checks = {"postgres": "ok", "nats": "ok"}
@@ -112,26 +121,45 @@ async def serve(
     provider = tracer_provider or make_tracer_provider(service.name)
     tracer = provider.get_tracer("dpm")
     health = Health(service.name)
+    _prepare(service, tracer, health)
+    stop = stop or _signalled()
+    sock = bind(service.name, settings.http_host, service.port)
+    server = make_server(service.app)
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
+    log.info("%s listening on http://%s:%d", service.name, settings.http_host, service.port)
+    try:
+        await _until_stopped(service, asyncio.create_task(_run(service, tracer, health, stop)), health, stop)
+    finally:
+        await stop_server(server, server_task)
+        sock.close()
+        provider.shutdown()
+        log.info("%s stopped", service.name)
+
+
+def _prepare(service: Service, tracer: trace.Tracer, health: Health) -> None:
+    """The endpoints and middleware every service has, around its own routes."""
     app = service.app
     app.state.health = health
     app.include_router(health_router())
     install_error_handler(app)
     app.add_middleware(TracingMiddleware, tracer=tracer)
     app.add_middleware(TextGuard)  # inside BodyLimit: it reads the body after routing, under the route's limit
-    app.add_middleware(BodyLimit, limit=service.max_body or settings.http_max_body)
+    app.add_middleware(BodyLimit, limit=service.max_body or service.settings.http_max_body)
 
-    if stop is None:  # a process of its own: signals stop it (an embedding caller passes ``stop``)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
 
-    sock = bind(service.name, settings.http_host, service.port)
-    server = make_server(app)
-    server_task = asyncio.create_task(server.serve(sockets=[sock]))
-    log.info("%s listening on http://%s:%d", service.name, settings.http_host, service.port)
-    main = asyncio.create_task(_run(service, tracer, health, stop))
+def _signalled() -> asyncio.Event:
+    """A process of its own: SIGTERM and SIGINT stop it (an embedding caller passes ``stop``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _until_stopped(service: Service, main: asyncio.Task[None], health: Health, stop: asyncio.Event) -> None:
+    """Wait for ``main`` to fail or ``stop``; then let it drain for the grace period, else cancel it."""
+    grace = service.settings.shutdown_grace
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -142,140 +170,94 @@ async def serve(
         if health.runtime is None:  # still starting: nothing to drain
             main.cancel()
         else:
-            done, _ = await asyncio.wait({main}, timeout=settings.shutdown_grace)
+            done, _ = await asyncio.wait({main}, timeout=grace)
             if not done:
-                log.warning("%s: drain exceeded %.0f s; cancelling", service.name, settings.shutdown_grace)
+                log.warning("%s: drain exceeded %.0f s; cancelling", service.name, grace)
                 main.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main
     finally:
         stopper.cancel()
-        await stop_server(server, server_task)
-        sock.close()
-        provider.shutdown()
-        log.info("%s stopped", service.name)
 
 
 async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asyncio.Event) -> None:
-    settings = service.settings
     async with contextlib.AsyncExitStack() as stack:
-
-        def waiting(dep: str) -> Callable[[BaseException], None]:
-            return lambda exc: health.waiting.__setitem__(dep, f"waiting: {exc!r}"[:300])
-
-        await wait_for_dependency(
-            lambda: _migrate(settings, list(service.migrations)),
-            what="postgres",
-            target=_redact(settings.admin_url),
-            logger=log,
-            on_failure=waiting("postgres"),
-        )
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            settings.database_url.get_secret_value(),
-            open=False,
-            min_size=1,
-            max_size=settings.db_pool_max,
-            name=service.name,
-            reconnect_timeout=10**9,
-            check=AsyncConnectionPool.check_connection,
-            kwargs={"autocommit": True},  # transactions are explicit (conn.transaction()) everywhere
-        )
-        await wait_for_dependency(
-            lambda: pool.open(wait=True, timeout=5),
-            what="postgres",
-            target=_redact(settings.database_url.get_secret_value()),
-            logger=log,
-            on_failure=waiting("postgres"),
-        )
-        stack.push_async_callback(pool.close)
-        health.waiting["postgres"] = "ok"
-        nc = await connect_nats(
-            settings.nats_url,
-            name=f"dpm-{service.name}",
-            on_failure=waiting("nats"),
-            user=settings.nats_user,
-            password=settings.nats_secret,
-        )
-        stack.push_async_callback(_close_nats, nc)
-        js = nc.jetstream()
-        await _events_stream(settings, js, waiting("nats"))
-        health.waiting["nats"] = "ok"
-
-        rt = Runtime(service.name, settings, pool, nc, js, EventLog(pool), tracer, stop)
+        pool = await connect_postgres(service.name, service.settings, list(service.migrations), health, stack)
+        nc, js = await connect_bus(service.name, service.settings, health, stack)
+        rt = Runtime(service.name, service.settings, pool, nc, js, EventLog(pool), tracer, stop)
         service.app.state.runtime = rt
         wiring = service.wire(rt)
-        async with pool.connection() as conn, conn.transaction():
-            for statement in wiring.ddl:
-                await conn.execute(statement.encode())
-        for spec in wiring.consumers:
-            runner = ConsumerRunner(spec, js=js, pool=pool, tracer=tracer)
-            await runner.declare()
-            rt.consumers[spec.durable] = runner
-        for projection in wiring.projections:
-            prunner = ProjectionRunner(projection, pool=pool, eventlog=rt.eventlog)
-            await prunner.setup()
-            rt.projections[projection.name] = prunner
-        if settings.relay_enabled:
-            rt.relay = Relay(conninfo=settings.database_url.get_secret_value(), js=js, tracer=tracer)
+        await _start(rt, wiring)
         health.runtime = rt
         log.info("%s ready", service.name)
-
-        cancellable: list[asyncio.Task[None]] = []
-        async with asyncio.TaskGroup() as tg:
-            for crunner in rt.consumers.values():
-                tg.create_task(crunner.run(stop))
-            for prunner in rt.projections.values():
-                tg.create_task(prunner.run(stop))
-            if rt.relay is not None:
-                cancellable.append(tg.create_task(rt.relay.run()))
-            for task in wiring.tasks:
-                cancellable.append(tg.create_task(task(rt)))
-            await stop.wait()
-            for t in cancellable:
-                t.cancel()
+        await _supervise(rt, wiring)
 
 
-async def _events_stream(
-    settings: ServiceSettings, js: JetStreamContext, on_failure: Callable[[BaseException], None]
-) -> None:
-    """A relaying service declares the events stream; one with its own NATS user and no relay may
-    not (only the relay's user may create or change it), so it waits until the stream exists. Without
-    a NATS user the server has no permissions to keep, and the service declares it as before."""
-    if settings.relay_enabled or settings.nats_user is None:
-        await ensure_events_stream(js)
-    else:
-        await await_events_stream(js, on_failure=on_failure)
+async def _start(rt: Runtime, wiring: Wiring) -> None:
+    """Create what the wiring declares: tables, durable consumers, projections (registered by full
+    name, woken by the log's NOTIFY), the worker for rebuilds asked of this service, the relay."""
+    settings = rt.settings
+    async with rt.pool.connection() as conn, conn.transaction():
+        for statement in wiring.ddl:
+            await conn.execute(statement.encode())
+    for spec in wiring.consumers:
+        runner = ConsumerRunner(spec, js=rt.js, pool=rt.pool, tracer=rt.tracer)
+        await runner.declare()
+        rt.consumers[spec.durable] = runner
+    if wiring.projections:
+        await _start_projections(rt, wiring.projections)
+    if settings.relay_enabled:
+        rt.relay = Relay(conninfo=settings.database_url.get_secret_value(), js=rt.js, tracer=rt.tracer)
 
 
-async def _migrate(settings: ServiceSettings, migrations: list[Migration]) -> None:
-    """Apply migrations with the owner URL; a service given none (least privilege) only waits for them."""
-    if settings.database_admin_url is None:
-        await await_migrated(settings.database_url.get_secret_value(), migrations)
-    else:
-        await migrate(settings.admin_url, migrations)
+async def _start_projections(rt: Runtime, projections: Sequence[Projection]) -> None:
+    """Set up each projection as "<service>.<name>" (found by its short name in ``rt.projections``),
+    all woken by one LISTEN connection, and the worker for the rebuilds asked of this service."""
+    poll = rt.settings.projection_poll
+    rt.waker = waker = wake.Waker(rt.settings.database_url.get_secret_value(), name=rt.name)
+    for projection in projections:
+        runner = ProjectionRunner(
+            Qualified(rt.name, projection),
+            pool=rt.pool,
+            eventlog=rt.eventlog,
+            idle_poll=poll,
+            wake=waker.subscribe(wake.EVENTS),
+        )
+        await runner.setup()
+        rt.projections[projection.name] = runner
+    rt.rebuilds = RebuildWorker(
+        rt.name, rt.projections, pool=rt.pool, eventlog=rt.eventlog, wake=waker.subscribe(wake.REBUILDS), poll=poll
+    )
 
 
-async def _close_nats(nc: NATS) -> None:
-    """Drain (flush what is pending), then close. nats-py's drain can surface an internal
-    CancelledError; swallow it unless this task itself is being cancelled."""
-    for step in (nc.drain, nc.close):
-        try:
-            await step()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-        except Exception as exc:
-            log.debug("closing nats: %r", exc)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+async def _supervise(rt: Runtime, wiring: Wiring) -> None:
+    """Run everything in one task group until ``stop``: consumers, projections and the workers drain
+    by themselves; the relay, the LISTEN connection and the service's own tasks are cancelled."""
+    stop, settings = rt.stop, rt.settings
+    async with asyncio.TaskGroup() as tg:
+        for crunner in rt.consumers.values():
+            tg.create_task(crunner.run(stop))
+        for prunner in rt.projections.values():
+            tg.create_task(prunner.run(stop))
+        if rt.rebuilds is not None:
+            tg.create_task(rt.rebuilds.run(stop))
+        if rt.consumers:
+            tg.create_task(
+                prune_forever(
+                    stop,
+                    pool=rt.pool,
+                    js=rt.js,
+                    consumers=list(rt.consumers),
+                    retention=settings.tracking_retention_days * 86400,
+                    interval=settings.tracking_prune_interval,
+                )
+            )
+        background = [task(rt) for task in wiring.tasks]
+        background += [x.run() for x in (rt.relay, rt.waker) if x is not None]
+        cancellable = [tg.create_task(coro) for coro in background]
+        await stop.wait()
+        for t in cancellable:
+            t.cancel()
 
 
 def run(service: Service) -> None:

@@ -31,6 +31,13 @@ class ServiceSettings(BaseSettings):
     relay_enabled: bool = Field(default=True, description="Stand by as the event relay (one is active).")
     db_pool_max: int = Field(default=10, ge=1)
     shutdown_grace: float = Field(default=10.0, gt=0, description="Seconds to drain on SIGTERM.")
+    projection_poll: float = Field(
+        default=5.0, gt=0, description="Seconds between polls of projections and rebuild requests if NOTIFY is lost."
+    )
+    tracking_retention_days: float = Field(
+        default=7.0, ge=0, description="Keep dpm_tracking rows at least this long (and the stream's max age)."
+    )
+    tracking_prune_interval: float = Field(default=3600.0, gt=0, description="Seconds between tracking prunes.")
 
     @property
     def nats_secret(self) -> str | None:

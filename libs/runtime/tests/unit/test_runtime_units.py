@@ -7,9 +7,9 @@ import socket
 import pytest
 from nats.js.api import AckPolicy
 
+from dpm_runtime.connect import redact as _redact
 from dpm_runtime.consumer import ConsumerSpec
 from dpm_runtime.http import bind
-from dpm_runtime.service import _redact
 from dpm_schemas.errors import DpmError
 from dpm_schemas.events import MachineBooted, MachineRegistered
 

@@ -1,6 +1,7 @@
 """Network boot on the api side: the boot settings (one stream, setting-boot), the machines waiting to
-network-boot (so a mode change cannot strand them), and automatic registration of machines discovered
-by their network boot or by their agent's enrolment.
+network-boot (the projection ``NetbootPending``, so a mode change cannot strand them), and automatic
+registration of machines discovered by their network boot or by their agent's enrolment (reactions:
+they append events, so they stay on the router).
 
 A discovered MAC becomes a machine in new-machines named after its MAC; if the PXE client's UUID
 (option 97) is already a machine's SMBIOS UUID, the MAC is added to that machine instead -- one record
@@ -16,9 +17,11 @@ from dpm_api import handlers
 from dpm_api.discovered import AGENT_ACTOR, DISCOVERY_ACTOR
 from dpm_api.domain.csvfile import MachineSpec
 from dpm_api.domain.rules import check_boot_ranges, check_machine_name
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
 from dpm_runtime.handlers import Ctx, Router
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_runtime.projection import checkpoint_key, require_position
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.errors import DpmError
 from dpm_schemas.events import (
@@ -42,11 +45,8 @@ log = logging.getLogger(__name__)
 
 SETTINGS_STREAM = stream_id(subjects.SETTING, SETTINGS_KEY)
 
-DDL = [
-    "CREATE SCHEMA IF NOT EXISTS api",
-    "CREATE TABLE IF NOT EXISTS api.netboot_pending ("
-    " machine_id uuid PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
-]
+DDL = ["CREATE SCHEMA IF NOT EXISTS api"]
+MACHINES = "api.machines"  # the projection discovery looks machines up in
 
 
 async def current_settings(log_: EventLog, conn: Conn) -> tuple[BootSettingsChanged | None, int]:
@@ -69,7 +69,7 @@ async def change_settings(
         row = await (await conn.execute("SELECT count(*) FROM api.netboot_pending")).fetchone()
         if row and row[0]:
             raise E.BOOT_SETTINGS_BUSY(count=row[0])
-    return await log_.append(SETTINGS_STREAM, version, [NewEvent(settings, Metadata.new(actor=actor))], conn=conn)
+    return await log_.append(SETTINGS_STREAM, version, [NewEvent(settings, command_metadata(actor))], conn=conn)
 
 
 def discovery_name(mac: str) -> str:
@@ -87,7 +87,7 @@ async def _new_machines_full(conn: Conn, cap: int) -> bool:
             "SELECT (SELECT count(*) FROM api.machines WHERE group_name = %s)"
             " + (SELECT count(*) FROM events WHERE type = 'MachineRegistered' AND metadata->>'actor' = %s"
             "    AND position > coalesce((SELECT position FROM dpm_checkpoints WHERE name = %s), 0))",
-            (NEW_MACHINES, DISCOVERY_ACTOR, "projection:machines"),
+            (NEW_MACHINES, DISCOVERY_ACTOR, checkpoint_key(MACHINES)),
         )
     ).fetchone()
     return bool(row and row[0] >= cap)
@@ -99,7 +99,9 @@ router = Router(service="api")
 @router.handles(MachineDiscovered, durable="boot")
 async def discovered(e: MachineDiscovered, ctx: Ctx, *, eventlog: EventLog, max_discovered: int) -> None:
     """Register a MAC pxe discovered into new-machines, or add it to the machine whose SMBIOS UUID the
-    PXE client gave; at most ``max_discovered`` machines in new-machines."""
+    PXE client gave; at most ``max_discovered`` machines in new-machines. Looked up once the machine
+    list has applied every event up to this discovery (an older registration of its UUID included)."""
+    await require_position(ctx.conn, MACHINES, ctx.position)
     conn = ctx.conn
     try:
         async with conn.transaction():  # a savepoint: a refused registration leaves the batch intact
@@ -147,21 +149,38 @@ async def agent_enrolled(e: AgentEnrolled, ctx: Ctx, *, eventlog: EventLog) -> N
                 return
 
 
-@router.handles(NetbootRequested, durable="boot")
-async def netboot_requested(e: NetbootRequested, ctx: Ctx) -> None:
-    await ctx.conn.execute(
-        "INSERT INTO api.netboot_pending (machine_id, execution_id, position) VALUES (%s, %s, %s)"
-        " ON CONFLICT (machine_id) DO UPDATE SET execution_id = excluded.execution_id,"
-        " position = excluded.position WHERE api.netboot_pending.position < excluded.position",
-        (e.machine_id, e.execution_id, ctx.position),
-    )
+class NetbootPending:
+    """``api.netboot_pending``: the machines whose execution waits for their network boot (a boot
+    settings change that would strand them is refused, DPM-E131). Fed from the log in order, so
+    ``dpm admin rebuild api.netboot_pending`` replays it like every other read model."""
 
+    name = "netboot_pending"
+    schema = "api"
+    tables = ("netboot_pending",)
+    event_types = (NetbootRequested.wire_name, NetbootCleared.wire_name)
 
-@router.handles(NetbootCleared, durable="boot")
-async def netboot_cleared(e: NetbootCleared, ctx: Ctx) -> None:
-    await ctx.conn.execute(
-        "DELETE FROM api.netboot_pending WHERE machine_id = %s AND execution_id = %s", (e.machine_id, e.execution_id)
-    )
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".netboot_pending ('
+            " machine_id uuid PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        table = f'"{schema}".netboot_pending'
+        for rec in events:
+            e = rec.event
+            if isinstance(e, NetbootRequested):
+                await conn.execute(
+                    f"INSERT INTO {table} AS p (machine_id, execution_id, position) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (machine_id) DO UPDATE SET execution_id = excluded.execution_id,"
+                    " position = excluded.position WHERE p.position < excluded.position",
+                    (e.machine_id, e.execution_id, rec.position),
+                )
+            elif isinstance(e, NetbootCleared):
+                await conn.execute(  # guarded: a retried clear must not end a later request
+                    f"DELETE FROM {table} WHERE machine_id = %s AND execution_id = %s AND position < %s",
+                    (e.machine_id, e.execution_id, rec.position),
+                )
 
 
 class DeployTokens:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth, boot, deploy_auth, scenarios, throttle
+from dpm_api import auth, boot, deploy_auth, requestmeta, scenarios, throttle
 from dpm_api.bootstrap_token import RevokedBootstrapTokens, warn_without_admin
 from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_api.images import DiskLayouts, ImageList
@@ -42,7 +42,13 @@ def own_imager_url(settings: ApiSettings) -> str:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="dpm", version="0.1.0", description="dpm deployment manager API")
+    # every append of a request carries its correlation id, span and actor (requestmeta.py)
+    app = FastAPI(
+        title="dpm",
+        version="0.1.0",
+        description="dpm deployment manager API",
+        dependencies=[Depends(requestmeta.bind_request)],
+    )
     token = settings.api_token.get_secret_value() if settings.api_token and token_usable(settings) else None
     app.state.api_token = token
     app.state.runtime = None
@@ -108,6 +114,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 ExecutionList(),
                 ScheduleList(),
                 boot.DeployTokens(),
+                boot.NetbootPending(),
                 ImageList(),
                 DiskLayouts(),
                 RevokedBootstrapTokens(),

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Sequence
 
 from dpm_api import auth
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
 from dpm_runtime.service import Runtime
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import BootstrapTokenRevoked
 from dpm_schemas.ids import stream_id
@@ -59,7 +60,7 @@ async def revoke(eventlog: EventLog, conn: Conn, token: str | None, *, actor: st
     result = await eventlog.append(
         stream_id(subjects.USER, auth.BOOTSTRAP_USER),
         ANY_VERSION,
-        [NewEvent(event, Metadata.new(actor=actor))],
+        [NewEvent(event, command_metadata(actor))],
         conn=conn,
     )
     return result.position

@@ -7,9 +7,10 @@ import uuid
 
 import nats.errors
 
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.service import Runtime
-from dpm_schemas import E, Metadata, NewEvent, agent_protocol, subjects
+from dpm_schemas import E, NewEvent, agent_protocol, subjects
 from dpm_schemas.agent_protocol import Command, CommandResult
 from dpm_schemas.events import AgentCommandCompleted, AgentCommandIssued
 from dpm_schemas.ids import stream_id
@@ -21,7 +22,7 @@ async def send(rt: Runtime, machine_id: uuid.UUID, cmd: Command, *, timeout: flo
         if await cur.fetchone() is None:
             raise E.MACHINE_NOT_FOUND(machine_id=machine_id)
     sid = stream_id(subjects.COMMAND, machine_id)
-    meta = Metadata.new(actor=actor)
+    meta = command_metadata(actor)  # the request's conversation, for both events
     issued = AgentCommandIssued(
         command_id=cmd.id, machine_id=machine_id, action=cmd.action.value, path=cmd.path, size=len(cmd.content or b"")
     )
@@ -37,7 +38,7 @@ async def send(rt: Runtime, machine_id: uuid.UUID, cmd: Command, *, timeout: flo
     done = AgentCommandCompleted(
         command_id=cmd.id, machine_id=machine_id, ok=result.ok, code=result.code, message=result.message[:500]
     )
-    await rt.eventlog.append(sid, ANY_VERSION, [NewEvent(done, Metadata(meta.correlation_id, actor=actor))])
+    await rt.eventlog.append(sid, ANY_VERSION, [NewEvent(done, meta)])
     if not result.ok:
         if result.code == E.AGENT_OFFLINE.code:
             raise E.AGENT_OFFLINE(machine_id=machine_id)

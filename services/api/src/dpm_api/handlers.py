@@ -13,6 +13,7 @@ from dpm_api import discovered, membership
 from dpm_api.domain.csvfile import ImportPlan, MachineSpec, identities
 from dpm_api.domain.rules import check_group_network, check_machine_name
 from dpm_api.domain.view import new_machine_id
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, AppendResult, Conn, EventLog, StreamConflict
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.base import Event
@@ -121,7 +122,7 @@ async def register(log: EventLog, conn: Conn, spec: MachineSpec, *, actor: str) 
             await delete(log, conn, squatter, actor=actor)
     machine_id = new_machine_id(spec.macs, spec.smbios_uuid)
     await _check(log, conn, spec, machine_id)
-    meta = Metadata.new(actor=actor)
+    meta = command_metadata(actor)
     for identity in [*identities(spec), name_identity(spec.name)]:
         await _claim(log, conn, identity, machine_id, meta, mine_ok=False)
     sid = stream_id(subjects.MACHINE, machine_id)
@@ -153,7 +154,7 @@ async def _current(log: EventLog, conn: Conn, machine_id: uuid.UUID) -> tuple[li
 async def edit(log: EventLog, conn: Conn, machine_id: uuid.UUID, spec: MachineSpec, *, actor: str) -> AppendResult:
     await _check(log, conn, spec, machine_id)
     held, version = await _current(log, conn, machine_id)
-    meta = Metadata.new(actor=actor)
+    meta = command_metadata(actor)
     wanted = [*identities(spec), name_identity(spec.name)]
     for identity in wanted:
         await _claim(log, conn, identity, machine_id, meta)
@@ -166,7 +167,7 @@ async def edit(log: EventLog, conn: Conn, machine_id: uuid.UUID, spec: MachineSp
 
 async def delete(log: EventLog, conn: Conn, machine_id: uuid.UUID, *, actor: str) -> AppendResult:
     held, version = await _current(log, conn, machine_id)
-    meta = Metadata.new(actor=actor)
+    meta = command_metadata(actor)
     for identity in held:
         await _release(log, conn, identity, machine_id, meta)
     return await log.append(
@@ -181,7 +182,7 @@ async def machine_event(log: EventLog, conn: Conn, machine_id: uuid.UUID, event:
     """Append an operator's request about a live machine (power on, token revocation) to its stream."""
     _held, version = await _current(log, conn, machine_id)
     return await log.append(
-        stream_id(subjects.MACHINE, machine_id), version, [NewEvent(event, Metadata.new(actor=actor))], conn=conn
+        stream_id(subjects.MACHINE, machine_id), version, [NewEvent(event, command_metadata(actor))], conn=conn
     )
 
 
@@ -222,7 +223,7 @@ def _payload(spec: MachineSpec) -> dict[str, object]:
 async def define_group(log: EventLog, conn: Conn, event: GroupDefined, *, actor: str) -> AppendResult:
     check_group_network(event.name, event.subnet, event.broadcast, event.gateway)
     return await log.append(
-        stream_id(subjects.GROUP, event.name), ANY_VERSION, [NewEvent(event, Metadata.new(actor=actor))], conn=conn
+        stream_id(subjects.GROUP, event.name), ANY_VERSION, [NewEvent(event, command_metadata(actor))], conn=conn
     )
 
 
@@ -239,7 +240,7 @@ async def delete_group(log: EventLog, conn: Conn, name: str, *, actor: str) -> A
     return await log.append(
         stream_id(subjects.GROUP, name),
         ANY_VERSION,
-        [NewEvent(GroupDeleted(name=name), Metadata.new(actor=actor))],
+        [NewEvent(GroupDeleted(name=name), command_metadata(actor))],
         conn=conn,
     )
 
@@ -257,7 +258,7 @@ async def rename_group(log: EventLog, conn: Conn, name: str, new_name: str, *, a
         renamed = GroupRenamed(name=name, new_name=new_name)
     except ValidationError:
         raise E.INVALID_REQUEST(reason=f"group name {new_name!r}: letters, digits, space, . _ - (max 100)") from None
-    meta = Metadata.new(actor=actor)
+    meta = command_metadata(actor)
     rows = await (
         await conn.execute("SELECT definition FROM api.schedules WHERE definition->>'group' = %s", (name,))
     ).fetchall()

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dpm_api.domain.images import MachineFacts, check_open, exists, render_name
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import Conn, EventLog, StreamConflict
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import DiskLayoutReported, ImageCaptured, ImageDeleted, ImageVerified, TransferOpened
 from dpm_schemas.events.imaging import TransferDirection, image_id
@@ -171,7 +172,7 @@ async def open_transfer(
         (catalog_events[-1].stream_version if catalog_events else 0) if direction is TransferDirection.BACKUP else None
     )
     try:
-        await eventlog.append(catalog, version, [NewEvent(opened, Metadata.new(actor=actor))], conn=conn)
+        await eventlog.append(catalog, version, [NewEvent(opened, command_metadata(actor))], conn=conn)
     except StreamConflict:  # another request opened (or deleted) this image at the same moment
         raise E.IMAGE_BUSY(image=name, transfer="(opened concurrently)") from None
     return Opened(opened.transfer_id, token, name, direction, opened.expires_at)
@@ -185,5 +186,5 @@ async def delete_image(eventlog: EventLog, conn: Conn, name: str, *, actor: str)
         raise E.IMAGE_NOT_FOUND(image=name)
     version = catalog_events[-1].stream_version if catalog_events else 0
     event = ImageDeleted(image_id=iid, image=name)
-    result = await eventlog.append(catalog, version, [NewEvent(event, Metadata.new(actor=actor))], conn=conn)
+    result = await eventlog.append(catalog, version, [NewEvent(event, command_metadata(actor))], conn=conn)
     return result.position

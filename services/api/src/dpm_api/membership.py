@@ -42,7 +42,7 @@ async def lock_groups(conn: Conn, *names: str) -> None:
 
 async def _checkpoint(conn: Conn, projection: str) -> int:
     row = await (
-        await conn.execute("SELECT position FROM dpm_checkpoints WHERE name = %s", (f"projection:{projection}",))
+        await conn.execute("SELECT position FROM dpm_checkpoints WHERE name = %s", (f"projection:api.{projection}",))
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from dpm_api.domain.rules import check_group_network
 from dpm_api.domain.view import EVENT_TYPES, MACHINE_ID_EVENTS, MachineRow, evolve, target_of
-from dpm_runtime.eventlog import Conn
+from dpm_runtime.eventlog import Conn, last_before
+from dpm_schemas import subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
     ApiTokenIssued,
@@ -16,11 +17,16 @@ from dpm_schemas.events import (
     GroupDeleted,
     GroupRenamed,
     MachineBooted,
+    MachineCameOnline,
+    MachineRegistered,
+    MachineWentOffline,
     UserCreated,
     UserDisabled,
     UserRoleChanged,
 )
+from dpm_schemas.ids import stream_id
 
+PRESENCE = (MachineCameOnline.wire_name, MachineWentOffline.wire_name)
 COLUMNS = MachineRow._fields
 _MACS = COLUMNS.index("macs")
 
@@ -50,14 +56,7 @@ class MachineList:
         table = f'"{schema}".machines'
         ids = {e.event.machine_id for e in events if isinstance(e.event, MACHINE_ID_EVENTS)}
         macs = {e.event.mac for e in events if isinstance(e.event, MachineBooted)}
-        cur = await conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE machine_id = ANY(%s) OR macs && %s",
-            (list(ids), list(macs)),
-        )
-        rows: dict[uuid.UUID, MachineRow | None] = {}
-        for raw in await cur.fetchall():
-            row = row_from_db(raw)
-            rows[row.machine_id] = row
+        rows = await _load(conn, table, ids, macs)
         loaded = dict(rows)
         by_mac = {mac: r.machine_id for r in rows.values() if r for mac in r.macs}
         for rec in events:
@@ -73,6 +72,8 @@ class MachineList:
                 continue
             before = rows.get(machine_id)
             after = evolve(rec.event, before, rec)
+            if before is None and after is not None and isinstance(rec.event, MachineRegistered):
+                after = await _present_already(conn, after, rec)
             rows[machine_id] = after
             old_macs = before.macs if before is not None else ()
             new_macs = after.macs if after is not None else ()
@@ -86,6 +87,24 @@ class MachineList:
             await conn.execute(f"DELETE FROM {table} WHERE machine_id = ANY(%s)", (gone,))
         if changed:
             await _upsert(conn, table, [(*r[:_MACS], list(r.macs), *r[_MACS + 1 :]) for r in changed])
+
+
+async def _load(conn: Conn, table: str, ids: set[uuid.UUID], macs: set[str]) -> dict[uuid.UUID, MachineRow | None]:
+    """The rows a batch touches: by machine id, and by MAC for boots."""
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {table} WHERE machine_id = ANY(%s) OR macs && %s"
+    cur = await conn.execute(sql, (list(ids), list(macs)))
+    return {(row := row_from_db(raw)).machine_id: row for raw in await cur.fetchall()}
+
+
+async def _present_already(conn: Conn, row: MachineRow, rec: RecordedEvent) -> MachineRow:
+    """An agent that enrols and says hello at once comes online before the api's reaction registers
+    its machine, so the fold met MachineCameOnline with no row to change. The registration picks up
+    the last presence event before it from the log (immutable below ``rec``: live equals rebuild)."""
+    prior = await last_before(conn, stream_id(subjects.AGENT, row.machine_id), PRESENCE, before=rec.position)
+    if prior is None:
+        return row
+    present = evolve(prior.event, row, prior)
+    return present._replace(position=rec.position) if present is not None else row
 
 
 _COPY_THRESHOLD = 50  # above this many rows, COPY into a temp table and merge with one statement

@@ -102,23 +102,7 @@ class ExecutionList:
         for rec in events:
             e, at, pos = rec.event, rec.occurred_at, rec.position
             if isinstance(e, ExecutionQueued):
-                await conn.execute(
-                    f"INSERT INTO {table} (execution_id, run_id, machine_id, scenario_id, revision, scenario, kind,"
-                    " state, queued_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (execution_id) DO NOTHING",
-                    (
-                        e.execution_id,
-                        e.run_id,
-                        e.machine_id,
-                        e.scenario_id,
-                        e.revision,
-                        e.name,
-                        e.spec.kind.value,
-                        label_after(e),
-                        at,
-                        pos,
-                    ),
-                )
+                await self._queued(conn, table, e, rec)
             elif isinstance(e, ExecutionStarted):
                 await self._set(conn, table, e.execution_id, pos, state=label_after(e), started_at=at)
             elif isinstance(e, ExecutionSuspended):
@@ -142,6 +126,16 @@ class ExecutionList:
                     " AND state IN ('failed', 'suspended')",
                     (pos, e.machine_id),
                 )
+
+    @staticmethod
+    async def _queued(conn: Conn, table: str, e: ExecutionQueued, rec: RecordedEvent) -> None:
+        await conn.execute(
+            f"INSERT INTO {table} (execution_id, run_id, machine_id, scenario_id, revision, scenario, kind,"
+            " state, queued_at, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (execution_id) DO NOTHING",
+            (e.execution_id, e.run_id, e.machine_id, e.scenario_id, e.revision, e.name, e.spec.kind.value,
+             label_after(e), rec.occurred_at, rec.position),
+        )  # fmt: skip
 
     @staticmethod
     async def _set(conn: Conn, table: str, execution_id: object, position: int, **values: object) -> None:

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from dpm_api.domain.scenarios import busy_reason, check_available, check_spec
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
 from dpm_scenarios import ExecutionState, Refuse, plan_start
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.events import (
     MachineStatusCleared,
     MulticastStartRequested,
@@ -75,7 +76,7 @@ async def save(
         version = history[-1].stream_version
     saved = ScenarioSaved(scenario_id=scenario_id, revision=version + 1, name=name, spec=spec)
     result = await log.append(
-        stream_id(subjects.SCENARIO, scenario_id), version, [NewEvent(saved, Metadata.new(actor=actor))], conn=conn
+        stream_id(subjects.SCENARIO, scenario_id), version, [NewEvent(saved, command_metadata(actor))], conn=conn
     )
     return saved, result.position
 
@@ -86,7 +87,7 @@ async def delete(log: EventLog, conn: Conn, ref: str, *, actor: str) -> AppendRe
     return await log.append(
         stream_id(subjects.SCENARIO, scenario_id),
         None,
-        [NewEvent(ScenarioDeleted(scenario_id=scenario_id), Metadata.new(actor=actor))],
+        [NewEvent(ScenarioDeleted(scenario_id=scenario_id), command_metadata(actor))],
         conn=conn,
     )
 
@@ -165,8 +166,36 @@ async def run(
     saved before it was refused at save is refused here too (DPM-E115)."""
     scenario_id, name, revision, spec = await find(conn, ref)
     check_available(spec.kind)
+    targets = await _check_free(conn, machine_ids)
+    request = ScenarioRunRequested(
+        run_id=uuid.uuid4(),
+        scenario_id=scenario_id,
+        revision=revision,
+        name=name,
+        spec=spec,
+        machine_ids=tuple(dict.fromkeys(machine_ids)),
+        not_before=not_before,
+    )
+    await log.append(
+        stream_id(subjects.ASSIGNMENT, request.run_id),
+        NO_STREAM,
+        [NewEvent(request, command_metadata(actor))],
+        conn=conn,
+    )
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO api.run_claims (machine_id, run_id, expires_at)"
+            " VALUES (%s, %s, greatest(now(), %s::timestamptz) + interval '10 minutes') ON CONFLICT DO NOTHING",
+            [(m, request.run_id, not_before) for m in targets],
+        )
+    return request
+
+
+async def _check_free(conn: Conn, machine_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Refuse (DPM-E140) a run on a machine that is busy, or claimed by a request a moment ago; the
+    targets, sorted. They are locked in that order: two requests never wait on each other crosswise."""
     targets = sorted(set(machine_ids))
-    for machine_id in targets:  # in one order: two requests never wait on each other crosswise
+    for machine_id in targets:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (f"run:{machine_id}",))
     await conn.execute(
         "DELETE FROM api.run_claims c WHERE c.machine_id = ANY(%s) AND EXISTS (SELECT 1 FROM api.executions x"
@@ -183,28 +212,7 @@ async def run(
             raise E.MACHINE_BUSY(machine=machine, state="assigned a moment ago (its execution is being queued)")
         if (why := busy_reason(state, bool(cleared), power_error)) is not None:
             raise E.MACHINE_BUSY(machine=machine, state=why)
-    request = ScenarioRunRequested(
-        run_id=uuid.uuid4(),
-        scenario_id=scenario_id,
-        revision=revision,
-        name=name,
-        spec=spec,
-        machine_ids=tuple(dict.fromkeys(machine_ids)),
-        not_before=not_before,
-    )
-    await log.append(
-        stream_id(subjects.ASSIGNMENT, request.run_id),
-        NO_STREAM,
-        [NewEvent(request, Metadata.new(actor=actor))],
-        conn=conn,
-    )
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO api.run_claims (machine_id, run_id, expires_at)"
-            " VALUES (%s, %s, greatest(now(), %s::timestamptz) + interval '10 minutes') ON CONFLICT DO NOTHING",
-            [(m, request.run_id, not_before) for m in targets],
-        )
-    return request
+    return targets
 
 
 async def start_now(log: EventLog, conn: Conn, ref: str, *, actor: str) -> AppendResult:
@@ -217,7 +225,7 @@ async def start_now(log: EventLog, conn: Conn, ref: str, *, actor: str) -> Appen
     return await log.append(
         stream_id(subjects.SCENARIO, scenario_id),
         None,
-        [NewEvent(MulticastStartRequested(scenario_id=scenario_id), Metadata.new(actor=actor))],
+        [NewEvent(MulticastStartRequested(scenario_id=scenario_id), command_metadata(actor))],
         conn=conn,
     )
 
@@ -234,7 +242,7 @@ async def suspend(log: EventLog, conn: Conn, execution_id: uuid.UUID, *, actor: 
     return await log.append(
         stream_id(subjects.ASSIGNMENT, row[0]),
         None,
-        [NewEvent(SuspendRequested(execution_id=execution_id, run_id=row[0]), Metadata.new(actor=actor))],
+        [NewEvent(SuspendRequested(execution_id=execution_id, run_id=row[0]), command_metadata(actor))],
         conn=conn,
     )
 
@@ -253,7 +261,7 @@ async def clear(log: EventLog, conn: Conn, machine_ids: list[uuid.UUID], *, acto
         result = await log.append(
             stream_id(subjects.MACHINE, machine_id),
             None,
-            [NewEvent(MachineStatusCleared(machine_id=machine_id), Metadata.new(actor=actor))],
+            [NewEvent(MachineStatusCleared(machine_id=machine_id), command_metadata(actor))],
             conn=conn,
         )
         position = result.position

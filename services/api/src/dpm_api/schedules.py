@@ -10,14 +10,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from dpm_api import handlers, scenarios
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import AppendResult, Conn, EventLog
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import ScheduleDeleted, ScheduleSaved
 from dpm_schemas.events.schedules import ScheduleAction
 from dpm_schemas.ids import stream_id
 
-MAX_YEARS = 5  # the scheduler looks as far ahead (dpm_scheduler.schedules.MAX_YEARS)
+MAX_YEARS = 5  # the scheduler looks as far ahead (dpm_scheduler.domain.schedules.MAX_YEARS)
 
 
 def check(s: ScheduleSaved, now: datetime) -> None:
@@ -57,7 +58,7 @@ async def save(log: EventLog, conn: Conn, s: ScheduleSaved, *, actor: str) -> Ap
     if s.group is not None and not await handlers.group_exists(conn, s.group):
         raise E.GROUP_NOT_FOUND(name=s.group)
     return await log.append(
-        stream_id(subjects.SCHEDULE, s.schedule_id), None, [NewEvent(s, Metadata.new(actor=actor))], conn=conn
+        stream_id(subjects.SCHEDULE, s.schedule_id), None, [NewEvent(s, command_metadata(actor))], conn=conn
     )
 
 
@@ -68,7 +69,7 @@ async def delete(log: EventLog, conn: Conn, schedule_id: uuid.UUID, *, actor: st
     return await log.append(
         stream_id(subjects.SCHEDULE, schedule_id),
         None,
-        [NewEvent(ScheduleDeleted(schedule_id=schedule_id), Metadata.new(actor=actor))],
+        [NewEvent(ScheduleDeleted(schedule_id=schedule_id), command_metadata(actor))],
         conn=conn,
     )
 

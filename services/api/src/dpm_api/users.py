@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 
 from dpm_api import auth
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, Conn, EventLog, StreamConflict
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.base import Event
 from dpm_schemas.events import (
     ApiTokenIssued,
@@ -27,7 +28,7 @@ async def _append(
     log: EventLog, conn: Conn, username: str, event: Event, actor: str, expected: int | None = ANY_VERSION
 ) -> int:
     result = await log.append(
-        stream_id(subjects.USER, username), expected, [NewEvent(event, Metadata.new(actor=actor))], conn=conn
+        stream_id(subjects.USER, username), expected, [NewEvent(event, command_metadata(actor))], conn=conn
     )
     return result.position
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from dpm_imagefmt.store import DirStore
-from dpm_imager import commit, handlers, routes
-from dpm_imager.collector import Collector
-from dpm_imager.progress import Progress
+from dpm_imager import handlers, routes
+from dpm_imager.adapters import vouchers
+from dpm_imager.adapters.collector import Collector
+from dpm_imager.adapters.dataplane import Imager
+from dpm_imager.adapters.progress import Progress
+from dpm_imager.projections import SCHEMA, Images, Transfers
 from dpm_imager.settings import ImagerSettings
-from dpm_imager.state import SCHEMA, Images, Transfers
-from dpm_runtime.directory import directory_consumer, directory_ddl
+from dpm_runtime.directory import MachineDirectory
 from dpm_runtime.service import Runtime, Service, Wiring
 
 NAME = "imager"
@@ -22,7 +24,7 @@ def bootstrap(settings: ImagerSettings) -> Service:
 
     def wire(rt: Runtime) -> Wiring:
         store = DirStore(settings.imager_root).open()
-        app.state.imager = routes.Imager(
+        app.state.imager = Imager(
             rt=rt,
             store=store,
             progress=Progress(rt.nc, settings.imager_progress_interval),
@@ -31,10 +33,9 @@ def bootstrap(settings: ImagerSettings) -> Service:
         )
         collector = Collector(rt.pool, store, settings.imager_gc_grace)
         return Wiring(
-            ddl=[*directory_ddl(SCHEMA), *commit.DDL],
-            projections=[Transfers(), Images()],
+            ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", *vouchers.DDL],
+            projections=[MachineDirectory(SCHEMA), Transfers(), Images()],
             consumers=[
-                directory_consumer(NAME, SCHEMA),
                 *handlers.router.bind(
                     images=rt.catch_up("stored_images"),
                     transfers=rt.catch_up("transfers"),

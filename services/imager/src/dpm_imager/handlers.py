@@ -12,8 +12,8 @@ from collections.abc import Callable
 from uuid import UUID
 
 from dpm_imager import lifetime
-from dpm_imager.collector import Collector
-from dpm_imager.state import open_transfers_of
+from dpm_imager.adapters.collector import Collector
+from dpm_imager.adapters.readmodel import open_transfers_of
 from dpm_runtime.eventlog import EventLog
 from dpm_runtime.handlers import Ctx, Router
 from dpm_runtime.service import CatchUp

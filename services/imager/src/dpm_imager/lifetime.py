@@ -5,9 +5,10 @@ that ran longer died mid-way, and a transfer opened by a deploy client stayed us
 execution ended. Now:
 
 - Idle expiry: TransferOpened carries ``renew_seconds``; a use of the token when less than three
-  quarters of that is left appends TransferRenewed (expires_at = now + renew_seconds). The renewal
-  is in the log, so every replica, a restarted imager and the api's name lock (a backup holds its
-  name until its token expires) see the same deadline; at most four renewals per idle time.
+  quarters of that is left appends TransferRenewed (expires_at = now + renew_seconds; the rule is
+  domain.transfers.renewal, the append transfers.py's). The renewal is in the log, so every
+  replica, a restarted imager and the api's name lock (a backup holds its name until its token
+  expires) see the same deadline; at most four renewals per idle time.
 - A transfer opened for an execution is aborted (TransferAborted) once that execution completes,
   fails or is suspended; its token is then refused with DPM-E167. The imager learns of the end
   from its consumer of the execution events (handlers.execution_ended), after its transfers read
@@ -16,10 +17,8 @@ execution ended. Now:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from dpm_imager import commit
-from dpm_imager.state import Transfer
+from dpm_imager.adapters.images import still_open
+from dpm_imager.domain.transfers import Transfer
 from dpm_runtime.eventlog import EventLog
 from dpm_runtime.handlers import Ctx
 from dpm_schemas import DpmError, subjects
@@ -28,26 +27,8 @@ from dpm_schemas.events import (
     ExecutionFailed,
     ExecutionSuspended,
     TransferAborted,
-    TransferRenewed,
 )
 from dpm_schemas.ids import stream_id
-
-RENEW_AT = 0.75  # renew once less than this fraction of the idle time is left
-
-
-def renewal(t: Transfer, now: datetime) -> TransferRenewed | None:
-    """The renewal a use of ``t``'s token at ``now`` calls for, if any (pure)."""
-    if t.renew_seconds is None or t.state != "open":
-        return None
-    if (t.expires_at - now).total_seconds() > t.renew_seconds * RENEW_AT:
-        return None
-    return TransferRenewed(
-        transfer_id=t.transfer_id,
-        image_id=t.image_id,
-        image=t.image,
-        expires_at=now + timedelta(seconds=t.renew_seconds),
-    )
-
 
 ENDINGS: dict[type, str] = {ExecutionCompleted: "completed", ExecutionFailed: "failed", ExecutionSuspended: "suspended"}
 
@@ -57,7 +38,7 @@ async def abort(ctx: Ctx, eventlog: EventLog, t: Transfer, reason: str) -> None:
     image stream's version guards against a commit racing on another replica (a conflict makes
     the consumer try the event again, and then it finds the commit)."""
     try:
-        version = await commit.still_open(eventlog, t)
+        version = await still_open(eventlog, t)
     except DpmError:  # committed or aborted meanwhile: nothing to close
         return
     event = TransferAborted(transfer_id=t.transfer_id, image_id=t.image_id, image=t.image, reason=reason)

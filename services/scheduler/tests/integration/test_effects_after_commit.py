@@ -1,30 +1,50 @@
 """No Wake-on-LAN and no shutdown is sent from a transaction that rolls back (issue 13): the
 decisions of the consumer reactions and the rounds put their effects into the outbox of their own
 transaction; only the drain, after the commit, sends them. Real PostgreSQL; the power driver and
-the agent's NATS are fakes that record what would have left the server."""
+the agent's NATS are fakes that record what would have left the server.
+
+The handlers run as the consumer runs them: in a ``UnitOfWork`` (the kernel's ``Ctx``) over the
+logged event, inside a transaction, their ``after_commit`` effects run only once it committed."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import nats.errors
 import pytest
 
+from dpm_runtime.context import UnitOfWork, run_effects
 from dpm_runtime.directory import directory_ddl
+from dpm_runtime.eventlog import StreamConflict
+from dpm_runtime.projection import ProjectionRunner
+from dpm_runtime.registry import Qualified
 from dpm_scenarios import ExecutionState
-from dpm_scheduler import handlers, powerwatch
-from dpm_scheduler.adapters import effects_sql, executions_sql
+from dpm_scheduler import handlers
+from dpm_scheduler.adapters import effects_sql, executions_sql, power_watch_sql
 from dpm_scheduler.adapters.directory_sql import Directory
 from dpm_scheduler.adapters.driver import PowerTarget
 from dpm_scheduler.adapters.effects_sql import Outbox
 from dpm_scheduler.adapters.executions_sql import ExecutionStore
 from dpm_scheduler.adapters.power import EffectRunner
+from dpm_scheduler.adapters.power_watch_sql import PowerWatches
 from dpm_scheduler.adapters.wol import Spacing
+from dpm_scheduler.domain.effects import Effect
 from dpm_scheduler.domain.execution import Execution, Limits
+from dpm_scheduler.projections import Presence
 from dpm_scheduler.rounds import Rounds
-from dpm_schemas import Metadata, NewEvent, subjects
-from dpm_schemas.events import ExecutionCompleted, PowerOnRequested, StepReported
+from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas.events import (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionStarted,
+    PowerOnRequested,
+    PowerOnSent,
+    StepReported,
+)
 from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.scenarios import ScenarioKind, ScenarioSpec
 from dpm_schemas.ids import stream_id
@@ -63,7 +83,7 @@ async def world(pool, eventlog):  # type: ignore[no-untyped-def]
     async with pool.connection() as conn:
         for statement in [
             *directory_ddl(SCHEMA),
-            *powerwatch.watch_ddl(SCHEMA),
+            *power_watch_sql.ddl(SCHEMA),
             *executions_sql.ddl(SCHEMA),
             *effects_sql.ddl(SCHEMA),
         ]:
@@ -73,12 +93,41 @@ async def world(pool, eventlog):  # type: ignore[no-untyped-def]
             f'INSERT INTO "{SCHEMA}".machine_directory (machine_id, name, macs, position) VALUES (%s, %s, %s, 1)',
             (machine_id, "pc1", ["52:54:00:00:00:01"]),
         )
+    presence = ProjectionRunner(Qualified("scheduler", Presence()), pool=pool, eventlog=eventlog)
+    await presence.setup()  # what a power-on reads ("already on?"), caught up before each handler runs
     driver, fake_nc = FakeDriver(), FakeNats()
     directory = Directory(SCHEMA)
-    store = ExecutionStore(eventlog, SCHEMA, Outbox(SCHEMA))
+    store = ExecutionStore(SCHEMA, Outbox(SCHEMA))
     runner = EffectRunner(pool, directory, driver, Spacing(0), fake_nc)  # type: ignore[arg-type]
     rounds = Rounds(pool, eventlog, store, directory, runner, lambda: datetime.now(UTC), Limits())
-    return machine_id, driver, fake_nc, store, rounds, directory
+    return World(machine_id, driver, fake_nc, store, rounds, directory, eventlog, presence)
+
+
+@dataclasses.dataclass
+class World:
+    """One machine in the directory, the scheduler's stores and rounds over fakes that record."""
+
+    machine_id: uuid.UUID
+    driver: FakeDriver
+    nc: FakeNats
+    store: ExecutionStore
+    rounds: Rounds
+    directory: Directory
+    eventlog: Any
+    presence: ProjectionRunner
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.machine_id, self.driver, self.nc, self.store, self.rounds, self.directory))
+
+    async def handle(self, pool, handler, rec, *, rollback: bool = False, **deps) -> None:  # type: ignore[no-untyped-def]
+        """Run ``handler`` as the consumer does: in a Ctx over ``rec``, effects after the commit."""
+        await self.presence.step()
+        async with pool.connection() as conn, conn.transaction():
+            ctx = UnitOfWork(conn, self.eventlog, rec, actor="scheduler")
+            await handler(rec.event, ctx, **deps)
+            if rollback:
+                raise Rollback
+        await run_effects(ctx.effects, where="test")
 
 
 async def _recorded(eventlog, stream: str, event: object):  # type: ignore[no-untyped-def]
@@ -87,25 +136,21 @@ async def _recorded(eventlog, stream: str, event: object):  # type: ignore[no-un
 
 
 async def test_an_operators_wake_from_a_rolled_back_transaction_is_never_sent(pool, eventlog, world) -> None:
-    machine_id, driver, _nc, _store, rounds, directory = world
+    machine_id, driver, _nc, store, rounds, directory = world
     rec = await _recorded(eventlog, stream_id(subjects.POWER, machine_id), PowerOnRequested(machine_id=machine_id))
     kwargs = {
         "directory": directory,
-        "outbox": rounds.store.outbox,
-        "eventlog": eventlog,
-        "driver_name": "fake",
-        "port": 9,
-        "timeout": 60.0,
+        "store": store,
+        "watches": PowerWatches(SCHEMA),
+        "power": handlers.PowerOn(driver="fake", port=9, timeout=60.0),
         "clock": lambda: datetime.now(UTC),
     }
     with pytest.raises(Rollback):
-        async with pool.connection() as conn, conn.transaction():
-            await powerwatch.power_on_requested(rec, conn, **kwargs)
-            raise Rollback
+        await world.handle(pool, handlers.power_on_requested, rec, rollback=True, **kwargs)
     assert await rounds.drain() == 0 and driver.woken == []  # nothing was sent, nothing is pending
+    assert not [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, PowerOnSent)]
 
-    async with pool.connection() as conn, conn.transaction():  # the same reaction, committed
-        await powerwatch.power_on_requested(rec, conn, **kwargs)
+    await world.handle(pool, handlers.power_on_requested, rec, **kwargs)  # the same reaction, committed
     assert driver.woken == []  # not from inside the transaction either
     assert await rounds.drain() == 1 and driver.woken == [str(machine_id)]
     assert await rounds.drain() == 0 and driver.woken == [str(machine_id)]  # run once, then forgotten
@@ -123,15 +168,12 @@ async def test_a_shutdown_at_the_end_from_a_rolled_back_transaction_is_never_sen
     deps = {"store": store, "clock": lambda: datetime.now(UTC), "limits": Limits()}
 
     with pytest.raises(Rollback):
-        async with pool.connection() as conn, conn.transaction():
-            await handlers.step_reported(rec, conn, **deps)
-            raise Rollback
+        await world.handle(pool, handlers.step_reported, rec, rollback=True, **deps)
     assert await rounds.drain() == 0 and fake_nc.commands == []
     async with pool.connection() as conn:
         assert (await store.get(conn, x.execution_id)).state is ExecutionState.RUNNING  # type: ignore[union-attr]
 
-    async with pool.connection() as conn, conn.transaction():
-        await handlers.step_reported(rec, conn, **deps)
+    await world.handle(pool, handlers.step_reported, rec, **deps)
     assert fake_nc.commands == []
     assert await rounds.drain() == 1 and fake_nc.commands == [subjects.agent_command(machine_id)]
     async with pool.connection() as conn:
@@ -139,3 +181,69 @@ async def test_a_shutdown_at_the_end_from_a_rolled_back_transaction_is_never_sen
     (done,) = [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionCompleted)]
     assert done.event.power_off == "DPM-E120"  # the agent's answer, recorded after the commit
     assert done.metadata.correlation_id == x.correlation_id  # the run's conversation, on a timer path too
+
+
+# -- the rounds: a timer's transaction that rolls back after its decision queued a wake ----------
+
+
+@dataclasses.dataclass(frozen=True)
+class FailingOutbox(Outbox):
+    """Queues the effects, then the transaction fails: a bug, or another replica's conflict."""
+
+    error: Callable[[], Exception] = lambda: Rollback()
+
+    async def put(self, conn, effects: tuple[Effect, ...], traceparent: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        await super().put(conn, effects, traceparent)
+        raise self.error()
+
+
+async def _queued_netboot(pool, store: ExecutionStore, machine_id: uuid.UUID) -> Execution:  # type: ignore[no-untyped-def]
+    """A disk check of an offline machine: starting it wakes the machine (after the commit)."""
+    spec = ScenarioSpec(kind=ScenarioKind.DISK_CHECK)
+    x = Execution(uuid.uuid4(), uuid.uuid4(), machine_id, uuid.uuid4(), "check", spec, correlation_id=uuid.uuid4())
+    async with pool.connection() as conn, conn.transaction():
+        await store.insert(conn, x, order=1, not_before=None)
+    return x
+
+
+def _conflict() -> Exception:
+    return StreamConflict("execution-x", 0, 1)
+
+
+async def test_a_round_that_rolls_back_after_queuing_a_wake_sends_nothing(pool, eventlog, world) -> None:
+    """Another replica moved the execution (a conflict): the round's whole transaction rolls back."""
+    machine_id, driver, _nc, store, rounds, _directory = world
+    x = await _queued_netboot(pool, store, machine_id)
+    good = store.outbox
+    store.outbox = FailingOutbox(SCHEMA, error=_conflict)
+    with pytest.raises(StreamConflict):
+        await rounds.tick()
+    assert await rounds.drain() == 0 and driver.woken == []
+    async with pool.connection() as conn:
+        assert (await store.get(conn, x.execution_id)).state is ExecutionState.QUEUED  # type: ignore[union-attr]
+    assert not [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionStarted)]
+
+    store.outbox = good  # the next round, committed: the wake leaves once, after the commit
+    await rounds.tick()
+    assert driver.woken == []
+    assert await rounds.drain() == 1 and driver.woken == [str(machine_id)]
+    async with pool.connection() as conn:
+        assert (await store.get(conn, x.execution_id)).state is ExecutionState.WAITING_BOOT  # type: ignore[union-attr]
+
+
+async def test_an_execution_whose_savepoint_rolls_back_after_queuing_a_wake_fails_alone_unwoken(
+    pool, eventlog, world
+) -> None:
+    """A bug after the decision queued the wake: that execution's savepoint rolls back (DPM-E116),
+    the round commits the failure, and the wake of the rolled-back decision is never sent."""
+    machine_id, driver, _nc, store, rounds, _directory = world
+    x = await _queued_netboot(pool, store, machine_id)
+    store.outbox = FailingOutbox(SCHEMA)
+    await rounds.tick()
+    assert await rounds.drain() == 0 and driver.woken == []
+    async with pool.connection() as conn:
+        assert (await store.get(conn, x.execution_id)).state is ExecutionState.FAILED  # type: ignore[union-attr]
+    (failed,) = [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionFailed)]
+    assert failed.event.code == E.EXECUTION_INTERNAL.code
+    assert failed.metadata.correlation_id == x.correlation_id  # the run's conversation, on a timer path
+    assert not [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionStarted)]

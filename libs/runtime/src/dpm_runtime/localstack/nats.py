@@ -43,16 +43,16 @@ _GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "scheduler": (  # reboot / shut down through the agent
         [_AGENT_COMMANDS],
         [],
-        ["machine-directory", "power", "executions", "schedules"],
+        ["power", "executions", "schedules"],
     ),
-    "pxe": ([], [], ["machine-directory", "boot-state"]),
-    "imager": ([_SIGNALS], [], ["machine-directory", "gc", "transfer-ends"]),  # ChunkSent progress
-    "updater": ([], [], ["machine-directory"]),
+    "pxe": ([], [], []),  # its read models are projections of the log: no durable consumer
+    "imager": ([_SIGNALS], [], ["gc", "transfer-ends"]),  # ChunkSent progress
+    "updater": ([], [], []),
     # receives agent commands, answers them (allow_responses); tells its replicas to re-check a machine's sessions
     "agent-gateway": (
         [subjects.agent_session_check()],
         [_AGENT_COMMANDS, subjects.agent_session_check()],
-        ["machine-directory", "tokens"],
+        ["tokens"],
     ),
     RELAY_USER: ([*_STREAM_ADMIN, subjects.all_events()], [], []),  # the only publisher of events
 }

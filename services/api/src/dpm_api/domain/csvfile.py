@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
@@ -88,21 +88,7 @@ def render(rows: Iterable[MachineRow]) -> str:
 def parse(text: str) -> list[MachineSpec]:
     """Every row, validated; the first problem raises DPM-E110 naming line, column and field."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise E.CSV_INVALID(line=1, column=1, field="header", reason=str(exc)) from None
-    if not header:
-        raise E.CSV_INVALID(line=1, column=1, field="header", reason="the file is empty")
-    header = [h.strip().lower() for h in header]
-    for col, name in enumerate(header, start=1):
-        if name not in COLUMNS:
-            raise E.CSV_INVALID(line=1, column=col, field=name, reason=f"unknown column; expected {', '.join(COLUMNS)}")
-        if header.index(name) != col - 1:
-            raise E.CSV_INVALID(line=1, column=col, field=name, reason="column given twice")
-    for name in REQUIRED:
-        if name not in header:
-            raise E.CSV_INVALID(line=1, column=len(header) + 1, field=name, reason="required column missing")
+    header = _header(reader)
     specs: list[MachineSpec] = []
     owners: dict[str, int] = {}
     while True:
@@ -122,17 +108,42 @@ def parse(text: str) -> list[MachineSpec]:
                 reason=f"{len(cells)} cells, the header has {len(header)}",
             )
         spec = _row(dict(zip(header, cells, strict=True)), header, reader.line_num)
-        for identity in identities(spec):
-            if identity in owners:
-                raise E.CSV_INVALID(
-                    line=spec.line,
-                    column=header.index(identity.split(":", 1)[0].replace("mac", "macs")) + 1,
-                    field=identity,
-                    reason=f"also on line {owners[identity]}",
-                )
-            owners[identity] = spec.line
+        _claim(owners, spec, header)
         specs.append(spec)
     return specs
+
+
+def _header(reader: Iterator[list[str]]) -> list[str]:
+    """The header line, lower-cased: known columns, each once, the required ones present."""
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise E.CSV_INVALID(line=1, column=1, field="header", reason=str(exc)) from None
+    if not header:
+        raise E.CSV_INVALID(line=1, column=1, field="header", reason="the file is empty")
+    header = [h.strip().lower() for h in header]
+    for col, name in enumerate(header, start=1):
+        if name not in COLUMNS:
+            raise E.CSV_INVALID(line=1, column=col, field=name, reason=f"unknown column; expected {', '.join(COLUMNS)}")
+        if header.index(name) != col - 1:
+            raise E.CSV_INVALID(line=1, column=col, field=name, reason="column given twice")
+    for name in REQUIRED:
+        if name not in header:
+            raise E.CSV_INVALID(line=1, column=len(header) + 1, field=name, reason="required column missing")
+    return header
+
+
+def _claim(owners: dict[str, int], spec: MachineSpec, header: Sequence[str]) -> None:
+    """Record the row's identities (MACs, SMBIOS UUID); one a previous row has is DPM-E110."""
+    for identity in identities(spec):
+        if identity in owners:
+            raise E.CSV_INVALID(
+                line=spec.line,
+                column=list(header).index(identity.split(":", 1)[0].replace("mac", "macs")) + 1,
+                field=identity,
+                reason=f"also on line {owners[identity]}",
+            )
+        owners[identity] = spec.line
 
 
 def _row(cells: Mapping[str, str], header: Sequence[str], line: int) -> MachineSpec:

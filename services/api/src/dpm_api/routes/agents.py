@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 
 from dpm_api import auth
 from dpm_api.deps import AdminDep, RuntimeDep
+from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import NO_STREAM, Conn
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.events import EnrolmentTokenIssued
 from dpm_schemas.ids import stream_id
 from dpm_schemas.text import Name
@@ -51,7 +52,7 @@ async def issue_enrolment_token(body: EnrolmentIn, rt: RuntimeDep, actor: AdminD
         token_id=token_id, token_sha256=auth.sha256(token), expires_at=expires_at, uses=body.uses, machine_id=machine_id
     )
     await rt.eventlog.append(
-        stream_id(subjects.ENROLMENT, token_id), NO_STREAM, [NewEvent(event, Metadata.new(actor=actor))]
+        stream_id(subjects.ENROLMENT, token_id), NO_STREAM, [NewEvent(event, command_metadata(actor))]
     )
     return EnrolmentOut(token_id=token_id, token=token, uses=body.uses, expires_at=expires_at, machine_id=machine_id)
 

@@ -15,10 +15,11 @@ from pydantic import BaseModel, Field
 from dpm_api import images
 from dpm_api.deploy_auth import deploy_caller
 from dpm_api.deps import RuntimeDep
+from dpm_api.requestmeta import command_metadata
 from dpm_api.routes.images import machine_facts, transfer_out
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.service import Runtime
-from dpm_schemas import E, Metadata, NewEvent, subjects
+from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.events import DiskLayoutReported, ExecutionQueued, StepReported
 from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.imaging import TransferDirection
@@ -50,7 +51,7 @@ async def report_step(body: StepIn, request: Request, rt: RuntimeDep) -> dict[st
     result = await rt.eventlog.append(
         stream_id(subjects.STEP, body.execution_id),
         ANY_VERSION,
-        [NewEvent(report, Metadata.new(actor=f"deploy:{machine_id}"))],
+        [NewEvent(report, command_metadata(f"deploy:{machine_id}"))],
     )
     return {"position": result.position}
 
@@ -111,7 +112,7 @@ async def report_disks(body: DisksIn, request: Request, rt: RuntimeDep) -> dict[
     result = await rt.eventlog.append(
         stream_id(subjects.DISKS, machine_id),
         ANY_VERSION,
-        [NewEvent(event, Metadata.new(actor=f"deploy:{machine_id}"))],
+        [NewEvent(event, command_metadata(f"deploy:{machine_id}"))],
     )
     return {"position": result.position}
 

@@ -19,11 +19,12 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, Field
 
 from dpm_api import scenarios
+from dpm_api.adapters import executions
+from dpm_api.adapters.executions import ExecutionFilter
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.domain.csvfile import spreadsheet_safe
 from dpm_runtime.service import Runtime
 from dpm_schemas import E, codec, subjects
-from dpm_schemas.errors import CATALOGUE
 from dpm_schemas.events import ChunkSent
 from dpm_schemas.events.scenarios import ScenarioSpec
 from dpm_schemas.text import Label, Name
@@ -148,53 +149,25 @@ async def list_executions(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
 ) -> list[dict[str, Any]]:
     """Execution history (newest first): per machine, per scenario, per run, by state."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if machine:
-        clauses.append("(m.name = %s OR m.machine_id::text = %s)")
-        params += [machine, machine]
-    if scenario:
-        clauses.append("(x.scenario = %s OR x.scenario_id::text = %s)")
-        params += [scenario, scenario]
-    if run_id:
-        clauses.append("x.run_id = %s")
-        params.append(run_id)
-    if state:
-        clauses.append("x.state = %s")
-        params.append(state)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return await _history(rt, ExecutionFilter(machine, scenario, run_id, state, limit))
+
+
+async def _history(rt: Runtime, f: ExecutionFilter) -> list[dict[str, Any]]:
     async with rt.pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT x.execution_id, x.run_id, x.machine_id, m.name, x.scenario, x.revision, x.kind, x.state,"
-                " x.percent, x.code, x.reason, x.cleared, x.queued_at, x.started_at, x.ended_at"
-                f" FROM api.executions x LEFT JOIN api.machines m ON m.machine_id = x.machine_id {where}"
-                " ORDER BY x.queued_at DESC, x.execution_id LIMIT %s",
-                (*params, limit),
-            )
-        ).fetchall()
-    keys = ("execution_id", "run_id", "machine_id", "machine", "scenario", "revision", "kind", "state", "percent",
-            "code", "reason", "cleared", "queued_at", "started_at", "ended_at")  # fmt: skip
-    out = [
-        {k: (str(v) if isinstance(v, uuid.UUID | datetime) else v) for k, v in zip(keys, r, strict=True)} for r in rows
-    ]
-    for row in out:  # the remedy beside each error code, as the console and the CSV show it
-        known = CATALOGUE.get(row["code"] or "")
-        row["remedy"] = known.remedy if known else None
-    return out
+        return await executions.list_executions(conn, f)
 
 
 @router.get("/executions/export", response_class=PlainTextResponse)
 async def export_executions(
     rt: RuntimeDep,
-    who: ViewerDep,
+    _who: ViewerDep,
     machine: str | None = None,
     scenario: str | None = None,
     state: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> PlainTextResponse:
     """The same history as CSV (start, end, result, error code and remedy per machine)."""
-    rows = await list_executions(rt, who, machine=machine, scenario=scenario, state=state, limit=limit)
+    rows = await _history(rt, ExecutionFilter(machine=machine, scenario=scenario, state=state, limit=limit))
     out = io.StringIO()
     columns = ["machine", "scenario", "revision", "kind", "state", "code", "reason", "remedy", "queued_at",
                "started_at", "ended_at", "execution_id", "run_id"]  # fmt: skip
@@ -205,13 +178,14 @@ async def export_executions(
 
 
 FINAL = ("completed", "failed", "suspended")
+STREAM_SECONDS = 3600  # at most an hour per connection
 
 
 @router.get("/executions/stream")
 async def stream_executions(
     request: Request,
     rt: RuntimeDep,
-    who: ViewerDep,
+    _who: ViewerDep,
     run_id: uuid.UUID | None = None,
     machine: str | None = None,
     poll: Annotated[float, Query(ge=0.1, le=10)] = 0.5,
@@ -220,38 +194,57 @@ async def stream_executions(
     percent, code), read from the execution read model, and ``transfer`` events (bytes, rate, ETA) from
     the imager's ChunkSent signals for the executions shown; with ``run_id`` it ends once every execution
     of the run is final. At most an hour per connection."""
+    shown = ExecutionFilter(machine=machine, run_id=run_id, limit=10_000)
+    changes = _changes(request, rt, shown, poll)
+    return StreamingResponse(changes, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    async def changes() -> AsyncIterator[str]:
-        seen: dict[str, tuple[object, ...]] = {}
-        transfers: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
 
-        async def on_signal(msg: Msg) -> None:
-            with contextlib.suppress(asyncio.QueueFull):  # progress is droppable; the next one comes soon
-                transfers.put_nowait(msg.data)
+async def _changes(request: Request, rt: Runtime, shown: ExecutionFilter, poll: float) -> AsyncIterator[str]:
+    """The stream of ``stream_executions``: polls the read model, forwards the progress signals."""
+    seen: dict[str, tuple[object, ...]] = {}
+    feed = ProgressFeed()
+    sub = await rt.nc.subscribe(subjects.signal_subject(ChunkSent.wire_name, "*"), cb=feed.on_signal)
+    deadline = time.monotonic() + STREAM_SECONDS
+    try:
+        while time.monotonic() < deadline and not await request.is_disconnected():
+            rows = await _history(rt, shown)
+            for row in reversed(rows):
+                key = (row["state"], row["percent"], row["code"])
+                if seen.get(row["execution_id"]) != key:
+                    seen[row["execution_id"]] = key
+                    yield f"event: execution\ndata: {json.dumps(row)}\n\n"
+            for signal in feed.drain():
+                if str(signal.execution_id) in seen:
+                    yield f"event: transfer\ndata: {signal.model_dump_json()}\n\n"
+            if shown.run_id is not None and rows and all(r["state"] in FINAL for r in rows):
+                yield "event: end\ndata: {}\n\n"
+                return
+            await asyncio.sleep(poll)
+    finally:
+        await sub.unsubscribe()
 
-        sub = await rt.nc.subscribe(subjects.signal_subject(ChunkSent.wire_name, "*"), cb=on_signal)
-        deadline = time.monotonic() + 3600
-        try:
-            while time.monotonic() < deadline and not await request.is_disconnected():
-                rows = await list_executions(rt, who, machine=machine, run_id=run_id, limit=10_000)
-                for row in reversed(rows):
-                    key = (row["state"], row["percent"], row["code"])
-                    if seen.get(row["execution_id"]) != key:
-                        seen[row["execution_id"]] = key
-                        yield f"event: execution\ndata: {json.dumps(row)}\n\n"
-                while not transfers.empty():
-                    signal = codec.decode_payload(ChunkSent.wire_name, 1, transfers.get_nowait())
-                    assert isinstance(signal, ChunkSent)
-                    if str(signal.execution_id) in seen:
-                        yield f"event: transfer\ndata: {signal.model_dump_json()}\n\n"
-                if run_id is not None and rows and all(r["state"] in FINAL for r in rows):
-                    yield "event: end\ndata: {}\n\n"
-                    return
-                await asyncio.sleep(poll)
-        finally:
-            await sub.unsubscribe()
 
-    return StreamingResponse(changes(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+class ProgressFeed:
+    """ChunkSent signals as they arrive, bounded: progress is droppable, the next one comes soon.
+    Each is decoded with the schema version its publisher sent (a signal is never stored)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=1000)
+
+    async def on_signal(self, msg: Msg) -> None:
+        version = (msg.headers or {}).get(subjects.HEADER_VERSION, "")
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait((int(version) if version.isdigit() else ChunkSent.wire_version, msg.data))
+
+    def drain(self) -> list[ChunkSent]:
+        out: list[ChunkSent] = []
+        while not self.queue.empty():
+            version, data = self.queue.get_nowait()
+            with contextlib.suppress(Exception):  # one undecodable signal loses one progress line
+                signal = codec.decode_payload(ChunkSent.wire_name, version, data)
+                if isinstance(signal, ChunkSent):
+                    out.append(signal)
+        return out
 
 
 @router.post("/executions/{execution_id}/suspend", status_code=202)

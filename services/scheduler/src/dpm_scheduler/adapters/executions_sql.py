@@ -1,5 +1,6 @@
 """The executions table (``scheduler.executions``): typed rows in, typed rows out, and the appends
-of a decision's events with the run's causality. Every time comes from the caller's clock."""
+of a decision's events through the handler's or the round's ``Ctx`` (which carries the run's
+correlation and trace). Every time comes from the caller's clock."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
+from dpm_runtime.context import ANY, Ctx
+from dpm_runtime.eventlog import Conn
 from dpm_scenarios import ACTIVE, OPEN, ExecutionState
 from dpm_scheduler.adapters.effects_sql import Outbox
 from dpm_scheduler.domain.decide import Decision
 from dpm_scheduler.domain.execution import Execution
-from dpm_schemas import Metadata, NewEvent, RecordedEvent, subjects
+from dpm_schemas import Metadata, subjects
 from dpm_schemas.events.scenarios import ScenarioSpec
 from dpm_schemas.ids import stream_id
 
@@ -64,21 +66,23 @@ def from_row(row: Sequence[Any]) -> Execution:
 
 @dataclass
 class ExecutionStore:
-    eventlog: EventLog
     schema: str
     outbox: Outbox
     kick: asyncio.Event = field(default_factory=asyncio.Event)  # wakes the effect drain early
 
-    async def apply(self, conn: Conn, d: Decision | None, cause: RecordedEvent | None) -> None:
-        """Save a decision in the caller's transaction: its events, the execution's new row, and its
-        effects into the outbox (run after the commit, never inside it)."""
+    async def apply(self, ctx: Ctx, d: Decision | None) -> None:
+        """Save a decision in the ctx's transaction: its events, the execution's new row, and its
+        effects into the outbox; once that committed, the drain is woken to run them."""
         if d is None:
             return
-        await self.append(conn, d.execution, d.events, cause)
-        await self.save(conn, d.execution)
+        await self.append(ctx, d.execution, d.events)
+        await self.save(ctx.conn, d.execution)
         if d.effects:
-            await self.outbox.put(conn, d.effects)
-            self.kick.set()
+            await self.outbox.put(ctx.conn, d.effects, ctx.metadata.traceparent)
+            ctx.after_commit(self.wake_drain)
+
+    async def wake_drain(self) -> None:
+        self.kick.set()
 
     @property
     def table(self) -> str:
@@ -181,24 +185,14 @@ class ExecutionStore:
         return {r[0]: r[1] for r in await cur.fetchall()}
 
     async def append(
-        self,
-        conn: Conn,
-        x: Execution,
-        events: Sequence[object],
-        cause: RecordedEvent | None,
-        *,
-        expected: int | None = ANY_VERSION,
-        stream: str | None = None,
+        self, ctx: Ctx, x: Execution, events: Sequence[object], *, expected: int | None = ANY, stream: str | None = None
     ) -> None:
-        """Append to the execution's stream (or ``stream``) within the run's conversation: caused by
-        ``cause`` when a message drives it, else with the correlation and trace stored with the run."""
-        if not events:
-            return
-        sid = stream or stream_id(subjects.EXECUTION, x.execution_id)
-        await self.eventlog.append(sid, expected, [NewEvent(e, metadata(x, cause)) for e in events], conn=conn)  # type: ignore[arg-type]
+        """Append to the execution's stream (or ``stream``); the ctx gives the run's causality."""
+        if events:
+            sid = stream or stream_id(subjects.EXECUTION, x.execution_id)
+            await ctx.append(sid, events, expected=expected)  # type: ignore[arg-type]
 
 
-def metadata(x: Execution, cause: RecordedEvent | None) -> Metadata:
-    if cause is not None:
-        return Metadata(correlation_id=cause.metadata.correlation_id, actor=ACTOR).caused_by(cause)
+def run_metadata(x: Execution) -> Metadata:
+    """The cause of a timer round's appends for ``x``: the correlation and trace stored with its run."""
     return Metadata(correlation_id=x.correlation_id or uuid.uuid4(), actor=ACTOR, traceparent=x.traceparent)

@@ -1,13 +1,10 @@
 """The imager's read models: transfers (whose tokens the data plane checks) and images (the
 manifest each name points to now). Projections of the log, so a restarted or second imager knows
-every open transfer, and a fresh one rebuilds them."""
+every open transfer, and a fresh one rebuilds them. Their queries are in adapters/readmodel.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
 
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
@@ -97,51 +94,3 @@ class Images:
                 await conn.execute(
                     f'DELETE FROM "{schema}".images WHERE image_id = %s AND position < %s', (e.image_id, rec.position)
                 )
-
-
-@dataclass(frozen=True)
-class Transfer:
-    transfer_id: UUID
-    image_id: UUID
-    image: str
-    direction: str
-    expires_at: datetime
-    machine_id: UUID | None
-    execution_id: UUID | None
-    state: str
-    renew_seconds: float | None = None  # None: a fixed expiry (opened before idle expiry existed)
-    reason: str | None = None  # why it was aborted
-
-
-_COLUMNS = "transfer_id, image_id, image, direction, expires_at, machine_id, execution_id, state, renew_seconds, reason"
-
-
-async def transfer_by_token(conn: Conn, token_sha256: str, transfer_id: UUID) -> Transfer | None:
-    row = await (
-        await conn.execute(
-            f"SELECT {_COLUMNS} FROM {SCHEMA}.transfers WHERE token_sha256 = %s AND transfer_id = %s",
-            (token_sha256, transfer_id),
-        )
-    ).fetchone()
-    return Transfer(*row) if row else None
-
-
-async def open_transfers_of(conn: Conn, execution_id: UUID) -> list[Transfer]:
-    rows = await (
-        await conn.execute(
-            f"SELECT {_COLUMNS} FROM {SCHEMA}.transfers WHERE execution_id = %s AND state = 'open'", (execution_id,)
-        )
-    ).fetchall()
-    return [Transfer(*r) for r in rows]
-
-
-async def current_manifest(conn: Conn, image_id: UUID) -> str | None:
-    row = await (
-        await conn.execute(f"SELECT manifest FROM {SCHEMA}.images WHERE image_id = %s", (image_id,))
-    ).fetchone()
-    return str(row[0]) if row else None
-
-
-async def live_manifests(conn: Conn) -> list[str]:
-    rows = await (await conn.execute(f"SELECT manifest FROM {SCHEMA}.images")).fetchall()
-    return [str(r[0]) for r in rows]

@@ -11,11 +11,14 @@ from uuid import UUID
 
 from nats.aio.client import Client as NATS
 
-from dpm_imager.state import Transfer
+from dpm_imager.domain.transfers import Transfer
 from dpm_schemas import codec, subjects
 from dpm_schemas.events import ChunkSent
 
 log = logging.getLogger(__name__)
+
+# A signal is not stored, so its schema version travels with it: a subscriber of another release decodes it right.
+_HEADERS = {subjects.HEADER_TYPE: ChunkSent.wire_name, subjects.HEADER_VERSION: str(ChunkSent.wire_version)}
 
 
 @dataclass
@@ -57,11 +60,9 @@ class Progress:
             image=t.image,
             direction=t.direction,
         )
-        key = str(t.execution_id or t.transfer_id)
+        subject = subjects.signal_subject(ChunkSent.wire_name, str(t.execution_id or t.transfer_id))
         try:  # bounded: a reconnecting NATS must never hold up the chunks themselves
-            await asyncio.wait_for(
-                self._nc.publish(subjects.signal_subject(ChunkSent.wire_name, key), codec.encode_payload(signal)), 1.0
-            )
+            await asyncio.wait_for(self._nc.publish(subject, codec.encode_payload(signal), headers=_HEADERS), 1.0)
         except Exception as exc:  # progress is best effort; the transfer goes on
             log.debug("ChunkSent not published: %r", exc)
 

@@ -10,8 +10,8 @@ import logging
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_imagefmt.store import DirStore
-from dpm_imager import commit, gc
-from dpm_imager.state import live_manifests
+from dpm_imager.adapters import gc, vouchers
+from dpm_imager.adapters.readmodel import live_manifests
 from dpm_runtime.eventlog import Conn
 from dpm_runtime.service import Runtime, Task
 
@@ -33,7 +33,7 @@ class Collector:
         async with self._lock:
             async with self.pool.connection() as conn:
                 live = await live_manifests(conn)
-                await commit.forget_ended(conn)
+                await vouchers.forget_ended(conn)
             self.last = await asyncio.to_thread(gc.collect, self.store, live, self.grace)
             if self.last.chunks or self.last.manifests:
                 log.info("gc: %d chunks (%d bytes), %d manifests removed", *vars(self.last).values())
