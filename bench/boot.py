@@ -36,11 +36,11 @@ from dpm_netproto.dhcp import (
     parse,
 )
 from dpm_pxe.adapters.dhcp.leases import LeaseStore
-from dpm_pxe.domain.dhcp.pools import Pool
-from dpm_pxe.domain.dhcp.proxy import BootConfig
 from dpm_pxe.adapters.dhcp.server import DhcpServer
 from dpm_pxe.adapters.state import DDL, SCHEMA
 from dpm_pxe.adapters.tftp.server import TftpServer
+from dpm_pxe.domain.dhcp.pools import Pool
+from dpm_pxe.domain.dhcp.proxy import BootConfig
 from dpm_runtime.directory import directory_ddl
 from dpm_runtime.localstack.procs import free_port
 from dpm_schemas.events.boot import DhcpMode, DhcpRange

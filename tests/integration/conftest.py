@@ -114,7 +114,7 @@ def lab_stack(api_service, pxe_service, scheduler_service, tmp_path):
     """api, pxe (DHCP/TFTP on loopback ports) and scheduler (WOL to the lab) wired for the lab
     simulator, with stand-in boot files; returns (api, pxe, scheduler, LabConfig)."""
 
-    def make(*, concurrency: int = 3, step_seconds: float = 0.3, **api_overrides):
+    def make(*, concurrency: int = 3, step_seconds: float = 0.3, wol_repeats: int = 1, **api_overrides):
         dhcp, pxe_port, tftp, wol = free_port(udp=True), free_port(udp=True), free_port(udp=True), free_port()
         api = api_service(**api_overrides)
         pxe = pxe_service(
@@ -140,7 +140,7 @@ def lab_stack(api_service, pxe_service, scheduler_service, tmp_path):
             scheduler_power_on_interval=0,
             scheduler_concurrency=concurrency,
             scheduler_tick=0.1,
-            scheduler_wol_repeats=1,
+            scheduler_wol_repeats=wol_repeats,
         )
         config = LabConfig(dhcp=("127.0.0.1", dhcp), tftp=("127.0.0.1", tftp), wol_port=wol, step_seconds=step_seconds)
         return api, pxe, scheduler, config

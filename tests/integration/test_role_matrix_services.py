@@ -53,6 +53,7 @@ OWN_TOKEN = {
             ("POST", "/chunks"),
             ("POST", "/commit"),
             ("POST", "/abort"),
+            ("POST", "/renew"),
             ("GET", "/manifest"),
             ("GET", "/chunks/{chunk}"),
             ("POST", "/chunks/fetch"),

@@ -72,6 +72,18 @@ def enrol(config: AgentConfig, found: Facts) -> str:
     return str(reply["token"])
 
 
+def retry_after(exc: BaseException) -> float:
+    """The Retry-After seconds of a gateway's 5xx or 429 answer to the enrolment or the WebSocket
+    handshake (a 503 while its database is away), else 0."""
+    if isinstance(exc, urllib.error.HTTPError):
+        value = exc.headers.get("Retry-After") if exc.code >= 429 else None
+    elif isinstance(exc, InvalidStatus):
+        value = exc.response.headers.get("Retry-After")
+    else:
+        return 0.0
+    return float(value) if isinstance(value, str) and value.strip().isdigit() else 0.0
+
+
 class Agent:
     """One machine's agent: sessions with the gateway, one after the other, until ``stop``.
 
@@ -96,8 +108,11 @@ class Agent:
         self.sessions = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Sessions until ``stop``; any failure, a 5xx or 503 of the gateway included, is retried
+        after a backoff, and never sooner than the gateway's Retry-After."""
         failures = 0
         while not stop.is_set():
+            told = 0.0
             try:
                 await self.session(stop)
                 failures = 0
@@ -106,10 +121,12 @@ class Agent:
                 failures = max(failures, 5)
             except (OSError, ConnectionClosed, InvalidStatus, TimeoutError, agent_protocol.FrameError) as exc:
                 log.warning("connection to %s lost: %r", self.config.server, exc)
+                told = retry_after(exc)
             except Exception:  # a bug in one command or frame ends its session, never the agent
                 log.exception("session with %s failed", self.config.server)
             failures += 1
             delay = min(self.config.max_backoff, 0.5 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+            delay = max(delay, min(told, self.config.max_backoff) * random.uniform(1.0, 1.25))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import boot, images, labcmd, quarantine, rebuild, scenarios, schedules
+from dpm_cli import boot, images, labcmd, quarantine, rebuild, scenarios, schedules, usage
 from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
 from dpm_cli.output import JsonOpt, table
 from dpm_cli.passwords import StdinOpt, read_password
@@ -140,7 +140,7 @@ def machines_export(output: Annotated[Path | None, typer.Option("--output", "-o"
 
 @machines.command("import")
 def machines_import(
-    path: Path,
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A CSV file.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -239,7 +239,10 @@ def power_reboot(machine_refs: Annotated[list[str], typer.Argument(metavar="MACH
 
 @files.command("put")
 def files_put(
-    local: Path, machine: str, path: str, mode: Annotated[str, typer.Option(help="Octal permissions.")] = "644"
+    local: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    machine: str,
+    path: str,
+    mode: Annotated[str, typer.Option(help="Octal permissions.")] = "644",
 ) -> None:
     """Copy LOCAL to PATH on MACHINE (inside the agent's allowed directories)."""
     content = base64.b64encode(local.read_bytes()).decode()
@@ -377,23 +380,8 @@ def agents_revoke(machine: str) -> None:
 
 
 def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except CliError as exc:
-        print(str(exc), file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.BadParameter, typer.Abort) as exc:
-        print(str(exc), file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    except Exception as exc:  # click usage errors
-        from click.exceptions import ClickException
-
-        if isinstance(exc, ClickException | typer.TyperException):  # typer vendors its own click
-            exc.show()  # type: ignore[union-attr]  # every usage error has show()
-            sys.exit(EXIT_USAGE)
-        raise
+    """The `dpm` entry point (see ``usage``: one line and a stable exit code for every failure)."""
+    usage.run(app)
 
 
 if __name__ == "__main__":

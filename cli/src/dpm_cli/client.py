@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ class CliError(Exception):
     def __init__(self, text: str, exit_code: int) -> None:
         super().__init__(text)
         self.exit_code = exit_code
+
+
+class StreamLost(CliError):
+    """The event stream broke in a way a later connection may not: lost, refused, or a 5xx."""
 
 
 def base_url() -> str:
@@ -102,7 +107,8 @@ def stream_events(path: str, params: dict[str, Any]) -> Iterator[tuple[str, Any]
         ):
             if response.status_code >= 400:
                 response.read()
-                raise CliError(f"HTTP {response.status_code}: {response.text[:500]}", EXIT_API_ERROR)
+                kind = StreamLost if response.status_code >= 500 else CliError
+                raise kind(f"HTTP {response.status_code}: {response.text[:500]}", EXIT_API_ERROR)
             event, data = "message", ""
             for line in response.iter_lines():
                 if line.startswith("event:"):
@@ -113,4 +119,37 @@ def stream_events(path: str, params: dict[str, Any]) -> Iterator[tuple[str, Any]
                     yield event, json.loads(data)
                     event, data = "message", ""
     except httpx.HTTPError as exc:
-        raise unreachable(f"the connection was lost ({exc})") from None
+        lost = unreachable(f"the connection was lost ({exc or type(exc).__name__})")
+        raise StreamLost(str(lost), lost.exit_code) from None
+
+
+def reconnecting_events(
+    path: str,
+    params: dict[str, Any],
+    *,
+    reconnect_for: float,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[tuple[str, Any]]:
+    """``stream_events``, connected again (with backoff) whenever the stream breaks or ends early --
+    an api restart takes about a second -- until ``reconnect_for`` seconds pass without a working
+    connection; then the loss is the caller's. It ends after the stream's ``end`` event. Each new
+    connection repeats the current state, so callers skip what they have already shown."""
+    attempt, lost_at = 0, None
+    while True:
+        try:
+            for event, data in stream_events(path, params):
+                attempt, lost_at = 0, None
+                yield event, data
+                if event == "end":
+                    return
+            reason = "the stream ended early"
+        except StreamLost as exc:
+            reason = str(exc).splitlines()[0]
+        lost_at = lost_at if lost_at is not None else time.monotonic()
+        attempt += 1
+        delay = min(0.5 * 2.0 ** (attempt - 1), 5.0)
+        if time.monotonic() - lost_at + delay > reconnect_for:
+            raise unreachable(f"no connection for {reconnect_for:.0f} s ({reason})")
+        say(f"lost the API connection ({reason}); reconnecting in {delay:.1f} s (attempt {attempt})")
+        sleep(delay)

@@ -16,7 +16,9 @@ from dpm_cli.client import EXIT_API_ERROR, CliError, request
 from dpm_cli.output import JsonOpt, table
 from dpm_schemas.errors import DpmError
 
-app = typer.Typer(help="Disk images: list, show, verify, delete; back up and restore devices.", no_args_is_help=True)
+app = typer.Typer(
+    help="Disk images: list, show, verify, delete, unlock, gc; back up and restore devices.", no_args_is_help=True
+)
 
 PartOpt = Annotated[int | None, typer.Option(help="Partition number (as the disk check shows it).")]
 HiddenOpt = Annotated[bool, typer.Option("--ignore-hidden", help="Do not count hidden partitions.")]
@@ -55,6 +57,31 @@ def images_rm(name: str) -> None:
     """Delete an image; chunks no other image uses are collected right after."""
     request("DELETE", f"/images/{name}")
     print(f"deleted image {name}")
+
+
+@app.command("gc")
+def images_gc(
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the imager's figures.")] = 60,
+) -> None:
+    """Collect the image store now: chunks no image or running backup names (an aborted backup's at
+    once, others after the grace period), replaced manifests, stale temporary files."""
+    answer = request("POST", f"/images/gc?wait={wait}")
+    if (done := answer["collected"]) is None:  # 202: asked, not confirmed in time (DPM-E196)
+        err = answer["pending"]
+        raise CliError(f"{err['code']} {err['message']}\n  remedy: {err['remedy']}", EXIT_API_ERROR)
+    print(f"collected {done['chunks']} chunks ({_size(done['bytes'])}), {done['manifests']} manifests, "
+          f"{done['temporary']} temporary files")  # fmt: skip
+
+
+@app.command("unlock")
+def images_unlock(name: str) -> None:
+    """Free a name a backup holds (DPM-E160), e.g. one whose client died: that backup is aborted,
+    its token refused and its chunks collected; the image as last committed stays."""
+    released = request("POST", f"/images/{name}/unlock")["released"]
+    if released:
+        print(f"unlocked image {name}: backup {', '.join(released)} aborted")
+    else:
+        print(f"image {name} was not locked by any backup")
 
 
 @app.command("verify")

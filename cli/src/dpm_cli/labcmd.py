@@ -1,4 +1,10 @@
-"""`dpm lab up`: simulated machines against a running dpm (`dpm up`), for demos and trying scenarios."""
+"""`dpm lab up`: simulated machines against a running dpm (`dpm up`), for demos and trying scenarios.
+
+It stops on SIGINT and SIGTERM alike, within ``GRACE_SECONDS`` (namespace machines: their own
+stop, up to 15 s each). Both handlers are installed explicitly: started as a background job of a
+script, a process begins with SIGINT *ignored*, and Python then installs no KeyboardInterrupt for
+it -- such a `dpm lab up` used to run on after its script's Ctrl-C, holding the WOL port.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ import typer
 
 from dpm_cli.client import EXIT_USAGE, CliError, request
 from dpm_lab.netns import NamespaceLab
-from dpm_lab.sim import Lab, LabConfig, fleet
+from dpm_lab.sim import Lab, LabConfig, SimMachine, fleet
 from dpm_runtime.testing import netlab
 from dpm_schemas import ports
+
+GRACE_SECONDS = 5.0  # how long the loopback lab may take to stop once signalled
 
 app = typer.Typer(help="The lab simulator: machines that wake, network-boot and run scenarios.", no_args_is_help=True)
 
@@ -42,9 +50,19 @@ def lab_up(
     broadcasts, running the deploy client on its own disk file and the real agent as its OS; run
     `dpm up` with DPM_HTTP_HOST=0.0.0.0 so the namespaces reach it, and set the boot settings'
     server IP to the bridge address printed here."""
-    if netns:
-        _netns_lab(machines, group, disk_mb)
-        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    try:
+        if netns:
+            _netns_lab(machines, group, disk_mb)
+        else:
+            _loopback_lab(machines, group, register, step_seconds)
+    except KeyboardInterrupt:
+        pass
+    print("lab stopped", flush=True)
+
+
+def _loopback_lab(machines: int, group: str, register: bool, step_seconds: float) -> None:
     lab = fleet(machines)
     if register:
         request("PUT", f"/groups/{group}", json={"subnet": "127.0.0.0/8", "description": "dpm lab simulator"})
@@ -59,13 +77,17 @@ def lab_up(
         wol_port=int(os.environ.get("DPM_SCHEDULER_WOL_PORT", ports.WAKE_ON_LAN)),
         step_seconds=step_seconds,
     )
-    print(f"{machines} lab machines in group {group}; waiting for Wake-on-LAN on port {config.wol_port} (Ctrl-C stops)")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(lab, config))
+    print(f"{machines} lab machines in group {group}", flush=True)
+    asyncio.run(_run(lab, config))
 
 
-async def _run(machines: list, config: LabConfig) -> None:  # type: ignore[type-arg]
+async def _run(machines: list[SimMachine], config: LabConfig) -> None:
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # from here on a signal ends the loop, not a task in it
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{len(machines)} lab machines; waiting for Wake-on-LAN on port {config.wol_port} (Ctrl-C stops)",
+          flush=True)  # fmt: skip
     async with httpx.AsyncClient(timeout=30) as http:
         lab = Lab(machines, config, http)
         task = asyncio.create_task(lab.run(stop))
@@ -76,7 +98,8 @@ async def _run(machines: list, config: LabConfig) -> None:  # type: ignore[type-
                 if states and states != last:
                     print(states, flush=True)
                     last = states
-                await asyncio.sleep(2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2)
         finally:
             stop.set()
             await task
@@ -101,22 +124,19 @@ def _netns_lab(machines: int, group: str, disk_mb: int) -> None:
                 f.truncate(disk_mb << 20)
             disks.append(disk)
         nslab = NamespaceLab(lab, work)
-        nodes = nslab.start(machines, prefix=f"{group}-", ports=lab_ports, disks=disks, enrolment_token=token,
-                            gateway_url=f"http://{lab.host_ip}:{gateway_port}")  # fmt: skip
-        request("PUT", f"/groups/{group}", json={"subnet": str(lab.subnet), "description": "dpm lab (namespaces)"})
-        for node in nodes:
-            body = {"name": node.spec.name, "macs": [node.spec.mac], "smbios_uuid": node.spec.smbios_uuid,
-                    "group": group}  # fmt: skip
-            request("POST", "/machines", json=body)
-        print(f"{machines} machines in namespaces on bridge {lab.bridge} ({lab.subnet}, this host {lab.host_ip}); "
-              f"logs and disks in {work}")  # fmt: skip
-        print(f"set the boot settings first: dpm boot set --mode proxy --server-ip {lab.host_ip}")
-        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM too takes the namespaces and bridge down
-        try:
+        try:  # a signal (KeyboardInterrupt) takes the nodes down; NetLab then the namespaces and bridge
+            nodes = nslab.start(machines, prefix=f"{group}-", ports=lab_ports, disks=disks, enrolment_token=token,
+                                gateway_url=f"http://{lab.host_ip}:{gateway_port}")  # fmt: skip
+            request("PUT", f"/groups/{group}", json={"subnet": str(lab.subnet), "description": "dpm lab (namespaces)"})
+            for node in nodes:
+                body = {"name": node.spec.name, "macs": [node.spec.mac], "smbios_uuid": node.spec.smbios_uuid,
+                        "group": group}  # fmt: skip
+                request("POST", "/machines", json=body)
+            print(f"{machines} machines in namespaces on bridge {lab.bridge} ({lab.subnet}, this host {lab.host_ip}); "
+                  f"logs and disks in {work}")  # fmt: skip
+            print(f"set the boot settings first: dpm boot set --mode proxy --server-ip {lab.host_ip}")
             while all(n.proc.poll() is None for n in nodes):
                 time.sleep(1)
-        except KeyboardInterrupt:
-            pass
         finally:
             nslab.stop()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Annotated, Any
 
 import typer
 
-from dpm_cli.client import EXIT_API_ERROR, EXIT_USAGE, CliError, request, stream_events
+from dpm_cli.client import EXIT_API_ERROR, EXIT_USAGE, CliError, reconnecting_events, request
 from dpm_cli.output import JsonOpt, table
 
 app = typer.Typer(
@@ -100,6 +101,9 @@ def run(
     group: Annotated[str | None, typer.Option(help="Every machine of this group.")] = None,
     at: Annotated[str | None, typer.Option(help="Not before this time, ISO 8601 (e.g. 2026-11-24T22:00:00Z).")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until every execution ends.")] = False,
+    reconnect_timeout: Annotated[
+        float, typer.Option(min=0, help="With --wait: how long to keep reconnecting to a lost API, seconds.")
+    ] = 300.0,
     dry_run: Annotated[bool, typer.Option(help="Show machines, steps, conflicts and waits; run nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -124,20 +128,27 @@ def run(
             else f"run {started['run_id']}: {len(started['machines'])} machine(s)"
         )
         return
-    follow(started["run_id"], len(started["machines"]))
+    follow(started["run_id"], len(started["machines"]), reconnect_for=reconnect_timeout)
     rows = request("GET", "/executions", params={"run_id": started["run_id"]})
     print(json.dumps(rows, indent=2) if as_json else table(rows, EXECUTION_COLUMNS))
     if any(r["state"] == "failed" for r in rows):
         raise CliError("some executions failed; see the codes above (`dpm clear MACHINE` after fixing)", EXIT_API_ERROR)
 
 
-def follow(run_id: str, total: int) -> None:
+def follow(run_id: str, total: int, *, reconnect_for: float = 300.0) -> None:
     """Live progress from the API's event stream: state changes, and image transfers with their
-    rate and time left (at most one line per machine every few seconds)."""
+    rate and time left (at most one line per machine every few seconds). A lost connection is
+    made again (``reconnect_for``); what a new one repeats is not shown twice."""
     states: dict[str, str] = {}
+    seen: dict[str, tuple[Any, ...]] = {}
     shown: dict[str, float] = {}
-    for event, data in stream_events("/executions/stream", {"run_id": run_id}):
+    events = reconnecting_events("/executions/stream", {"run_id": run_id}, reconnect_for=reconnect_for, say=_note)
+    for event, data in events:
         if event == "execution":
+            key = (data["state"], data.get("percent"), data.get("code"))
+            if seen.get(data["execution_id"]) == key:
+                continue  # a new connection's repeat of the current state
+            seen[data["execution_id"]] = key
             states[data["execution_id"]] = data["state"]
             done = sum(s in ("completed", "failed") for s in states.values())
             code = f" {data['code']}" if data.get("code") else ""
@@ -149,6 +160,10 @@ def follow(run_id: str, total: int) -> None:
                   f"{data['bytes_total'] >> 20} MiB, {data['rate_bps'] / 1e6:.0f} MB/s{eta}", flush=True)  # fmt: skip
         elif event == "end":
             return
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def executions(

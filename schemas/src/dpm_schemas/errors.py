@@ -243,6 +243,22 @@ class E:
         "Follow it with `GET /admin/rebuilds/{id}`, or wait longer (`dpm admin rebuild --timeout`).",
         504,
     )
+    # -- issue 21: unavailable dependencies answer fast and in the catalogue --
+    DATABASE_UNAVAILABLE = _define(
+        "DPM-E039",
+        "Database unavailable",
+        "{service} could not use PostgreSQL for this request: {reason}.",
+        "Nothing was changed: send the request again after the Retry-After seconds (clients of dpm do). "
+        "The service reconnects by itself once PostgreSQL is back; its /readyz says whether it is.",
+        503,
+    )
+    SERVICE_STOPPING = _define(
+        "DPM-E040",
+        "Service stopping",
+        "{service} is stopping and no longer takes requests that need its database.",
+        "Send the request again after the Retry-After seconds: the restarted service or a replica takes it.",
+        503,
+    )
     INVALID_REQUEST = _define(
         "DPM-E100",
         "Invalid request",
@@ -513,7 +529,9 @@ class E:
         "DPM-E159",
         "Image store out of space",
         "The image store has {free} bytes free; this backup may need {required}.",
-        "Free space (`dpm images rm` old images, then `dpm images gc`) or move DPM_IMAGER_ROOT to a larger disk. "
+        "Free space (`dpm images rm` old images: the chunks no other image uses go right after, as do an "
+        "aborted backup's; `dpm images gc` collects whatever else is left now) or move DPM_IMAGER_ROOT to a "
+        "larger disk. "
         "The previous image stays until a backup succeeds.",
         507,
     )
@@ -522,7 +540,8 @@ class E:
         "Image is being written",
         "Image {image!r} is being written by another backup (transfer {transfer}).",
         "Give the image name a machine name, MAC or UUID suffix ({{machine}}, {{mac}}, {{uuid}}) so each machine "
-        "gets its own image, or wait.",
+        "gets its own image, or wait: a backup whose client stopped frees the name within DPM_API_BACKUP_LEASE "
+        "(5 minutes); `dpm images unlock {image}` frees it now.",
         409,
     )
     LAYOUT_UNREADABLE = _define(
@@ -745,9 +764,29 @@ class E:
     NETBOOT_NOT_DETECTED = _define(
         "DPM-E112",
         "Network boot not detected",
-        "{machine} did not network-boot within {timeout} s after power-on.",
+        "{machine} did not network-boot within {timeout} s after power-on; the scheduler sent its wake-up "
+        "or reboot at {sent}.",
         "Check that the machine boots from the network first (BIOS/UEFI boot order), that its MAC is the "
         "registered one, and that DHCP/proxyDHCP reaches it.",
+        504,
+    )
+    # -- issue 21: faults mid-run (scheduler) --------------------------------------------------------
+    SCENARIO_TIMEOUT = _define(
+        "DPM-E172",
+        "Scenario timeout",
+        "Scenario {scenario} did not finish on {machine} within its timeout of {timeout} s from the start of "
+        "its step ({step}); progress reports do not extend it.",
+        "The step hangs, or the work needs longer: look at the machine's console; if it was still working, "
+        "raise the scenario's timeout_seconds. Clear the error and run again.",
+        504,
+    )
+    WAKE_NOT_SENT = _define(
+        "DPM-E173",
+        "Wake-up never sent",
+        "{machine} was not woken within {timeout} s: the scheduler has no record of sending its wake-up or "
+        "reboot (still in its outbox, or the send failed), so the machine's boot order is not the cause.",
+        "Look at the scheduler's log (DPM-E035 and the power driver: Wake-on-LAN interface and port) and check "
+        "that it runs and reaches its database; then clear the error and run again.",
         504,
     )
     # -- issue 12: invalid data refused at the edge, one failure never stops the others ------------
@@ -869,6 +908,15 @@ class E:
         "The event stays quarantined. Fix the cause (upgrade the service if the projection has a bug), then "
         "retry; or `dpm admin quarantine skip {projection} {position}` to leave the read model without it.",
         409,
+    )
+    # -- issue 21 (imager): collection on demand ------------------------------------------------------
+    STORE_COLLECT_UNCONFIRMED = _define(
+        "DPM-E196",
+        "Collection not confirmed",
+        "The imager did not report the collection of the image store within {timeout} s.",
+        "The request is in the log: the imager collects once it runs and has caught up. Check that it runs "
+        "(`dpm up` logs in var/log/imager.log) and ask again with `dpm images gc` to see the figures.",
+        504,
     )
 
 

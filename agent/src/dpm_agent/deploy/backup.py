@@ -44,6 +44,25 @@ class Stats:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+HEARTBEAT = 15.0  # seconds between lease renewals while reading (DPM_API_BACKUP_LEASE is at least 60)
+
+
+def heartbeat(renew: Callable[[], None], report: Callable[[int, int], None] | None) -> Progress:
+    """Progress that also renews the backup's lease on its image name every HEARTBEAT seconds:
+    a long run of zeros, or of chunks the store has, sends nothing that would renew it, and the
+    lease is short so that a client that died frees the name soon (DPM-E160)."""
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int, _sent: int) -> None:
+        if report:
+            report(done, total)
+        if time.monotonic() - last[0] >= HEARTBEAT:
+            last[0] = time.monotonic()
+            renew()
+
+    return progress
+
+
 def source_of(layout: DiskLayout, number: int | None, ignore_hidden: bool) -> Partition | None:
     if number is None:
         return None

@@ -33,13 +33,13 @@ def run_backup(
     meta: dict[str, str] | None = None,
     report: Report | None = None,
 ) -> dict[str, Any]:
-    dev = open_device(device, sector_size)
-    layout = read_layout(dev)
     store = RemoteStore(grant)
-    try:
+    try:  # every failure aborts, a missing device or an unreadable layout too: the name is free at once
+        dev = open_device(device, sector_size)
+        layout = read_layout(dev)
         part = backup_mod.source_of(layout, partition, ignore_hidden)
         store.start(sum(n for _, n in backup_mod.plan(dev, layout, part, mode)))
-        progress = (lambda done, total, _sent: report(done, total)) if report else None
+        progress = backup_mod.heartbeat(store.renew, report)
         manifest, stats = backup_mod.backup(
             dev, layout, store, partition=partition, ignore_hidden=ignore_hidden, mode=mode, meta=meta,
             progress=progress,

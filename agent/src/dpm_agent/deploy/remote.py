@@ -15,8 +15,6 @@ from dpm_imagefmt.chunks import MAX_SIZE
 from dpm_imagefmt.store import pack_records, unpack_records
 from dpm_schemas.errors import E
 
-RETRIES = 4
-
 
 @dataclass(frozen=True)
 class TransferGrant:
@@ -39,7 +37,6 @@ class RemoteStore:
             grant.imager_url.rstrip("/") + f"/v1/transfers/{grant.transfer_id}",
             grant.token,
             timeout=timeout,
-            retries=RETRIES,
             down=lambda exc: E.IMAGER_UNAVAILABLE(url=grant.imager_url, reason=repr(exc)),
         )
         self._call = self._http.call
@@ -74,6 +71,10 @@ class RemoteStore:
     def commit(self, manifest_blob: bytes) -> dict[str, Any]:
         answer: dict[str, Any] = json.loads(self._call("POST", "/commit", manifest_blob, "application/zstd"))
         return answer
+
+    def renew(self) -> None:
+        """The backup's heartbeat: its lease on the image name lasts a while longer."""
+        self._json("POST", "/renew", {})
 
     def abort(self, reason: str) -> None:
         self._json("POST", "/abort", {"reason": reason[:1000]})

@@ -56,9 +56,13 @@ class Api:
 
     def __init__(self, params: BootParams, timeout: float = 30) -> None:
         self.params = params
-        self._http = HttpClient(
-            params.server.rstrip("/") + "/deploy/v1", params.token, timeout=timeout, retries=5, down=lambda exc: exc
-        )
+        self._http = HttpClient(params.server.rstrip("/") + "/deploy/v1", params.token, timeout=timeout,
+                                down=lambda exc: exc)  # fmt: skip
+
+    def within(self, seconds: float) -> None:
+        """Retry no call longer than ``seconds`` (the step's deadline: past it the api refuses the
+        token anyway, and a refusal is never retried)."""
+        self._http.retry_for = min(self._http.retry_for, seconds)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """JSON in and out; the api's own error (code and all) becomes the step's."""
@@ -87,6 +91,8 @@ class Reporter:
 def run(params: BootParams, api: Api | None = None) -> int:
     api = api or Api(params)
     step: dict[str, Any] = api.call("GET", f"/step?execution_id={params.execution}")
+    if isinstance(step.get("timeout_seconds"), int):
+        api.within(step["timeout_seconds"])
     kind, p = step["kind"], step["params"]
     devices = list(params.devices) or local_disks()
     try:

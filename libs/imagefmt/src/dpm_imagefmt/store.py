@@ -185,10 +185,15 @@ class DirStore:
         target.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)  # a leftover temporary file keeps its mode on open
-        with open(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, target)
+        try:
+            os.fchmod(fd, FILE_MODE)  # a leftover temporary file keeps its mode on open
+            with open(fd, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, target)
+        except BaseException:  # a full disk, say: no hidden half-written file stays behind
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
 
 __all__ = ["ChunkStore", "CorruptChunk", "DirStore"]

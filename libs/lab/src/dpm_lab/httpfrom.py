@@ -25,7 +25,7 @@ class _FromAddress(HttpClient):
     """The deploy client's transport, its connections bound to the machine's address."""
 
     def __init__(self, base_url: str, token: str, *, source: str) -> None:
-        super().__init__(base_url, token, timeout=30, retries=5, down=lambda exc: exc)
+        super().__init__(base_url, token, timeout=30, down=lambda exc: exc, retry_for=60)
         self._source = source
 
     def _conn(self) -> http.client.HTTPConnection:

@@ -9,6 +9,11 @@ initrd and reports its step through the api with the token from the kernel comma
 machine given a disk-image file runs the real deploy client on it (disk check, backup, restore). A
 local boot script leaves it running its "OS".
 
+Like a real machine it ignores a magic packet while it is on (only a machine that is off powers
+on: the repeated packets of one wake never queue a second boot), its ROM repeats its DHCP DISCOVER
+for about a minute (``rom_dhcp_seconds``) and its deploy environment retries a report that meets a
+connection error or a 5xx (``deployenv``) -- so a failure in the lab is dpm's, not the lab's.
+
 Each machine listens on its own loopback address (127.0.0.N), so replies reach the right one; pxe
 answers a DISCOVER that carries ciaddr by unicast to it (RFC 2131 §4.1). Its HTTP comes from that
 address too (``httpfrom``): pxe hands a deploy environment only to where it saw the MAC boot from.
@@ -23,7 +28,7 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -33,6 +38,7 @@ import httpx
 
 from dpm_agent.deploy.run import BootParams
 from dpm_agent.deploy.run import run as run_deploy
+from dpm_lab.deployenv import report
 from dpm_lab.httpfrom import ApiFrom, client_from
 from dpm_netproto import tftp as tftp
 from dpm_netproto.dhcp import (
@@ -64,7 +70,6 @@ class SimMachine:
     disk: Path | None = None  # a disk-image file: backup, restore and disk check run the real deploy client on it
     stages: list[str] = field(default_factory=list)  # what happened, for tests and the console
     wakes: int = 0
-    wake_pending: bool = False  # a magic packet came while it was still shutting down
 
     @property
     def chaddr(self) -> bytes:
@@ -77,7 +82,12 @@ class LabConfig:
     tftp: tuple[str, int]
     wol_port: int
     step_seconds: float = 0.5
-    timeout: float = 5.0
+    timeout: float = 5.0  # TFTP: per packet; DHCP: a quarter of it is the first wait for an answer
+    # How long the PXE ROM repeats its DISCOVER before it gives up (real ROMs: 4 + 8 + 16 + 32 s),
+    # and iPXE its own (its default backs off from 1 to 10 s, about 15 s in all).
+    rom_dhcp_seconds: float = 60.0
+    ipxe_dhcp_seconds: float = 15.0
+    report_seconds: float = 60.0  # how long the deploy environment retries one step report
     # Firmware self-test before the PXE ROM runs. Real machines take seconds; without any, a lab
     # machine could ask for its script before pxe has read the netboot request written just
     # before the magic packet (see the note on issue 7).
@@ -120,7 +130,7 @@ class Lab:
         self._deploys = ThreadPoolExecutor(max(1, len(machines)), thread_name_prefix="lab-deploy")
 
     async def run(self, stop: asyncio.Event, ready: Callable[[], None] = lambda: None) -> None:
-        """Listen for magic packets until ``stop``; each wakes its machine (once while it is on).
+        """Listen for magic packets until ``stop``; one wakes its machine only if it is off.
         ``ready`` is called once the socket is bound: a packet sent before that is lost, as on a wire."""
         loop = asyncio.get_running_loop()
         transport, inbox = await loop.create_datagram_endpoint(
@@ -136,10 +146,8 @@ class Lab:
                 if len(data) >= 102 and data[:6] == MAGIC:
                     mac = ":".join(f"{b:02x}" for b in data[6:12])
                     machine = self.machines.get(mac)
-                    if machine is not None and machine.power == "off":
+                    if machine is not None and machine.power == "off":  # a machine that is on ignores it
                         self.power_on(machine)
-                    elif machine is not None and machine.stages and machine.stages[-1] in ("deploy", "reported"):
-                        machine.wake_pending = True  # finishing its deploy run: it wakes once it is off
         finally:
             transport.close()
             for task in list(self._tasks):
@@ -154,17 +162,14 @@ class Lab:
         task.add_done_callback(self._tasks.discard)
 
     async def _boot(self, m: SimMachine) -> None:
-        while await self._boot_once(m) == "reboot" or (m.power == "off" and m.wake_pending):
-            if m.wake_pending:
-                m.wake_pending, m.power, m.wakes = False, "on", m.wakes + 1
-            else:
-                m.stages.append("reboot")
+        while await self._boot_once(m) == "reboot":
+            m.stages.append("reboot")
 
     async def _boot_once(self, m: SimMachine) -> str:
         outcome = "off"
         try:
             await asyncio.sleep(self.config.post_seconds)
-            rom = await self._dhcp(m, ipxe=False)
+            rom = await self._dhcp(m, ipxe=False)  # retried for rom_dhcp_seconds, as a ROM does
             m.stages.append(f"rom:{rom}")
             size = await self._tftp(m, rom)
             m.stages.append(f"tftp:{size}")
@@ -204,16 +209,17 @@ class Lab:
             _Inbox, local_addr=(str(m.address), 68), allow_broadcast=broadcast
         )
         try:
-            for _attempt in range(4):  # ROMs repeat their DISCOVER
+            budget = self.config.ipxe_dhcp_seconds if ipxe else self.config.rom_dhcp_seconds
+            for wait in discover_waits(budget, first=self.config.timeout / 4):  # ROMs repeat their DISCOVER
                 transport.sendto(build(request), self.config.dhcp)
                 with contextlib.suppress(TimeoutError):
-                    while True:
-                        data, _ = await asyncio.wait_for(inbox.queue.get(), self.config.timeout / 4)
-                        reply = parse(data)
-                        if reply.xid == xid:
-                            name = reply.options.get(OPT_BOOTFILE) or reply.file
-                            return name.decode("ascii")
-            raise TimeoutError("no DHCP answer")
+                    async with asyncio.timeout(wait):
+                        while True:
+                            reply = parse((await inbox.queue.get())[0])
+                            if reply.xid == xid:
+                                name = reply.options.get(OPT_BOOTFILE) or reply.file
+                                return name.decode("ascii")
+            raise TimeoutError(f"no DHCP answer within {budget:.0f} s")
         finally:
             transport.close()
 
@@ -259,15 +265,24 @@ class Lab:
         steps = f"{params['server'].rstrip('/')}/deploy/v1/steps"
         headers = {"Authorization": f"Bearer {params['token']}"}
         execution = params["execution"]
-        await _report(http, steps, headers, {"execution_id": execution, "status": "progress", "percent": 50})
+        budget = self.config.report_seconds
+        progress = {"execution_id": execution, "status": "progress", "percent": 50}
+        await report(http, steps, headers, progress, budget=budget)
         await asyncio.sleep(self.config.step_seconds)
-        await _report(http, steps, headers, {"execution_id": execution, "status": "completed", "percent": 100})
+        done = {"execution_id": execution, "status": "completed", "percent": 100}
+        await report(http, steps, headers, done, budget=budget)
         m.stages.append("reported")
 
 
-async def _report(http: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, object]) -> None:
-    answer = await http.post(url, headers=headers, json=body)
-    answer.raise_for_status()
+def discover_waits(budget: float, *, first: float, cap: float = 8.0) -> Iterator[float]:
+    """How long to wait for an answer after each DISCOVER: doubling from ``first`` up to ``cap``
+    until ``budget`` seconds are spent. (Real ROMs start at 4 s; the lab starts lower, so a dropped
+    first packet costs a test little, but gives up no sooner than they do.)"""
+    spent, wait = 0.0, max(first, 0.01)
+    while spent < budget:
+        step = min(wait, budget - spent)
+        yield step
+        spent, wait = spent + step, min(wait * 2, cap)
 
 
 def magic_packet(mac: str) -> bytes:
@@ -275,4 +290,4 @@ def magic_packet(mac: str) -> bytes:
     return MAGIC + raw * 16
 
 
-__all__ = ["Lab", "LabConfig", "SimMachine", "fleet", "magic_packet"]
+__all__ = ["Lab", "LabConfig", "SimMachine", "discover_waits", "fleet", "magic_packet"]

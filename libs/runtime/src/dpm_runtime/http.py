@@ -53,8 +53,11 @@ class _Server(uvicorn.Server):
         yield  # the service kernel handles signals and drains in order
 
 
-def make_server(app: FastAPI) -> uvicorn.Server:
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=5)
+def make_server(app: FastAPI, *, drain: float = 5) -> uvicorn.Server:
+    """``drain``: seconds a stopping server lets the requests in flight finish before cancelling them."""
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, timeout_graceful_shutdown=max(1, round(drain))
+    )
     return _Server(config)
 
 
@@ -203,10 +206,7 @@ def install_error_handler(app: FastAPI) -> None:
 
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DpmError)
-        headers = {}
-        if isinstance(wait := exc.details.get("retry_after"), int | float):  # throttled: say when to retry
-            headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.error.http_status, headers=headers)
+        return error_response(exc)
 
     app.add_exception_handler(DpmError, handle)
 
@@ -228,7 +228,17 @@ def install_error_handler(app: FastAPI) -> None:
     app.add_exception_handler(RecursionError, too_deep)
 
 
+def error_response(exc: DpmError) -> JSONResponse:
+    """A catalogued error's answer: its status, its dict, and Retry-After when it names a ``retry_after``."""
+    headers = {}
+    if isinstance(wait := exc.details.get("retry_after"), int | float):  # throttled or unavailable: say when
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.error.http_status, headers=headers)
+
+
 async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Stop accepting connections, let the requests in flight finish (up to the server's drain time),
+    then return; calling it again once stopped returns at once."""
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await task

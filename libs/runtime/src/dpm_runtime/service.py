@@ -3,7 +3,9 @@
 ``serve(service)``: bind the HTTP port (clear error if taken) and answer /healthz at once; wait for
 PostgreSQL (applying migrations) and NATS with logged retries while /readyz says why; declare the
 stream, consumers and projections; run them in one task group with the relay on standby. SIGTERM
-or SIGINT drains: consumers finish the message in hand, then connections close in reverse order.
+or SIGINT drains in order: the HTTP server stops accepting and finishes the requests in flight (they
+still have the pool and NATS), then consumers finish the message in hand and projections and tasks
+stop, then NATS and the pool close.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dpm_runtime.settings import ServiceSettings
 from dpm_runtime.telemetry import TracingMiddleware, make_tracer_provider
 from dpm_runtime.textguard import TextGuard
 from dpm_runtime.tracking import prune_forever
+from dpm_runtime.unavailable import RequestCheckout, install_unavailable_handler
 from dpm_schemas.errors import DpmError
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,8 @@ class Runtime:
     js: JetStreamContext
     eventlog: EventLog
     tracer: trace.Tracer
-    stop: asyncio.Event
+    stop: asyncio.Event  # set once HTTP has drained: consumers, projections and tasks wind down
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when stopping starts (streams end)
     projections: dict[str, ProjectionRunner] = field(default_factory=dict)
     consumers: dict[str, ConsumerRunner] = field(default_factory=dict)
     relay: Relay | None = None
@@ -123,12 +127,14 @@ async def serve(
     health = Health(service.name)
     _prepare(service, tracer, health)
     stop = stop or _signalled()
+    drain = asyncio.Event()  # the runtime's own stop, set after the HTTP server drained
     sock = bind(service.name, settings.http_host, service.port)
-    server = make_server(service.app)
+    server = make_server(service.app, drain=settings.shutdown_grace / 2)
     server_task = asyncio.create_task(server.serve(sockets=[sock]))
     log.info("%s listening on http://%s:%d", service.name, settings.http_host, service.port)
     try:
-        await _until_stopped(service, asyncio.create_task(_run(service, tracer, health, stop)), health, stop)
+        main = asyncio.create_task(_run(service, tracer, health, stop, drain))
+        await _until_stopped(service, main, health, stop, lambda: stop_server(server, server_task), drain)
     finally:
         await stop_server(server, server_task)
         sock.close()
@@ -142,7 +148,9 @@ def _prepare(service: Service, tracer: trace.Tracer, health: Health) -> None:
     app.state.health = health
     app.include_router(health_router())
     install_error_handler(app)
+    install_unavailable_handler(app)
     app.add_middleware(TracingMiddleware, tracer=tracer)
+    app.add_middleware(RequestCheckout, timeout=service.settings.db_request_timeout)
     app.add_middleware(TextGuard)  # inside BodyLimit: it reads the body after routing, under the route's limit
     app.add_middleware(BodyLimit, limit=service.max_body or service.settings.http_max_body)
 
@@ -157,22 +165,30 @@ def _signalled() -> asyncio.Event:
     return stop
 
 
-async def _until_stopped(service: Service, main: asyncio.Task[None], health: Health, stop: asyncio.Event) -> None:
-    """Wait for ``main`` to fail or ``stop``; then let it drain for the grace period, else cancel it."""
-    grace = service.settings.shutdown_grace
+async def _until_stopped(
+    service: Service, main: asyncio.Task[None], health: Health, stop: asyncio.Event,
+    stop_http: Callable[[], Awaitable[None]], drain: asyncio.Event,
+) -> None:  # fmt: skip
+    """Wait for ``main`` to fail or ``stop``; then drain in order within the grace period: HTTP first
+    (no new requests; those in flight finish with the pool and NATS still open), then ``drain`` lets
+    consumers, projections and tasks wind down, and ``main`` closes the connections, else is cancelled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + service.settings.shutdown_grace
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if main in done:
             main.result()
             return
-        log.info("%s stopping: draining", service.name)
+        log.info("%s stopping: draining", service.name)  # HTTP first, then consumers and projections
+        await stop_http()
+        drain.set()
         if health.runtime is None:  # still starting: nothing to drain
             main.cancel()
         else:
-            done, _ = await asyncio.wait({main}, timeout=grace)
+            done, _ = await asyncio.wait({main}, timeout=max(1.0, deadline - loop.time()))
             if not done:
-                log.warning("%s: drain exceeded %.0f s; cancelling", service.name, grace)
+                log.warning("%s: drain exceeded %.0f s; cancelling", service.name, service.settings.shutdown_grace)
                 main.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main
@@ -180,11 +196,13 @@ async def _until_stopped(service: Service, main: asyncio.Task[None], health: Hea
         stopper.cancel()
 
 
-async def _run(service: Service, tracer: trace.Tracer, health: Health, stop: asyncio.Event) -> None:
+async def _run(
+    service: Service, tracer: trace.Tracer, health: Health, closing: asyncio.Event, stop: asyncio.Event
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         pool = await connect_postgres(service.name, service.settings, list(service.migrations), health, stack)
         nc, js = await connect_bus(service.name, service.settings, health, stack)
-        rt = Runtime(service.name, service.settings, pool, nc, js, EventLog(pool), tracer, stop)
+        rt = Runtime(service.name, service.settings, pool, nc, js, EventLog(pool), tracer, stop, closing)
         service.app.state.runtime = rt
         wiring = service.wire(rt)
         await _start(rt, wiring)
@@ -242,16 +260,10 @@ async def _supervise(rt: Runtime, wiring: Wiring) -> None:
         if rt.rebuilds is not None:
             tg.create_task(rt.rebuilds.run(stop))
         if rt.consumers:
-            tg.create_task(
-                prune_forever(
-                    stop,
-                    pool=rt.pool,
-                    js=rt.js,
-                    consumers=list(rt.consumers),
-                    retention=settings.tracking_retention_days * 86400,
-                    interval=settings.tracking_prune_interval,
-                )
-            )
+            retention, every = settings.tracking_retention_days * 86400, settings.tracking_prune_interval
+            prune = prune_forever(stop, pool=rt.pool, js=rt.js, consumers=list(rt.consumers), retention=retention,
+                                  interval=every)  # fmt: skip
+            tg.create_task(prune)
         background = [task(rt) for task in wiring.tasks]
         background += [x.run() for x in (rt.relay, rt.waker) if x is not None]
         cancellable = [tg.create_task(coro) for coro in background]

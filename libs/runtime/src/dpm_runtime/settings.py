@@ -30,6 +30,15 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     relay_enabled: bool = Field(default=True, description="Stand by as the event relay (one is active).")
     db_pool_max: int = Field(default=10, ge=1)
+    db_request_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds an HTTP request waits for a database connection before answering 503 DPM-E039 "
+        "with Retry-After (consumers, projections and rounds wait db_checkout_timeout and retry).",
+    )
+    db_checkout_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds background work waits for a database connection before retrying."
+    )
     shutdown_grace: float = Field(default=10.0, gt=0, description="Seconds to drain on SIGTERM.")
     projection_poll: float = Field(
         default=5.0, gt=0, description="Seconds between polls of projections and rebuild requests if NOTIFY is lost."

@@ -119,6 +119,31 @@ class ImageVerified(Event):
         return not self.corrupt
 
 
+# The chunk store as a whole: ``catalog-<STORE_ID>`` (the api: an operator asked for a collection),
+# ``image-<STORE_ID>`` (the imager: what that collection removed).
+STORE_ID = uuid.uuid5(NAMESPACE, "image-store")
+
+
+class StoreCollectRequested(Event):
+    """An operator's ``dpm images gc``: collect the chunk store now, not at the next timer."""
+
+    wire_name = "StoreCollectRequested"
+
+    request_id: uuid.UUID
+
+
+class StoreCollected(Event):
+    """What the imager's collection for ``request_id`` removed (one is appended per request)."""
+
+    wire_name = "StoreCollected"
+
+    request_id: uuid.UUID
+    chunks: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    manifests: int = Field(ge=0)
+    temporary: int = Field(ge=0)
+
+
 class DiskLayoutReported(Event):
     """A disk configuration check's result: the machine's disks as the deploy client read them
     (JSON of dpm_agent.deploy.layout.DiskLayout, one per disk), shown by the disk viewer."""

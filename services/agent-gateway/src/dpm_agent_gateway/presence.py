@@ -3,7 +3,7 @@ machine heard from), so the "last seen" every replica sweeps by is shared: an ag
 another gateway replica stays online, and only a machine silent everywhere for the heartbeat
 timeout goes offline. Only transitions reach the log. A dropped connection that comes back within
 the timeout causes no flapping; a killed agent goes offline one timeout after its last heartbeat
-(plus at most one flush period)."""
+(plus at most one flush period). Which changes are transitions is ``domain.presence``."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_agent_gateway import store
-from dpm_agent_gateway.sessions import Session, Sessions
+from dpm_agent_gateway.adapters import store
+from dpm_agent_gateway.adapters.sessions import Session, Sessions
+from dpm_agent_gateway.domain import presence as rules
+from dpm_agent_gateway.domain.presence import Change
 from dpm_runtime.eventlog import Conn, EventLog
 from dpm_schemas import agent_protocol
 from dpm_schemas.agent_protocol import Hello, Inventory
-from dpm_schemas.events import InventoryReported, MachineAddressesChanged, MachineCameOnline, MachineWentOffline
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,16 @@ class Presence:
         async with self._pool.connection() as conn, conn.transaction():
             online, ips, _digest = await store.locked_presence(conn, machine_id)
             await store.seen(conn, [machine_id])
-            if not online:
-                await self._online(conn, machine_id)
-            await self._addresses(conn, machine_id, hello.facts.ips, ips)
+            await self._record(conn, machine_id, self._came_online(machine_id, online))
+            await self._record(conn, machine_id, rules.addresses(machine_id, hello.facts.ips, ips))
 
-    async def _online(self, conn: Conn, machine_id: uuid.UUID) -> None:
-        version = self.agent_versions.get(machine_id, "")
-        event = MachineCameOnline(machine_id=machine_id, agent_version=version)
-        await store.record(self._log, conn, machine_id, event, online=True, agent_version=version)
+    def _came_online(self, machine_id: uuid.UUID, online: bool) -> Change | None:
+        return rules.came_online(machine_id, online=online, agent_version=self.agent_versions.get(machine_id, ""))
+
+    async def _record(self, conn: Conn, machine_id: uuid.UUID, change: Change | None) -> None:
+        """Append the transition and update the presence row, in the caller's transaction (if any)."""
+        if change is not None:
+            await store.record(self._log, conn, machine_id, change.event, **change.columns)
 
     def heartbeat(self, machine_id: uuid.UUID) -> None:
         self.heard.add(machine_id)
@@ -75,27 +78,13 @@ class Presence:
         self.heartbeat(machine_id)
         async with self._pool.connection() as conn, conn.transaction():
             _online, known, _digest = await store.locked_presence(conn, machine_id)
-            await self._addresses(conn, machine_id, ips, known)
-
-    async def _addresses(self, conn: Conn, machine_id: uuid.UUID, ips: tuple[str, ...], known: list[str]) -> None:
-        if sorted(ips) != sorted(known):
-            await store.record(
-                self._log, conn, machine_id, MachineAddressesChanged(machine_id=machine_id, ips=ips), ips=list(ips)
-            )
+            await self._record(conn, machine_id, rules.addresses(machine_id, ips, known))
 
     async def inventory(self, machine_id: uuid.UUID, inv: Inventory) -> None:
         self.heartbeat(machine_id)
         async with self._pool.connection() as conn, conn.transaction():
             _online, _ips, digest = await store.locked_presence(conn, machine_id)
-            if digest != inv.digest:
-                event = InventoryReported(
-                    machine_id=machine_id,
-                    os=inv.os,
-                    kernel=inv.kernel,
-                    packages=tuple(sorted(inv.packages)),
-                    digest=inv.digest,
-                )
-                await store.record(self._log, conn, machine_id, event, inventory_digest=inv.digest)
+            await self._record(conn, machine_id, rules.inventory(machine_id, inv, digest))
 
     async def flush(self) -> int:
         """Share what this replica heard: one UPDATE for all of it. A machine heard here that the
@@ -109,18 +98,16 @@ class Presence:
             if machine_id in self.connections:
                 async with self._pool.connection() as conn, conn.transaction():
                     online, _ips, _digest = await store.locked_presence(conn, machine_id)
-                    if not online:
-                        await self._online(conn, machine_id)
+                    await self._record(conn, machine_id, self._came_online(machine_id, online))
         return len(heard)
 
     async def sweep(self) -> int:
         """Mark offline every machine silent everywhere for longer than the timeout; returns how many."""
-        reason = f"no heartbeat for {self.timeout:g} s"
+        reason = rules.offline_reason(self.timeout)
         async with self._pool.connection() as conn, conn.transaction():
             silent = await store.lock_silent(conn, timedelta(seconds=self.timeout))
             for machine_id in silent:
-                event = MachineWentOffline(machine_id=machine_id, reason=reason)
-                await store.record(self._log, conn, machine_id, event, online=False)
+                await self._record(conn, machine_id, rules.went_offline(machine_id, self.timeout))
         for machine_id in silent:
             if session := self.sessions.pop(machine_id):
                 log.info("closing agent session of machine %s: %s", machine_id, reason)

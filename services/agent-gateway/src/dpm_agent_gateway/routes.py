@@ -10,39 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import secrets
 import uuid
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
-from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
 
-from dpm_agent_gateway import enrolment, store
-from dpm_agent_gateway.presence import Presence
-from dpm_agent_gateway.sessions import Session, Sessions
-from dpm_runtime.eventlog import Conn
-from dpm_runtime.service import Runtime
-from dpm_schemas import E, agent_protocol, subjects
-from dpm_schemas.agent_protocol import (
-    Addresses,
-    Command,
-    CommandResult,
-    Facts,
-    Frame,
-    Heartbeat,
-    Hello,
-    Inventory,
-    Refused,
-    Welcome,
-)
+from dpm_agent_gateway import handlers
+from dpm_agent_gateway.adapters.commands import Pending
+from dpm_agent_gateway.adapters.sessions import Session
+from dpm_agent_gateway.domain.tokens import token_hash
+from dpm_agent_gateway.handlers import EnrolRequested, Gateway
+from dpm_schemas import E, agent_protocol
+from dpm_schemas.agent_protocol import Facts, Frame, Hello, Refused, Welcome
 from dpm_schemas.version import DPM_VERSION
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["agents"])
-COMMAND_TIMEOUT = 120.0  # the api's own request timeout is normally shorter
 HELLO_TIMEOUT = 10.0
 CLOSE_INTERNAL = 1011  # WebSocket "internal error": this session only
 
@@ -59,31 +43,13 @@ class EnrolOut(BaseModel):
 
 @router.post(agent_protocol.ENROL_PATH, response_model=EnrolOut)
 async def enrol(body: EnrolIn, request: Request) -> EnrolOut:
-    """Exchange an enrolment token -- one issued by an admin (single-use by default, maybe bound to a
-    machine) or the gateway's shared secret -- for this machine's own token; only its hash is kept.
-    See ``enrolment`` for which machines a token may enrol."""
-    rt: Runtime | None = request.app.state.runtime
-    sessions: Sessions | None = request.app.state.sessions
-    expected: str | None = request.app.state.enrolment_token
-    if rt is None or sessions is None:
+    """Exchange an enrolment token for this machine's own token (``handlers.enrol``); see
+    ``domain.enrolment`` for which machines a token may enrol."""
+    gateway: Gateway | None = request.app.state.gateway
+    if gateway is None:
         raise E.NOT_READY(service="agent-gateway", reason="still connecting")
-    shared = expected is not None and hmac.compare_digest(body.enrolment_token.encode(), expected.encode())
-    token = secrets.token_urlsafe(32)
-    async with rt.pool.connection() as conn, conn.transaction():
-        grant = enrolment.Grant() if shared else await _grant(conn, body.enrolment_token)
-        event = await enrolment.bind(conn, rt.eventlog, grant, body.facts, store.token_hash(token))
-    if grant.machine_id is not None:
-        await sessions.hint(event.machine_id)  # the old token's sessions close, wherever they are
-    log.info("agent enrolled for machine %s (%s)%s", event.machine_id, body.facts.hostname,
-             ", replacing its token" if event.replaced else "")  # fmt: skip
+    event, token = await handlers.enrol(EnrolRequested(body.enrolment_token, body.facts), gateway=gateway)
     return EnrolOut(machine_id=event.machine_id, token=token)
-
-
-async def _grant(conn: Conn, presented: str) -> enrolment.Grant:
-    used = await store.use_enrolment_token(conn, presented)
-    if used is None:
-        raise E.ENROLMENT_REFUSED()
-    return enrolment.Grant(token_id=used[0], machine_id=used[1])
 
 
 async def _refuse(ws: WebSocket, code: int, refused: Refused) -> None:
@@ -109,10 +75,10 @@ async def receive_frame(ws: WebSocket, timeout: float) -> Frame:
     return agent_protocol.decode(data)
 
 
-async def _authenticate(ws: WebSocket, rt: Runtime) -> Session | None:
+async def _authenticate(ws: WebSocket, gateway: Gateway) -> Session | None:
     scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-    async with rt.pool.connection() as conn:
-        machine_id = await store.machine_for_token(conn, token) if scheme.lower() == "bearer" and token else None
+    bearer = scheme.lower() == "bearer" and token
+    machine_id = await handlers.authenticate(token, gateway=gateway) if bearer else None
     if machine_id is None:
         err = E.AGENT_TOKEN_REFUSED(detail="")
         await _refuse(ws, agent_protocol.CLOSE_UNAUTHORIZED, Refused(code=err.code, message=err.message))
@@ -121,7 +87,7 @@ async def _authenticate(ws: WebSocket, rt: Runtime) -> Session | None:
     async def hangup(code: int) -> None:
         await ws.close(code=code)
 
-    return Session(machine_id=machine_id, token_sha256=store.token_hash(token), transmit=ws.send_bytes, hangup=hangup)
+    return Session(machine_id=machine_id, token_sha256=token_hash(token), transmit=ws.send_bytes, hangup=hangup)
 
 
 async def _hello(ws: WebSocket) -> Hello | None:
@@ -138,41 +104,36 @@ async def _hello(ws: WebSocket) -> Hello | None:
 
 @router.websocket(agent_protocol.AGENT_PATH)
 async def agent_socket(ws: WebSocket) -> None:
-    rt: Runtime | None = ws.app.state.runtime
-    presence: Presence | None = ws.app.state.presence
-    sessions: Sessions | None = ws.app.state.sessions
+    gateway: Gateway | None = ws.app.state.gateway
     await ws.accept()
-    if rt is None or presence is None or sessions is None:
+    if gateway is None:
         await ws.close(code=1013)  # try again later
         return
-    if (session := await _authenticate(ws, rt)) is None or (hello := await _hello(ws)) is None:
+    if (session := await _authenticate(ws, gateway)) is None or (hello := await _hello(ws)) is None:
         return
     try:
-        await sessions.open(session)  # a session of the same token elsewhere is closed: newest wins
-        await _serve(ws, rt, presence, session, hello)
+        await gateway.sessions.open(session)  # a session of the same token elsewhere is closed: newest wins
+        await _serve(ws, gateway, session, hello)
     except Exception:  # this session only; the gateway serves the others
         log.exception("agent session of machine %s failed", session.machine_id)
         await session.end(CLOSE_INTERNAL)
     finally:
-        presence.disconnected(session)
+        gateway.presence.disconnected(session)
 
 
-async def _serve(ws: WebSocket, rt: Runtime, presence: Presence, session: Session, hello: Hello) -> None:
+async def _serve(ws: WebSocket, gateway: Gateway, session: Session, hello: Hello) -> None:
     """Welcome the agent, relay its commands, and take its frames until it leaves or errs."""
-    settings = ws.app.state.gateway_settings
-    pending: dict[uuid.UUID, asyncio.Future[CommandResult]] = {}
-    subscription = None
-    welcome = Welcome(machine_id=session.machine_id, heartbeat_interval=settings.agent_gateway_heartbeat_interval,
+    presence, subscription = gateway.presence, None
+    pending: Pending = {}
+    welcome = Welcome(machine_id=session.machine_id, heartbeat_interval=gateway.heartbeat_interval,
                       server_version=DPM_VERSION)  # fmt: skip
     try:
         await presence.hello(session.machine_id, hello)
-        forward = _forwarder(session, pending)
-        subscription = await rt.nc.subscribe(subjects.agent_command(session.machine_id), cb=forward)
-        await rt.nc.flush()  # once welcomed, the agent's commands reach it
+        subscription = await gateway.commands.attach(session, pending)  # once welcomed, its commands reach it
         await session.send(agent_protocol.encode(welcome))
         while not session.ended:
-            frame = await receive_frame(ws, settings.agent_gateway_heartbeat_timeout)
-            await _take(presence, session.machine_id, frame, pending)
+            frame = await receive_frame(ws, gateway.heartbeat_timeout)
+            await handlers.frame_received(frame, machine_id=session.machine_id, presence=presence, pending=pending)
     except (WebSocketDisconnect, TimeoutError, RuntimeError) as exc:  # the presence sweep decides when it is offline
         log.info("agent session of machine %s ended: %r", session.machine_id, exc)
     except (agent_protocol.FrameError, ValidationError) as exc:
@@ -182,53 +143,3 @@ async def _serve(ws: WebSocket, rt: Runtime, presence: Presence, session: Sessio
         if subscription is not None:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
-
-
-async def _take(
-    presence: Presence, machine_id: uuid.UUID, frame: Frame, pending: dict[uuid.UUID, asyncio.Future[CommandResult]]
-) -> None:
-    if isinstance(frame, Heartbeat):
-        presence.heartbeat(machine_id)
-    elif isinstance(frame, Addresses):
-        await presence.addresses(machine_id, frame.ips)
-    elif isinstance(frame, Inventory):
-        await presence.inventory(machine_id, frame)
-    elif isinstance(frame, CommandResult):
-        if (waiting := pending.get(frame.id)) is not None and not waiting.done():
-            waiting.set_result(frame)
-    else:
-        raise agent_protocol.FrameError(f"unexpected {type(frame).__name__}")
-
-
-def _forwarder(
-    session: Session, pending: dict[uuid.UUID, asyncio.Future[CommandResult]]
-) -> Callable[[Msg], Awaitable[None]]:
-    async def forward(msg: Msg) -> None:
-        """A command request from the api: pass it to the agent, answer with its result. A session
-        that was closed stays silent, so the machine's live session (maybe on another replica) answers."""
-        if session.ended:
-            return
-        try:
-            cmd = agent_protocol.decode(msg.data)
-            if not isinstance(cmd, Command):
-                raise agent_protocol.FrameError("not a command")
-        except agent_protocol.FrameError as exc:
-            failed = CommandResult(id=uuid.UUID(int=0), ok=False, code=E.INVALID_REQUEST.code, message=str(exc))
-            await msg.respond(agent_protocol.encode(failed))
-            return
-        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        pending[cmd.id] = future
-        try:
-            await session.send(agent_protocol.encode(cmd))
-            result = await asyncio.wait_for(future, COMMAND_TIMEOUT)
-        except (TimeoutError, RuntimeError, WebSocketDisconnect) as exc:
-            if session.ended:
-                return
-            result = CommandResult(
-                id=cmd.id, ok=False, code=E.AGENT_TIMEOUT.code, message=f"agent did not answer: {exc!r}"
-            )
-        finally:
-            pending.pop(cmd.id, None)
-        await msg.respond(agent_protocol.encode(result))
-
-    return forward

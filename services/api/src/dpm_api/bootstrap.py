@@ -60,6 +60,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.imager_port = settings.api_imager_port
     app.state.own_imager_url = own_imager_url(settings)
     app.state.transfer_ttl = settings.api_transfer_ttl
+    app.state.backup_lease = settings.api_backup_lease
     app.include_router(machines.router)
     app.include_router(groups.router)
     app.include_router(auth_routes.router)

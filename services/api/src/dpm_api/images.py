@@ -3,21 +3,31 @@ transfers the api opens -- the only way to get a token the imager's data plane a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dpm_api.domain.images import MachineFacts, check_open, exists, render_name
+from dpm_api.domain.images import MachineFacts, check_open, exists, holders, render_name, revocations
 from dpm_api.requestmeta import command_metadata
-from dpm_runtime.eventlog import Conn, EventLog, StreamConflict
+from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog, StreamConflict
 from dpm_schemas import E, NewEvent, subjects
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import DiskLayoutReported, ImageCaptured, ImageDeleted, ImageVerified, TransferOpened
-from dpm_schemas.events.imaging import TransferDirection, image_id
+from dpm_schemas.events import (
+    DiskLayoutReported,
+    ImageCaptured,
+    ImageDeleted,
+    ImageVerified,
+    StoreCollected,
+    StoreCollectRequested,
+    TransferOpened,
+)
+from dpm_schemas.events.imaging import STORE_ID, TransferDirection, image_id
 from dpm_schemas.ids import stream_id
 
 
@@ -147,7 +157,10 @@ async def open_transfer(
     execution_id: uuid.UUID | None,
     ttl: float,
     actor: str,
+    lease: float | None = None,
 ) -> Opened:
+    """A transfer's token, idle for at most ``ttl`` seconds -- a backup's for at most ``lease``: its
+    lock on the name lasts as long (domain.images says why)."""
     name = render_name(template, machine)
     iid = image_id(name)
     catalog = stream_id(subjects.CATALOG, iid)
@@ -155,18 +168,8 @@ async def open_transfer(
     image_events = await eventlog.read_stream(stream_id(subjects.IMAGE, iid), conn=conn)
     now = datetime.now(UTC)
     check_open(name, direction, catalog_events, image_events, now)
-    token = secrets.token_urlsafe(32)
-    opened = TransferOpened(
-        transfer_id=uuid.uuid4(),
-        image_id=iid,
-        image=name,
-        direction=direction,
-        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
-        expires_at=now + timedelta(seconds=ttl),
-        machine_id=machine_id,
-        execution_id=execution_id,
-        renew_seconds=ttl,  # an idle expiry: the imager renews the token as it is used
-    )
+    idle = min(ttl, lease) if direction is TransferDirection.BACKUP and lease is not None else ttl
+    token, opened = _new_transfer(name, direction, now + timedelta(seconds=idle), idle, machine_id, execution_id)
     # A backup must see the stream as it decided on it (one writer per name); readers need no such guard.
     version = (
         (catalog_events[-1].stream_version if catalog_events else 0) if direction is TransferDirection.BACKUP else None
@@ -176,6 +179,29 @@ async def open_transfer(
     except StreamConflict:  # another request opened (or deleted) this image at the same moment
         raise E.IMAGE_BUSY(image=name, transfer="(opened concurrently)") from None
     return Opened(opened.transfer_id, token, name, direction, opened.expires_at)
+
+
+def _new_transfer(
+    name: str,
+    direction: TransferDirection,
+    expires_at: datetime,
+    idle: float,
+    machine_id: uuid.UUID | None,
+    execution_id: uuid.UUID | None,
+) -> tuple[str, TransferOpened]:
+    """A fresh token and the TransferOpened that records its SHA-256 (never the token itself)."""
+    token = secrets.token_urlsafe(32)
+    return token, TransferOpened(
+        transfer_id=uuid.uuid4(),
+        image_id=image_id(name),
+        image=name,
+        direction=direction,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        expires_at=expires_at,
+        machine_id=machine_id,
+        execution_id=execution_id,
+        renew_seconds=idle,  # an idle expiry: the imager renews the token as it is used
+    )
 
 
 async def delete_image(eventlog: EventLog, conn: Conn, name: str, *, actor: str) -> int:
@@ -188,3 +214,42 @@ async def delete_image(eventlog: EventLog, conn: Conn, name: str, *, actor: str)
     event = ImageDeleted(image_id=iid, image=name)
     result = await eventlog.append(catalog, version, [NewEvent(event, command_metadata(actor))], conn=conn)
     return result.position
+
+
+async def unlock_image(eventlog: EventLog, conn: Conn, name: str, *, actor: str) -> list[str]:
+    """Revoke the backups holding ``name`` (TransferAborted in the catalog stream, the api's own): the
+    transfer ids released, none if no backup held it."""
+    iid = image_id(name)
+    catalog = stream_id(subjects.CATALOG, iid)
+    catalog_events = await eventlog.read_stream(catalog, conn=conn)
+    image_events = await eventlog.read_stream(stream_id(subjects.IMAGE, iid), conn=conn)
+    revoked = revocations(holders(catalog_events, image_events, datetime.now(UTC)), actor)
+    if revoked:
+        version = catalog_events[-1].stream_version if catalog_events else 0
+        try:
+            await eventlog.append(catalog, version, [NewEvent(e, command_metadata(actor)) for e in revoked], conn=conn)
+        except StreamConflict:  # a transfer opened (or the image was deleted) at the same moment
+            raise E.IMAGE_BUSY(image=name, transfer="(changed concurrently; unlock again)") from None
+    return [str(e.transfer_id) for e in revoked]
+
+
+async def request_collection(eventlog: EventLog, conn: Conn, *, actor: str) -> uuid.UUID:
+    """Ask the imager to collect the chunk store now (``dpm images gc``); the request's id."""
+    request = StoreCollectRequested(request_id=uuid.uuid4())
+    stream = stream_id(subjects.CATALOG, STORE_ID)
+    await eventlog.append(stream, ANY_VERSION, [NewEvent(request, command_metadata(actor))], conn=conn)
+    return request.request_id
+
+
+async def collection_result(eventlog: EventLog, request_id: uuid.UUID, timeout: float) -> dict[str, Any] | None:
+    """What the imager's collection for ``request_id`` removed, once it says (None: not within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    stream = stream_id(subjects.IMAGE, STORE_ID)
+    while True:
+        for rec in reversed(await eventlog.read_stream(stream)):
+            if isinstance(rec.event, StoreCollected) and rec.event.request_id == request_id:
+                e = rec.event
+                return {"chunks": e.chunks, "bytes": e.bytes, "manifests": e.manifests, "temporary": e.temporary}
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.25)

@@ -64,6 +64,15 @@ class ApiSettings(ServiceSettings):
         description="Seconds a transfer token stays valid unused (each use renews it; one opened for an "
         "execution ends with it)",
     )
+    api_backup_lease: float = Field(
+        default=300,
+        ge=60,
+        le=30 * 86400,
+        description="Seconds a backup holds its image name (DPM-E160) without progress: every chunk upload, and "
+        "the client's heartbeat while it reads, renews it, so a client that died or hung frees the name after "
+        "this (a backup's token idles out after the smaller of this and DPM_API_TRANSFER_TTL); "
+        "`dpm images unlock NAME` frees it at once",
+    )
     api_pxe_url: str = Field(
         default=f"http://127.0.0.1:{ports.PXE_HTTP}", description="Where the pxe service answers boot questions"
     )

@@ -31,7 +31,14 @@ def bootstrap(settings: ImagerSettings) -> Service:
             reserve_bytes=settings.imager_reserve_bytes,
             free_factor=settings.imager_free_factor,
         )
-        collector = Collector(rt.pool, store, settings.imager_gc_grace)
+
+        async def images_caught_up() -> bool:
+            return await rt.projections["stored_images"].wait_for(await rt.eventlog.head(), timeout=30)
+
+        imager: Imager = app.state.imager
+        collector = app.state.collector = Collector(
+            rt.pool, store, settings.imager_gc_grace, images_caught_up, imager.short_of_space
+        )
         return Wiring(
             ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", *vouchers.DDL],
             projections=[MachineDirectory(SCHEMA), Transfers(), Images()],

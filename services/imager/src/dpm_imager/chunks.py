@@ -16,7 +16,7 @@ from dpm_imagefmt.store import pack_records
 from dpm_imager.adapters import gc
 from dpm_imager.adapters.dataplane import Imager
 from dpm_imager.domain.manifest import check_chunk_ids, check_part_of
-from dpm_imager.domain.transfers import Transfer, check_room
+from dpm_imager.domain.transfers import Transfer
 from dpm_schemas import E
 from dpm_schemas.events import ImageVerified
 
@@ -26,7 +26,7 @@ MAX_FETCH = 64  # chunks per fetch request
 def start(imager: Imager, t: Transfer, planned_bytes: int) -> int:
     """Before the first chunk: room for the planned bytes (times the free factor), or DPM-E159."""
     free = imager.free_bytes()
-    check_room(free, int(planned_bytes * imager.free_factor))
+    imager.room(free, int(planned_bytes * imager.free_factor))
     imager.progress.planned(t.transfer_id, planned_bytes)
     return free
 
@@ -43,7 +43,8 @@ async def put(imager: Imager, t: Transfer, items: Sequence[tuple[str, bytes | me
     """Store chunks, each verified before it is stored, in parallel; a corrupt one is named and
     refused (DPM-E116), the others are kept. Blobs may be views into the request body (no copies)."""
     size = sum(len(blob) for _, blob in items)
-    check_room(imager.free_bytes(), size)
+    imager.room(imager.free_bytes(), size)
+    new = await imager.offload(imager.store.missing, [cid for cid, _ in items])  # what this upload adds
     results = await asyncio.gather(
         *(imager.offload(imager.store.put, cid, blob) for cid, blob in items), return_exceptions=True
     )
@@ -53,8 +54,8 @@ async def put(imager: Imager, t: Transfer, items: Sequence[tuple[str, bytes | me
             raise E.CHUNK_CORRUPT(chunk=cid, image=t.image, reason=f"{reason} (upload refused)")
         if isinstance(outcome, BaseException):
             raise outcome
-    await imager.vouch(t, [cid for cid, _ in items])
-    imager.received[t.transfer_id] = imager.received.get(t.transfer_id, 0) + size
+    # In PostgreSQL, not the process: a commit after an imager restart counts what came before it.
+    await imager.vouch_stored(t, {cid: len(blob) if cid in new else 0 for cid, blob in items})
     await imager.progress.moved(t, size)
 
 

@@ -45,12 +45,11 @@ async def commit(imager: Imager, t: Transfer, blob: bytes) -> Committed:
         foreign = await imager.unvouched(t, manifest.chunk_ids)
         if foreign:
             raise E.CHUNK_NOT_VOUCHED(image=t.image, count=len(foreign), chunk=foreign[0])
-        event = captured(t, manifest, manifest_id(blob), imager.received.get(t.transfer_id, 0))
+        event = captured(t, manifest, manifest_id(blob), await imager.stored_bytes(t))
         result = await _store_and_append(imager, t, event, blob, version)
     await imager.rt.projections["stored_images"].wait_for(result.position)
     await imager.rt.projections["transfers"].wait_for(result.position)
-    imager.received.pop(t.transfer_id, None)
-    await imager.end(t)
+    await imager.end(t, committed=True)
     return Committed(t.image, event.manifest, event.stored_bytes, result.position)
 
 
@@ -97,8 +96,7 @@ async def abort(imager: Imager, t: Transfer, reason: str) -> int:
     async with imager.commit_lock(t.transfer_id):  # never beside a commit of the same transfer
         await still_open(imager.rt.eventlog, t)
         result = await _append(imager, t, event)
-    imager.received.pop(t.transfer_id, None)
-    await imager.end(t)
+    await imager.end(t, committed=False)  # its chunks: the gc consumer collects them on the TransferAborted
     return result.position
 
 

@@ -25,7 +25,10 @@ class ImagerSettings(ServiceSettings):
         "room for the whole image; dedup and compression usually need far less; 0 turns the check off)",
     )
     imager_gc_grace: float = Field(
-        default=3600, ge=0, description="Seconds an unreferenced chunk is kept (it may belong to a running backup)"
+        default=3600,
+        ge=0,
+        description="Seconds a chunk no image or open backup names is kept (an upload whose voucher is still being "
+        "written); an aborted backup's chunks go at once",
     )
     imager_gc_interval: float = Field(default=3600, gt=0, description="Seconds between garbage collections")
     imager_progress_interval: float = Field(default=1.0, gt=0, description="Seconds between ChunkSent signals")

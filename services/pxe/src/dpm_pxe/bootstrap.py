@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from dpm_netproto.pxeclient import ClientInfo
-from dpm_pxe import routes
-from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.dhcp.pools import Pool
-from dpm_pxe.dhcp.proxy import BootConfig
-from dpm_pxe.dhcp.server import DhcpServer, interface_ipv4
-from dpm_pxe.recorder import BootRecorder
+from dpm_pxe import handlers, routes
+from dpm_pxe.adapters.dhcp.leases import LeaseStore
+from dpm_pxe.adapters.dhcp.server import DhcpServer, interface_ipv4
+from dpm_pxe.adapters.recorder import BootRecorder
+from dpm_pxe.adapters.sightings import DDL as SIGHTINGS_DDL
+from dpm_pxe.adapters.sightings import Sightings
+from dpm_pxe.adapters.state import DDL, SCHEMA, follow
+from dpm_pxe.adapters.tftp.server import TftpLimits, TftpServer
+from dpm_pxe.adapters.tokens import DDL as TOKENS_DDL
+from dpm_pxe.adapters.tokens import DeployTokens
+from dpm_pxe.domain.bootstate import BootState
+from dpm_pxe.domain.dhcp.pools import Pool
+from dpm_pxe.domain.dhcp.proxy import BootConfig
+from dpm_pxe.domain.throttle import DiscoveryLimiter
+from dpm_pxe.projections import BootSettings, Netboot
 from dpm_pxe.settings import PxeSettings
-from dpm_pxe.sightings import DDL as SIGHTINGS_DDL
-from dpm_pxe.sightings import Sightings
-from dpm_pxe.state import DDL, SCHEMA, BootState, boot_consumer
-from dpm_pxe.tftp.server import TftpLimits, TftpServer
-from dpm_pxe.throttle import DiscoveryLimiter
-from dpm_pxe.tokens import DDL as TOKENS_DDL
-from dpm_pxe.tokens import DeployTokens
-from dpm_runtime.directory import directory_consumer, directory_ddl
+from dpm_runtime.directory import MachineDirectory
 from dpm_runtime.service import Runtime, Service, Task, Wiring
 from dpm_schemas import E
-from dpm_schemas.events.boot import BootStage
 
 NAME = "pxe"
 
@@ -40,7 +41,6 @@ def bootstrap(settings: PxeSettings) -> Service:
         state = BootState(default_mode=settings.pxe_dhcp_mode)
         recorder = BootRecorder(rt.pool, rt.eventlog, limiter=discovery_limiter(settings))
         leases = LeaseStore(rt.pool, SCHEMA)
-        config = config_provider(settings, state)
         sightings = Sightings(
             rt.pool,
             window=settings.pxe_boot_window,
@@ -51,31 +51,43 @@ def bootstrap(settings: PxeSettings) -> Service:
             **recorder.limiter.stats(),
             "tftp_unacked_refused": tftp.unacked.refused if tftp else 0,
         }
-        app.state.boot = routes.Boot(
-            pool=rt.pool,
-            state=state,
-            recorder=recorder,
-            leases=leases,
-            root=settings.pxe_root,
-            http_url=settings.pxe_http_url.rstrip("/") if settings.pxe_http_url else None,
-            api_url=settings.pxe_api_url,
-            api_port=settings.pxe_api_port,
-            tokens=deploy_tokens(settings, rt),
-            sightings=sightings,
-            service_token=_secret(settings.pxe_service_token),
-        )
-        tasks: list[Task] = [load_settings(state)]
+        app.state.boot = boot_of(settings, rt, state, recorder, leases, sightings)
+        tasks: list[Task] = [follow_settings(state)]
         if tftp is not None:
             tasks.append(tftp_task(settings, tftp))
         if settings.pxe_dhcp_enabled:
-            tasks.append(dhcp_task(settings, config, leases, recorder, sightings))
+            tasks.append(dhcp_task(settings, config_provider(settings, state), leases, recorder, sightings))
         return Wiring(
-            ddl=[*directory_ddl(SCHEMA), *DDL, *TOKENS_DDL, *SIGHTINGS_DDL],
-            consumers=[directory_consumer(NAME, SCHEMA), boot_consumer(state)],
+            ddl=[*DDL, *TOKENS_DDL, *SIGHTINGS_DDL],
+            projections=[MachineDirectory(SCHEMA), BootSettings(), Netboot()],
             tasks=tasks,
         )
 
     return Service(name=NAME, settings=settings, port=settings.pxe_port, app=app, wire=wire)
+
+
+def boot_of(
+    settings: PxeSettings,
+    rt: Runtime,
+    state: BootState,
+    recorder: BootRecorder,
+    leases: LeaseStore,
+    sightings: Sightings,
+) -> handlers.Boot:
+    """The dependencies of the handlers the routes call."""
+    return handlers.Boot(
+        pool=rt.pool,
+        state=state,
+        recorder=recorder,
+        leases=leases,
+        root=settings.pxe_root,
+        http_url=settings.pxe_http_url.rstrip("/") if settings.pxe_http_url else None,
+        api_url=settings.pxe_api_url,
+        api_port=settings.pxe_api_port,
+        tokens=deploy_tokens(settings, rt),
+        sightings=sightings,
+        service_token=_secret(settings.pxe_service_token),
+    )
 
 
 def http_url(settings: PxeSettings, server_ip: IPv4Address | None) -> str:
@@ -111,12 +123,13 @@ def config_provider(settings: PxeSettings, state: BootState) -> Callable[[], Boo
     return config
 
 
-def load_settings(state: BootState) -> Task:
-    async def load(rt: Runtime) -> None:
-        async with rt.pool.connection() as conn:
-            await state.load(conn)
+def follow_settings(state: BootState) -> Task:
+    """The DHCP listener's settings in memory follow the ``boot_settings`` projection's row."""
 
-    return load
+    async def run(rt: Runtime) -> None:
+        await follow(state, rt.pool, rt.projections[BootSettings.name], rt.stop)
+
+    return run
 
 
 def dhcp_task(
@@ -126,17 +139,12 @@ def dhcp_task(
     recorder: BootRecorder,
     sightings: Sightings,
 ) -> Task:
-    async def on_boot(info: ClientInfo, client_ip: IPv4Address | None) -> None:
-        await recorder.booted(
-            mac=info.mac, arch=info.arch, stage=BootStage.ROM, client_ip=client_ip, client_uuid=info.client_uuid
-        )
-
     async def serve(rt: Runtime) -> None:
         server = DhcpServer(
             config,
             leases=leases,
             interface=settings.pxe_dhcp_interface,
-            on_boot=on_boot,
+            on_boot=functools.partial(handlers.rom_booted, recorder=recorder),
             on_packet=sightings.dhcp_packet,
             tracer=rt.tracer,
         )

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from dpm_netproto.pxeclient import ClientInfo
-from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.dhcp.pools import Pool
-from dpm_pxe.dhcp.proxy import BootConfig
-from dpm_pxe.dhcp.server import DhcpServer
-from dpm_pxe.state import DDL, SCHEMA
+from dpm_pxe.adapters.dhcp.leases import LeaseStore
+from dpm_pxe.adapters.dhcp.server import DhcpServer
+from dpm_pxe.adapters.state import DDL, SCHEMA
+from dpm_pxe.domain.dhcp.pools import Pool
+from dpm_pxe.domain.dhcp.proxy import BootConfig
 from dpm_runtime.directory import directory_ddl
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import netlab

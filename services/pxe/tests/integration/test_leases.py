@@ -7,10 +7,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dpm_pxe.dhcp.full import Decline, Free, Hold, Holding
-from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.dhcp.pools import Pool
-from dpm_pxe.state import DDL, SCHEMA
+from dpm_pxe.adapters.dhcp.leases import LeaseStore
+from dpm_pxe.adapters.state import DDL, SCHEMA
+from dpm_pxe.domain.dhcp.full import Decline, Free, Hold, Holding
+from dpm_pxe.domain.dhcp.pools import Pool
 from dpm_runtime.directory import directory_ddl
 from dpm_schemas.events.boot import DhcpRange
 

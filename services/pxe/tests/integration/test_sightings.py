@@ -10,11 +10,11 @@ from ipaddress import IPv4Address
 import pytest
 
 from dpm_netproto.dhcp import BOOTREQUEST, DISCOVER, OFFER, OPT_MESSAGE_TYPE, OPT_VENDOR_CLASS, DhcpPacket
-from dpm_pxe.dhcp.full import Hold
-from dpm_pxe.dhcp.leases import LeaseStore
-from dpm_pxe.sightings import DDL as SIGHTINGS_DDL
-from dpm_pxe.sightings import Sightings
-from dpm_pxe.state import DDL, SCHEMA
+from dpm_pxe.adapters.dhcp.leases import LeaseStore
+from dpm_pxe.adapters.sightings import DDL as SIGHTINGS_DDL
+from dpm_pxe.adapters.sightings import Sightings
+from dpm_pxe.adapters.state import DDL, SCHEMA
+from dpm_pxe.domain.dhcp.full import Hold
 from dpm_runtime.directory import directory_ddl
 from dpm_runtime.testing import eventually
 from dpm_schemas.events.boot import DhcpMode

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dpm_netproto import tftp as p
-from dpm_pxe.tftp.server import TftpLimits, TftpServer
+from dpm_pxe.adapters.tftp.server import TftpLimits, TftpServer
 from dpm_runtime.localstack.procs import free_port
 
 pytestmark = pytest.mark.integration

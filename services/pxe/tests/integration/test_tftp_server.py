@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dpm_netproto import tftp as p
-from dpm_pxe.tftp.server import TftpServer
+from dpm_pxe.adapters.tftp.server import TftpServer
 from dpm_runtime.localstack.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

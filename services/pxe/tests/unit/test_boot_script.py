@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from dpm_pxe.script import Action, Machine, arch_of, decide, media, render
-from dpm_pxe.state import Pending
+from dpm_pxe.domain.script import Action, Machine, Pending, arch_of, decide, later, media, render
 from dpm_schemas.events.boot import Arch, BootSettingsChanged, DhcpMode
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -45,3 +44,15 @@ def test_boot_media_ask_the_same_endpoint_and_name_their_architecture() -> None:
     assert "chain http://10.0.0.1:26502/boot/${net0/mac}.ipxe?arch=${platform}-${buildarch}" in text
     assert arch_of("pcbios-i386") is Arch.BIOS_X86 and arch_of("efi-x86_64") is Arch.UEFI_X64
     assert arch_of("uefi-x64") is Arch.UEFI_X64 and arch_of("<script>") is Arch.UNKNOWN
+
+
+def test_the_script_for_later_asks_again_for_the_same_machine_and_echoes_plain_text() -> None:
+    client = uuid.UUID("6f1c3a52-0000-4000-8000-0000000000c1")
+    script = later("52:54:00:c1:00:01", "uefi-x64", client, "db down; ${x} || exit\nkernel evil")
+    lines = script.splitlines()
+    assert lines[0] == "#!ipxe" and lines[2] == "sleep 5"
+    assert lines[3] == f"chain --replace --autofree ./52:54:00:c1:00:01.ipxe?arch=uefi-x64&uuid={client}"
+    reason = lines[1].removeprefix("echo dpm: ").removesuffix("; asking again in 5 s")
+    assert len(lines) == 4 and reason.startswith("db down") and "kernel evil" in reason
+    assert not set(reason) & set(";${}|&\n")  # nothing iPXE would expand, chain or run
+    assert "uuid" not in later("52:54:00:c1:00:01", "bios-x86", None, "starting")

@@ -19,9 +19,9 @@ from dpm_netproto.dhcp import (
     REQUEST,
     DhcpPacket,
 )
-from dpm_pxe.dhcp.full import Book, Decline, Free, Hold, Holding, full_reply
-from dpm_pxe.dhcp.pools import Pool
-from dpm_pxe.dhcp.proxy import BootConfig, Ignore
+from dpm_pxe.domain.dhcp.full import Book, Decline, Free, Hold, Holding, full_reply
+from dpm_pxe.domain.dhcp.pools import Pool
+from dpm_pxe.domain.dhcp.proxy import BootConfig, Ignore
 from dpm_schemas.events.boot import DhcpMode, DhcpRange
 
 SERVER = IPv4Address("10.0.0.1")

@@ -23,7 +23,7 @@ from dpm_netproto.dhcp import (
     build,
     parse,
 )
-from dpm_pxe.dhcp.proxy import BootConfig, Ignore, destination, reply
+from dpm_pxe.domain.dhcp.proxy import BootConfig, Ignore, destination, reply
 from dpm_schemas.events.boot import DhcpMode as Mode
 
 SERVER = IPv4Address("10.0.0.1")

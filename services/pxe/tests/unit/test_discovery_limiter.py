@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dpm_pxe.throttle import MAX_SOURCES, DiscoveryLimiter
+from dpm_pxe.domain.throttle import MAX_SOURCES, DiscoveryLimiter
 
 
 class Clock:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dpm_netproto import tftp as p
-from dpm_pxe.tftp.files import Refused, resolve
+from dpm_pxe.adapters.tftp.files import Refused, resolve
 
 
 @pytest.fixture

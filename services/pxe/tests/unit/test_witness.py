@@ -15,7 +15,7 @@ from dpm_netproto.dhcp import (
     REQUEST,
     DhcpPacket,
 )
-from dpm_pxe.witness import TftpPairing, dhcp_addresses
+from dpm_pxe.domain.witness import TftpPairing, dhcp_addresses
 
 MAC = bytes.fromhex("525400aa0001")
 PXE = b"PXEClient:Arch:00007:UNDI:003016"

@@ -16,6 +16,7 @@ from dpm_runtime.directory import MachineDirectory
 from dpm_runtime.service import Runtime, Service, Task, Wiring
 from dpm_scheduler import handlers
 from dpm_scheduler.adapters import effects_sql, executions_sql, power_watch_sql, schedules_sql
+from dpm_scheduler.adapters.crashpoint import crash_point
 from dpm_scheduler.adapters.directory_sql import Directory
 from dpm_scheduler.adapters.driver import PowerDriver
 from dpm_scheduler.adapters.effects_sql import Outbox
@@ -97,10 +98,13 @@ def wire(settings: SchedulerSettings, rt: Runtime, driver: PowerDriver | None) -
     directory, store = Directory(SCHEMA), ExecutionStore(SCHEMA, Outbox(SCHEMA))
     spacing = Spacing(settings.scheduler_power_on_interval)  # the one pacing gate for every wake
     runner = EffectRunner(rt.pool, directory, power, spacing, rt.nc)
-    rounds = Rounds(rt.pool, rt.eventlog, store, directory, runner, utc_now, limits_of(settings), rt.tracer)
+    limits, watches = limits_of(settings), PowerWatches(SCHEMA)
+    rounds = Rounds(rt.pool, rt.eventlog, store, directory, runner, utc_now, limits, rt.tracer, watches=watches)
+    if (crash := crash_point(settings.scheduler_test_crash_point)) is not None:
+        rounds.before_effect = crash
     firing = Firing(rt.pool, rt.eventlog, store, directory, ScheduleTable(SCHEMA), utc_now, rt.tracer)
     timeout = settings.scheduler_power_on_timeout
-    watchdog = PowerWatchdog(rt.pool, rt.eventlog, directory, PowerWatches(SCHEMA), timeout, utc_now, rt.tracer)
+    watchdog = PowerWatchdog(rt.pool, rt.eventlog, directory, watches, timeout, utc_now, rt.tracer)
 
     async def tick() -> None:
         await firing.fire_due()

@@ -134,14 +134,14 @@ async def _arrival(
 ) -> None:
     x = await store.of_machine(ctx.conn, machine_id, via)
     if x is not None:
-        await store.apply(ctx, decide_arrival(x, via, clock(), limits))
+        await store.apply(ctx, decide_arrival(x, via, await store.logged_at(ctx, clock), limits))
 
 
 @router.handles(StepReported, durable="executions", actor=ACTOR)
 async def step_reported(e: StepReported, ctx: Ctx, *, store: ExecutionStore, clock: Clock, limits: Limits) -> None:
     x = await store.get(ctx.conn, e.execution_id)
     if x is not None:
-        await store.apply(ctx, decide_step_reported(x, e, clock(), limits))
+        await store.apply(ctx, decide_step_reported(x, e, await store.logged_at(ctx, clock), limits))
 
 
 @router.handles(SuspendRequested, durable="executions", actor=ACTOR)
@@ -150,7 +150,7 @@ async def suspend_requested(
 ) -> None:
     x = await store.get(ctx.conn, e.execution_id)
     if x is not None:
-        await store.apply(ctx, decide_suspend(x, clock(), limits))
+        await store.apply(ctx, decide_suspend(x, await store.logged_at(ctx, clock), limits))
 
 
 @router.handles(MulticastStartRequested, durable="executions", actor=ACTOR)

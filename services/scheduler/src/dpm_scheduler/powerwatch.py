@@ -1,5 +1,6 @@
 """The watchdog of operators' power-ons: every power-on whose machine did not come online or
-network-boot within the remote power-on timeout fails (DPM-E113). The watches are durable
+network-boot within the remote power-on timeout fails (DPM-E113; DPM-E173 when the outbox never
+sent its wake-up, so the message does not blame the machine). The timeout counts from the send. The watches are durable
 (``adapters/power_watch_sql.py``), so a restart loses none; the failure is appended in the
 conversation and trace of the operator's request, like the rest of the power-on."""
 
@@ -39,9 +40,8 @@ class PowerWatchdog:
         async with self.pool.connection() as conn, conn.transaction():
             expired = await self.watches.expired(conn, self.clock(), actor=ACTOR)
             for w in expired:
-                err = E.POWER_ON_FAILED(
-                    machine=await self.directory.name(conn, w.machine_id), timeout=round(self.timeout)
-                )
+                failed_as = E.POWER_ON_FAILED if w.sent else E.WAKE_NOT_SENT  # never sent: not the machine
+                err = failed_as(machine=await self.directory.name(conn, w.machine_id), timeout=round(self.timeout))
                 failed = PowerOnFailed(machine_id=w.machine_id, code=err.code, reason=err.message)
                 with self.tracer.start_as_current_span("power-on watchdog", context=context_from(w.cause.traceparent)):
                     ctx = UnitOfWork(conn, self.eventlog, w.cause, traceparent=current_traceparent())

@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
@@ -26,10 +26,12 @@ from dpm_runtime.context import Effect as AfterCommit
 from dpm_runtime.context import UnitOfWork, run_effects
 from dpm_runtime.eventlog import NO_STREAM, Conn, EventLog, StreamConflict
 from dpm_runtime.telemetry import context_from, current_traceparent
+from dpm_scenarios import ExecutionState as S
 from dpm_scheduler.adapters.directory_sql import Directory
 from dpm_scheduler.adapters.effects_sql import Pending
 from dpm_scheduler.adapters.executions_sql import ACTOR, ExecutionStore, run_metadata
 from dpm_scheduler.adapters.power import EffectRunner
+from dpm_scheduler.adapters.power_watch_sql import PowerWatches
 from dpm_scheduler.domain.decide import (
     Decision,
     decide_effect_failed,
@@ -37,9 +39,10 @@ from dpm_scheduler.domain.decide import (
     decide_powered_off,
     decide_simulated_due,
     decide_start,
+    decide_woken,
     internal_failure,
 )
-from dpm_scheduler.domain.effects import Effect, SchedulePower, Shutdown
+from dpm_scheduler.domain.effects import Effect, Reboot, SchedulePower, Shutdown, Wake
 from dpm_scheduler.domain.execution import Execution, Limits
 from dpm_scheduler.domain.sessions import decide_session
 from dpm_schemas import E, Metadata, subjects
@@ -50,6 +53,11 @@ log = logging.getLogger(__name__)
 START_LOCK = 0x5C4ED  # advisory lock key: one scheduler replica starts executions at a time
 Clock = Callable[[], datetime]
 Decide = Callable[[Conn, Execution, datetime], Awaitable[Decision | None]]
+WANTED_IN = {Wake: (S.WAITING_BOOT, S.WAITING_ONLINE), Reboot: (S.WAITING_BOOT,), Shutdown: (S.POWERING_OFF,)}
+
+
+def _no_crash_point(effect: Effect) -> None:
+    """Production: nothing happens between an effect's lease and its run."""
 
 
 @dataclass
@@ -62,6 +70,8 @@ class Rounds:
     clock: Clock
     limits: Limits
     tracer: trace.Tracer = field(default_factory=lambda: trace.get_tracer("dpm"))
+    before_effect: Callable[[Effect], None] = _no_crash_point  # a test's forced crash point (settings)
+    watches: PowerWatches | None = None  # operators' power-ons: their watch learns the wake-up went out
 
     async def tick(self) -> None:
         """Expire watchdogs, complete due simulated steps, start sessions, start what the limit allows."""
@@ -169,6 +179,7 @@ class Rounds:
                 if not await self.store.outbox.lease(session, p):
                     continue  # another replica runs it, or ran it
                 try:
+                    self.before_effect(p.effect)  # committed and leased, not yet performed
                     await self._effect(p)
                     ran += 1
                 finally:
@@ -178,10 +189,25 @@ class Rounds:
     async def _effect(self, p: Pending) -> None:
         name = f"effect {type(p.effect).__name__}"
         with self.tracer.start_as_current_span(name, context=context_from(p.traceparent)):
+            if not await self._wanted(p.effect):  # its execution ended meanwhile: nothing to wake or stop
+                async with self.pool.connection() as conn:
+                    await self.store.outbox.done(conn, p.effect_id)
+                return
             outcome = await self._run(p.effect)
             async with self.pool.connection() as conn, conn.transaction():
                 if await self.store.outbox.done(conn, p.effect_id):
                     await self._outcome(conn, p.effect, outcome)
+
+    async def _wanted(self, effect: Effect) -> bool:
+        """An execution's effect still applies only while the execution waits for it (a guard: a
+        wake repeated after a crash, or sent after the watchdog failed the execution, does nothing)."""
+        execution_id = getattr(effect, "execution_id", None)
+        if execution_id is None or isinstance(effect, SchedulePower):
+            return True
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT state FROM {self.store.table} WHERE execution_id = %s", (execution_id,))
+            row = await cur.fetchone()
+        return row is None or S(row[0]) in WANTED_IN[type(effect)]
 
     async def _run(self, effect: Effect) -> object:
         try:
@@ -205,11 +231,18 @@ class Rounds:
             return
         execution_id = getattr(effect, "execution_id", None)
         x = None if execution_id is None else await self.store.get(conn, execution_id)
-        if x is None:
-            return  # an operator's power-on (its watch verifies the outcome), or a forgotten execution
+        if x is None:  # an operator's power-on (its watch verifies the outcome), or a forgotten execution
+            if isinstance(effect, Wake) and execution_id is None and outcome is None and self.watches:
+                now = self.clock()
+                deadline = now + timedelta(seconds=self.limits.power_on_timeout)
+                await self.watches.sent(conn, effect.machine_id, deadline, now)
+            return
         failure = outcome if isinstance(outcome, tuple) else None
-        d = decide_powered_off(x, failure) if isinstance(effect, Shutdown) else None
-        if not isinstance(effect, Shutdown) and failure is not None:
+        if isinstance(effect, Shutdown):
+            d = decide_powered_off(x, failure)
+        elif failure is not None:
             d = decide_effect_failed(x, failure)
+        else:  # the wake-up or reboot went out: the power-on timeout counts from now
+            d = decide_woken(x, self.clock(), self.limits)
         with self.ctx(conn, x, "effect outcome") as ctx:
             await self.store.apply(ctx, d)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from dpm_runtime.settings import ServiceSettings
@@ -37,4 +39,9 @@ class SchedulerSettings(ServiceSettings):
         default=600.0,
         gt=0,
         description="Seconds a running step has to confirm an interrupt before it is left unconfirmed",
+    )
+    scheduler_test_crash_point: Literal["", "before-wake"] = Field(
+        default="",
+        description="TEST ONLY, never set in production: 'before-wake' SIGKILLs the scheduler after a wake-up"
+        " committed, before its magic packet (the fault tests of issue 21); empty (off) by default",
     )

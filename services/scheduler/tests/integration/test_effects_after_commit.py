@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -34,6 +34,7 @@ from dpm_scheduler.adapters.power_watch_sql import PowerWatches
 from dpm_scheduler.adapters.wol import Spacing
 from dpm_scheduler.domain.effects import Effect
 from dpm_scheduler.domain.execution import Execution, Limits
+from dpm_scheduler.powerwatch import PowerWatchdog
 from dpm_scheduler.projections import Presence
 from dpm_scheduler.rounds import Rounds
 from dpm_schemas import E, Metadata, NewEvent, subjects
@@ -41,6 +42,7 @@ from dpm_schemas.events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
+    PowerOnFailed,
     PowerOnRequested,
     PowerOnSent,
     StepReported,
@@ -247,3 +249,39 @@ async def test_an_execution_whose_savepoint_rolls_back_after_queuing_a_wake_fail
     assert failed.event.code == E.EXECUTION_INTERNAL.code
     assert failed.metadata.correlation_id == x.correlation_id  # the run's conversation, on a timer path
     assert not [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionStarted)]
+
+
+async def test_an_operators_power_on_watch_knows_whether_its_wake_up_was_sent(pool, eventlog, world) -> None:
+    """Issue 21: the watch counts the remote power-on timeout from the wake-up the drain sent, and
+    fails DPM-E113 then; a wake-up never sent fails DPM-E173, which does not blame the machine."""
+    machine_id, driver, _nc, store, rounds, directory = world
+    watches, t0 = PowerWatches(SCHEMA), datetime.now(UTC) - timedelta(seconds=30)  # requested 30 s ago
+    rounds.watches, rounds.limits = watches, Limits(power_on_timeout=60)
+    kwargs = {
+        "directory": directory,
+        "store": store,
+        "watches": watches,
+        "power": handlers.PowerOn(driver="fake", port=9, timeout=60.0),
+        "clock": lambda: t0,
+    }
+
+    def failures() -> Awaitable[list[str]]:
+        async def read() -> list[str]:
+            return [r.event.code for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, PowerOnFailed)]
+
+        return read()
+
+    rec = await _recorded(eventlog, stream_id(subjects.POWER, machine_id), PowerOnRequested(machine_id=machine_id))
+    await world.handle(pool, handlers.power_on_requested, rec, **kwargs)
+    assert await rounds.drain() == 1 and driver.woken == [str(machine_id)]
+    sent = datetime.now(UTC)
+    assert await PowerWatchdog(pool, eventlog, directory, watches, 60, lambda: t0 + timedelta(seconds=61)).expire() == 0
+    assert await PowerWatchdog(pool, eventlog, directory, watches, 60, lambda: sent + timedelta(seconds=61)).expire()
+    assert await failures() == ["DPM-E113"]  # woken, and silent: the remedy about Wake-on-LAN applies
+
+    again = PowerOnRequested(machine_id=machine_id)
+    rec = await _recorded(eventlog, stream_id(subjects.POWER, machine_id), again)
+    await world.handle(pool, handlers.power_on_requested, rec, **kwargs)  # committed, and never drained
+    assert await PowerWatchdog(pool, eventlog, directory, watches, 60, lambda: t0 + timedelta(seconds=61)).expire()
+    codes = await failures()
+    assert codes == ["DPM-E113", "DPM-E173"] and driver.woken == [str(machine_id)]

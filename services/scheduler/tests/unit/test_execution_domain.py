@@ -285,7 +285,8 @@ WATCHDOGS = [
 
 @pytest.mark.parametrize(("state", "offset", "events", "after", "code"), WATCHDOGS)
 def test_watchdog(state, offset, events, after, code) -> None:
-    x = ex("backup", state=state, netboot=True, deadline=later(offset))
+    # woken: the wake-up was sent (without it the wait fails DPM-E173, tests/unit/test_deadlines.py)
+    x = ex("backup", state=state, netboot=True, deadline=later(offset), woken_at=later(-600))
     d = decide_expired(x, NOW, LIMITS, "m7")
     if events is None:
         assert d is None

@@ -1,8 +1,11 @@
 """``dpm up``: a private PostgreSQL and nats-server under ``./var``, every service as a process.
 
 Data lives in ``var/postgres`` and ``var/nats``, so a second ``dpm up`` keeps it. Each service
-logs JSON to ``var/log/<service>.log``. Ctrl-C (or SIGTERM) stops the services first (they drain),
-then nats-server, then PostgreSQL; nothing is left running.
+logs JSON to ``var/log/<service>.log``. A child that exits unexpectedly -- a service, the relay,
+nats-server or PostgreSQL -- is started again with backoff (``supervise``), and the console says so.
+Ctrl-C (or SIGTERM) stops the services first (they drain), then nats-server, then PostgreSQL;
+nothing is left running. The handlers of both are installed explicitly, so a ``dpm up`` started as
+a background job of a script (where SIGINT starts ignored) stops on either too.
 
 No other local account gets in: ``var/`` is 0711 (the postgres account traverses it to reach its
 cluster, nothing is listable) and everything in it is 0700/0600, created so (umask 0077 for the
@@ -36,6 +39,7 @@ from dpm_runtime.localstack.nats import RELAY_USER, NatsServer
 from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
 from dpm_runtime.localstack.procs import stop_process
 from dpm_runtime.localstack.secrets import open_private_log, private_dir, secret, write_private
+from dpm_runtime.localstack.supervise import supervise
 from dpm_runtime.migrations import migrate
 from dpm_schemas import ports
 from dpm_schemas.errors import DpmError
@@ -91,6 +95,7 @@ class Stack:
     postgres: PostgresCluster | None = None
     nats: NatsServer | None = None
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    children: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # name -> (module, env)
 
     @property
     def var(self) -> Path:
@@ -156,6 +161,8 @@ class Stack:
         env.setdefault("DPM_IMAGER_ROOT", str(self.var / "images"))
         env.setdefault("DPM_IMAGER_RESERVE_BYTES", str(256 << 20))
         for name, module in (RELAY, *SERVICES):
+            if stopping():  # Ctrl-C during PostgreSQL's start: start no service
+                return env
             self._spawn(name, module, self._child_env(env, name, users[name]))
         self._wait_ready(env, stopping)
         return env
@@ -175,6 +182,7 @@ class Stack:
         return own
 
     def _spawn(self, name: str, module: str, env: dict[str, str]) -> None:
+        self.children[name] = (module, env)
         log = open_private_log(self.var / "log" / f"{name}.log")
         try:
             self.services[name] = subprocess.Popen(
@@ -208,17 +216,27 @@ class Stack:
                     raise TimeoutError(f"not ready within {self.settings.ready_timeout:.0f} s: {', '.join(pending)}")
                 time.sleep(0.1)
 
-    def watch(self, stop: Callable[[], bool]) -> str | None:
-        """Block until ``stop()`` or a child dies; returns what died, if anything."""
-        while not stop():
-            for name, proc in self.services.items():
-                if proc.poll() is not None:
-                    return f"{name} (exit {proc.returncode})"
-            for name, server in (("postgres", self.postgres), ("nats", self.nats)):
-                if server is not None and server.proc is not None and server.proc.poll() is not None:
-                    return f"{name} (exit {server.proc.returncode})"
-            time.sleep(0.2)
-        return None
+    def watch(self, stop: Callable[[], bool]) -> None:
+        """Block until ``stop()``, restarting whatever child exits meanwhile (with backoff)."""
+        supervise(self._exited, self._restart, stop, self.say)
+
+    def _servers(self) -> dict[str, NatsServer | PostgresCluster]:
+        return {name: server for name, server in (("postgres", self.postgres), ("nats", self.nats)) if server}
+
+    def _exited(self) -> dict[str, int]:
+        gone = {name: proc.returncode for name, proc in self.services.items() if proc.poll() is not None}
+        for name, server in self._servers().items():
+            if server.proc is None or server.proc.poll() is not None:
+                gone[name] = server.proc.returncode if server.proc is not None else -1
+        return gone
+
+    def _restart(self, name: str) -> None:
+        """Start ``name`` again as it was started: a server with its own arguments, a service with its env."""
+        if server := self._servers().get(name):
+            server.start()
+            return
+        module, env = self.children[name]
+        self._spawn(name, module, env)
 
     def stop(self) -> None:
         """Services first (they drain), then nats-server, then PostgreSQL."""
@@ -245,13 +263,12 @@ def up(settings: StackSettings | None = None, *, say: Callable[[str], None] = pr
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         env = stack.start(lambda: stopping["flag"])
+        if stopping["flag"]:
+            return 0
         api = f"http://{stack.settings.host}:{service_port('api', env)}"
         say(f"dpm is up: API {api} (docs {api}/docs); token in {stack.var}/api-token; logs in {stack.var}/log/")
         say("press Ctrl-C to stop")
-        died = stack.watch(lambda: stopping["flag"])
-        if died:
-            say(f"{died} stopped unexpectedly; see {stack.var}/log/; stopping everything")
-            return 1
+        stack.watch(lambda: stopping["flag"])
         say("stopping ...")
         return 0
     except DpmError as exc:

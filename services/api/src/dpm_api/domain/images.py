@@ -2,7 +2,10 @@
 
 A backup holds its image name from TransferOpened until ImageCaptured or TransferAborted (or its
 token's expiry, as the imager's TransferRenewed moved it): a second backup of the same name in
-that time is refused (DPM-E160) instead of silently overwriting (the original's BR-04). The
+that time is refused (DPM-E160) instead of silently overwriting (the original's BR-04). The hold
+is a short lease (DPM_API_BACKUP_LEASE, 5 minutes) that the backup's uploads and heartbeat renew,
+not the 6 hours a token may idle: a backup whose client died before it could abort, or could not
+reach the imager to, used to lock the name for 6 hours. An operator's unlock ends it at once. The
 decision reads the image's two streams; the append that follows carries the catalogue stream's
 version, so two concurrent opens cannot both pass.
 """
@@ -70,14 +73,34 @@ def check_open(
         if not exists(image_events, catalog_events):
             raise E.IMAGE_NOT_FOUND(image=image)
         return
-    closed = {r.event.transfer_id for r in image_events if isinstance(r.event, ImageCaptured | TransferAborted)}
+    held = holders(catalog_events, image_events, now)
+    if held:
+        raise E.IMAGE_BUSY(image=image, transfer=str(held[0].transfer_id))
+
+
+def holders(
+    catalog_events: Sequence[RecordedEvent], image_events: Sequence[RecordedEvent], now: datetime
+) -> list[TransferOpened]:
+    """The backups holding the image's name now: opened, not committed or aborted (by the imager, or
+    revoked here by an operator's unlock), and within their lease as the imager last renewed it."""
+    streams = (*image_events, *catalog_events)
+    closed = {r.event.transfer_id for r in streams if isinstance(r.event, ImageCaptured | TransferAborted)}
     renewed = {r.event.transfer_id: r.event.expires_at for r in image_events if isinstance(r.event, TransferRenewed)}
-    for r in catalog_events:
-        e = r.event
-        if (
-            isinstance(e, TransferOpened)
-            and e.direction is TransferDirection.BACKUP
-            and e.transfer_id not in closed
-            and max(e.expires_at, renewed.get(e.transfer_id, e.expires_at)) > now
-        ):
-            raise E.IMAGE_BUSY(image=image, transfer=str(e.transfer_id))
+    return [
+        e
+        for e in (r.event for r in catalog_events)
+        if isinstance(e, TransferOpened)
+        and e.direction is TransferDirection.BACKUP
+        and e.transfer_id not in closed
+        and max(e.expires_at, renewed.get(e.transfer_id, e.expires_at)) > now
+    ]
+
+
+def revocations(held: Sequence[TransferOpened], actor: str) -> list[TransferAborted]:
+    """An operator's unlock: each holder's transfer aborted, so its token is refused (DPM-E167), its
+    chunks are collected and the name is free for the next backup."""
+    return [
+        TransferAborted(transfer_id=e.transfer_id, image_id=e.image_id, image=e.image,
+                        reason=f"unlocked by {actor}"[:1000])
+        for e in held
+    ]  # fmt: skip

@@ -59,11 +59,12 @@ async def report_step(body: StepIn, request: Request, rt: RuntimeDep) -> dict[st
 @router.get("/step")
 async def current_step(execution_id: uuid.UUID, request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """What the deploy environment is to do: the step of its execution and the scenario's parameters
-    (the revision the run pinned)."""
+    (the revision the run pinned), and its timeout, which bounds how long the client retries a call."""
     machine_id, step = await deploy_caller(request, rt, execution_id)
     spec = await _spec(rt, execution_id)
     return {"execution_id": str(execution_id), "machine_id": str(machine_id), "step": step,
-            "kind": spec.kind.value, "params": dict(spec.params)}  # fmt: skip
+            "kind": spec.kind.value, "params": dict(spec.params),
+            "timeout_seconds": spec.timeout_seconds}  # fmt: skip
 
 
 class TransferRequest(BaseModel):
@@ -90,6 +91,7 @@ async def open_transfer(body: TransferRequest, request: Request, rt: RuntimeDep)
             machine_id=machine_id,
             execution_id=body.execution_id,
             ttl=request.app.state.transfer_ttl,
+            lease=request.app.state.backup_lease,
             actor=f"deploy:{machine_id}",
         )
     return transfer_out(request, opened)

@@ -4,10 +4,10 @@ restores (``dpm images backup|restore``), and verification, which the imager doe
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from dpm_api import images
@@ -25,6 +25,27 @@ router = APIRouter(tags=["images"])
 async def list_images(rt: RuntimeDep, _who: ViewerDep) -> list[dict[str, Any]]:
     async with rt.pool.connection() as conn:
         return await images.list_images(conn)
+
+
+@router.post("/images/gc", responses={202: {"description": "asked; the imager's figures did not come within wait"}})
+async def collect_store(
+    rt: RuntimeDep, actor: ActorDep, response: Response, wait: Annotated[float, Query(ge=0, le=600)] = 0
+) -> dict[str, Any]:
+    """Have the imager collect the chunk store now (the timer runs hourly): what no image or open
+    backup names -- an aborted backup's chunks at once, others past DPM_IMAGER_GC_GRACE -- and stale
+    temporary files. ``wait`` seconds for its figures; without them the answer is 202 with
+    DPM-E196 under ``pending``: the request is in the log and the imager carries it out when it runs."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        request_id = await images.request_collection(rt.eventlog, conn, actor=actor)
+    collected = await images.collection_result(rt.eventlog, request_id, wait) if wait else None
+    if collected is not None or not wait:
+        return {"request_id": str(request_id), "collected": collected}
+    response.status_code = 202
+    return {
+        "request_id": str(request_id),
+        "collected": None,
+        "pending": E.STORE_COLLECT_UNCONFIRMED(timeout=wait).to_dict(),
+    }
 
 
 class TransferIn(BaseModel):
@@ -47,6 +68,7 @@ async def open_transfer(body: TransferIn, request: Request, rt: RuntimeDep, acto
             machine_id=machine_id,
             execution_id=None,
             ttl=request.app.state.transfer_ttl,
+            lease=request.app.state.backup_lease,
             actor=actor,
         )
     return transfer_out(request, opened)
@@ -88,6 +110,15 @@ async def delete_image(name: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, 
         position = await images.delete_image(rt.eventlog, conn, name, actor=actor)
     await rt.projections["images"].wait_for(position, timeout=5)
     return {"deleted": name}
+
+
+@router.post("/images/{name:path}/unlock")
+async def unlock_image(name: str, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """Free a name a backup holds (DPM-E160) now: its transfer is aborted, its token refused, its
+    chunks collected. Idempotent: an image no backup holds answers with nothing released."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        released = await images.unlock_image(rt.eventlog, conn, name, actor=actor)
+    return {"image": name, "released": released}
 
 
 class VerifyOut(BaseModel):

@@ -206,7 +206,8 @@ async def _changes(request: Request, rt: Runtime, shown: ExecutionFilter, poll: 
     sub = await rt.nc.subscribe(subjects.signal_subject(ChunkSent.wire_name, "*"), cb=feed.on_signal)
     deadline = time.monotonic() + STREAM_SECONDS
     try:
-        while time.monotonic() < deadline and not await request.is_disconnected():
+        # a stopping api ends its streams (the client reconnects) instead of holding its drain
+        while time.monotonic() < deadline and not rt.closing.is_set() and not await request.is_disconnected():
             rows = await _history(rt, shown)
             for row in reversed(rows):
                 key = (row["state"], row["percent"], row["code"])

@@ -19,10 +19,10 @@ from dpm_imagefmt.store import DirStore
 from dpm_imager.adapters import images, vouchers
 from dpm_imager.adapters.progress import Progress
 from dpm_imager.adapters.readmodel import current_manifest, live_manifests, transfer_by_token
-from dpm_imager.domain.transfers import Transfer
+from dpm_imager.domain.transfers import Transfer, check_room
 from dpm_runtime.eventlog import ANY_VERSION, AppendResult
 from dpm_runtime.service import Runtime
-from dpm_schemas import E, Event
+from dpm_schemas import DpmError, E, Event
 
 T = TypeVar("T")
 
@@ -36,7 +36,6 @@ class Imager:
     progress: Progress
     reserve_bytes: int
     free_factor: float
-    received: dict[UUID, int] = field(default_factory=dict)  # compressed bytes stored per backup
     manifests: dict[str, Manifest] = field(default_factory=dict)  # decoded, by id (small LRU)
     # Per-request costs that would dominate a chunk's: the token's transfer for a few seconds
     # (dropped at once on commit or abort), and the manifest a restore started with (pinned: a
@@ -45,6 +44,7 @@ class Imager:
     pinned: dict[UUID, str] = field(default_factory=dict)
     locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
     renewing: set[UUID] = field(default_factory=set)  # transfers whose TransferRenewed is being appended
+    refused_for_space: bool = False  # a DPM-E159 since the last collection
     # Verification and file I/O on threads of its own, as many as cores: CPU-bound work that must
     # neither starve nor be starved by whatever else uses the loop's default executor.
     executor: ThreadPoolExecutor = field(
@@ -57,6 +57,20 @@ class Imager:
     def free_bytes(self) -> int:
         """What a backup may still take: the store's free space less the reserve."""
         return self.store.free_bytes() - self.reserve_bytes
+
+    def room(self, free: int, required: int) -> None:
+        """check_room, remembering a refusal (DPM-E159): the next collection then removes aborted
+        backups' chunks at once instead of keeping them for a resume (``short_of_space``)."""
+        try:
+            check_room(free, required)
+        except DpmError:
+            self.refused_for_space = True
+            raise
+
+    def short_of_space(self) -> bool:
+        """Whether a backup was refused for space since the last call (which forgets it)."""
+        refused, self.refused_for_space = self.refused_for_space, False
+        return refused
 
     def forget(self, transfer_id: UUID) -> None:
         for key in [k for k in self.authorized if k[1] == transfer_id]:
@@ -117,14 +131,24 @@ class Imager:
         async with self.rt.pool.connection() as conn:
             await vouchers.vouch(conn, t.transfer_id, chunks)
 
+    async def vouch_stored(self, t: Transfer, stored: dict[str, int]) -> None:
+        async with self.rt.pool.connection() as conn:
+            await vouchers.vouch_stored(conn, t.transfer_id, stored)
+
+    async def stored_bytes(self, t: Transfer) -> int:
+        async with self.rt.pool.connection() as conn:
+            return await vouchers.stored_bytes(conn, t.transfer_id)
+
     async def unvouched(self, t: Transfer, chunks: frozenset[str]) -> list[str]:
         async with self.rt.pool.connection() as conn:
             return await vouchers.unvouched(conn, t.transfer_id, chunks)
 
-    async def end(self, t: Transfer) -> None:
-        """A backup ended (committed or aborted): its vouchers and cached state go."""
-        async with self.rt.pool.connection() as conn:
-            await vouchers.forget(conn, t.transfer_id)
+    async def end(self, t: Transfer, *, committed: bool) -> None:
+        """A backup ended: its cached state goes, and a committed one's vouchers (an aborted one's
+        stay for the collector: they name what it may remove at once when space runs short)."""
+        if committed:
+            async with self.rt.pool.connection() as conn:
+                await vouchers.forget(conn, t.transfer_id)
         self.forget(t.transfer_id)
         self.progress.done(t.transfer_id)
 

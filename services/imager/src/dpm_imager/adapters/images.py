@@ -1,5 +1,6 @@
 """An image's stream in the log, as the data plane writes it: ImageCaptured, TransferRenewed,
-TransferAborted and ImageVerified, each appended by the transfer's deploy client (or the imager)."""
+TransferAborted and ImageVerified, each appended by the transfer's deploy client (or the imager).
+(The api's catalog stream may hold a TransferAborted too: an operator revoking a backup's lock.)"""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ def image_stream(t: Transfer) -> str:
 
 
 async def still_open(eventlog: EventLog, t: Transfer) -> int:
-    """The image stream's version, unless this transfer already committed or aborted (DPM-E118)."""
+    """The image stream's version, unless this transfer already committed or aborted (DPM-E118) --
+    here, or in the api's catalog stream, where an operator's ``dpm images unlock`` revokes it."""
     history = await eventlog.read_stream(image_stream(t))
     check_open(history, t)
+    check_open(await eventlog.read_stream(stream_id(subjects.CATALOG, t.image_id)), t)
     return history[-1].stream_version if history else NO_STREAM
 
 

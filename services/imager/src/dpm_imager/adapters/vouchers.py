@@ -21,6 +21,9 @@ SCHEMA = "imager"
 DDL = [
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.vouched (transfer_id uuid NOT NULL, chunk bytea NOT NULL,"
     " PRIMARY KEY (transfer_id, chunk))",
+    # The compressed bytes this transfer added to the store (0: it found the chunk there). Kept here,
+    # not in the process, so a commit after an imager restart still counts what came before it.
+    f"ALTER TABLE {SCHEMA}.vouched ADD COLUMN IF NOT EXISTS stored bigint NOT NULL DEFAULT 0",
 ]
 
 
@@ -32,6 +35,24 @@ async def vouch(conn: Conn, transfer_id: UUID, chunks: Iterable[str]) -> None:
             f"INSERT INTO {SCHEMA}.vouched (transfer_id, chunk) SELECT %s, unnest(%s::bytea[]) ON CONFLICT DO NOTHING",
             (transfer_id, raw),
         )
+
+
+async def vouch_stored(conn: Conn, transfer_id: UUID, stored: dict[str, int]) -> None:
+    """This transfer uploaded these chunks, adding ``stored[cid]`` compressed bytes each to the store."""
+    if stored:
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.vouched (transfer_id, chunk, stored)"
+            " SELECT %s, unnest(%s::bytea[]), unnest(%s::bigint[])"
+            " ON CONFLICT (transfer_id, chunk) DO UPDATE SET stored = greatest(vouched.stored, excluded.stored)",
+            (transfer_id, [binascii.unhexlify(c) for c in stored], list(stored.values())),
+        )
+
+
+async def stored_bytes(conn: Conn, transfer_id: UUID) -> int:
+    """What this transfer added to the store, whichever imager process received it."""
+    sql = f"SELECT coalesce(sum(stored), 0) FROM {SCHEMA}.vouched WHERE transfer_id = %s"
+    row = await (await conn.execute(sql, (transfer_id,))).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def unvouched(conn: Conn, transfer_id: UUID, chunks: frozenset[str]) -> list[str]:
@@ -50,9 +71,40 @@ async def forget(conn: Conn, transfer_id: UUID) -> None:
     await conn.execute(f"DELETE FROM {SCHEMA}.vouched WHERE transfer_id = %s", (transfer_id,))
 
 
-async def forget_ended(conn: Conn) -> None:
-    """The vouchers of transfers that ended or expired without a commit or abort reaching us."""
-    await conn.execute(
-        f"DELETE FROM {SCHEMA}.vouched v USING {SCHEMA}.transfers t WHERE t.transfer_id = v.transfer_id"
-        " AND (t.state <> 'open' OR t.expires_at < now())"
+_HELD = "t.state = 'open' AND t.expires_at >= now()"
+
+
+async def held(conn: Conn) -> set[str]:
+    """The chunks open backups may still name: the collector keeps them whatever their age (a
+    backup longer than the grace period used to lose its first chunks before it committed)."""
+    return await _chunks(conn, _HELD)
+
+
+async def ended(conn: Conn, *, grace: float | None) -> tuple[set[UUID], set[str]]:
+    """Transfers that still have vouchers but hold nothing (committed, aborted or expired) -- with
+    ``grace``, only those committed or past their deadline by ``grace`` seconds -- and the chunks the
+    aborted or expired ones among them uploaded or asked about. The collector removes those no image
+    names at once (under pressure, or asked to) and then forgets these vouchers."""
+    sql = (
+        f"SELECT v.transfer_id, t.state, v.chunk FROM {SCHEMA}.vouched v JOIN {SCHEMA}.transfers t"
+        f" USING (transfer_id) WHERE NOT ({_HELD})"
     )
+    if grace is not None:
+        sql += " AND (t.state = 'committed' OR t.expires_at < now() - make_interval(secs => %s))"
+    rows = await (await conn.execute(sql, () if grace is None else (grace,))).fetchall()
+    return {r[0] for r in rows}, {bytes(r[2]).hex() for r in rows if r[1] != "committed"}
+
+
+async def _chunks(conn: Conn, where: str) -> set[str]:
+    rows = await (
+        await conn.execute(
+            f"SELECT DISTINCT v.chunk FROM {SCHEMA}.vouched v JOIN {SCHEMA}.transfers t USING (transfer_id)"
+            f" WHERE {where}"
+        )
+    ).fetchall()
+    return {bytes(r[0]).hex() for r in rows}
+
+
+async def forget_all(conn: Conn, transfer_ids: set[UUID]) -> None:
+    if transfer_ids:
+        await conn.execute(f"DELETE FROM {SCHEMA}.vouched WHERE transfer_id = ANY(%s)", (list(transfer_ids),))

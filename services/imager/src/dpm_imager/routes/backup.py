@@ -1,4 +1,5 @@
-"""Backup over HTTP: ``start`` -> ``missing`` -> ``PUT`` chunks -> ``commit`` (or ``abort``)."""
+"""Backup over HTTP: ``start`` -> ``missing`` -> ``PUT`` chunks -> ``commit`` (or ``abort``), with
+``renew`` as the client's heartbeat between them."""
 
 from __future__ import annotations
 
@@ -100,6 +101,18 @@ async def commit(transfer_id: UUID, request: Request) -> CommitOut:
     imager, t = await authorized(request, transfer_id, "backup")
     done = await commits.commit(imager, t, await read_body(request, MAX_MANIFEST))
     return CommitOut(image=done.image, manifest=done.manifest, stored_bytes=done.stored_bytes, position=done.position)
+
+
+class RenewOut(BaseModel):
+    expires_at: str
+
+
+@router.post("/{transfer_id}/renew")
+async def renew(transfer_id: UUID, request: Request) -> RenewOut:
+    """A backup's heartbeat while it reads without sending: a use of its token, which renews its
+    lease on the name (transfers.authorize) and does nothing else."""
+    _imager, t = await authorized(request, transfer_id, "backup")
+    return RenewOut(expires_at=t.expires_at.isoformat())
 
 
 @router.post("/{transfer_id}/abort")

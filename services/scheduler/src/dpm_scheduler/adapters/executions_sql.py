@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from dpm_schemas.ids import stream_id
 ACTOR = "scheduler"
 COLUMNS = (
     "execution_id, run_id, machine_id, scenario_id, name, spec, state, netboot, deadline, step_due, ready_since,"
-    " correlation_id, traceparent"
+    " correlation_id, traceparent, step_at, woken_at"
 )
 
 
@@ -38,6 +38,8 @@ def ddl(schema: str) -> list[str]:
         f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS ready_since timestamptz',
         f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS correlation_id uuid',
         f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS traceparent text',
+        f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS step_at timestamptz',
+        f'ALTER TABLE "{schema}".executions ADD COLUMN IF NOT EXISTS woken_at timestamptz',
         f'CREATE TABLE IF NOT EXISTS "{schema}".start_now ('
         " scenario_id uuid PRIMARY KEY, requested_at timestamptz NOT NULL)",
         f'CREATE INDEX IF NOT EXISTS executions_state ON "{schema}".executions (state, queued_at)',
@@ -46,7 +48,8 @@ def ddl(schema: str) -> list[str]:
 
 
 def from_row(row: Sequence[Any]) -> Execution:
-    eid, run_id, machine_id, scenario_id, name, spec, state, netboot, deadline, step_due, ready, corr, trace = row
+    eid, run_id, machine_id, scenario_id, name, spec, state, netboot, deadline, step_due, ready, corr, trace = row[:13]
+    step_at, woken_at = row[13:15]
     return Execution(
         execution_id=eid,
         run_id=run_id,
@@ -61,6 +64,8 @@ def from_row(row: Sequence[Any]) -> Execution:
         ready_since=ready,
         correlation_id=corr,
         traceparent=trace,
+        step_at=step_at,
+        woken_at=woken_at,
     )
 
 
@@ -80,6 +85,17 @@ class ExecutionStore:
         if d.effects:
             await self.outbox.put(ctx.conn, d.effects, ctx.metadata.traceparent)
             ctx.after_commit(self.wake_drain)
+
+    async def logged_at(self, ctx: Ctx, clock: Callable[[], datetime]) -> datetime:
+        """The log's time of the event handled (``recorded_at``): a deadline counts from when the
+        report or boot happened, not from when this replica got to it (after a restart or an outage);
+        the clock only for a round (position 0)."""
+        if ctx.position:
+            cur = await ctx.conn.execute("SELECT recorded_at FROM events WHERE position = %s", (ctx.position,))
+            row = await cur.fetchone()
+            if row is not None:
+                return row[0]  # type: ignore[no-any-return]
+        return clock()
 
     async def wake_drain(self) -> None:
         self.kick.set()
@@ -132,6 +148,8 @@ class ExecutionStore:
         return out
 
     async def active_count(self, conn: Conn) -> int:
+        """The slots taken, counted from the table on every round (no counter in memory): a restart,
+        a replica or a watchdog that ended an execution is reflected at once."""
         row = await (
             await conn.execute(f"SELECT count(*) FROM {self.table} WHERE state = ANY(%s)", (list(ACTIVE),))
         ).fetchone()
@@ -158,9 +176,9 @@ class ExecutionStore:
 
     async def save(self, conn: Conn, x: Execution) -> None:
         await conn.execute(
-            f"UPDATE {self.table} SET state = %s, netboot = %s, deadline = %s, step_due = %s, ready_since = %s"
-            " WHERE execution_id = %s",
-            (x.state.value, x.netboot, x.deadline, x.step_due, x.ready_since, x.execution_id),
+            f"UPDATE {self.table} SET state = %s, netboot = %s, deadline = %s, step_due = %s, ready_since = %s,"
+            " step_at = %s, woken_at = %s WHERE execution_id = %s",
+            (x.state.value, x.netboot, x.deadline, x.step_due, x.ready_since, x.step_at, x.woken_at, x.execution_id),
         )
 
     async def take_start_now(self, conn: Conn, scenario_id: uuid.UUID) -> bool:

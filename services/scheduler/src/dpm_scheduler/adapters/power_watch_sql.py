@@ -18,6 +18,7 @@ def ddl(schema: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {table} (machine_id uuid PRIMARY KEY, deadline timestamptz NOT NULL)",
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS correlation_id uuid",
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS traceparent text",
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS sent_at timestamptz",
     ]
 
 
@@ -25,6 +26,7 @@ def ddl(schema: str) -> list[str]:
 class Watch:
     machine_id: uuid.UUID
     cause: Metadata  # of the operator's request: the failure is appended within it
+    sent: bool = True  # the outbox drain sent its wake-up (else DPM-E173: not the machine's fault)
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,16 @@ class PowerWatches:
         await conn.execute(
             f"INSERT INTO {self.table} (machine_id, deadline, correlation_id, traceparent) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (machine_id) DO UPDATE SET deadline = excluded.deadline,"
-            " correlation_id = excluded.correlation_id, traceparent = excluded.traceparent",
+            " correlation_id = excluded.correlation_id, traceparent = excluded.traceparent, sent_at = NULL",
             (machine_id, deadline, cause.correlation_id, cause.traceparent),
+        )
+
+    async def sent(self, conn: Conn, machine_id: uuid.UUID, deadline: datetime, at: datetime) -> None:
+        """The wake-up went out at ``at`` (the drain, perhaps only after a restart): the timeout counts
+        from then, and an expiry knows the machine was woken."""
+        await conn.execute(
+            f"UPDATE {self.table} SET sent_at = %s, deadline = %s WHERE machine_id = %s AND sent_at IS NULL",
+            (at, deadline, machine_id),
         )
 
     async def answered(self, conn: Conn, machine_id: uuid.UUID) -> bool:
@@ -52,10 +62,10 @@ class PowerWatches:
         """End and return every watch whose deadline passed (rows another replica holds are skipped)."""
         cur = await conn.execute(
             f"DELETE FROM {self.table} WHERE machine_id IN (SELECT machine_id FROM {self.table}"
-            " WHERE deadline < %s FOR UPDATE SKIP LOCKED) RETURNING machine_id, correlation_id, traceparent",
+            " WHERE deadline < %s FOR UPDATE SKIP LOCKED) RETURNING machine_id, correlation_id, traceparent, sent_at",
             (now,),
         )
         return [
-            Watch(r[0], Metadata(correlation_id=r[1] or uuid.uuid4(), actor=actor, traceparent=r[2]))
+            Watch(r[0], Metadata(correlation_id=r[1] or uuid.uuid4(), actor=actor, traceparent=r[2]), r[3] is not None)
             for r in await cur.fetchall()
         ]

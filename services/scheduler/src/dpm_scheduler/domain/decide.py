@@ -8,7 +8,7 @@ set from ``now``) and the effects to run after the commit; None when the message
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dpm_scenarios import ACTIVE, OPEN, ExecutionState, Refuse, plan_start
 from dpm_scheduler.domain.effects import Effect, Reboot, Shutdown, Wake
@@ -51,6 +51,13 @@ def _decide(x: Execution, events: tuple[object, ...], effects: tuple[Effect, ...
 
 def step_timeout(spec: ScenarioSpec, limits: Limits) -> float:
     return float(min(limits.no_response_timeout, spec.timeout_seconds))
+
+
+def step_started(x: Execution, now: datetime, limits: Limits) -> Execution:
+    """``x`` as its step starts at ``now``: the scenario timeout counts from here, and the first
+    report is due within the no-response timeout -- whichever ends first."""
+    y = replace(x, step_at=now)
+    return replace(y, deadline=y.capped(now + timedelta(seconds=limits.no_response_timeout)))
 
 
 def simulated_seconds(spec: ScenarioSpec) -> float | None:
@@ -124,7 +131,8 @@ def arrived(x: Execution, now: datetime, limits: Limits) -> Decision:
         waiting = ExecutionWaiting(execution_id=x.execution_id, machine_id=x.machine_id)
         return _decide(x, (waiting,), ready_since=now, step_due=x.step_due)
     step = StepRequested(execution_id=x.execution_id, machine_id=x.machine_id, step=x.spec.kind.value, spec=x.spec)
-    return _decide(x, (step,), deadline=x.after(now, step_timeout(x.spec, limits)))
+    y = step_started(x, now, limits)
+    return _decide(y, (step,), deadline=y.deadline)
 
 
 def decide_arrival(x: Execution, via: ExecutionState, now: datetime, limits: Limits) -> Decision | None:
@@ -139,8 +147,8 @@ def decide_step_reported(x: Execution, r: StepReported, now: datetime, limits: L
         return None if r.status is StepStatus.PROGRESS else suspend(x, confirmed=True, reason="the step stopped")
     first = arrived(x, now, limits) if x.state is S.WAITING_BOOT else Decision((), x)  # a report proves the boot
     y = first.execution
-    if r.status is StepStatus.PROGRESS:
-        deadline = y.after(now, limits.no_response_timeout)
+    if r.status is StepStatus.PROGRESS:  # the next report is due, but never after the scenario timeout
+        deadline = y.capped(now + timedelta(seconds=limits.no_response_timeout))
         return first.then(Decision((), replace(y, state=S.RUNNING, deadline=deadline, step_due=None)))
     if r.status is StepStatus.COMPLETED:
         return first.then(finish(y, None))
@@ -155,28 +163,57 @@ def decide_suspend(x: Execution, now: datetime, limits: Limits) -> Decision | No
     if x.state is not S.RUNNING or x.spec.kind is ScenarioKind.SIMULATED:
         return suspend(x, confirmed=True, reason=f"interrupted while {x.state}")
     cancel = StepCancelRequested(execution_id=x.execution_id, machine_id=x.machine_id, step=x.spec.kind.value)
-    return _decide(x, (cancel,), deadline=x.after(now, limits.suspend_timeout))
+    return _decide(x, (cancel,), deadline=x.capped(now + timedelta(seconds=limits.suspend_timeout)))
 
 
 def decide_expired(x: Execution, now: datetime, limits: Limits, machine: str) -> Decision | None:
-    """The watchdogs: no network boot (DPM-E112), no agent (DPM-E113), no step report (DPM-E145),
-    no confirmation of an interrupt (suspended, unconfirmed)."""
+    """The watchdogs: no network boot (DPM-E112), no agent (DPM-E113), a wake-up never sent
+    (DPM-E173), no step report (DPM-E145), the scenario timeout (DPM-E172), no confirmation of an
+    interrupt (suspended, unconfirmed). Each frees the slot: the execution leaves ACTIVE."""
     if x.state not in ACTIVE or x.deadline is None or x.deadline >= now:
         return None
     if x.state is S.SUSPENDING:
-        reason = (
-            f"{machine} did not confirm the interrupt within {round(limits.suspend_timeout)} s;"
-            " force clear it once it is safe"
-        )
-        return suspend(x, confirmed=False, reason=reason)
-    if x.state is S.WAITING_BOOT:
-        err = E.NETBOOT_NOT_DETECTED(machine=machine, timeout=round(limits.power_on_timeout))
+        return suspend(x, confirmed=False, reason=_unconfirmed(x, limits, machine))
+    return finish(x, _watchdog_failure(x, limits, machine))
+
+
+def _unconfirmed(x: Execution, limits: Limits, machine: str) -> str:
+    cap = x.scenario_deadline
+    within = (
+        f"before the scenario timeout of {x.spec.timeout_seconds} s"
+        if cap is not None and x.deadline is not None and x.deadline >= cap
+        else f"within {round(limits.suspend_timeout)} s"
+    )
+    return f"{machine} did not confirm the interrupt {within}; force clear it once it is safe"
+
+
+def _watchdog_failure(x: Execution, limits: Limits, machine: str) -> Failure:
+    """Which deadline fired, as (code, message): the wait's own, or the scenario's."""
+    power_on = round(limits.power_on_timeout)
+    if x.state in (S.WAITING_BOOT, S.WAITING_ONLINE) and x.woken_at is None:
+        err = E.WAKE_NOT_SENT(machine=machine, timeout=power_on)  # not the machine's fault: say so
+    elif x.state is S.WAITING_BOOT:
+        sent = x.woken_at.isoformat(timespec="seconds") if x.woken_at else "?"
+        err = E.NETBOOT_NOT_DETECTED(machine=machine, timeout=power_on, sent=sent)
     elif x.state is S.WAITING_ONLINE:
-        err = E.POWER_ON_FAILED(machine=machine, timeout=round(limits.power_on_timeout))
+        err = E.POWER_ON_FAILED(machine=machine, timeout=power_on)
+    elif x.scenario_deadline is not None and x.deadline is not None and x.deadline >= x.scenario_deadline:
+        step = x.spec.kind.value
+        err = E.SCENARIO_TIMEOUT(scenario=x.name, machine=machine, timeout=x.spec.timeout_seconds, step=step)
     else:
-        timeout = min(limits.no_response_timeout, x.spec.timeout_seconds)
+        timeout = limits.no_response_timeout if x.step_at else min(limits.no_response_timeout, x.spec.timeout_seconds)
         err = E.NO_RESPONSE(machine=machine, timeout=round(timeout), phase=f"step {x.spec.kind.value}")
-    return finish(x, (err.code, err.message))
+    return err.code, err.message
+
+
+def decide_woken(x: Execution, at: datetime, limits: Limits) -> Decision | None:
+    """The start's wake-up or reboot was performed at ``at`` (the outbox drain, after the commit,
+    perhaps only after a restart): the power-on timeout counts from then, and a watchdog that fires
+    later knows the machine was woken (DPM-E112, not DPM-E173)."""
+    if x.state not in (S.WAITING_BOOT, S.WAITING_ONLINE) or x.woken_at is not None:
+        return None
+    deadline = at + timedelta(seconds=limits.power_on_timeout)
+    return Decision((), replace(x, woken_at=at, deadline=deadline))
 
 
 def decide_simulated_due(x: Execution, now: datetime) -> Decision | None:
@@ -212,10 +249,10 @@ def decide_start(x: Execution, *, online: bool, now: datetime, limits: Limits, m
 
 
 def _run_at_once(started: Decision, now: datetime, limits: Limits) -> Decision:
-    x = started.execution
+    x = step_started(started.execution, now, limits)
     step = StepRequested(execution_id=x.execution_id, machine_id=x.machine_id, step=x.spec.kind.value, spec=x.spec)
-    deadline = x.after(now, step_timeout(x.spec, limits))
-    return started.then(_decide(x, (step,), deadline=deadline, step_due=x.after(now, simulated_seconds(x.spec))))
+    due = x.after(now, simulated_seconds(x.spec))
+    return started.then(_decide(x, (step,), deadline=x.deadline, step_due=due))
 
 
 def decide_effect_failed(x: Execution, failure: Failure) -> Decision | None:

@@ -1,7 +1,11 @@
 """An execution as a frozen value, and ``evolve``: the fold of its events (DESIGN.md §7).
 
 Timers (deadline, step due, ready since) are not in any event: the decisions set them from ``now``
-and the limits, so nothing here reads a clock.
+-- the log time of the event decided on, or a round's clock, which is also the time of what the
+round appends -- and the limits, so nothing here reads a clock. The anchors a later deadline needs
+(``step_at``: the scenario timeout counts from the step's start; ``woken_at``: the power-on timeout
+counts from the wake actually sent) are stored with the execution, so a restart recomputes nothing
+from its own clock.
 """
 
 from __future__ import annotations
@@ -33,14 +37,27 @@ class Execution:
     spec: ScenarioSpec
     state: ExecutionState = ExecutionState.QUEUED
     netboot: bool = False  # pxe serves it the deploy environment (NetbootCleared at the end)
-    deadline: datetime | None = None  # the watchdog of its state
+    deadline: datetime | None = None  # the watchdog of its state: the earliest of those that apply
     step_due: datetime | None = None  # a simulated step completes then
     ready_since: datetime | None = None  # waits for its multicast session since then
+    step_at: datetime | None = None  # its step was requested then: the scenario timeout counts from here
+    woken_at: datetime | None = None  # its start's wake or reboot was performed then (None: not yet)
     correlation_id: uuid.UUID | None = None  # of the run: every append on a timer path keeps it
     traceparent: str | None = None
 
     def after(self, now: datetime, seconds: float | None) -> datetime | None:
         return None if seconds is None else now + timedelta(seconds=seconds)
+
+    @property
+    def scenario_deadline(self) -> datetime | None:
+        """When the scenario's own timeout ends: its step's start plus ``timeout_seconds``. No report,
+        progress or suspend moves it."""
+        return self.after(self.step_at, self.spec.timeout_seconds) if self.step_at is not None else None
+
+    def capped(self, deadline: datetime) -> datetime:
+        """``deadline``, but never later than the scenario's own deadline."""
+        cap = self.scenario_deadline
+        return deadline if cap is None else min(deadline, cap)
 
 
 def evolve(x: Execution, event: object) -> Execution:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from dpm_scenarios import ExecutionState, session_start
-from dpm_scheduler.domain.decide import Decision, step_timeout
+from dpm_scheduler.domain.decide import Decision, step_started
 from dpm_scheduler.domain.execution import Execution, Limits, fold
 from dpm_schemas.events import MulticastSessionStarted, StepRequested
 
@@ -56,8 +56,8 @@ def _member(x: Execution, session_id: uuid.UUID, now: datetime, limits: Limits) 
     step = StepRequested(
         execution_id=x.execution_id, machine_id=x.machine_id, step=x.spec.kind.value, spec=x.spec, session_id=session_id
     )
-    deadline = x.after(now, step_timeout(x.spec, limits))
-    return Decision((step,), replace(fold(x, (step,)), deadline=deadline, step_due=None))
+    y = step_started(x, now, limits)  # the scenario timeout counts from the session's start
+    return Decision((step,), replace(fold(y, (step,)), step_due=None))
 
 
 def _age(x: Execution, now: datetime) -> tuple[datetime, str]:
