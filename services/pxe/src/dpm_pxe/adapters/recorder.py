@@ -1,7 +1,7 @@
 """Appends what pxe saw: MachineBooted for every network boot (the scheduler's proof that a woken
 machine came up, DPM-E112 otherwise), MachineDiscovered for a MAC no machine has (the api registers it
-into new-machines). A ROM repeats its DISCOVER several times, so one (MAC, stage) is recorded once per
-window; unknown MACs are recorded only within the discovery limiter's bounds (``throttle``).
+into new-machines). A ROM repeats its DISCOVER several times, so one (MAC, stage, netboot request) is
+recorded once per window; unknown MACs are recorded only within the discovery limiter's bounds (``throttle``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 
 from psycopg_pool import AsyncConnectionPool
 
-from dpm_pxe.adapters.readmodel import find_machine
+from dpm_pxe.adapters.readmodel import find_machine, pending_netboot
 from dpm_pxe.adapters.state import SCHEMA
 from dpm_pxe.domain.script import Machine
 from dpm_pxe.domain.throttle import DiscoveryLimiter, Repeats
@@ -54,10 +54,11 @@ class BootRecorder:
         """Record one boot; returns the machine the MAC belongs to (None: just discovered)."""
         async with self._pool.connection() as conn:
             machine = await find_machine(conn, mac)
-            if not self._repeats.fresh((mac, stage)):
+            key = await self._boot_key(conn, mac, stage, machine)
+            if not self._repeats.fresh(key):
                 return machine
             if machine is None and not self.limiter.allow(str(client_ip) if client_ip else None):
-                self._repeats.forget((mac, stage))  # not recorded: its next boot is tried again
+                self._repeats.forget(key)  # not recorded: its next boot is tried again
                 return None
             meta = Metadata.new(actor=ACTOR)
             events = []
@@ -76,6 +77,14 @@ class BootRecorder:
                     f"DELETE FROM {SCHEMA}.recent_boots WHERE id < (SELECT max(id) - 10000 FROM {SCHEMA}.recent_boots)"
                 )
         return machine
+
+    @staticmethod
+    async def _boot_key(conn: Conn, mac: str, stage: BootStage, machine: Machine | None) -> tuple[object, ...]:
+        """What makes a sighting the same boot: one (MAC, stage) under the same netboot request. A
+        machine that netboots again within the window for a new execution (or boots its disk once its
+        work is done) is a new boot: the scheduler waits for it."""
+        pending = await pending_netboot(conn, machine.machine_id) if machine is not None else None
+        return (mac, stage, pending.position if pending is not None else None)
 
     async def recent(self, limit: int, mac: str | None = None) -> list[dict[str, object]]:
         async with self._pool.connection() as conn:
