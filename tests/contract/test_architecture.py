@@ -52,7 +52,7 @@ TARGET = ("handlers", "domain", "adapters", "routes")
 IMPURE = ("psycopg", "psycopg_pool", "nats", "fastapi", "starlette", "httpx", "socket", "subprocess", "uvicorn",
           "websockets", "dpm_runtime", "asyncio.subprocess", "asyncio.create_subprocess_exec",
           "asyncio.create_subprocess_shell")  # fmt: skip
-PURE_LIBRARIES = ("dpm_netproto",)  # pure as a whole: bytes in, values out, no event loop
+PURE_LIBRARIES = ("dpm_netproto", "dpm_packages")  # pure as a whole: bytes in, values out, no event loop
 PURE_LIBRARY_IMPURE = (*IMPURE, "asyncio")
 SCHEMAS_MAY_IMPORT = {"pydantic", "pydantic_core", "msgpack", "dpm_schemas"} | set(sys.stdlib_module_names)
 MAX_MODULE, MAX_FUNCTION = 300, 40

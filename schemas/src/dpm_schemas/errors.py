@@ -918,6 +918,316 @@ class E:
         "(`dpm up` logs in var/log/imager.log) and ask again with `dpm images gc` to see the figures.",
         504,
     )
+    # -- issue 14 (packages): the package model and applicability, DPM-E200..E229 ------------------------
+    PACKAGE_ID_INVALID = _define(
+        "DPM-E200",
+        "Package ID invalid",
+        "Package ID {value!r}: {reason}.",
+        "Use 1 to 63 bytes of letters A-Z a-z, digits, '-' and '_'.",
+    )
+    PACKAGE_COMPANY_TOO_LONG = _define(
+        "DPM-E201",
+        "Company name too long",
+        "The company name is {actual} bytes; at most {limit} UTF-8 bytes are allowed.",
+        "Shorten the company name.",
+    )
+    PACKAGE_SUMMARY_TOO_LONG = _define(
+        "DPM-E202",
+        "Package summary too long",
+        "The summary is {actual} bytes; at most {limit} UTF-8 bytes are allowed.",
+        "Shorten the summary; put details in the package's documentation.",
+    )
+    PACKAGE_RELEASE_DATE_INVALID = _define(
+        "DPM-E203",
+        "Release date invalid",
+        "Release date {value!r} is not a real date in YYYY-MM-DD or YYYY/MM/DD form.",
+        "Give the date as YYYY-MM-DD (for example 2026-12-02); it is never corrected silently.",
+    )
+    PACKAGE_TYPE_UNKNOWN = _define(
+        "DPM-E204",
+        "Package type unknown",
+        "Package type {value!r} is not one of {allowed}.",
+        "Choose one of the listed types.",
+    )
+    PACKAGE_URGENCY_UNKNOWN = _define(
+        "DPM-E205",
+        "Urgency unknown",
+        "Urgency {value!r} is not one of highest, high, normal, low.",
+        "Choose one of highest, high, normal, low (a service pack defaults to normal).",
+    )
+    PACKAGE_MS_NUMBER_TOO_LONG = _define(
+        "DPM-E206",
+        "MS number too long",
+        "The MS number is {actual} bytes; at most {limit} are allowed.",
+        "Give the MS/KB number only, for example KB889101.",
+    )
+    PACKAGE_SERVICE_PACK_VERSION_REQUIRED = _define(
+        "DPM-E207",
+        "Service pack needs its major and minor version",
+        "A service pack must give {field}; it is how dpm detects that the pack is applied.",
+        "Give the major and minor version, for example 2 and 0 for XP SP2.",
+    )
+    PACKAGE_COMMAND_TOO_LONG = _define(
+        "DPM-E208",
+        "Install command too long",
+        "The command and its parameters are {actual} bytes; a Windows package allows at most {limit}.",
+        "Shorten the command path or parameters (Windows refuses longer command lines).",
+    )
+    PACKAGE_SERVICE_PACK_FIELD_NOT_ALLOWED = _define(
+        "DPM-E209",
+        "Field not allowed on a service pack",
+        "A service pack cannot have {field}; it applies to hotfixes and applications only.",
+        "Remove {field} from the service pack.",
+    )
+    PACKAGE_IDENTIFICATION_UNVERSIONED = _define(
+        "DPM-E210",
+        "Identification cannot detect this change",
+        "Identification entry {path!r} has no file version but change type {change!r}; its applied state "
+        "could never be detected and the package would be delivered again at every auto-update.",
+        "For files without a version use change type new or delete, or give the file version.",
+    )
+    PACKAGE_CONDITION_INVALID = _define(
+        "DPM-E211",
+        "Dependency condition invalid",
+        "Dependency condition {field}: {reason}.",
+        "Fix the condition as described; each kind lists the fields it needs.",
+    )
+    PACKAGE_FIELD_INVALID = _define(
+        "DPM-E212",
+        "Package field invalid",
+        "{field}: {reason}.",
+        "Correct the field; text may not contain control characters and must fit its limit.",
+    )
+    PACKAGE_INVALID = _define(
+        "DPM-E213",
+        "Package information invalid",
+        "The package information has {count} problem(s): {summary}.",
+        "Correct every field listed in details and submit again.",
+    )
+    PACKAGE_VERSION_INVALID = _define(
+        "DPM-E214",
+        "Version string invalid",
+        "{system} version {value!r} is not valid: {reason}.",
+        "Give a version the packaging system accepts.",
+    )
+    PACKAGE_DISPLAY_VERSION_REQUIRED = _define(
+        "DPM-E215",
+        "Display name and version go together",
+        "{field} is given without its partner; detection by display name needs both.",
+        "Give both the display name and the display version, or neither.",
+    )
+    # -- issue 14 (packages): the agent's download and install, DPM-E230..E249 ---------------------------
+    PACKAGE_DISK_SPACE = _define(
+        "DPM-E230",
+        "Not enough disk space for the package",
+        "{path} has {free} bytes free; the package of {size} bytes needs {needed} (3x its size).",
+        "Free space on the machine's package cache (or point the agent's cache at a larger disk), then run "
+        "the scenario again.",
+        507,
+    )
+    PACKAGE_HASH_MISMATCH = _define(
+        "DPM-E231",
+        "Downloaded package is damaged",
+        "{url}: the {algorithm} of the downloaded file is {actual}, the package says {expected}.",
+        "The partial file was deleted. Run the scenario again; if it repeats, re-register the package "
+        "(its stored content no longer matches its hash).",
+        502,
+    )
+    PACKAGE_DOWNLOAD_REFUSED = _define(
+        "DPM-E232",
+        "Package download refused",
+        "{url} answered HTTP {status}: {reason}",
+        "401/403: the transfer token expired or is wrong -- run the scenario again for a new one; 404: the "
+        "package's content is gone from the server -- re-register the package.",
+        502,
+    )
+    PACKAGE_DOWNLOAD_FAILED = _define(
+        "DPM-E233",
+        "Package download failed",
+        "{url}: {reason} (kept trying for {seconds} s).",
+        "Check that the machine reaches the server (firewall, proxy) and that the server runs; the partial "
+        "file is kept, so the next attempt resumes where this one stopped.",
+        504,
+    )
+    PACKAGE_INSTALL_FAILED = _define(
+        "DPM-E234",
+        "Package install failed",
+        "{package}: the installer exited with {exit_code}: {output}",
+        "Read the installer's output above; fix the package (silent parameters, dependencies delivered "
+        "first) and run the scenario again.",
+        422,
+    )
+    PACKAGE_INSTALL_TIMEOUT = _define(
+        "DPM-E235",
+        "Package install timed out",
+        "{package}: the installer ran longer than {timeout} s and was killed: {output}",
+        "An installer that waits for input never ends: use silent parameters (find them with -h or -?), or "
+        "raise the package's timeout if it is just slow.",
+        504,
+    )
+    PACKAGE_INSTALL_INVALID = _define(
+        "DPM-E236",
+        "Package cannot be installed",
+        "{package}: {reason}",
+        "Check the package's kind and files (a .deb for deb packages; a script among the files for script "
+        "packages) and register it again.",
+        422,
+    )
+    # -- issue 14 (packages): package sources and auto-download, DPM-E250..E269 --------------------------
+    SOURCE_URL_INVALID = _define(
+        "DPM-E250",
+        "Package source URL invalid",
+        "Source {source}: cannot use {field} {url!r}: {reason}.",
+        "Give an absolute http:// or https:// URL with a host and a port from 1 to 65535 and no spaces or "
+        "control characters (a proxy: http://[user:password@]host:port); see docs/package-sources.md.",
+        422,
+    )
+    SOURCE_SETTING_INVALID = _define(
+        "DPM-E251",
+        "Package source setting invalid",
+        "Source {source}: {field} {value!r} is not usable: {reason}.",
+        "Suite, component and architecture are plain names ([A-Za-z0-9._+~-], no slash or ..), at least one "
+        "component and one architecture; the key is a readable OpenPGP public key file.",
+        422,
+    )
+    SOURCE_PROXY_UNREACHABLE = _define(
+        "DPM-E252",
+        "Proxy server unreachable",
+        "Source {source}: cannot connect to the proxy server {proxy}: {reason}.",
+        "Check the proxy address and port and the network between this server and the proxy; only an HTTP "
+        "proxy (http://host:port) is supported. Then run the sync again.",
+        502,
+    )
+    SOURCE_PROXY_AUTH = _define(
+        "DPM-E253",
+        "Proxy authentication refused",
+        "Source {source}: the proxy server {proxy} refused the request ({status} Proxy Authentication Required).",
+        "Put the proxy's user and password in the proxy URL (http://user:password@host:port) and check them "
+        "with the proxy's administrator; only Basic authentication is sent.",
+        502,
+    )
+    SOURCE_CONNECT_FAILED = _define(
+        "DPM-E254",
+        "Package Web server unreachable",
+        "Source {source}: cannot connect to {server}: {reason}.",
+        "Check the source URL's host and port, that the server runs, and the network (firewall, DNS); behind "
+        "a proxy set it in the source's proxy setting. Then run the sync again.",
+        502,
+    )
+    SOURCE_TLS_FAILED = _define(
+        "DPM-E255",
+        "TLS verification failed",
+        "Source {source}: the TLS certificate of {server} was not accepted: {reason}.",
+        "Give the CA certificate that signed the server's certificate as the source's CA file (PEM), or fix "
+        "the server's certificate (name, expiry, chain). Verification is never switched off by default.",
+        502,
+    )
+    SOURCE_TIMEOUT = _define(
+        "DPM-E256",
+        "Package Web server too slow",
+        "Source {source}: {url} did not answer within {timeout} s ({phase}).",
+        "Check the server's load and the network, or raise the source's timeout; then run the sync again.",
+        504,
+    )
+    SOURCE_HTTP_CLIENT_ERROR = _define(
+        "DPM-E257",
+        "Package Web server refused the request",
+        "Source {source}: {url} answered HTTP {status}.",
+        "404 means the URL does not exist: check the source URL, suite, components and architectures against "
+        "the repository's dists/ directory. 401/403: the server wants credentials or forbids the path.",
+        502,
+    )
+    SOURCE_HTTP_SERVER_ERROR = _define(
+        "DPM-E258",
+        "Package Web server error",
+        "Source {source}: {url} answered HTTP {status} (a server error).",
+        "The package Web server (or the proxy in front of it) failed; check its logs, wait for it to recover, "
+        "then run the sync again.",
+        502,
+    )
+    SOURCE_DISK_FULL = _define(
+        "DPM-E259",
+        "Not enough disk space to download",
+        "Source {source}: {path} has {free} bytes free, {required} needed for {what}.",
+        "Free space on the package store's file system (or move the store to a larger one), then run the "
+        "sync again; a partial download is never kept.",
+        507,
+    )
+    SOURCE_STORE_UNWRITABLE = _define(
+        "DPM-E260",
+        "Package store not writable",
+        "Source {source}: cannot write the download directory {path}: {reason}.",
+        "Check that the directory exists or can be created by the updater's user, and that its file system is "
+        "mounted read-write with free inodes.",
+        500,
+    )
+    SOURCE_FILE_BUSY = _define(
+        "DPM-E261",
+        "Downloaded file busy",
+        "Source {source}: {path} is in use ({reason}) and cannot be replaced.",
+        "Another download of the same content is running, or a program holds the file; wait for it to end "
+        "(or close that program), then run the sync again.",
+        409,
+    )
+    SOURCE_SIGNATURE_BAD = _define(
+        "DPM-E262",
+        "Repository signature not valid",
+        "Source {source}: the signature of {file} does not verify with the configured key: {reason}.",
+        "The repository was not signed by the key you gave (or was changed in transit): check that the key "
+        "file is the repository's current signing key; never sync it without one instead.",
+        502,
+    )
+    SOURCE_SIGNATURE_MISSING = _define(
+        "DPM-E263",
+        "Repository signature missing",
+        "Source {source}: a key is configured but the repository has no signed InRelease and no Release.gpg "
+        "({reason}).",
+        "Sign the repository (InRelease, or Release with Release.gpg), or check the source URL and suite; a "
+        "source with a key is never synced unsigned.",
+        502,
+    )
+    SOURCE_VERIFY_UNAVAILABLE = _define(
+        "DPM-E264",
+        "Signature check unavailable",
+        "Source {source}: cannot check signatures: {reason}.",
+        "Install gpgv (apt-get install gpgv) and give a readable OpenPGP public key file (binary or "
+        "ASCII-armoured) as the source's key.",
+        500,
+    )
+    SOURCE_HASH_MISMATCH = _define(
+        "DPM-E265",
+        "Downloaded file does not match its hash",
+        "Source {source}: {url} has SHA256 {actual} and {size} bytes; {listed} lists {expected} and "
+        "{expected_size} bytes.",
+        "The repository's files changed under it (a mirror mid-update) or were altered in transit; run the "
+        "sync again later, and if it persists report it to the repository's owner. Nothing was stored.",
+        502,
+    )
+    SOURCE_INDEX_INVALID = _define(
+        "DPM-E266",
+        "Repository index not readable",
+        "Source {source}: {file} is not a usable Debian index: {reason}.",
+        "Check that the URL points at a Debian-format repository (dists/<suite>/Release and Packages files "
+        "made by dpkg-scanpackages, apt-ftparchive, reprepro or aptly); see docs/package-sources.md.",
+        502,
+    )
+    SOURCE_INDEX_MISSING = _define(
+        "DPM-E267",
+        "Repository has no such index",
+        "Source {source}: the Release file of suite {suite} lists no Packages index for {component}/{arch} "
+        "(it has components {components} and architectures {architectures}).",
+        "Set the source's components and architectures to ones the repository's Release file lists.",
+        422,
+    )
+    SOURCE_RESPONSE_TOO_LARGE = _define(
+        "DPM-E268",
+        "Repository file too large",
+        "Source {source}: {url} is larger than the {limit} bytes allowed for {what}.",
+        "A Release file is a few kilobytes and a Packages index is bounded by what its Release lists; check "
+        "that the URL points at a Debian repository and not at something else.",
+        502,
+    )
+    # -- issue 14 (packages): the updater's store, delivery and routes, DPM-E270..E299 --------------------
 
 
 def render_markdown() -> str:

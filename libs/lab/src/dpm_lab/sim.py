@@ -40,6 +40,7 @@ from dpm_agent.deploy.run import BootParams
 from dpm_agent.deploy.run import run as run_deploy
 from dpm_lab.deployenv import report
 from dpm_lab.httpfrom import ApiFrom, client_from
+from dpm_lab.ipxe import fetch_script
 from dpm_netproto import tftp as tftp
 from dpm_netproto.dhcp import (
     BOOTREQUEST,
@@ -88,6 +89,7 @@ class LabConfig:
     rom_dhcp_seconds: float = 60.0
     ipxe_dhcp_seconds: float = 15.0
     report_seconds: float = 60.0  # how long the deploy environment retries one step report
+    script_retry_seconds: float = 300.0  # how long iPXE follows "sleep; chain" scripts (pxe's "ask again")
     # Firmware self-test before the PXE ROM runs. Real machines take seconds; without any, a lab
     # machine could ask for its script before pxe has read the netboot request written just
     # before the magic packet (see the note on issue 7).
@@ -175,7 +177,7 @@ class Lab:
             m.stages.append(f"tftp:{size}")
             script_url = await self._dhcp(m, ipxe=True)
             async with client_from(str(m.address), self.http.timeout) as http:
-                script = (await http.get(script_url)).text
+                script = await fetch_script(http, script_url, budget=self.config.script_retry_seconds)
                 deploy = "\nkernel " in script
                 if deploy:
                     m.stages.append("deploy")

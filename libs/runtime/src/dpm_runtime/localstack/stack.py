@@ -1,8 +1,7 @@
 """``dpm up``: a private PostgreSQL and nats-server under ``./var``, every service as a process.
 
-Data lives in ``var/postgres`` and ``var/nats``, so a second ``dpm up`` keeps it. Each service
-logs JSON to ``var/log/<service>.log``. A child that exits unexpectedly -- a service, the relay,
-nats-server or PostgreSQL -- is started again with backoff (``supervise``), and the console says so.
+Data lives in ``var/postgres`` and ``var/nats``, so a second ``dpm up`` keeps it; services log JSON to
+``var/log/<service>.log``. A child that exits unexpectedly (not ``hold``) restarts with backoff.
 Ctrl-C (or SIGTERM) stops the services first (they drain), then nats-server, then PostgreSQL;
 nothing is left running. The handlers of both are installed explicitly, so a ``dpm up`` started as
 a background job of a script (where SIGINT starts ignored) stops on either too.
@@ -96,6 +95,7 @@ class Stack:
     nats: NatsServer | None = None
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     children: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # name -> (module, env)
+    held: set[str] = field(default_factory=set)  # stopped on purpose (``hold``): not restarted meanwhile
 
     @property
     def var(self) -> Path:
@@ -223,15 +223,31 @@ class Stack:
     def _servers(self) -> dict[str, NatsServer | PostgresCluster]:
         return {name: server for name, server in (("postgres", self.postgres), ("nats", self.nats)) if server}
 
+    def hold(self, name: str) -> None:
+        """Stop one child on purpose (PostgreSQL maintenance, an outage test) until ``release``."""
+        self.held.add(name)  # first: the supervisor must not see it exit and queue a restart
+        if server := self._servers().get(name):
+            server.stop()
+        elif (proc := self.services.get(name)) is not None:
+            stop_process(proc, timeout=20)
+
+    def release(self, name: str) -> None:
+        try:
+            self._restart(name, held_ok=True)
+        finally:
+            self.held.discard(name)
+
     def _exited(self) -> dict[str, int]:
         gone = {name: proc.returncode for name, proc in self.services.items() if proc.poll() is not None}
         for name, server in self._servers().items():
             if server.proc is None or server.proc.poll() is not None:
                 gone[name] = server.proc.returncode if server.proc is not None else -1
-        return gone
+        return {name: code for name, code in gone.items() if name not in self.held}
 
-    def _restart(self, name: str) -> None:
+    def _restart(self, name: str, *, held_ok: bool = False) -> None:
         """Start ``name`` again as it was started: a server with its own arguments, a service with its env."""
+        if name in self.held and not held_ok:
+            return
         if server := self._servers().get(name):
             server.start()
             return
