@@ -27,6 +27,7 @@ import pytest
 
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.localstack.stack import SERVICES, Stack, StackSettings, service_port
+from dpm_schemas import ports
 
 from .lab_history import boot_files
 
@@ -100,8 +101,6 @@ def _environment(boot: Path) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def _service_ports() -> dict[str, tuple[str, int]]:
-    from dpm_schemas import ports
-
     return {name: ports.SETTINGS[name] for name, _ in SERVICES}
 
 
