@@ -104,7 +104,7 @@ def known(r) -> bool:  # type: ignore[no-untyped-def]
 
 async def who_answers(nc, machine_id: str) -> str:  # type: ignore[no-untyped-def]
     cmd = Command(id=uuid.uuid4(), action=Action.LIST_DIR, path="/")
-    reply = await nc.request(subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=5)
+    reply = await nc.request(subjects.agent_command(machine_id, cmd.action), agent_protocol.encode(cmd), timeout=5)
     result = agent_protocol.decode(reply.data)
     assert isinstance(result, CommandResult)
     return result.message
@@ -242,3 +242,21 @@ async def test_a_bad_frame_closes_only_its_own_session(api_service, gateway_serv
                     assert [r.code for r in bad.refused] == ["DPM-E127"]
                 assert await who_answers(api.runtime.nc, good_id) == "good"  # the others are still served
             assert not served.refused
+
+
+async def test_a_command_on_the_subject_of_another_action_is_refused(api_service, gateway_service, auth) -> None:
+    """NATS lets the scheduler publish only reboot and shutdown subjects: a file command sent on one of
+    them must not reach the agent, or its credential would be as strong as an operator's."""
+    gateway = gateway_service(**GATEWAY)
+    async with running(api_service(), headers=auth) as api, running(gateway) as gw:
+        machine_id = await register(api)
+        token = (await enrol(gw, ENROLMENT)).json()["token"]
+        async with peer(gateway.port, token, "agent") as agent:
+            cmd = Command(id=uuid.uuid4(), action=Action.LIST_DIR, path="/")
+            subject = subjects.agent_command(machine_id, Action.REBOOT)
+            reply = await api.runtime.nc.request(subject, agent_protocol.encode(cmd), timeout=5)
+            result = agent_protocol.decode(reply.data)
+            assert isinstance(result, CommandResult) and not result.ok and result.code == "DPM-E100"
+            assert "another action" in result.message
+            assert await who_answers(api.runtime.nc, machine_id) == "agent"  # the right subject still works
+            assert not agent.refused

@@ -133,8 +133,10 @@ async def connect_as(stack: Stack, user: str, errors: list[str]) -> nats.aio.cli
     [
         ("pxe", subjects.event_subject(subjects.ENROLMENT, "EnrolmentTokenIssued")),
         ("api", subjects.event_subject(subjects.MACHINE, "MachineRegistered")),
-        ("pxe", subjects.agent_command(uuid.uuid4())),
-        ("agent-gateway", subjects.agent_command(uuid.uuid4())),
+        ("pxe", subjects.agent_command(uuid.uuid4(), "reboot")),
+        ("agent-gateway", subjects.agent_command(uuid.uuid4(), "reboot")),
+        ("scheduler", subjects.agent_command(uuid.uuid4(), "put_file")),  # it reboots, never writes files
+        ("scheduler", subjects.agent_command(uuid.uuid4(), "list_dir")),
     ],
 )
 async def test_a_service_user_cannot_publish_outside_its_permissions(stack: Stack, user: str, subject: str) -> None:
@@ -158,16 +160,16 @@ async def test_only_the_relay_publishes_events_and_only_the_gateway_hears_agent_
         async def answer(msg) -> None:
             await msg.respond(b"done")
 
-        heard = await gateway.subscribe(subjects.agent_command(machine), cb=answer)
+        heard = await gateway.subscribe(subjects.agent_command(machine, "*"), cb=answer)
         await gateway.flush()  # the server has the subscription before the request: else "no responders"
-        reply = await api.request(subjects.agent_command(machine), b"reboot", timeout=5)
+        reply = await api.request(subjects.agent_command(machine, "reboot"), b"reboot", timeout=5)
         assert reply.data == b"done"
         await heard.unsubscribe()
         js = relay.jetstream()
         await ensure_events_stream(js)  # what the relay does at start-up, allowed to it alone
         ack = await js.publish(subjects.event_subject(subjects.TEST, "Probe"), b"x", headers={"Nats-Msg-Id": "t1"})
         assert ack.stream == subjects.EVENTS_STREAM
-        denied = await api.subscribe(subjects.agent_command(">"))  # the api may send commands, never read them
+        denied = await api.subscribe(subjects.agent_command("*", "*"))  # the api may send commands, never read them
         await api.flush()
         await eventually(lambda: asyncio.sleep(0, errors), until=bool, what="a subscribe violation")
         assert "permissions violation" in errors[0].lower()
@@ -205,9 +207,9 @@ async def test_a_service_reads_only_its_own_inbox_and_requests_still_get_replies
             await msg.respond(b"file contents")
 
         machine = uuid.uuid4()
-        await gateway.subscribe(subjects.agent_command(machine), cb=answer)
+        await gateway.subscribe(subjects.agent_command(machine, "*"), cb=answer)
         await gateway.flush()  # the server has the subscription before the request: else "no responders"
-        reply = await api.request(subjects.agent_command(machine), b"put_file", timeout=5)
+        reply = await api.request(subjects.agent_command(machine, "put_file"), b"put_file", timeout=5)
         assert reply.data == b"file contents" and reply.subject.startswith(f"{inbox_prefix('api')}.")
         await pxe.flush()
         assert overheard == []

@@ -86,9 +86,12 @@ def command_subject(service: str, wire_name: str) -> str:
     return f"{COMMANDS_ROOT}.{service}.{wire_name}"
 
 
-def agent_command(machine_id: object) -> str:
-    """Requests for one machine's agent; the gateway replica holding its connection subscribes."""
-    return f"{COMMANDS_ROOT}.agent.{machine_id}"
+def agent_command(machine_id: object, action: object = "*") -> str:
+    """Requests for one machine's agent, one subject per action (``dpm.cmd.agent.<machine>.<action>``):
+    the gateway replica holding its connection subscribes to all of them, and NATS permissions can let
+    a service send only some actions (the scheduler reboots and shuts down, never writes files). The
+    gateway refuses a command whose body names another action than its subject."""
+    return f"{COMMANDS_ROOT}.agent.{machine_id}.{action}"
 
 
 def signal_subject(wire_name: str, key: str = "*") -> str:

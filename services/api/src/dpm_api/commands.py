@@ -28,7 +28,8 @@ async def send(rt: Runtime, machine_id: uuid.UUID, cmd: Command, *, timeout: flo
     )
     await rt.eventlog.append(sid, ANY_VERSION, [NewEvent(issued, meta)])
     try:
-        reply = await rt.nc.request(subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=timeout)
+        subject = subjects.agent_command(machine_id, cmd.action)
+        reply = await rt.nc.request(subject, agent_protocol.encode(cmd), timeout=timeout)
         result = agent_protocol.decode(reply.data)
         assert isinstance(result, CommandResult)
     except nats.errors.NoRespondersError:

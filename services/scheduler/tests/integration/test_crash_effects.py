@@ -45,7 +45,7 @@ class FakeAgents:
     async def answer(self, msg) -> None:  # type: ignore[no-untyped-def]
         cmd = agent_protocol.decode(msg.data)
         assert isinstance(cmd, Command)
-        self.received[msg.subject.rsplit(".", 1)[-1]] += 1
+        self.received[msg.subject.split(".")[-2]] += 1  # dpm.cmd.agent.<machine>.<action>
         if self.released or self.answered < ANSWERED:
             self.answered += 1
             await msg.respond(agent_protocol.encode(CommandResult(id=cmd.id, ok=True)))
@@ -100,7 +100,7 @@ async def test_sigkill_between_commit_and_effect_then_every_shutdown_happens_and
         "DPM_SCHEDULER_TICK": "0.1",
     }
     agents = FakeAgents()
-    await nc.subscribe(subjects.agent_command("*"), cb=agents.answer)
+    await nc.subscribe(subjects.agent_command("*", "*"), cb=agents.answer)
     machines = await seed(eventlog)
 
     with open(tmp_path / "scheduler-1.log", "wb") as out:

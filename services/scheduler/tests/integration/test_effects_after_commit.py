@@ -177,7 +177,7 @@ async def test_a_shutdown_at_the_end_from_a_rolled_back_transaction_is_never_sen
 
     await world.handle(pool, handlers.step_reported, rec, **deps)
     assert fake_nc.commands == []
-    assert await rounds.drain() == 1 and fake_nc.commands == [subjects.agent_command(machine_id)]
+    assert await rounds.drain() == 1 and fake_nc.commands == [subjects.agent_command(machine_id, "shutdown")]
     async with pool.connection() as conn:
         assert (await store.get(conn, x.execution_id)).state is ExecutionState.COMPLETED  # type: ignore[union-attr]
     (done,) = [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionCompleted)]

@@ -3,9 +3,10 @@
 With ``users`` the server requires credentials: one user per service and one for the relay, each
 allowed only the subjects it needs (``permissions``), so no local account without a password gets
 onto the bus, only the relay publishes events and only api and scheduler send agent commands (which
-only the gateway receives). Each user reads only its own inbox (``bus.inbox_prefix``: its fetched
-events, its request replies), pulls and acks only its own durables, and only the relay may create or
-change the events stream. The configuration is written 0600; the monitor binds loopback only.
+only the gateway receives; the scheduler only reboot and shutdown). Each user reads only its own
+inbox (``bus.inbox_prefix``: its fetched events, its request replies), pulls and acks only its own
+durables, and only the relay may create or change the events stream. The configuration is written
+0600; the monitor binds loopback only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dpm_runtime.bus import inbox_prefix
 from dpm_runtime.localstack.procs import port_open, stop_process, wait_until
 from dpm_runtime.localstack.secrets import open_private_log, private_dir, write_private
 from dpm_schemas import E, subjects
+from dpm_schemas.agent_protocol import Action
 
 RELAY_USER = "relay"
 
@@ -33,7 +35,10 @@ _JETSTREAM = ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{_STREAM}"]
 # Only the relay, which publishes, creates the stream or changes it (subjects, limits): a service that
 # could would add dpm.cmd.agent.> to it and read every command, or shorten max_age so events vanish.
 _STREAM_ADMIN = [f"$JS.API.STREAM.CREATE.{_STREAM}", f"$JS.API.STREAM.UPDATE.{_STREAM}"]
-_AGENT_COMMANDS = subjects.agent_command(">")
+_AGENT_COMMANDS = subjects.agent_command("*", "*")
+# The scheduler reboots and shuts machines down as steps of an execution (recorded in its events); it
+# may not write, delete or list files on a machine, which only an operator does through the api (audited).
+_POWER_COMMANDS = [subjects.agent_command("*", action) for action in (Action.REBOOT, Action.SHUTDOWN)]
 _SIGNALS = f"{subjects.SIGNALS_ROOT}.>"
 
 # user -> (may publish, may subscribe, purposes of its durable consumers) beyond its own inbox; the
@@ -41,7 +46,7 @@ _SIGNALS = f"{subjects.SIGNALS_ROOT}.>"
 _GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "api": ([_AGENT_COMMANDS], [_SIGNALS], ["boot"]),  # commands with an audit row; progress for the console
     "scheduler": (  # reboot / shut down through the agent
-        [_AGENT_COMMANDS],
+        _POWER_COMMANDS,
         [],
         ["power", "executions", "schedules"],
     ),

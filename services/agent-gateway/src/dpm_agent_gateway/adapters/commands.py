@@ -1,7 +1,7 @@
-"""Operator commands for an agent, over NATS: the api requests on ``subjects.agent_command(machine)``;
-the replica holding the machine's session passes each command to the agent and answers with its
-result (or a timeout). A session that was closed stays silent, so the machine's live session (maybe
-on another replica) answers."""
+"""Operator commands for an agent, over NATS: the api (and the scheduler, for reboot and shutdown
+only) requests on ``subjects.agent_command(machine, action)``; the replica holding the machine's
+session passes each command to the agent and answers with its result (or a timeout). A session that
+was closed stays silent, so the machine's live session (maybe on another replica) answers."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class CommandRelay:
         """Relay the machine's commands to ``session`` from now on (subscribed and flushed: once the
         agent is welcomed, its commands reach it)."""
         subscription = await self._nc.subscribe(
-            subjects.agent_command(session.machine_id), cb=forwarder(session, pending)
+            subjects.agent_command(session.machine_id, "*"), cb=forwarder(session, pending)
         )
         await self._nc.flush()
         return subscription
@@ -46,6 +46,8 @@ def forwarder(session: Session, pending: Pending) -> Callable[[Msg], Awaitable[N
             cmd = agent_protocol.decode(msg.data)
             if not isinstance(cmd, Command):
                 raise agent_protocol.FrameError("not a command")
+            if msg.subject.rsplit(".", 1)[-1] != cmd.action.value:  # permissions are per action subject
+                raise agent_protocol.FrameError(f"a {cmd.action.value} command on the subject of another action")
         except agent_protocol.FrameError as exc:
             failed = CommandResult(id=uuid.UUID(int=0), ok=False, code=E.INVALID_REQUEST.code, message=str(exc))
             await msg.respond(agent_protocol.encode(failed))

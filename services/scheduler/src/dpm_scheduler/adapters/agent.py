@@ -17,7 +17,8 @@ async def agent_action(nc: NATS, machine_id: uuid.UUID, action: Action, *, timeo
     ``timeout`` (DPM-E121), or refused (its code, else DPM-E122)."""
     cmd = Command(id=uuid.uuid4(), action=action)
     try:
-        reply = await nc.request(subjects.agent_command(machine_id), agent_protocol.encode(cmd), timeout=timeout)
+        subject = subjects.agent_command(machine_id, action)
+        reply = await nc.request(subject, agent_protocol.encode(cmd), timeout=timeout)
     except nats.errors.NoRespondersError:
         err = E.AGENT_OFFLINE(machine_id=machine_id)
         return err.code, err.message
