@@ -52,7 +52,10 @@ class Presence:
             await store.touch_online(conn)
 
     async def hello(self, machine_id: uuid.UUID, hello: Hello) -> None:
-        """The session (already opened in ``sessions``) said hello: it is online, at these addresses."""
+        """The session (already opened in ``sessions``) said hello: it is online, at these addresses.
+        A hello is heard like a heartbeat: a machine back after a long silence has an old ``last_seen``
+        until the next flush, and the sweep must not take it for silent."""
+        self.heartbeat(machine_id)
         self.agent_versions[machine_id] = hello.agent_version
         async with self._pool.connection() as conn, conn.transaction():
             online, ips, _digest = await store.locked_presence(conn, machine_id)
@@ -88,12 +91,18 @@ class Presence:
 
     async def flush(self) -> int:
         """Share what this replica heard: one UPDATE for all of it. A machine heard here that the
-        shared row shows offline (another replica swept it in a gap) comes online again."""
+        shared row shows offline (another replica swept it in a gap) comes online again. If the
+        database cannot take it (a blip, the pool busy with a burst of hellos), what was heard is kept
+        for the next round: lost, those machines would look silent to the sweep."""
         heard, self.heard = self.heard, set()
         if not heard:
             return 0
-        async with self._pool.connection() as conn, conn.transaction():
-            offline = await store.seen(conn, sorted(heard))
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                offline = await store.seen(conn, sorted(heard))
+        except BaseException:
+            self.heard |= heard
+            raise
         for machine_id in offline:
             if machine_id in self.connections:
                 async with self._pool.connection() as conn, conn.transaction():
@@ -102,10 +111,12 @@ class Presence:
         return len(heard)
 
     async def sweep(self) -> int:
-        """Mark offline every machine silent everywhere for longer than the timeout; returns how many."""
+        """Mark offline every machine silent everywhere for longer than the timeout; returns how many.
+        A machine heard here since the last flush is not silent, whatever its shared row says: the
+        round may have waited long for a connection while its heartbeats kept arriving."""
         reason = rules.offline_reason(self.timeout)
         async with self._pool.connection() as conn, conn.transaction():
-            silent = await store.lock_silent(conn, timedelta(seconds=self.timeout))
+            silent = await store.lock_silent(conn, timedelta(seconds=self.timeout), heard=sorted(self.heard))
             for machine_id in silent:
                 await self._record(conn, machine_id, rules.went_offline(machine_id, self.timeout))
         for machine_id in silent:

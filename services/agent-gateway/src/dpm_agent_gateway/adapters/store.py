@@ -187,13 +187,13 @@ async def seen(conn: Conn, machine_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     return [r[0] for r in await cur.fetchall() if not r[1]]
 
 
-async def lock_silent(conn: Conn, timeout: timedelta) -> list[uuid.UUID]:
-    """Online machines nobody heard from within ``timeout``, locked (rows another replica is
-    sweeping are skipped, so a transition is recorded once)."""
+async def lock_silent(conn: Conn, timeout: timedelta, heard: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Online machines nobody heard from within ``timeout``, apart from ``heard`` (heard from but not
+    yet flushed), locked (rows another replica is sweeping are skipped, so a transition is recorded once)."""
     cur = await conn.execute(
         f"SELECT machine_id FROM {SCHEMA}.presence WHERE online AND last_seen < now() - %s"
-        " ORDER BY machine_id FOR UPDATE SKIP LOCKED",
-        (timeout,),
+        " AND NOT machine_id = ANY(%s) ORDER BY machine_id FOR UPDATE SKIP LOCKED",
+        (timeout, heard),
     )
     return [r[0] for r in await cur.fetchall()]
 
