@@ -300,6 +300,15 @@ def test_watchdog(state, offset, events, after, code) -> None:
         assert last.confirmed is False and "300 s" in last.reason  # type: ignore[attr-defined]
 
 
+def test_a_shutdown_at_the_end_that_never_answers_completes_the_execution_with_e121() -> None:
+    """The step's work is done: the execution completes at its deadline, never fails with E145."""
+    x = ex("backup", state=S.POWERING_OFF, power_off_at_end=True, deadline=later(-1))
+    d = decide_expired(x, NOW, LIMITS, "m7")
+    assert d is not None and kinds(d.events) == [ExecutionCompleted] and d.execution.state is S.COMPLETED
+    assert d.events[0].power_off == "DPM-E121"  # type: ignore[attr-defined]
+    assert decide_expired(replace(x, deadline=later(5)), NOW, LIMITS, "m7") is None
+
+
 def test_no_deadline_no_watchdog() -> None:
     assert decide_expired(ex(state=S.READY), NOW, LIMITS, "m") is None
 

@@ -15,6 +15,7 @@ from dpm_scheduler.domain.effects import Effect, Reboot, Shutdown, Wake
 from dpm_scheduler.domain.execution import Execution, Limits, fold
 from dpm_schemas import E
 from dpm_schemas.events import (
+    DeployBootUnavailable,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
@@ -155,6 +156,15 @@ def decide_step_reported(x: Execution, r: StepReported, now: datetime, limits: L
     return first.then(finish(y, (r.code or E.NO_RESPONSE.code, r.message)))
 
 
+def decide_deploy_unavailable(x: Execution, e: DeployBootUnavailable) -> Decision | None:
+    """pxe found the deploy environment missing when this execution's machine asked for it: the step can
+    never start, so fail now with pxe's code (DPM-E430) rather than at the no-response timeout -- unless
+    the execution no longer network-boots (already over, interrupted, or its step already reported)."""
+    if not x.netboot or x.state not in (S.WAITING_BOOT, S.READY, S.RUNNING):
+        return None
+    return finish(x, (e.code, e.reason))
+
+
 def decide_suspend(x: Execution, now: datetime, limits: Limits) -> Decision | None:
     """Interrupt, phase one: what has not reached its step stops at once; a running step is asked to
     stop and has the suspend timeout to confirm (phase two: its final report, or the watchdog)."""
@@ -169,11 +179,15 @@ def decide_suspend(x: Execution, now: datetime, limits: Limits) -> Decision | No
 def decide_expired(x: Execution, now: datetime, limits: Limits, machine: str) -> Decision | None:
     """The watchdogs: no network boot (DPM-E112), no agent (DPM-E113), a wake-up never sent
     (DPM-E173), no step report (DPM-E145), the scenario timeout (DPM-E172), no confirmation of an
-    interrupt (suspended, unconfirmed). Each frees the slot: the execution leaves ACTIVE."""
+    interrupt (suspended, unconfirmed), no answer to the shutdown at the end (completed, with the
+    power-off recorded as DPM-E121: the step's work was done). Each frees the slot: the execution leaves ACTIVE."""
     if x.state not in ACTIVE or x.deadline is None or x.deadline >= now:
         return None
     if x.state is S.SUSPENDING:
         return suspend(x, confirmed=False, reason=_unconfirmed(x, limits, machine))
+    if x.state is S.POWERING_OFF:  # the step completed; only the shutdown's answer never came
+        late = E.AGENT_TIMEOUT(machine_id=x.machine_id, action="shutdown", timeout="the step's deadline")
+        return decide_powered_off(x, (late.code, late.message))
     return finish(x, _watchdog_failure(x, limits, machine))
 
 
