@@ -27,9 +27,10 @@ from bench import boot as netboot
 from bench import imaging
 from dpm_api.projections import MachineList
 from dpm_runtime.bus import ensure_events_stream
+from dpm_runtime.dbroles import ensure_roles
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
 from dpm_runtime.localstack.nats import NatsServer
-from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.localstack.postgres import PostgresCluster
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.migrations import migrate
 from dpm_runtime.projection import ProjectionRunner, rebuild
@@ -153,12 +154,25 @@ async def fill_fleet_history(url: str, n: int, machines: int = 2000, distinct: b
     await log_pool.close()
 
 
+BENCH_USER = "dpm_bench"
+
+
+def bench_url(cluster: PostgresCluster, database: str = "dpm") -> str:
+    """A service-like role (dpm_service: no owner rights) that may append to every stream category, as the
+    test kit's does: the benchmarks write streams of several services (migrated ``database``)."""
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+        ensure_roles(conn, {BENCH_USER: cluster.password(BENCH_USER)})
+    with psycopg.connect(cluster.url(database), autocommit=True) as conn:
+        conn.execute("INSERT INTO dpm_stream_owners VALUES ('*', %s) ON CONFLICT DO NOTHING", (BENCH_USER,))
+    return cluster.url(database, user=BENCH_USER)
+
+
 async def rebuild_case(cluster: PostgresCluster, n: int, *, distinct: bool) -> dict:
     """Rebuild the machine list from n events; baseline: a raw ordered scan of the same log."""
     name = "rebuild_distinct" if distinct else "rebuild"
     cluster.create_database(name)
     await migrate(cluster.url(name))
-    url = cluster.url(name, user=SERVICE_USER)
+    url = bench_url(cluster, name)
     started = time.perf_counter()
     await fill_fleet_history(url, n, distinct=distinct)
     print(f"(wrote {n:,} events in {time.perf_counter() - started:.0f} s)", flush=True)
@@ -191,8 +205,9 @@ async def main(args: argparse.Namespace) -> list[dict]:
         cluster.init()
         cluster.start()
         nats_server.start()
-        admin, url = cluster.url(), cluster.url(user=SERVICE_USER)
+        admin = cluster.url()
         await migrate(admin)
+        url = bench_url(cluster)
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             await conn.execute(RAW_TABLE)
         pool: AsyncConnectionPool = AsyncConnectionPool(

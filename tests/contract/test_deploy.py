@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from dpm_runtime import dbroles
 from dpm_runtime.localstack.nats import authorization_block, durables, find_nats_server, password_variable, permissions
 from dpm_runtime.localstack.stack import SERVICES
 from dpm_schemas import ports
@@ -112,6 +113,29 @@ def test_each_container_gets_only_its_own_credentials() -> None:
         assert env["DPM_RELAY_ENABLED"] == "false" or name == "relay"
     nats_env = doc["services"]["nats"]["environment"]
     assert sorted(nats_env) == sorted(password_variable(user) for user in permissions())
+
+
+def test_each_container_logs_into_postgres_as_its_own_role_with_a_required_password() -> None:
+    """Issue 12, item 12: one database role per service and the relay; no container holds another's URL."""
+    doc = compose()
+    shared = doc["x-dpm-service"]["environment"]
+    assert "DPM_DATABASE_URL" not in shared  # a URL in the anchor would reach every container
+    for name in [*(n for n, _ in SERVICES), "relay"]:
+        url = doc["services"][name]["environment"]["DPM_DATABASE_URL"]
+        variable = dbroles.password_variable(name)
+        assert url == f"postgresql://{dbroles.role_of(name)}:${{{variable}:?set {variable}}}@postgres:5432/dpm"
+        others = [dbroles.password_variable(o) for o in dbroles.ROLES if o != name]
+        assert not [v for v in others if v in str(doc["services"][name]["environment"])], name
+    postgres_env = doc["services"]["postgres"]["environment"]
+    wanted = sorted(dbroles.password_variable(n) for n in dbroles.ROLES)
+    assert sorted(k for k in postgres_env if k.startswith("DPM_DB_")) == wanted
+    assert "DPM_APP_PASSWORD" not in COMPOSE.read_text()  # the single role of old is gone
+    script = (ROOT / "deploy/postgres/10-dpm-roles.sh").read_text()
+    for service, r in dbroles.ROLES.items():
+        variable = dbroles.password_variable(service)
+        assert f'"${{{variable}:?set {variable}}}"' in script  # refused unset, never defaulted
+        assert f"'{r.role}'" in script and f"ALTER ROLE {r.role} WITH LOGIN PASSWORD :'" in script
+    assert "'dpm_app'" not in script and "ROLE dpm_app " not in script  # nothing logs in as the single role
 
 
 def test_the_compose_nats_config_requires_the_users_dpm_up_uses() -> None:

@@ -22,7 +22,8 @@ import nats
 import pytest
 
 from dpm_runtime.bus import events_stream_config, inbox_prefix
-from dpm_runtime.localstack.postgres import SERVICE_USER, SUPERUSER
+from dpm_runtime.dbroles import ROLES
+from dpm_runtime.localstack.postgres import SUPERUSER
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.localstack.stack import SERVICES
 from dpm_schemas import subjects
@@ -107,7 +108,7 @@ def local_account_probe(var: Path, env: dict[str, str]) -> None:
     assert len(paths) > 10 and any("/images/" in p for p in paths) and any("/log/" in p for p in paths)
     probe = subprocess.run(
         ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", NOBODY_PROBE, env["DPM_STACK_POSTGRES_PORT"],
-         env["DPM_STACK_NATS_PORT"], json.dumps(paths), SUPERUSER, SERVICE_USER],
+         env["DPM_STACK_NATS_PORT"], json.dumps(paths), SUPERUSER, *(r.role for r in ROLES.values())],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert probe.returncode == 0, probe.stderr

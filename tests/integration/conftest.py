@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
@@ -78,9 +80,20 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
+def deploy_files(root: Path) -> Path:
+    """Stand-ins for the deploy kernel and initramfs (`make deploy-os` builds the real ones), unless there."""
+    (root / "deploy").mkdir(parents=True, exist_ok=True)
+    for name, fill in (("vmlinuz", b"k"), ("initrd.img", b"i")):
+        if not (root / "deploy" / name).exists():
+            (root / "deploy" / name).write_bytes(fill * 4096)
+    return root
+
+
 @pytest.fixture
 def pxe_service(database, nats_server, tmp_path):
-    def make(**overrides):
+    """pxe with stand-in deploy files in its root; ``deploy_env=False``: a root without them."""
+
+    def make(*, deploy_env: bool = True, **overrides):
         defaults = {
             "pxe_port": free_port(),
             "relay_enabled": False,
@@ -89,7 +102,10 @@ def pxe_service(database, nats_server, tmp_path):
             "pxe_dhcp_enabled": False,
             "pxe_service_token": SecretStr(PXE_TOKEN),
         }
-        return pxe_bootstrap(PxeSettings(**common(database, nats_server), **{**defaults, **overrides}))
+        settings = PxeSettings(**common(database, nats_server), **{**defaults, **overrides})
+        if deploy_env:
+            deploy_files(settings.pxe_root)
+        return pxe_bootstrap(settings)
 
     return make
 
@@ -112,12 +128,21 @@ def imager_service(database, nats_server, tmp_path):
 @pytest.fixture
 def lab_stack(api_service, pxe_service, scheduler_service, tmp_path):
     """api, pxe (DHCP/TFTP on loopback ports) and scheduler (WOL to the lab) wired for the lab
-    simulator, with stand-in boot files; returns (api, pxe, scheduler, LabConfig)."""
+    simulator, with stand-in boot files (``deploy_env=False``: no deploy kernel and initramfs);
+    returns (api, pxe, scheduler, LabConfig)."""
 
-    def make(*, concurrency: int = 3, step_seconds: float = 0.3, wol_repeats: int = 1, **api_overrides):
+    def make(
+        *,
+        concurrency: int = 3,
+        step_seconds: float = 0.3,
+        wol_repeats: int = 1,
+        deploy_env: bool = True,
+        **api_overrides,
+    ):
         dhcp, pxe_port, tftp, wol = free_port(udp=True), free_port(udp=True), free_port(udp=True), free_port()
         api = api_service(**api_overrides)
         pxe = pxe_service(
+            deploy_env=deploy_env,
             pxe_dhcp_enabled=True,
             pxe_dhcp_host="127.0.0.1",
             pxe_dhcp_port=dhcp,
@@ -130,10 +155,8 @@ def lab_stack(api_service, pxe_service, scheduler_service, tmp_path):
         )
         api.app.state.pxe_url = f"http://127.0.0.1:{pxe.port}"
         root = tmp_path / "boot"
-        (root / "deploy").mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)
         (root / "undionly.kpxe").write_bytes(b"\x90" * 70_000)  # stands in for Debian's; the lab only counts bytes
-        (root / "deploy" / "vmlinuz").write_bytes(b"k" * 4096)
-        (root / "deploy" / "initrd.img").write_bytes(b"i" * 4096)
         scheduler = scheduler_service(
             scheduler_wol_port=wol,
             scheduler_power_on_timeout=60,

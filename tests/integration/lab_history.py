@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from dpm_runtime.testing.services import Running, running
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas import agent_protocol
-from dpm_schemas.agent_protocol import Facts, Heartbeat, Hello, Welcome
+from dpm_schemas.agent_protocol import Facts, Heartbeat, Hello, Inventory, Welcome
 from dpm_updater.bootstrap import bootstrap as updater_bootstrap
 from dpm_updater.settings import UpdaterSettings
 
@@ -89,7 +90,7 @@ def services(database: Any, nats: Any, tmp: Path) -> tuple[list[Service], LabCon
         **base, agent_gateway_port=free_port(), relay_enabled=False, agent_gateway_enrolment_token=SecretStr(ENROLMENT),
         agent_gateway_heartbeat_interval=0.5, agent_gateway_heartbeat_timeout=2.0,
     )  # fmt: skip
-    updater = UpdaterSettings(**base, updater_port=free_port(), relay_enabled=False)
+    updater = UpdaterSettings(**base, updater_port=free_port(), relay_enabled=False, updater_root=tmp / "packages")
     built = [api_bootstrap(api), pxe_bootstrap(pxe), scheduler_bootstrap(scheduler), imager_bootstrap(imager),
              gateway_bootstrap(gateway), updater_bootstrap(updater)]  # fmt: skip
     built[0].app.state.pxe_url = f"http://127.0.0.1:{pxe.pxe_port}"
@@ -160,7 +161,7 @@ async def drive(s: Stack) -> None:
     """The fleet's history; independent parts run at once to keep the wall time down."""
     s.admin = await accounts(s.api)
     await inventory(s)
-    await asyncio.gather(imaging(s), simulated(s.api), agent(s), power_and_discovery(s))
+    await asyncio.gather(imaging(s), simulated(s.api), agent(s), power_and_discovery(s), packages(s))
     await multicast(s)
     await schedules(s.api)
     await edits(s.api)
@@ -195,6 +196,28 @@ async def inventory(s: Stack) -> None:
     for group in ("rack-1", "rack-2", "spare"):
         await ok(api.put(f"/groups/{group}", json={"subnet": "10.0.6.0/24"} if group == "rack-1" else {}))
     await ok(api.post("/machines/import", content=CSV))
+
+
+async def packages(s: Stack) -> None:
+    """Content uploaded in two pieces and registered twice (revisions 1, 2), an upload whose digest
+    lies (aborted), a package registered and removed."""
+    api, updater = s.api, s.services["updater"].http
+    data = b"\x7fpackage" * 5000
+    for declared in (hashlib.sha256(data).hexdigest(), "0" * 64):
+        grant = (await ok(api.post("/packages/uploads", json={"size": len(data), "sha256": declared}))).json()
+        for start, end in ((0, 1000), (1000, len(data))):
+            headers = {"Authorization": f"Bearer {grant['token']}", "Upload-Offset": str(start),
+                       "Content-Type": "application/offset+octet-stream"}  # fmt: skip
+            await ok(updater.patch(f"/v1/uploads/{grant['upload_id']}", content=data[start:end], headers=headers),
+                     (200, 204, 422))  # fmt: skip
+        if declared != "0" * 64:
+            body = {"definition": {"id": "hello", "type": "deb"}, "upload_id": grant["upload_id"]}
+            await ok(api.post("/packages", json=body))
+            await ok(api.post("/packages", json={"definition": {"id": "hello", "type": "deb", "urgency": "high"}}))
+    await ok(
+        api.post("/packages", json={"definition": {"id": "gone", "type": "script", "execution": {"command": "true"}}})
+    )
+    await ok(api.delete("/packages/gone"))
 
 
 async def imaging(s: Stack) -> None:
@@ -262,6 +285,8 @@ async def agent(s: Stack) -> None:
         await ws.send(agent_protocol.encode(Hello(agent_version="0.1.0", facts=facts)))
         assert isinstance(agent_protocol.decode(await ws.recv()), Welcome)  # type: ignore[arg-type]
         await ws.send(agent_protocol.encode(Heartbeat(seq=0)))
+        report = Inventory(os="Debian GNU/Linux 12", kernel="6.1.0", packages=("hello=2.10-2",), digest="rb-1")
+        await ws.send(agent_protocol.encode(report))
         await until_machine(api, "agent-01", lambda m: bool(m["online"]))
         await ok(api.post("/scenarios", json={"name": "check-now", "spec": {"kind": "disk-check"}}))
         rows = await run_until_done(api, "check-now", {"machines": ["agent-01"]}, 1, timeout=30)

@@ -67,6 +67,7 @@ async def dpm(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_another_services_projection_is_rebuilt_by_that_service(api_service, auth, database, nats_server) -> None:
     async with running(api_service(), headers=auth) as api, running(notes_service(database, nats_server)) as notes:
+        assert (await api.http.get("/machines")).status_code == 200  # the token's first use: an event first
         news = [NewEvent(Probe(writer=0, seq=s), Metadata.new(actor="test")) for s in (1, 2, 3)]
         head = (await api.runtime.eventlog.append("probe-a", ANY_VERSION, news)).position
         assert await notes.runtime.projections["seen"].wait_for(head, timeout=10)

@@ -106,7 +106,11 @@ async def test_audit_names_the_actor_of_every_change(api_service, auth) -> None:
         assert [e["type"] for e in trail] == ["MachineRegistered", "MachineDeleted"]
         assert all(e["stream_id"] == f"machine-{machine_id}" for e in trail)
         users = (await api.http.get("/audit", params={"category": "user"})).json()
-        assert [(e["type"], e["actor"]) for e in users] == [("UserCreated", "bootstrap"), ("UserLoggedIn", "otto")]
+        assert [(e["type"], e["actor"]) for e in users] == [
+            ("BootstrapTokenFirstUsed", "bootstrap"),  # its lifetime starts (DPM_API_TOKEN_MAX_AGE)
+            ("UserCreated", "bootstrap"),
+            ("UserLoggedIn", "otto"),
+        ]
         raw = (await api.http.get("/audit", params={"type": "UserCreated", "limit": 1})).json()
         assert len(raw) == 1
         # passwords (and their hashes) never reach the event log -- nor, therefore, NATS

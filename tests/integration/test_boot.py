@@ -29,7 +29,7 @@ async def events_of(eventlog, sid: str) -> list:
 
 async def test_boot_settings_discovery_and_the_deploy_script(api_service, pxe_service, auth, tmp_path) -> None:
     pxe = pxe_service()
-    (tmp_path / "boot" / "deploy").mkdir(parents=True)
+    (tmp_path / "boot" / "deploy").mkdir(parents=True, exist_ok=True)
     kernel = bytes(range(256)) * 4096  # 1 MiB
     (tmp_path / "boot" / "deploy" / "vmlinuz").write_bytes(kernel)
     api = api_service(api_pxe_url=f"http://127.0.0.1:{pxe.port}")

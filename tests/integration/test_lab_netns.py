@@ -48,7 +48,7 @@ async def test_namespace_machines_netboot_run_their_agent_and_reboot_into_a_scen
         )  # fmt: skip
         api.app.state.pxe_url = f"http://127.0.0.1:{pxe.port}"
         root = tmp_path / "boot"
-        (root / "deploy").mkdir(parents=True)
+        (root / "deploy").mkdir(parents=True, exist_ok=True)
         (root / "undionly.kpxe").write_bytes(b"\x90" * 70_000)
         (root / "deploy" / "vmlinuz").write_bytes(b"k" * 4096)
         (root / "deploy" / "initrd.img").write_bytes(b"i" * 4096)

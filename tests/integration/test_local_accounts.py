@@ -27,8 +27,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dpm_imagefmt.store import DirStore
 from dpm_runtime.bus import await_events_stream, connect_nats, ensure_events_stream, events_stream_config, inbox_prefix
+from dpm_runtime.dbroles import ROLES, role_of
 from dpm_runtime.localstack.nats import NatsServer, durables, permissions
-from dpm_runtime.localstack.postgres import SERVICE_USER, SUPERUSER, PostgresCluster, find_bindir
+from dpm_runtime.localstack.postgres import SUPERUSER, PostgresCluster, find_bindir
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.localstack.stack import PRIVATE_ENV, RELAY, SERVICES, Stack, StackSettings
 from dpm_runtime.testing import eventually
@@ -71,15 +72,16 @@ def stack() -> Iterator[Stack]:
 def test_postgres_refuses_a_local_account_without_the_password(stack: Stack) -> None:
     pg = stack.postgres
     assert pg is not None
-    for user in (SUPERUSER, SERVICE_USER):
+    for user in (SUPERUSER, *(r.role for r in ROLES.values())):
         tcp = as_nobody("psql", f"postgresql://{user}@127.0.0.1:{pg.port}/dpm", "-w", "-c", "SELECT 1")
         assert tcp.returncode != 0 and "password" in tcp.stderr, tcp.stdout + tcp.stderr
         sock = as_nobody(
             "psql", "-h", str(pg.sockets), "-p", str(pg.port), "-U", user, "-w", "-d", "dpm", "-c", "SELECT 1"
         )
         assert sock.returncode != 0, sock.stdout
-    with psycopg.connect(pg.url(user=SERVICE_USER)) as conn:  # the password it was given works
-        assert conn.execute("SELECT current_user").fetchone() == (SERVICE_USER,)
+    for role in (r.role for r in ROLES.values()):  # the password each was given works
+        with psycopg.connect(pg.url(user=role)) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (role,)
 
 
 def test_the_postgres_process_has_its_own_group(stack: Stack) -> None:
@@ -417,5 +419,6 @@ def test_each_child_of_the_stack_gets_only_its_own_credentials(stack: Stack, mon
             "false",
         )
         assert "DPM_DATABASE_ADMIN_URL" not in env  # the stack migrates before it starts anything
+        assert env["DPM_DATABASE_URL"].startswith(f"postgresql://{role_of(name)}:")  # its own role, no other
         assert ("DPM_API_TOKEN" in env) == (name == "api")
     assert stack._child_env(base, "api", "pw")["DPM_API_TOKEN"] == "from-the-caller"

@@ -26,7 +26,8 @@ from dpm_api.bootstrap import bootstrap as api_bootstrap
 from dpm_api.settings import ApiSettings
 from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
 from dpm_pxe.settings import PxeSettings
-from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.dbroles import role_of
+from dpm_runtime.localstack.postgres import PostgresCluster
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.service import serve
 from dpm_runtime.testing import eventually
@@ -54,7 +55,7 @@ def private_pg() -> Iterator[PostgresCluster]:
 
 def api_on(cluster: PostgresCluster, nats_url: str) -> ApiSettings:
     return ApiSettings(
-        database_url=SecretStr(cluster.url(user=SERVICE_USER)),
+        database_url=SecretStr(cluster.url(user=role_of("api"))),
         database_admin_url=SecretStr(cluster.url()),
         nats_url=nats_url,
         api_port=free_port(),
@@ -121,7 +122,7 @@ async def test_a_postgres_outage_gives_ipxe_a_script_that_asks_again_not_the_loc
 ) -> None:
     """iPXE retries no HTTP error: a 503 would boot the disk and lose the machine's pending work."""
     settings = PxeSettings(
-        database_url=SecretStr(private_pg.url(user=SERVICE_USER)), database_admin_url=SecretStr(private_pg.url()),
+        database_url=SecretStr(private_pg.url(user=role_of("pxe"))), database_admin_url=SecretStr(private_pg.url()),
         nats_url=nats_server.url, pxe_port=free_port(), relay_enabled=False, pxe_root=tmp_path / "boot",
         pxe_tftp_enabled=False, pxe_dhcp_enabled=False,
     )  # fmt: skip

@@ -26,9 +26,8 @@ import pytest_asyncio
 from dpm_runtime.localstack.nats import NatsServer
 from dpm_runtime.localstack.postgres import PostgresCluster
 from dpm_runtime.localstack.procs import free_port
-from dpm_runtime.migrations import migrate
 from dpm_runtime.projection import Projection, ProjectionRunner, checkpoint_name, rebuild
-from dpm_runtime.testing.fixtures import Database
+from dpm_runtime.testing.fixtures import Database, migrated_database
 from dpm_runtime.testing.services import Running
 
 from .lab_history import Stack, drive, started
@@ -41,13 +40,16 @@ PROJECTIONS = (
     "agent-gateway.directory",
     "agent-gateway.tokens",
     "api.accounts",
+    "api.bootstrap_token_uses",
     "api.deploy_tokens",
     "api.disk_layouts",
     "api.executions",
     "api.groups",
     "api.images",
+    "api.inventories",
     "api.machines",
     "api.netboot_pending",
+    "api.packages",
     "api.revoked_bootstrap_tokens",
     "api.scenarios",
     "api.schedules",
@@ -61,6 +63,7 @@ PROJECTIONS = (
     "scheduler.presence",
     "scheduler.scenario_directory",
     "updater.directory",
+    "updater.package_uploads",
 )
 # empty once every execution ended (a netboot request is cleared with its execution); their events
 # are still in the log and replayed, and services/pxe/tests/integration/test_pxe_projections.py
@@ -73,9 +76,7 @@ ATTEMPTS = 3  # a snapshot pair is retaken when the projection's events arrived 
 async def stack(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """One database and nats-server for the module; every service; the lab's history driven once."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    pg_cluster.create_database(name)
-    database = Database(pg_cluster, name)
-    await migrate(database.admin_url)
+    database = await migrated_database(pg_cluster, name)
     root = Path(tempfile.mkdtemp(prefix="dpm-test-nats-"))
     nats = NatsServer(root=root, port=free_port())
     nats.start()

@@ -57,7 +57,8 @@ def table(app: Any) -> Iterator[tuple[str, str, Any]]:
             yield "WEBSOCKET", original.path, None
             continue
         path = getattr(route, "path_format", None) or getattr(route, "path", "?")
-        methods = (getattr(route, "methods", None) or {"ANY"}) - {"HEAD"}
+        methods = getattr(route, "methods", None) or {"ANY"}
+        methods = methods - {"HEAD"} if "GET" in methods else methods  # a HEAD-only route is probed too
         for method in sorted(methods):
             yield method, path, getattr(route, "dependant", None)
 

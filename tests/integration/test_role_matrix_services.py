@@ -12,11 +12,12 @@ import httpx
 import pytest
 
 from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.localstack.stack import SERVICES as STACK
 from dpm_runtime.testing.services import running
 from dpm_updater.bootstrap import bootstrap as updater_bootstrap
 from dpm_updater.settings import UpdaterSettings
 
-from .conftest import common
+from .conftest import TOKEN, common
 from .test_role_matrix import concrete, status, table
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,7 @@ OWN_TOKEN = {
             ("POST", "/verify"),
         )
     },
+    "updater": {("HEAD", "/v1/uploads/{upload_id}"), ("PATCH", "/v1/uploads/{upload_id}")},  # upload tokens
 }
 # Bodies valid enough to reach the token check (a body refused first would prove nothing).
 BODIES = {
@@ -70,15 +72,17 @@ BODIES = {
 
 
 @pytest.fixture
-def updater_service(database, nats_server):
+def updater_service(database, nats_server, tmp_path):
     def make(**overrides):
-        settings = UpdaterSettings(**common(database, nats_server), updater_port=free_port(), **overrides)
-        return updater_bootstrap(settings)
+        defaults = {"updater_port": free_port(), "updater_root": tmp_path / "packages"}
+        return updater_bootstrap(UpdaterSettings(**common(database, nats_server), **{**defaults, **overrides}))
 
     return make
 
 
 SERVICES = ("pxe", "imager", "gateway", "scheduler", "updater")
+# Every service but the api, by the names `dpm up` starts them under: a new service joins the matrix.
+STACK_NAMES = {"gateway": "agent-gateway"}
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -95,6 +99,7 @@ async def test_every_route_refuses_anonymous_callers_unless_allowlisted(
     service = makers[name]()
     allowed = EVERY_SERVICE.keys() | OPEN.get(name, {}).keys()
     own_token = OWN_TOKEN.get(name, set())
+    api_token = {"Authorization": f"Bearer {TOKEN}"}  # an admin's token for the api is nothing here
     async with running(service) as svc, httpx.AsyncClient(base_url=svc.url, timeout=30) as anonymous:
         routes = list(table(service.app))
         seen = {(m, p) for m, p, _ in routes}
@@ -109,9 +114,10 @@ async def test_every_route_refuses_anonymous_callers_unless_allowlisted(
                 wrong.append((method, template, "not allowlisted"))
                 continue
             path = concrete(template, dependant)
-            got = await status(anonymous, method, path, {}, BODIES.get(template, {}))
-            if got not in (401, 403):
-                wrong.append((method, template, got))
+            for who, headers in (("anonymous", {}), ("api token", api_token)):
+                got = await status(anonymous, method, path, headers, BODIES.get(template, {}))
+                if got not in (401, 403):
+                    wrong.append((method, template, who, got))
         assert not wrong, f"{name}: routes answering an anonymous caller: {wrong}"
         assert ("GET", "/healthz") in seen  # the table really was walked, the runtime's routes included
 
@@ -123,3 +129,8 @@ def test_the_api_has_no_route_its_role_matrix_cannot_see(api_service) -> None:
 
 def test_the_allowlists_name_only_known_services() -> None:
     assert set(OPEN) | set(OWN_TOKEN) <= set(SERVICES)
+
+
+def test_the_matrix_covers_every_service_dpm_up_starts() -> None:
+    started = {name for name, _module in STACK} - {"api"}  # the api has its role-by-role matrix
+    assert {STACK_NAMES.get(name, name) for name in SERVICES} == started

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dpm_runtime.dbroles import role_of
 from dpm_runtime.localstack.nats import NatsServer
-from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.localstack.postgres import PostgresCluster
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import eventually
 
@@ -51,7 +52,7 @@ async def test_waits_for_postgres_and_nats_then_ready_then_drains_on_sigterm(tmp
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DPM_")}
     env.update(
-        DPM_DATABASE_URL=cluster.url(user=SERVICE_USER),
+        DPM_DATABASE_URL=cluster.url(user=role_of("scheduler")),
         DPM_DATABASE_ADMIN_URL=cluster.url(),
         DPM_NATS_URL=nats.url,
         DPM_SCHEDULER_PORT=str(port),

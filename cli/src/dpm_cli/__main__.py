@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import boot, images, labcmd, quarantine, rebuild, scenarios, schedules, usage
+from dpm_cli import authcmd, boot, images, labcmd, packages, quarantine, rebuild, scenarios, schedules, usage
 from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
 from dpm_cli.output import JsonOpt, table
 from dpm_cli.passwords import StdinOpt, read_password
@@ -25,18 +25,18 @@ app.add_typer(groups, name="groups")
 app.add_typer(power, name="power")
 files = typer.Typer(help="File distribution to machines' agents.", no_args_is_help=True)
 users = typer.Typer(help="Users and roles (admin).", no_args_is_help=True)
-tokens = typer.Typer(help="Your API tokens.", no_args_is_help=True)
 app.add_typer(files, name="files")
 app.add_typer(users, name="users")
-app.add_typer(tokens, name="tokens")
+app.add_typer(authcmd.tokens, name="tokens")
+app.add_typer(authcmd.app, name="auth")
 app.add_typer(admin, name="admin")
 admin.add_typer(quarantine.app, name="quarantine")
 admin.command("rebuild")(rebuild.admin_rebuild)
-app.add_typer(boot.app, name="boot")
-app.add_typer(scenarios.app, name="scenarios")
-app.add_typer(schedules.app, name="schedules")
-app.add_typer(images.app, name="images")
+for name, sub in (("boot", boot), ("scenarios", scenarios), ("schedules", schedules), ("images", images)):
+    app.add_typer(sub.app, name=name)
 app.add_typer(labcmd.app, name="lab")
+app.add_typer(packages.app, name="packages")
+machines.command("inventory")(packages.machine_inventory)
 app.command("run")(scenarios.run)
 app.command("executions")(scenarios.executions)
 app.command("clear")(scenarios.clear)
@@ -326,25 +326,6 @@ def users_rm(username: str) -> None:
     """Disable a user."""
     request("DELETE", f"/users/{username}")
     print(f"disabled {username}")
-
-
-@tokens.command("create")
-def tokens_create(name: str) -> None:
-    """Issue an API token with your role; it is printed once."""
-    print(request("POST", "/auth/tokens", json={"name": name})["token"])
-
-
-@tokens.command("list")
-def tokens_list() -> None:
-    """Your API tokens."""
-    print(table(request("GET", "/auth/tokens"), ["token_id", "name", "created_at"]))
-
-
-@tokens.command("rm")
-def tokens_rm(token_id: str) -> None:
-    """Revoke one of your API tokens."""
-    request("DELETE", f"/auth/tokens/{token_id}")
-    print(f"revoked {token_id}")
 
 
 agents = typer.Typer(help="Agents.", no_args_is_help=True)

@@ -676,6 +676,36 @@ class E:
         "again; until then keep DPM_API_TOKEN_ENABLED=true.",
         409,
     )
+    # -- issue 12: one database role per service ---------------------------------------------------
+    STREAM_NOT_OWNED = _define(
+        "DPM-E420",
+        "Stream belongs to another service",
+        "The database role {role} may not append to {stream_id}: its category {category} is written by "
+        "another service.",
+        "A service appends only to the stream categories it owns (DESIGN.md section 2, table dpm_stream_owners); "
+        "check that the service runs with its own DPM_DATABASE_URL, or add the category in a migration.",
+        403,
+    )
+    SERVICE_ROLE_MISSING = _define(
+        "DPM-E421",
+        "Service database role missing",
+        "PostgreSQL has no login role {roles}: every service logs in as its own role.",
+        "Create the roles and their passwords: `dpm up` does it at start; with compose run "
+        "deploy/postgres/10-dpm-roles.sh in the postgres container (docker compose exec postgres sh "
+        "/docker-entrypoint-initdb.d/10-dpm-roles.sh) after setting every DPM_DB_*_PASSWORD.",
+        500,
+    )
+    # -- issue 12: the bootstrap token expires ------------------------------------------------------
+    BOOTSTRAP_TOKEN_EXPIRED = _define(
+        "DPM-E425",
+        "Bootstrap token expired",
+        "The bootstrap token (DPM_API_TOKEN) expired at {expires_at}: it is accepted for {max_age_hours} hours "
+        "(DPM_API_TOKEN_MAX_AGE) from its first use at {first_used_at}.",
+        "Log in as an admin user (`dpm login`) or use an API token. To use a bootstrap token again, rotate it: "
+        "with `dpm up`, stop it, delete var/api-token and start it again (it writes a new one); elsewhere set a "
+        "new DPM_API_TOKEN and restart the api. A new value is accepted afresh; the expired one stays refused.",
+        401,
+    )
     AGENT_TOKEN_REFUSED = _define(
         "DPM-E402",
         "Agent token refused",
@@ -788,6 +818,18 @@ class E:
         "Look at the scheduler's log (DPM-E035 and the power driver: Wake-on-LAN interface and port) and check "
         "that it runs and reaches its database; then clear the error and run again.",
         504,
+    )
+    # -- issue 21: a missing deploy environment is detected ----------------------------------------
+    DEPLOY_ENV_MISSING = _define(
+        "DPM-E430",
+        "Deploy environment missing",
+        "{machine} cannot network-boot the deploy environment for execution {execution_id}: {file} {what} in "
+        "pxe's boot directory (expected at {path}).",
+        "Build the deploy environment with `make deploy-os` (it writes var/boot/deploy, which `dpm up` serves), "
+        "or put the deploy kernel and initramfs at the path named (under DPM_PXE_ROOT), or point the boot "
+        "settings' deploy_kernel and deploy_initrd at the files you have (`dpm boot settings`); pxe's /statusz "
+        "shows deploy_environment_missing until they are there. Then clear the error and run again.",
+        503,
     )
     # -- issue 12: invalid data refused at the edge, one failure never stops the others ------------
     MAC_UNUSABLE = _define(
@@ -1073,6 +1115,21 @@ class E:
         "packages) and register it again.",
         422,
     )
+    PACKAGE_CONTENT_REF_INVALID = _define(
+        "DPM-E237",
+        "Package content reference invalid",
+        "{field} {value!r}: {reason}.",
+        "The server sent a content reference the agent cannot use; re-register the package (its content "
+        "needs a SHA-256 of 64 hex digits, a size and plain file names) and run the scenario again.",
+        422,
+    )
+    PACKAGE_PENDING_UNREADABLE = _define(
+        "DPM-E238",
+        "Scheduled installs unreadable",
+        "{path}: {reason}; it was moved aside to {moved}.",
+        "The installs scheduled on this machine (at next boot, at a set time) are lost: run their scenarios again.",
+        500,
+    )
     # -- issue 14 (packages): package sources and auto-download, DPM-E250..E269 --------------------------
     SOURCE_URL_INVALID = _define(
         "DPM-E250",
@@ -1228,6 +1285,84 @@ class E:
         502,
     )
     # -- issue 14 (packages): the updater's store, delivery and routes, DPM-E270..E299 --------------------
+    PACKAGE_UPLOAD_OFFSET = _define(
+        "DPM-E270",
+        "Upload resumed at the wrong offset",
+        "Upload {upload} holds {offset} bytes; this request starts at {sent}.",
+        "Ask the updater for the offset (HEAD on the upload, header Upload-Offset) and send the rest from there; "
+        "`dpm packages add` does this by itself.",
+        409,
+    )
+    PACKAGE_UPLOAD_OVERFLOW = _define(
+        "DPM-E271",
+        "Upload larger than declared",
+        "Upload {upload} was opened for {size} bytes; this request would take it past that.",
+        "Open a new upload with the file's real size.",
+        413,
+    )
+    PACKAGE_UPLOAD_DIGEST = _define(
+        "DPM-E272",
+        "Uploaded content does not match its SHA-256",
+        "Upload {upload} is complete but its SHA-256 is {actual}, not the declared {expected}; nothing was kept.",
+        "The file changed or was damaged on the way: upload it again (the upload is aborted).",
+        422,
+    )
+    PACKAGE_UPLOAD_CLOSED = _define(
+        "DPM-E273",
+        "Upload closed",
+        "Upload {upload} is {state}; it takes no more bytes.",
+        "Open a new upload (`dpm packages add` opens one per file).",
+        410,
+    )
+    PACKAGE_UPLOAD_EXPIRED = _define(
+        "DPM-E274",
+        "Upload expired",
+        "Upload {upload} expired at {expires_at}; its partial content is discarded.",
+        "Open a new upload; raise DPM_API_PACKAGE_UPLOAD_TTL for very slow links.",
+        410,
+    )
+    PACKAGE_CONTENT_MISSING = _define(
+        "DPM-E275",
+        "Package content not uploaded",
+        "Upload {upload} has not completed (state: {state}); a package can only name content the store holds.",
+        "Finish the upload first (HEAD shows how far it got), then register the package.",
+        409,
+    )
+    PACKAGE_NOT_FOUND = _define(
+        "DPM-E276",
+        "Package not found",
+        "No package {package!r} is registered.",
+        "List packages with `dpm packages ls`; IDs are case-sensitive.",
+        404,
+    )
+    PACKAGE_STORE_FULL = _define(
+        "DPM-E277",
+        "Package store full",
+        "The package store at {path} has no room for {needed} more bytes ({free} free).",
+        "Free space on the store's file system (remove unused packages) or move DPM_UPDATER_ROOT to a larger disk.",
+        507,
+    )
+    PACKAGE_REVISION_CONFLICT = _define(
+        "DPM-E278",
+        "Package changed meanwhile",
+        "Package {package!r} is at revision {current}; this change was based on revision {expected}.",
+        "Show the package again and repeat the change on its current revision.",
+        409,
+    )
+    PACKAGE_UPLOAD_BUSY = _define(
+        "DPM-E280",
+        "Upload in progress elsewhere",
+        "Another request is sending bytes to upload {upload} right now.",
+        "Wait for it to end (or time out), then resume from the offset HEAD reports.",
+        409,
+    )
+    PACKAGE_INVENTORY_UNKNOWN = _define(
+        "DPM-E279",
+        "No inventory reported",
+        "Machine {machine!r} has not reported an inventory yet; applicability cannot be judged.",
+        "Install and enrol the dpm agent on it (it reports its OS and packages when it connects).",
+        404,
+    )
 
 
 def render_markdown() -> str:

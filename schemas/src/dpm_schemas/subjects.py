@@ -29,7 +29,9 @@ EXECUTION = "execution"
 IMAGE = "image"  # imager: what happened to an image (captured, aborted transfers, verified)
 CATALOG = "catalog"  # api: who may move an image (transfers opened) and its deletion
 DISKS = "disks"  # api: disk layouts a deploy environment reported (disk configuration check), per machine
-PACKAGE = "package"
+PACKAGE = "package"  # api: package definitions, one stream per package id (revisions, removal)
+UPLOAD = "upload"  # api: package content uploads opened (who may send bytes), one stream per upload
+CONTENT = "content"  # updater: what reached the package content store, one stream per upload
 USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
@@ -57,6 +59,8 @@ CATEGORIES = (
     CATALOG,
     DISKS,
     PACKAGE,
+    UPLOAD,
+    CONTENT,
     POWER,
     ASSIGNMENT,
     SCHEDULE,

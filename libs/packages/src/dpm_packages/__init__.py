@@ -6,9 +6,9 @@ agent builds the :class:`Inventory` it reports. Import the submodules for everyt
 
 from dpm_packages.applicability import Assessment, Reason, Verdict, assess, explain, install_order
 from dpm_packages.inventory import Inventory, OsFamily, from_reported
-from dpm_packages.model import Package, PackageType, Urgency
 from dpm_packages.validation import package_problems, parse_package
 from dpm_packages.versions import VersionScheme, compare
+from dpm_schemas.packages import Package, PackageType, Urgency
 
 __all__ = [
     "Assessment",

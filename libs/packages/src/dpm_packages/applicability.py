@@ -15,7 +15,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from dpm_packages.inventory import Inventory
-from dpm_packages.model import (
+from dpm_packages.versions import VersionScheme, compare
+from dpm_schemas.packages import (
     ChangeType,
     CommandExitCondition,
     Condition,
@@ -26,7 +27,6 @@ from dpm_packages.model import (
     PackageType,
     RegistryCondition,
 )
-from dpm_packages.versions import VersionScheme, compare
 
 
 class Verdict(StrEnum):

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dpm_packages.model import (
+from dpm_schemas.errors import DpmError, E
+from dpm_schemas.packages import (
     COMPANY_MAX,
     MS_NUMBER_MAX,
     PACKAGE_ID_MAX,
@@ -27,7 +28,6 @@ from dpm_packages.model import (
     PackageType,
     Urgency,
 )
-from dpm_schemas.errors import DpmError, E
 
 _ID = re.compile(r"[A-Za-z0-9_-]+")
 _DATE = re.compile(r"(\d{4})[-/](\d{2})[-/](\d{2})")

@@ -8,8 +8,8 @@ import pytest
 
 from dpm_packages.applicability import Verdict, assess, explain, install_order
 from dpm_packages.inventory import Inventory, OsFamily, from_reported
-from dpm_packages.model import Package
 from dpm_packages.versions import VersionScheme
+from dpm_schemas.packages import Package
 
 XP = "Windows XP Professional"
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dpm_packages.model import PackageType, Urgency
 from dpm_packages.validation import package_problems, parse_package, parse_release_date
 from dpm_schemas.errors import DpmError
+from dpm_schemas.packages import PackageType, Urgency
 
 BASE: dict[str, Any] = {"id": "KB889101", "type": "hotfix"}
 SP: dict[str, Any] = {"id": "XPSP2", "type": "service-pack", "major_version": 2, "minor_version": 0}

@@ -143,6 +143,9 @@ class EventLog:
             if exc.sqlstate == "DPM01":
                 actual = int(exc.diag.message_detail) if exc.diag.message_detail else None
                 raise StreamConflict(stream_id, expected, actual) from None
+            if exc.sqlstate == "DPM03":  # another service's category (migration 0004): never retried
+                role = (exc.diag.message_primary or "").split(" ")[1:2] or ["?"]
+                raise E.STREAM_NOT_OWNED(role=role[0], stream_id=stream_id, category=exc.diag.message_detail) from None
             if isinstance(exc, psycopg.errors.UniqueViolation):
                 raise StreamConflict(stream_id, expected, None) from None
             raise

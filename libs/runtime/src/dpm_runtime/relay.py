@@ -167,14 +167,17 @@ async def _serve_standalone() -> None:
     import signal
 
     from dpm_runtime.bus import connect_nats, ensure_events_stream
-    from dpm_runtime.migrations import await_migrated, migrate
+    from dpm_runtime.dbroles import prepare
+    from dpm_runtime.migrations import await_migrated
     from dpm_runtime.retry import wait_for_dependency
     from dpm_runtime.settings import ServiceSettings
     from dpm_runtime.telemetry import make_tracer_provider
 
     settings = ServiceSettings()
     if settings.database_admin_url is not None:  # compose: the relay is the one process that migrates
-        await wait_for_dependency(lambda: migrate(settings.admin_url), what="postgres", target="database", logger=log)
+        # each service's schema owned by its role before the migrations (dbroles), so no service starts
+        # on one it cannot write; a missing role (DPM-E421) is logged and waited for like an outage
+        await wait_for_dependency(lambda: prepare(settings.admin_url), what="postgres", target="database", logger=log)
     else:  # dpm up migrates before it starts anything
         url = settings.database_url.get_secret_value()
         await wait_for_dependency(lambda: await_migrated(url), what="postgres", target="database", logger=log)

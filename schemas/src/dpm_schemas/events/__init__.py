@@ -13,6 +13,7 @@ from dpm_schemas.events.agents import (
 )
 from dpm_schemas.events.boot import (
     BootSettingsChanged,
+    DeployBootUnavailable,
     DeployTokenIssued,
     MachineBooted,
     MachineDiscovered,
@@ -60,6 +61,13 @@ from dpm_schemas.events.machines import (
     PowerOnSucceeded,
     RebootMachine,
 )
+from dpm_schemas.events.packages import (
+    PackageContentStored,
+    PackageRegistered,
+    PackageRemoved,
+    PackageUploadAborted,
+    PackageUploadOpened,
+)
 from dpm_schemas.events.scenarios import (
     MulticastStartRequested,
     ScenarioAssigned,
@@ -72,6 +80,7 @@ from dpm_schemas.events.testing import Probe
 from dpm_schemas.events.users import (
     ApiTokenIssued,
     ApiTokenRevoked,
+    BootstrapTokenFirstUsed,
     BootstrapTokenRevoked,
     UserCreated,
     UserDisabled,
@@ -88,8 +97,10 @@ __all__ = [
     "ApiTokenIssued",
     "ApiTokenRevoked",
     "BootSettingsChanged",
+    "BootstrapTokenFirstUsed",
     "BootstrapTokenRevoked",
     "ChunkSent",
+    "DeployBootUnavailable",
     "DeployTokenIssued",
     "DiskLayoutReported",
     "EnrolmentTokenIssued",
@@ -122,6 +133,11 @@ __all__ = [
     "MulticastStartRequested",
     "NetbootCleared",
     "NetbootRequested",
+    "PackageContentStored",
+    "PackageRegistered",
+    "PackageRemoved",
+    "PackageUploadAborted",
+    "PackageUploadOpened",
     "PowerOn",
     "PowerOnFailed",
     "PowerOnRequested",

@@ -2,8 +2,8 @@
 
 What the network-boot services saw (MachineDiscovered, MachineBooted), how they must answer
 (BootSettingsChanged), and which machines must boot the deploy environment next (NetbootRequested
-until NetbootCleared). pxe decides every answer from these alone, so a replica restart or a rebuild
-gives the same answers.
+until NetbootCleared) -- or could not, its files missing (DeployBootUnavailable). pxe decides every
+answer from these alone, so a replica restart or a rebuild gives the same answers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dpm_schemas.base import Event
 from dpm_schemas.events.machines import IPv4, Mac
-from dpm_schemas.text import LongText, Text
+from dpm_schemas.text import Label, LongText, Text
 
 SETTINGS_KEY = "boot"  # BootSettingsChanged lives on stream setting-boot (written by api)
 
@@ -120,3 +120,18 @@ class DeployTokenIssued(Event):
     expires_at: datetime
     client_ip: IPv4 | None = None  # None (events before issue 12): not bound to an address
     idle_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None  # None: expires_at is absolute
+
+
+class DeployBootUnavailable(Event):
+    """pxe would have sent this execution's machine into the deploy environment, but its kernel or
+    initramfs is missing or empty in the boot directory: it withheld the script (the machine asks again
+    later) and the scheduler fails the execution with ``code`` now, not at the no-response timeout."""
+
+    wire_name = "DeployBootUnavailable"
+
+    machine_id: uuid.UUID
+    execution_id: uuid.UUID
+    mac: Mac
+    path: Text  # the file pxe looked for, under DPM_PXE_ROOT
+    code: Label
+    reason: Annotated[LongText, Field(max_length=1000)]

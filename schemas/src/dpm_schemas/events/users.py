@@ -5,6 +5,7 @@ values, so their SHA-256 may be recorded."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -83,3 +84,14 @@ class BootstrapTokenRevoked(Event):
     wire_name = "BootstrapTokenRevoked"
 
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class BootstrapTokenFirstUsed(Event):
+    """The api accepted the bootstrap token with this SHA-256 for the first time, at ``at`` (the api's
+    clock): its DPM_API_TOKEN_MAX_AGE counts from here, on every replica and after every restart. One
+    per token value (its own stream, appended only as a new stream), so a new value starts afresh."""
+
+    wire_name = "BootstrapTokenFirstUsed"
+
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    at: datetime

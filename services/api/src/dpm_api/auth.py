@@ -1,7 +1,8 @@
-"""Who is calling: the bootstrap token, an API token (``dpmt_...``), or a login session (``dpms_...``),
-each resolved to a user and a role. Passwords are scrypt hashes in ``api.credentials`` -- never in the
-event log or on the bus; sessions live in ``api.sessions`` and end after an idle period or, however
-busy, after an absolute lifetime. Times come from the caller's clock (tests inject one).
+"""Who is calling: the bootstrap token (bootstrap_token.py), an API token (``dpmt_...``), or a login
+session (``dpms_...``), each resolved to a user and a role. Passwords are scrypt hashes in
+``api.credentials`` -- never in the event log or on the bus; sessions live in ``api.sessions`` and
+end after an idle period or, however busy, after an absolute lifetime. Times come from the caller's
+clock (tests inject one).
 
 scrypt costs ~16 MiB and ~50 ms of a core per check, so it never runs on the event loop: a
 ``Hasher`` runs it in worker threads, a few at a time, and logins queue for a slot while every
@@ -109,13 +110,6 @@ async def stored_hash(conn: Conn, username: str) -> str | None:
     return row[0] if row else None
 
 
-async def _bootstrap(conn: Conn, token: str) -> Principal:
-    cur = await conn.execute("SELECT 1 FROM api.revoked_bootstrap_tokens WHERE token_sha256 = %s", (sha256(token),))
-    if await cur.fetchone():
-        raise E.BOOTSTRAP_TOKEN_REVOKED()
-    return Principal(BOOTSTRAP_USER, Role.ADMIN)
-
-
 async def _session_user(conn: Conn, token: str, policy: SessionPolicy, now: datetime) -> str | None:
     """The session's user, refreshing its idle clock; an idle or too old session is deleted."""
     cur = await conn.execute(
@@ -136,12 +130,9 @@ async def _session_user(conn: Conn, token: str, policy: SessionPolicy, now: date
     return None
 
 
-async def resolve(
-    conn: Conn, token: str, *, bootstrap: str | None, sessions: SessionPolicy, now: datetime
-) -> Principal:
-    """The principal behind a bearer token, or DPM-E401 / E406 / E412 / E413."""
-    if bootstrap is not None and hmac.compare_digest(token.encode(), bootstrap.encode()):
-        return await _bootstrap(conn, token)
+async def resolve(conn: Conn, token: str, *, sessions: SessionPolicy, now: datetime) -> Principal:
+    """The principal behind an API token or a session, or DPM-E401 / E406 / E412 (the bootstrap token
+    is bootstrap_token.principal's)."""
     username: str | None = None
     if token.startswith(TOKEN_PREFIX):
         cur = await conn.execute(

@@ -9,11 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dpm_api import auth, boot, deploy_auth, requestmeta, scenarios, throttle
-from dpm_api.bootstrap_token import RevokedBootstrapTokens, warn_without_admin
+from dpm_api.bootstrap_token import BootstrapToken, BootstrapTokenUses, RevokedBootstrapTokens, warn_without_admin
+from dpm_api.domain.bootstrap_token import Lifetime
 from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_api.images import DiskLayouts, ImageList
+from dpm_api.packages import Inventories, PackageCatalog
 from dpm_api.projections import Accounts, GroupList, MachineList
-from dpm_api.routes import admin, agents, groups, machines, users
+from dpm_api.routes import admin, agents, groups, machines, packages, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.routes import boot as boot_routes
 from dpm_api.routes import deploy as deploy_routes
@@ -41,6 +43,18 @@ def own_imager_url(settings: ApiSettings) -> str:
     return f"http://{host}:{settings.api_imager_port}"
 
 
+def _data_planes(app: FastAPI, settings: ApiSettings) -> None:
+    """Where clients send image chunks and package content, and how long their tokens last."""
+    app.state.imager_url = settings.api_imager_url
+    app.state.imager_port = settings.api_imager_port
+    app.state.own_imager_url = own_imager_url(settings)
+    app.state.transfer_ttl = settings.api_transfer_ttl
+    app.state.backup_lease = settings.api_backup_lease
+    app.state.updater_url = settings.api_updater_url
+    app.state.updater_port = settings.api_updater_port
+    app.state.package_upload_ttl = settings.api_package_upload_ttl
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     # every append of a request carries its correlation id, span and actor (requestmeta.py)
     app = FastAPI(
@@ -51,16 +65,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     token = settings.api_token.get_secret_value() if settings.api_token and token_usable(settings) else None
     app.state.api_token = token
+    app.state.bootstrap_token = BootstrapToken(token, Lifetime(max_age=timedelta(seconds=settings.api_token_max_age)))
     app.state.runtime = None
     _security_state(app, settings)
     app.state.pxe_url = settings.api_pxe_url
     app.state.pxe_token = settings.api_pxe_token.get_secret_value() if settings.api_pxe_token else None
     app.state.deploy_check_address = settings.api_deploy_check_address
-    app.state.imager_url = settings.api_imager_url
-    app.state.imager_port = settings.api_imager_port
-    app.state.own_imager_url = own_imager_url(settings)
-    app.state.transfer_ttl = settings.api_transfer_ttl
-    app.state.backup_lease = settings.api_backup_lease
+    _data_planes(app, settings)
     app.include_router(machines.router)
     app.include_router(groups.router)
     app.include_router(auth_routes.router)
@@ -72,6 +83,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(scenario_routes.router)
     app.include_router(schedule_routes.router)
     app.include_router(image_routes.router)
+    app.include_router(packages.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -118,7 +130,10 @@ def bootstrap(settings: ApiSettings) -> Service:
                 boot.NetbootPending(),
                 ImageList(),
                 DiskLayouts(),
+                PackageCatalog(),
+                Inventories(),
                 RevokedBootstrapTokens(),
+                BootstrapTokenUses(),
             ],
             consumers=boot.router.bind(eventlog=rt.eventlog, max_discovered=settings.api_discovery_max_machines),
             tasks=[] if token_usable(settings) else [warn_without_admin],

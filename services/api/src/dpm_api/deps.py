@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from dpm_api import bootstrap_token
 from dpm_api.auth import Principal, resolve
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
@@ -39,8 +40,10 @@ async def get_principal(request: Request) -> Principal:
         raise E.UNAUTHENTICATED()
     rt = get_runtime(request)
     state = request.app.state
+    if state.bootstrap_token.matches(token):
+        return await bootstrap_token.principal(rt, state.bootstrap_token, now(request))
     async with rt.pool.connection() as conn:
-        return await resolve(conn, token, bootstrap=state.api_token, sessions=state.sessions, now=now(request))
+        return await resolve(conn, token, sessions=state.sessions, now=now(request))
 
 
 class RoleCheck:

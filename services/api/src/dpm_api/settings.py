@@ -16,6 +16,13 @@ class ApiSettings(ServiceSettings):
     api_token_enabled: bool = Field(
         default=True, description="Accept DPM_API_TOKEN at all; set false once admin users exist (see docs/security.md)"
     )
+    api_token_max_age: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Seconds DPM_API_TOKEN is accepted, counted from the first time an api accepted that value "
+        "(recorded in the event log: restarts and replicas agree); then DPM-E425. A new value starts afresh "
+        "(`dpm up`: delete var/api-token); see docs/security.md",
+    )
     api_session_idle_timeout: float = Field(default=1800.0, gt=0, description="Seconds a login session may idle")
     api_session_max_age: float = Field(
         default=12 * 3600.0, gt=0, description="Seconds a login session lives at most, however busy"
@@ -63,6 +70,18 @@ class ApiSettings(ServiceSettings):
         le=30 * 86400,
         description="Seconds a transfer token stays valid unused (each use renews it; one opened for an "
         "execution ends with it)",
+    )
+    api_updater_url: str | None = Field(
+        default=None,
+        description="The updater's data plane as clients reach it, handed out with upload tokens "
+        "(default: the host the caller reached the api at, with DPM_API_UPDATER_PORT)",
+    )
+    api_updater_port: int = Field(default=ports.UPDATER_HTTP, description="The updater's port, for the default URL")
+    api_package_upload_ttl: float = Field(
+        default=24 * 3600,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds a package upload may take, resumed as often as needed, before its token expires",
     )
     api_backup_lease: float = Field(
         default=300,

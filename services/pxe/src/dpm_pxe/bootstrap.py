@@ -17,10 +17,12 @@ from dpm_pxe.adapters.recorder import BootRecorder
 from dpm_pxe.adapters.sightings import DDL as SIGHTINGS_DDL
 from dpm_pxe.adapters.sightings import Sightings
 from dpm_pxe.adapters.state import DDL, SCHEMA, follow
+from dpm_pxe.adapters.tftp.files import size
 from dpm_pxe.adapters.tftp.server import TftpLimits, TftpServer
 from dpm_pxe.adapters.tokens import DDL as TOKENS_DDL
 from dpm_pxe.adapters.tokens import DeployTokens
 from dpm_pxe.domain.bootstate import BootState
+from dpm_pxe.domain.deployenv import missing
 from dpm_pxe.domain.dhcp.pools import Pool
 from dpm_pxe.domain.dhcp.proxy import BootConfig
 from dpm_pxe.domain.throttle import DiscoveryLimiter
@@ -50,6 +52,8 @@ def bootstrap(settings: PxeSettings) -> Service:
         app.state.counters = lambda: {
             **recorder.limiter.stats(),
             "tftp_unacked_refused": tftp.unacked.refused if tftp else 0,
+            # 1: the boot settings' deploy kernel or initramfs is not in the root (DPM-E430 on a netboot)
+            "deploy_environment_missing": int(deploy_missing(settings, state)),
         }
         app.state.boot = boot_of(settings, rt, state, recorder, leases, sightings)
         tasks: list[Task] = [follow_settings(state)]
@@ -88,6 +92,11 @@ def boot_of(
         sightings=sightings,
         service_token=_secret(settings.pxe_service_token),
     )
+
+
+def deploy_missing(settings: PxeSettings, state: BootState) -> bool:
+    """Whether a netboot now would find no deploy environment: operators see it in /statusz before a run."""
+    return missing(state.current, lambda path: size(settings.pxe_root, path)) is not None
 
 
 def http_url(settings: PxeSettings, server_ip: IPv4Address | None) -> str:

@@ -6,7 +6,8 @@ bootstrap.py):
 
 - ``script_requested``: a machine's iPXE asks for its script -> decide what it boots, hand out the
   deploy environment's token only to the client pxe saw boot (once per request), record the boot
-  (MachineBooted, and MachineDiscovered for an unknown MAC), render the script;
+  (MachineBooted, and MachineDiscovered for an unknown MAC), render the script; a deploy environment
+  missing from the boot root is recorded instead (DeployBootUnavailable) and the machine asks again;
 - ``decision_for``: what a MAC boots now (also what ``/boot/<mac>/explain`` answers, with no effect);
 - ``rom_booted``: the DHCP listener answered a PXE ROM -> MachineBooted at the ROM stage.
 """
@@ -28,13 +29,16 @@ from dpm_pxe.adapters.dhcp.leases import LeaseStore
 from dpm_pxe.adapters.readmodel import find_machine, netboot_lag, pending_netboot
 from dpm_pxe.adapters.recorder import BootRecorder
 from dpm_pxe.adapters.sightings import Sightings
+from dpm_pxe.adapters.tftp.files import size
 from dpm_pxe.adapters.tokens import DeployTokens
 from dpm_pxe.domain.bootstate import BootState
-from dpm_pxe.domain.script import Action, Decision, decide, render
+from dpm_pxe.domain.deployenv import missing
+from dpm_pxe.domain.script import Action, Decision, decide, later, render, withheld
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.events.boot import Arch, BootStage
 
 LAG_WAIT = 3.0  # seconds a "boot locally" answer may wait for pxe to catch up with the log
+WAIT_SECONDS = 5  # a machine whose deploy environment is missing asks again after this long
 
 
 @dataclass
@@ -79,6 +83,8 @@ async def script_requested(m: ScriptRequested, *, boot: Boot) -> str:
     """The script iPXE runs: the deploy environment for pending work, else the local disk (and discovery)."""
     decision = await decision_for(m.mac, boot=boot)
     decision, token = await _granted(boot, m.mac, decision, m.client_ip)
+    if decision.missing is not None:
+        await boot.recorder.deploy_unavailable(m.mac, decision, root=str(boot.root))
     await boot.recorder.booted(
         mac=m.mac,
         arch=m.arch,
@@ -87,11 +93,21 @@ async def script_requested(m: ScriptRequested, *, boot: Boot) -> str:
         client_uuid=m.client_uuid,
         decision=decision.reason,
     )
+    if decision.action is Action.WAIT:  # not the local disk: the execution is still pending
+        return later(m.mac, m.arch.value, m.client_uuid, decision.reason, seconds=WAIT_SECONDS)
     return render(decision, settings=boot.state.current, files_url=m.files_url, server_url=m.server_url, token=token)
 
 
 async def decision_for(mac: str, *, boot: Boot) -> Decision:
-    """What this MAC boots now. "Locally" is only answered once this service has applied every
+    """What this MAC boots now: the deploy environment only if its files are in the boot root."""
+    decision = await _decided(mac, boot=boot)
+    if decision.action is not Action.DEPLOY:
+        return decision
+    return withheld(decision, missing(boot.state.current, lambda path: size(boot.root, path)))
+
+
+async def _decided(mac: str, *, boot: Boot) -> Decision:
+    """What the log says this MAC boots. "Locally" is only answered once this service has applied every
     netboot request in the log: the scheduler wakes a machine right after requesting its netboot,
     and a fast machine must not boot its disk because pxe's projection was a few milliseconds behind."""
     deadline = time.monotonic() + LAG_WAIT
@@ -109,11 +125,14 @@ async def decision_for(mac: str, *, boot: Boot) -> Decision:
 
 async def _granted(boot: Boot, mac: str, decision: Decision, ip: str | None) -> tuple[Decision, str | None]:
     """The deploy environment and its token, only for a client at an address pxe saw this MAC boot from
-    (``sightings``) and only one per execution (``tokens``); anybody else gets the local disk."""
-    if decision.action is not Action.DEPLOY or decision.machine is None or decision.execution_id is None:
+    (``sightings``) and only one per execution (``tokens``); anybody else gets the local disk. A
+    missing deploy environment (WAIT) is likewise only that client's to report."""
+    if decision.action not in (Action.DEPLOY, Action.WAIT) or decision.machine is None or not decision.execution_id:
         return decision, None
     if refused := await boot.sightings.refusal(mac, ip):
-        return replace(decision, action=Action.LOCAL, reason=refused), None
+        return replace(decision, action=Action.LOCAL, reason=refused, missing=None), None
+    if decision.action is Action.WAIT:
+        return decision, None
     grant = await boot.tokens.grant(
         mac, decision.machine.machine_id, decision.execution_id, ip, request=decision.request
     )

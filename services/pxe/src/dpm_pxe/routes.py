@@ -64,7 +64,8 @@ async def media_script(request: Request) -> PlainTextResponse:
 @router.get("/boot/{mac}.ipxe", response_class=PlainTextResponse)
 async def script(request: Request, mac: str, arch: str = "unknown", uuid: UUID | None = None) -> PlainTextResponse:
     """The script iPXE runs: deploy environment for pending work, else the local disk (and discovery);
-    while pxe cannot decide (starting, PostgreSQL unavailable) one that asks again shortly."""
+    while pxe cannot decide (starting, PostgreSQL unavailable) or the pending work's deploy environment
+    is missing (DPM-E430, recorded for the scheduler), one that asks again shortly."""
     boot: Boot | None = getattr(request.app.state, "boot", None)
     mac, kind = _mac(mac), arch_of(arch)
     if boot is None:
@@ -105,6 +106,7 @@ async def explain(request: Request, mac: str) -> dict[str, object]:
         "reason": decision.reason,
         "execution_id": str(decision.execution_id) if decision.execution_id else None,
         "kernel": settings.deploy_kernel if decision.action is Action.DEPLOY else None,
+        "missing": decision.missing.relative if decision.missing else None,  # WAIT: the deploy file not there
     }
 
 

@@ -26,13 +26,21 @@ from dpm_scheduler.adapters.executions_sql import ExecutionStore
 from dpm_scheduler.adapters.power_watch_sql import PowerWatches
 from dpm_scheduler.adapters.schedules_sql import ScheduleTable
 from dpm_scheduler.adapters.wol import destination
-from dpm_scheduler.domain.decide import decide_arrival, decide_step_reported, decide_suspend, finish, queue_refusal
+from dpm_scheduler.domain.decide import (
+    decide_arrival,
+    decide_deploy_unavailable,
+    decide_step_reported,
+    decide_suspend,
+    finish,
+    queue_refusal,
+)
 from dpm_scheduler.domain.effects import Wake
 from dpm_scheduler.domain.execution import Execution, Limits
 from dpm_scheduler.domain.schedules import next_fire
 from dpm_scheduler.projections import PRESENCE
 from dpm_schemas import subjects
 from dpm_schemas.events import (
+    DeployBootUnavailable,
     ExecutionQueued,
     MachineBooted,
     MachineCameOnline,
@@ -142,6 +150,14 @@ async def step_reported(e: StepReported, ctx: Ctx, *, store: ExecutionStore, clo
     x = await store.get(ctx.conn, e.execution_id)
     if x is not None:
         await store.apply(ctx, decide_step_reported(x, e, await store.logged_at(ctx, clock), limits))
+
+
+@router.handles(DeployBootUnavailable, durable="executions", actor=ACTOR)
+async def deploy_unavailable(e: DeployBootUnavailable, ctx: Ctx, *, store: ExecutionStore) -> None:
+    """pxe withheld the deploy environment (its files are missing): the execution fails at once."""
+    x = await store.get(ctx.conn, e.execution_id)
+    if x is not None:
+        await store.apply(ctx, decide_deploy_unavailable(x, e))
 
 
 @router.handles(SuspendRequested, durable="executions", actor=ACTOR)

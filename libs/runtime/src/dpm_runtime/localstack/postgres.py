@@ -1,8 +1,9 @@
 """A private PostgreSQL cluster in a directory: initdb once, start on a port, stop fast.
 
-Every connection authenticates with SCRAM: the superuser's and the service role's passwords are
-generated once and kept in ``<root>/secrets`` (0700, files 0600), and the socket directory is
-0700, so no other local account gets in. ``initdb`` and ``postgres`` refuse to run as root, so
+Every connection authenticates with SCRAM: the superuser's and each service role's passwords
+(``dpm_runtime.dbroles``: one login role per service and the relay) are generated once and kept
+in ``<root>/secrets`` (0700, files 0600), and the socket directory is 0700, so no other local
+account gets in. ``initdb`` and ``postgres`` refuse to run as root, so
 as root they run as the ``postgres`` system user with its own group (never gid 0); the root
 directory stays the invoker's (0711: traversable, not listable) with ``data/`` and ``run/``
 handed to postgres. A cluster made by an older dpm with ``--auth=trust`` is secured on the next
@@ -23,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from dpm_runtime.dbroles import LEGACY_ROLE, ROLES, ensure_roles
 from dpm_runtime.localstack.procs import stop_process, wait_until
 from dpm_runtime.localstack.secrets import open_private_log, private_dir, secret, write_private
 from dpm_schemas import E
 
 SUPERUSER = "dpm"
-SERVICE_USER = "dpm_app"
 SYSTEM_ACCOUNT = "postgres"
 HBA = (
     "# Written by dpm at every start: every connection authenticates with SCRAM (DESIGN.md section 8).\n"
@@ -121,7 +121,9 @@ class PostgresCluster:
     def init(self) -> bool:
         """Create the cluster if absent (True), else secure an existing one; the passwords exist after."""
         self._layout()
-        self.password(SERVICE_USER)
+        for r in ROLES.values():
+            self.password(r.role)
+        (self.secrets / LEGACY_ROLE).unlink(missing_ok=True)  # the single role of old: retired by dbroles.secure
         if (self.data / "PG_VERSION").exists():
             self._secure_existing()
             return False
@@ -191,11 +193,11 @@ class PostgresCluster:
             return False
 
     def _bootstrap(self) -> None:
-        """The dpm database, the NOLOGIN group role the migrations grant to, and the service login role."""
+        """The dpm database, the NOLOGIN group role the migrations grant to, and each service's login role."""
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dpm'").fetchone():
                 conn.execute("CREATE DATABASE dpm")
-            ensure_roles(conn, self.password(SERVICE_USER))
+            ensure_roles(conn, {r.role: self.password(r.role) for r in ROLES.values()})
 
     def create_database(self, name: str) -> str:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
@@ -206,19 +208,3 @@ class PostgresCluster:
         if self.proc is not None:
             stop_process(self.proc, sig=signal.SIGINT, timeout=30)  # SIGINT = fast shutdown
             self.proc = None
-
-
-def ensure_roles(conn: psycopg.Connection, service_password: str) -> None:
-    """The roles, and the service role's password (set at every start: the secret file is the truth)."""
-    conn.execute(
-        "DO $$ BEGIN"
-        " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dpm_service') THEN CREATE ROLE dpm_service NOLOGIN;"
-        " END IF;"
-        f" IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVICE_USER}') THEN"
-        f" CREATE ROLE {SERVICE_USER} LOGIN IN ROLE dpm_service; END IF; END $$"
-    )
-    conn.execute(
-        sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-            sql.Identifier(SERVICE_USER), sql.Literal(service_password)
-        )
-    )

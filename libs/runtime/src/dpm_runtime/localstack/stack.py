@@ -8,11 +8,10 @@ a background job of a script (where SIGINT starts ignored) stops on either too.
 
 No other local account gets in: ``var/`` is 0711 (the postgres account traverses it to reach its
 cluster, nothing is listable) and everything in it is 0700/0600, created so (umask 0077 for the
-stack and its children); PostgreSQL and NATS require passwords kept in ``var/secrets``. Each
-process gets only its own credentials: a NATS user (the relay runs as its own process, the only
-one that may publish events), the service database role, and the API token for the api alone.
-The stack applies migrations itself, so no service holds the owner URL. Credentials travel in
-the children's environment, which only the same account (or root) can read.
+stack and its children); PostgreSQL and NATS require passwords kept in ``var/secrets``. Each process
+gets only its own credentials: a NATS user (the relay, its own process, alone publishes events), its
+own database role (``dpm_runtime.dbroles``), the API token for the api alone. The stack secures the
+schemas and migrates itself (no service holds the owner URL). Credentials travel in the environment.
 """
 
 from __future__ import annotations
@@ -34,12 +33,13 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dpm_runtime.dbroles import prepare, role_of
 from dpm_runtime.localstack.nats import RELAY_USER, NatsServer
-from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.localstack.postgres import PostgresCluster
 from dpm_runtime.localstack.procs import stop_process
 from dpm_runtime.localstack.secrets import open_private_log, private_dir, secret, write_private
 from dpm_runtime.localstack.supervise import supervise
-from dpm_runtime.migrations import migrate
+from dpm_runtime.localstack.wiring import service_defaults, service_port
 from dpm_schemas import ports
 from dpm_schemas.errors import DpmError
 
@@ -56,6 +56,7 @@ RELAY = (RELAY_USER, "dpm_runtime.relay")  # its own process and NATS user: the 
 # What no child inherits from the caller's environment: each gets only its own (``_child_env``).
 PRIVATE_ENV = (
     "DPM_API_TOKEN",
+    "DPM_DATABASE_URL",
     "DPM_DATABASE_ADMIN_URL",
     "DPM_NATS_USER",
     "DPM_NATS_PASSWORD",
@@ -76,11 +77,6 @@ class StackSettings(BaseSettings):
     nats_port: int = ports.NATS
     nats_monitor_port: int = ports.NATS_MONITOR
     ready_timeout: float = 60.0
-
-
-def service_port(name: str, env: dict[str, str]) -> int:
-    setting, default = ports.SETTINGS[name]
-    return int(env.get(setting, default))
 
 
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -136,7 +132,9 @@ class Stack:
             root=self.var / "nats", port=s.nats_port, monitor_port=s.nats_monitor_port, host=s.host, users=users
         )
         self.nats.start()
-        applied = asyncio.run(migrate(self.postgres.url()))
+        moved, applied = asyncio.run(prepare(self.postgres.url()))  # the services' schemas, then migrations
+        if moved:
+            self.say(f"schemas now owned by their service's role: {', '.join(moved)}")
         if applied:
             self.say(f"applied migrations: {', '.join(applied)}")
         return users
@@ -147,19 +145,12 @@ class Stack:
         users = self.start_infrastructure()
         assert self.postgres is not None and self.nats is not None
         env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
-        env.update(
-            DPM_DATABASE_URL=self.postgres.url(user=SERVICE_USER),
-            DPM_NATS_URL=self.nats.url,
-            DPM_STACK_VAR_DIR=str(self.var),
-        )
+        env.update(DPM_NATS_URL=self.nats.url, DPM_STACK_VAR_DIR=str(self.var))
         env.setdefault("DPM_HTTP_HOST", s.host)  # 0.0.0.0 serves machines on other networks (a lab bridge)
         env.setdefault("DPM_PXE_ROOT", str(self.var / "boot"))
         self._seed_boot_files(Path(env["DPM_PXE_ROOT"]))
-        env.setdefault("DPM_API_PXE_URL", f"http://{s.host}:{service_port('pxe', env)}")
-        env.setdefault("DPM_PXE_API_PORT", str(service_port("api", env)))  # machines get the host they reached
-        env.setdefault("DPM_API_IMAGER_PORT", str(service_port("imager", env)))
-        env.setdefault("DPM_IMAGER_ROOT", str(self.var / "images"))
-        env.setdefault("DPM_IMAGER_RESERVE_BYTES", str(256 << 20))
+        for key, value in service_defaults(self.var, s.host, env).items():
+            env.setdefault(key, value)
         for name, module in (RELAY, *SERVICES):
             if stopping():  # Ctrl-C during PostgreSQL's start: start no service
                 return env
@@ -170,6 +161,8 @@ class Stack:
     def _child_env(self, env: dict[str, str], name: str, nats_password: str) -> dict[str, str]:
         """The shared environment plus this child's own credentials, and nothing of the others'."""
         own = dict(env, DPM_NATS_USER=name, DPM_NATS_PASSWORD=nats_password, DPM_RELAY_ENABLED="false")
+        assert self.postgres is not None
+        own["DPM_DATABASE_URL"] = self.postgres.url(user=role_of(name))
         if name == "api":
             own["DPM_API_TOKEN"] = os.environ.get("DPM_API_TOKEN") or self.token()
         if name in ("api", "pxe"):  # the api's credential for pxe's explain, recent boots and leases

@@ -1,5 +1,10 @@
 """pytest plugin: a session PostgreSQL cluster, a fresh migrated database per test, and a private
-nats-server with JetStream per test, all on free ports. Enabled by the root conftest.py."""
+nats-server with JetStream per test, all on free ports. Enabled by the root conftest.py.
+
+Tests reach the database as ``TEST_USER``: a member of ``dpm_service`` like every service's role (no
+UPDATE/DELETE on events, no owner rights), which may append to any stream category (the row
+``('*', 'dpm_test')`` in ``dpm_stream_owners``, written only here), so one test can seed the events of
+several services. tests/integration/test_service_roles.py checks the services' own roles."""
 
 from __future__ import annotations
 
@@ -21,11 +26,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from psycopg_pool import AsyncConnectionPool
 
 from dpm_runtime.bus import ensure_events_stream
+from dpm_runtime.dbroles import ensure_roles
 from dpm_runtime.eventlog import Conn, EventLog
 from dpm_runtime.localstack.nats import NatsServer
-from dpm_runtime.localstack.postgres import SERVICE_USER, PostgresCluster
+from dpm_runtime.localstack.postgres import PostgresCluster
 from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.migrations import migrate
+
+TEST_USER = "dpm_test"
 
 
 def _scratch(prefix: str) -> Path:
@@ -40,6 +48,8 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster(root=root, port=free_port(), fast_unsafe=True)
     cluster.init()
     cluster.start()
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+        ensure_roles(conn, {TEST_USER: cluster.password(TEST_USER)})
     yield cluster
     cluster.stop()
     shutil.rmtree(root, ignore_errors=True)
@@ -56,15 +66,24 @@ class Database:
 
     @property
     def service_url(self) -> str:
-        return self.cluster.url(self.name, user=SERVICE_USER)
+        return self.cluster.url(self.name, user=TEST_USER)
+
+
+async def migrated_database(pg_cluster: PostgresCluster, name: str) -> Database:
+    """A migrated database whose test role may append to every stream category (tests seed the
+    events of several services); the only place that grants ``'*'``."""
+    pg_cluster.create_database(name)
+    db = Database(pg_cluster, name)
+    await migrate(db.admin_url)
+    with psycopg.connect(db.admin_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dpm_stream_owners (category, role) VALUES ('*', %s)", (TEST_USER,))
+    return db
 
 
 @pytest.fixture
 async def database(pg_cluster: PostgresCluster) -> AsyncIterator[Database]:
     name = f"t_{uuid.uuid4().hex[:12]}"
-    pg_cluster.create_database(name)
-    db = Database(pg_cluster, name)
-    await migrate(db.admin_url)
+    db = await migrated_database(pg_cluster, name)
     yield db
     with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())

@@ -168,10 +168,29 @@ async def audit(
         ]
 
 
+class BootstrapTokenOut(BaseModel):
+    """The bootstrap token's state, never its value: times are None until an api first accepted it."""
+
+    enabled: bool
+    revoked: bool
+    expired: bool
+    max_age_seconds: float | None
+    first_used_at: datetime | None
+    expires_at: datetime | None
+
+
+@router.get("/auth/bootstrap-token", response_model=BootstrapTokenOut)
+async def bootstrap_token_status(request: Request, rt: RuntimeDep, _admin: AdminDep) -> BootstrapTokenOut:
+    """When the bootstrap token (DPM_API_TOKEN) was first accepted and when it expires
+    (DPM_API_TOKEN_MAX_AGE later), or that it is revoked or disabled."""
+    found = await bootstrap_token.status(rt, request.app.state.bootstrap_token, now(request))
+    return BootstrapTokenOut.model_validate(found)
+
+
 @router.delete("/auth/bootstrap-token", status_code=202)
 async def revoke_bootstrap_token(request: Request, rt: RuntimeDep, actor: AdminDep) -> dict[str, object]:
     """Revoke the bootstrap token (DPM_API_TOKEN) for good; create an admin user first. To rotate it,
-    set a new DPM_API_TOKEN and restart the api."""
+    set a new DPM_API_TOKEN (`dpm up`: delete var/api-token) and restart the api."""
     async with rt.pool.connection() as conn, conn.transaction():
         position = await bootstrap_token.revoke(rt.eventlog, conn, request.app.state.api_token, actor=actor)
     await rt.projections["revoked_bootstrap_tokens"].wait_for(position, timeout=5)

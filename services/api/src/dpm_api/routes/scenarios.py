@@ -23,6 +23,7 @@ from dpm_api.adapters import executions
 from dpm_api.adapters.executions import ExecutionFilter
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.domain.csvfile import spreadsheet_safe
+from dpm_api.routes.agents import machine_ref
 from dpm_runtime.service import Runtime
 from dpm_schemas import E, codec, subjects
 from dpm_schemas.events import ChunkSent
@@ -109,15 +110,7 @@ async def run_scenario(ref: str, body: RunIn, rt: RuntimeDep, actor: ActorDep, d
 async def resolve_machines(conn: Any, body: RunIn) -> list[uuid.UUID]:
     ids: list[uuid.UUID] = []
     for ref in body.machines:
-        try:
-            row = await (
-                await conn.execute("SELECT machine_id FROM api.machines WHERE machine_id = %s", (uuid.UUID(ref),))
-            ).fetchone()
-        except ValueError:
-            row = await (await conn.execute("SELECT machine_id FROM api.machines WHERE name = %s", (ref,))).fetchone()
-        if row is None:
-            raise E.MACHINE_NOT_FOUND(machine_id=ref)
-        ids.append(row[0])
+        ids.append(await machine_ref(conn, ref))  # a name several machines share (older logs) is refused
     if body.group:
         rows = await (
             await conn.execute("SELECT machine_id FROM api.machines WHERE group_name = %s ORDER BY name", (body.group,))

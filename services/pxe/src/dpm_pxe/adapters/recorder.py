@@ -1,11 +1,14 @@
 """Appends what pxe saw: MachineBooted for every network boot (the scheduler's proof that a woken
 machine came up, DPM-E112 otherwise), MachineDiscovered for a MAC no machine has (the api registers it
-into new-machines). A ROM repeats its DISCOVER several times, so one (MAC, stage, netboot request) is
-recorded once per window; unknown MACs are recorded only within the discovery limiter's bounds (``throttle``).
+into new-machines), DeployBootUnavailable for pending work whose deploy environment is missing (the
+scheduler fails its execution with that code, once per window while the machine keeps asking). A ROM
+repeats its DISCOVER several times, so one (MAC, stage, netboot request) is recorded once per window;
+unknown MACs are recorded only within the discovery limiter's bounds (``throttle``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from dpm_pxe.adapters.readmodel import find_machine, pending_netboot
 from dpm_pxe.adapters.state import SCHEMA
-from dpm_pxe.domain.script import Machine
+from dpm_pxe.domain.deployenv import unavailable
+from dpm_pxe.domain.script import Decision, Machine
 from dpm_pxe.domain.throttle import DiscoveryLimiter, Repeats
 from dpm_runtime.eventlog import ANY_VERSION, Conn, EventLog
 from dpm_schemas import Metadata, NewEvent, subjects
@@ -24,6 +28,7 @@ from dpm_schemas.events.boot import Arch, BootStage
 from dpm_schemas.ids import stream_id
 
 ACTOR = "pxe"
+log = logging.getLogger(__name__)
 
 
 class BootRecorder:
@@ -77,6 +82,30 @@ class BootRecorder:
                     f"DELETE FROM {SCHEMA}.recent_boots WHERE id < (SELECT max(id) - 10000 FROM {SCHEMA}.recent_boots)"
                 )
         return machine
+
+    async def deploy_unavailable(self, mac: str, decision: Decision, *, root: str) -> None:
+        """Record that ``decision``'s deploy environment is missing (``decision.missing``) -- once per
+        execution and netboot request within the window, as its machine asks again every few seconds."""
+        if decision.missing is None or decision.machine is None or decision.execution_id is None:
+            return
+        if not self._repeats.fresh(("deploy-unavailable", decision.execution_id, decision.request)):
+            return
+        event = unavailable(
+            decision.missing,
+            root=root,
+            machine=decision.machine.name,
+            machine_id=decision.machine.machine_id,
+            execution_id=decision.execution_id,
+            mac=mac,
+        )
+        log.warning("%s: %s", event.code, event.reason)  # the operator's console: what to do is in the code
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                meta = Metadata.new(actor=ACTOR)
+                await self._log.append(stream_id(subjects.BOOT, mac), ANY_VERSION, [NewEvent(event, meta)], conn=conn)
+        except BaseException:
+            self._repeats.forget(("deploy-unavailable", decision.execution_id, decision.request))  # tried again
+            raise
 
     @staticmethod
     async def _boot_key(conn: Conn, mac: str, stage: BootStage, machine: Machine | None) -> tuple[object, ...]:

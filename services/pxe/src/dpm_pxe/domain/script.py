@@ -1,22 +1,25 @@
 """What a network-booting machine boots, and why (pure): the iPXE script served at
 ``/boot/<mac>.ipxe``. A pending netboot request sends it into the deploy environment; anything else
-boots the local disk, so a machine left on network-first boot order still starts its OS.
+boots the local disk, so a machine left on network-first boot order still starts its OS. Pending work
+whose deploy environment is missing (``deployenv``) waits: the machine asks again later.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlencode
 
+from dpm_pxe.domain.deployenv import Missing
 from dpm_schemas.events.boot import Arch, BootSettingsChanged
 
 
 class Action(StrEnum):
     DEPLOY = "deploy"
     LOCAL = "local"
+    WAIT = "wait"  # pending work, but its deploy environment is missing: ask again later (``later``)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Decision:
     machine: Machine | None = None
     execution_id: uuid.UUID | None = None
     request: int = 0  # log position of the execution's NetbootRequested (its deploy token is won per request)
+    missing: Missing | None = None  # WAIT: the deploy file that is not there
 
 
 def decide(machine: Machine | None, pending: Pending | None, now: datetime) -> Decision:
@@ -61,6 +65,15 @@ def decide(machine: Machine | None, pending: Pending | None, now: datetime) -> D
         pending.execution_id,
         pending.position,
     )
+
+
+def withheld(decision: Decision, gone: Missing | None) -> Decision:
+    """A deploy decision whose deploy environment is missing (``gone``) waits instead: no script that
+    fails on its first line, no local disk while the execution is pending."""
+    if decision.action is not Action.DEPLOY or gone is None:
+        return decision
+    reason = f"{gone.file} {gone.what} on the boot server (run `make deploy-os`)"
+    return replace(decision, action=Action.WAIT, reason=reason, missing=gone)
 
 
 # BIOS: hand over to the first disk (iPXE's sanboot), else return to the firmware's next boot entry.

@@ -1,4 +1,5 @@
-"""Package sources: Debian-format repositories the updater syncs on a schedule (issue 14).
+"""Package sources: Debian-format repositories the updater syncs (issue 14).
 
-``domain`` holds the pure parsers (Release, Packages) and the change decision between two index
-snapshots; ``adapters`` (to come) does the HTTP, signature and disk work."""
+``domain`` holds the pure rules (Release, Packages, the fetch plan and its bounds, the change between
+two snapshots); ``adapters`` does the HTTP, gpgv and disk work; ``config`` is a source's checked
+settings and ``sync.SourceSync`` runs one sync. Not wired into the service yet (no schedule, no events)."""

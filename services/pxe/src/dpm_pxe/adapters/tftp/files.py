@@ -41,3 +41,12 @@ def resolve(root: Path, filename: str) -> Path:
     except (OSError, ValueError) as exc:  # what the file system refuses to look up is not there
         raise Refused(E_NOT_FOUND, f"{filename[:100]!r} not found ({type(exc).__name__})") from None
     return real
+
+
+def size(root: Path, filename: str) -> int | None:
+    """The size of the file ``filename`` names inside ``root`` (``resolve``'s rules); None when it would
+    not be served -- what pxe checks before it names a deploy kernel in a script."""
+    try:
+        return resolve(root, filename).stat().st_size
+    except (Refused, OSError):
+        return None

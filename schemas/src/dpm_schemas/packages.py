@@ -127,7 +127,8 @@ class Identification(_Frozen):
 
 
 class Package(_Frozen):
-    """One package definition. Build it with :func:`dpm_packages.validation.parse_package` for coded errors."""
+    """One package definition. Build it with :func:`dpm_packages.validation.parse_package` for coded errors (it lives in
+    ``dpm_schemas`` because events carry it: PackageRegistered)."""
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")]
     type: PackageType

@@ -1,0 +1,87 @@
+"""Software packages (issue 14). The api decides what a package is and who may upload content
+(``package-<id>``: PackageRegistered with a server-assigned revision, PackageRemoved;
+``upload-<upload id>``: PackageUploadOpened); the updater records what reached its content store
+(``content-<upload id>``: PackageContentStored once the bytes are complete and their SHA-256 is
+checked, or PackageUploadAborted with the code that refused them).
+
+Content is addressed by its SHA-256 and stored once, however many packages or revisions name it; an
+upload has no size limit (the client streams it, resuming after a cut at the offset the updater
+reports). A revision names its content by hash, so an old revision stays installable while any
+machine's history needs it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from dpm_schemas.base import Event
+from dpm_schemas.ids import NAMESPACE
+from dpm_schemas.packages import Package
+from dpm_schemas.text import Label, Text
+
+Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+PackageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")]
+Size = Annotated[int, Field(ge=0)]
+
+
+def package_stream_key(package_id: str) -> uuid.UUID:
+    """The stream of one package id: every revision of it, in order (expected versions serialise them)."""
+    return uuid.uuid5(NAMESPACE, f"package:{package_id}")
+
+
+class PackageUploadOpened(Event):
+    """Someone may upload content with the token whose SHA-256 this is, until ``expires_at`` (long
+    enough for a large file over a slow link, resumed as often as needed)."""
+
+    wire_name = "PackageUploadOpened"
+
+    upload_id: uuid.UUID
+    token_sha256: Hex64
+    size: Size  # the total the client declared; the content is complete at exactly this many bytes
+    sha256: Hex64 | None = None  # the digest the client expects, checked when complete
+    file_name: Label = ""
+    expires_at: datetime
+
+
+class PackageContentStored(Event):
+    """The upload is complete and its bytes are in the store under ``sha256`` (the updater's fact)."""
+
+    wire_name = "PackageContentStored"
+
+    upload_id: uuid.UUID
+    sha256: Hex64
+    size: Size
+
+
+class PackageUploadAborted(Event):
+    """The updater refused the upload (its digest differs from the declared one, or its token expired);
+    nothing of it is kept."""
+
+    wire_name = "PackageUploadAborted"
+
+    upload_id: uuid.UUID
+    code: Label
+    reason: Text
+
+
+class PackageRegistered(Event):
+    """A revision of a package: its definition (``package.revision`` is the server's) and the content
+    it installs. A new revision replaces the previous one for new deliveries."""
+
+    wire_name = "PackageRegistered"
+
+    package: Package
+    content_sha256: Hex64 | None = None  # None: nothing to download (a command-only script package)
+    content_size: Size = 0
+    file_name: Label = ""
+
+
+class PackageRemoved(Event):
+    wire_name = "PackageRemoved"
+
+    package_id: PackageId
+    revision: Annotated[int, Field(ge=1)]

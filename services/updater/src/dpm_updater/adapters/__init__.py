@@ -1,0 +1,1 @@
+"""The updater's I/O: the package content store on disk."""

@@ -1,0 +1,1 @@
+"""The updater's rules, pure: what an upload token may do, and when content is complete."""

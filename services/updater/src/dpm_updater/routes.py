@@ -1,0 +1,78 @@
+"""The updater's data plane for package content, in the tus protocol's shape: ``HEAD`` tells how
+many bytes of an upload the store holds (``Upload-Offset``), ``PATCH`` appends from there. The
+request that completes the content answers with its SHA-256. Every call carries the upload's
+bearer token, which only the api hands out (``POST /packages/uploads``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+
+from dpm_runtime.http import max_body
+from dpm_schemas import E
+from dpm_updater.uploads import Receiver
+
+router = APIRouter(tags=["uploads"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Tus-Resumable": "1.0.0"}
+UPLOAD_TYPE = "application/offset+octet-stream"  # tus: raw bytes, never parsed (or held whole) as JSON
+NO_LIMIT = 1 << 62  # an upload's size is the one it was opened for, not a body limit
+
+
+def receiver_of(request: Request) -> Receiver:
+    receiver: Receiver | None = getattr(request.app.state, "receiver", None)
+    if receiver is None:
+        raise E.NOT_READY(service="updater", reason="still connecting to PostgreSQL and NATS")
+    return receiver
+
+
+def bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise E.UNAUTHENTICATED()
+    return token
+
+
+def _offset(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        raise E.INVALID_REQUEST(reason=f"{name} must be a non-negative integer")
+    return int(value)
+
+
+@router.head("/v1/uploads/{upload_id}")
+async def upload_offset(upload_id: UUID, request: Request) -> Response:
+    receiver = receiver_of(request)
+    u = await receiver.authorize(bearer(request), upload_id)
+    held = u.size if u.state == "stored" else receiver.store.held(upload_id)
+    headers = {**_NO_STORE, "Upload-Offset": str(held), "Upload-Length": str(u.size)}
+    if u.stored_sha256:
+        headers["Upload-Sha256"] = u.stored_sha256
+    return Response(status_code=200, headers=headers)
+
+
+@router.patch("/v1/uploads/{upload_id}")
+@max_body(NO_LIMIT)
+async def upload_bytes(
+    upload_id: UUID, request: Request, upload_offset: Annotated[str | None, Header()] = None
+) -> Response:
+    """Append the body at ``Upload-Offset`` (required: where the client believes the store's copy ends)."""
+    receiver = receiver_of(request)
+    u = await receiver.authorize(bearer(request), upload_id)  # before anything of the request is judged
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != UPLOAD_TYPE:
+        raise E.INVALID_REQUEST(reason=f"Content-Type must be {UPLOAD_TYPE}")
+    start = _offset(upload_offset, "Upload-Offset")
+    if start is None:
+        raise E.INVALID_REQUEST(reason="Upload-Offset header required (HEAD the upload to learn it)")
+    length = _offset(request.headers.get("content-length"), "Content-Length")
+    held = await receiver.receive(u, start, length, request.stream())
+    headers = {**_NO_STORE, "Upload-Offset": str(held)}
+    if held < u.size:
+        return Response(status_code=204, headers=headers)
+    sha256 = await receiver.complete(u)
+    body = {"upload_id": str(upload_id), "state": "stored", "sha256": sha256, "size": u.size}
+    return JSONResponse(body, status_code=200, headers={**headers, "Upload-Sha256": sha256})
