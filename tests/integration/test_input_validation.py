@@ -47,11 +47,12 @@ async def test_bad_scenarios_are_refused_at_save_and_unimplemented_kinds_at_run(
         assert (await api.http.get("/scenarios")).json() == []  # nothing was saved
 
         machine = await api.http.post("/machines", json={"name": "pc1", "macs": ["52:54:00:aa:00:01"]})
-        await legacy_scenario(api, "legacy-install", ScenarioSpec(kind=ScenarioKind.OS_INSTALL))
-        refused = await api.http.post(
-            "/scenarios/legacy-install/runs", json={"machines": [machine.json()["machine_id"]]}
-        )
-        assert error(refused) == (422, "DPM-E115")
+        for kind in (ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE, ScenarioKind.REMOTE_UPDATE):
+            await legacy_scenario(api, f"legacy-{kind.value}", ScenarioSpec(kind=kind))  # saved before the refusal
+            refused = await api.http.post(
+                f"/scenarios/legacy-{kind.value}/runs", json={"machines": [machine.json()["machine_id"]]}
+            )
+            assert error(refused) == (422, "DPM-E115"), kind
         assert (await api.http.get("/executions")).json() == []
 
 

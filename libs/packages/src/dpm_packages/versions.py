@@ -31,7 +31,8 @@ def _sign(value: int) -> int:
 def compare_debian(left: str, right: str) -> int:
     """-1, 0 or 1 as ``dpkg --compare-versions`` orders the two (python-debian's implementation)."""
     try:
-        return _sign(DebianVersion(left)._compare(DebianVersion(right)))
+        a, b = DebianVersion(left), DebianVersion(right)
+        return (a > b) - (a < b)  # the public operators (Version._compare is private)
     except ValueError as exc:
         raise E.PACKAGE_VERSION_INVALID(system="Debian", value=f"{left} / {right}", reason=str(exc)) from None
 

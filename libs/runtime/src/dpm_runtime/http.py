@@ -9,7 +9,7 @@ import errno
 import logging
 import math
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,20 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield  # the service kernel handles signals and drains in order
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (any case of "bearer"), else None."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def required_bearer(headers: Mapping[str, str]) -> str:
+    """The bearer token, or DPM-E401 for a call without one."""
+    token = bearer(headers)
+    if token is None:
+        raise E.UNAUTHENTICATED()
+    return token
 
 
 def make_server(app: FastAPI, *, drain: float = 5) -> uvicorn.Server:

@@ -21,6 +21,7 @@ from dpm_agent_gateway.adapters.commands import Pending
 from dpm_agent_gateway.adapters.sessions import Session
 from dpm_agent_gateway.domain.tokens import token_hash
 from dpm_agent_gateway.handlers import EnrolRequested, Gateway
+from dpm_runtime.http import bearer
 from dpm_schemas import E, agent_protocol
 from dpm_schemas.agent_protocol import Facts, Frame, Hello, Refused, Welcome
 from dpm_schemas.version import DPM_VERSION
@@ -76,10 +77,9 @@ async def receive_frame(ws: WebSocket, timeout: float) -> Frame:
 
 
 async def _authenticate(ws: WebSocket, gateway: Gateway) -> Session | None:
-    scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-    bearer = scheme.lower() == "bearer" and token
-    machine_id = await handlers.authenticate(token, gateway=gateway) if bearer else None
-    if machine_id is None:
+    token = bearer(ws.headers)
+    machine_id = await handlers.authenticate(token, gateway=gateway) if token else None
+    if token is None or machine_id is None:
         err = E.AGENT_TOKEN_REFUSED(detail="")
         await _refuse(ws, agent_protocol.CLOSE_UNAUTHORIZED, Refused(code=err.code, message=err.message))
         return None

@@ -23,6 +23,7 @@ from fastapi import Request
 
 from dpm_api.deps import now
 from dpm_runtime.eventlog import Conn
+from dpm_runtime.http import required_bearer
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
 
@@ -65,9 +66,7 @@ async def deploy_caller(request: Request, rt: Runtime, execution_id: uuid.UUID) 
     """The machine and step of the deploy environment holding this execution's token, else 401: the
     token must be known (DPM-E401), from the client pxe gave it to, unexpired and its execution's step
     still running (DPM-E134). An accepted call renews it."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise E.UNAUTHENTICATED()
+    token = required_bearer(request.headers)
     digest = hashlib.sha256(token.encode()).hexdigest()
     at = now(request)
     row = await _token(rt, digest, execution_id)

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from dpm_api import bootstrap_token
 from dpm_api.auth import Principal, resolve
+from dpm_runtime.http import required_bearer
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
 from dpm_schemas.events.users import Role
@@ -35,9 +36,7 @@ def now(request: Request) -> datetime:
 
 
 async def get_principal(request: Request) -> Principal:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise E.UNAUTHENTICATED()
+    token = required_bearer(request.headers)
     rt = get_runtime(request)
     state = request.app.state
     if state.bootstrap_token.matches(token):

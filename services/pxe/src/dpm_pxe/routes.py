@@ -21,6 +21,7 @@ from dpm_pxe import handlers
 from dpm_pxe.adapters.tftp.files import Refused, resolve
 from dpm_pxe.domain.script import Action, arch_of, later, media
 from dpm_pxe.handlers import Boot, ScriptRequested
+from dpm_runtime.http import bearer
 from dpm_runtime.unavailable import is_unavailable
 from dpm_schemas import E
 from dpm_schemas.ids import normalize_mac
@@ -39,8 +40,8 @@ def _boot(request: Request) -> Boot:
 def _service(request: Request) -> None:
     """Only the api (DPM_PXE_SERVICE_TOKEN) may ask what a MAC would boot, recent boots and leases."""
     expected = _boot(request).service_token
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+    given = bearer(request.headers)
+    if not expected or given is None or not hmac.compare_digest(given.encode(), expected.encode()):
         raise E.PXE_SERVICE_ONLY()
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
-from dpm_runtime.http import max_body
+from dpm_runtime.http import max_body, required_bearer
 from dpm_schemas import E
 from dpm_updater.uploads import Receiver
 
@@ -29,13 +29,6 @@ def receiver_of(request: Request) -> Receiver:
     return receiver
 
 
-def bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise E.UNAUTHENTICATED()
-    return token
-
-
 def _offset(value: str | None, name: str) -> int | None:
     if value is None:
         return None
@@ -47,7 +40,7 @@ def _offset(value: str | None, name: str) -> int | None:
 @router.head("/v1/uploads/{upload_id}")
 async def upload_offset(upload_id: UUID, request: Request) -> Response:
     receiver = receiver_of(request)
-    u = await receiver.authorize(bearer(request), upload_id)
+    u = await receiver.authorize(required_bearer(request.headers), upload_id)
     held = u.size if u.state == "stored" else receiver.store.held(upload_id)
     headers = {**_NO_STORE, "Upload-Offset": str(held), "Upload-Length": str(u.size)}
     if u.stored_sha256:
@@ -62,7 +55,9 @@ async def upload_bytes(
 ) -> Response:
     """Append the body at ``Upload-Offset`` (required: where the client believes the store's copy ends)."""
     receiver = receiver_of(request)
-    u = await receiver.authorize(bearer(request), upload_id)  # before anything of the request is judged
+    u = await receiver.authorize(
+        required_bearer(request.headers), upload_id
+    )  # before anything of the request is judged
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != UPLOAD_TYPE:
         raise E.INVALID_REQUEST(reason=f"Content-Type must be {UPLOAD_TYPE}")
     start = _offset(upload_offset, "Upload-Offset")

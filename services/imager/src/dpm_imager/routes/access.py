@@ -10,6 +10,7 @@ from fastapi import Request
 from dpm_imager import transfers
 from dpm_imager.adapters.dataplane import Imager
 from dpm_imager.domain.transfers import Transfer
+from dpm_runtime.http import required_bearer
 from dpm_schemas import E
 
 
@@ -23,9 +24,7 @@ def imager_of(request: Request) -> Imager:
 async def authorized(request: Request, transfer_id: UUID, direction: str) -> tuple[Imager, Transfer]:
     """The imager and the transfer of this call's bearer token (DPM-E401 without one)."""
     imager = imager_of(request)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise E.UNAUTHENTICATED()
+    token = required_bearer(request.headers)
     return imager, await transfers.authorize(imager, token, transfer_id, direction)
 
 
