@@ -405,7 +405,7 @@ def test_every_kind_of_violation_is_reported(tmp_path: Path) -> None:
     first = next(iter(shrunk))
     shrunk[first] = int(shrunk[first]) + 1
     gone["agent/src/dpm_agent/vanished.py"] = 1
-    shapes = {**allowlist["missing_shape"], "dpm_updater": ["handlers", "routes"]}  # routes came since
+    shapes = {**allowlist["missing_shape"], "dpm_scheduler": ["handlers", "routes"]}  # it has handlers
     sections = {"module_lines": shrunk, "error_literals": gone, "missing_shape": shapes}
     after = set(check(tree, {**allowlist, **sections})) - before
     expected = [
@@ -429,7 +429,7 @@ def test_every_kind_of_violation_is_reported(tmp_path: Path) -> None:
         "[literal_versions] services/pxe/src/dpm_pxe/state.py: 1",  # it stores the version now: none allowed
         "[function_lines] agent/src/dpm_agent/long.py:long: 41",
         "dpm_updater: bootstrap.py is missing",
-        "[missing_shape] dpm_updater: now lacks only ['handlers']",
+        "[missing_shape] dpm_scheduler: now lacks only ['routes']",
         f"[function_lines] {listed}: grew to {int(length) + 1}",
         f"[module_lines] {first}: shrank to {int(shrunk[first]) - 1}",
         "[error_literals] agent/src/dpm_agent/vanished.py: gone",

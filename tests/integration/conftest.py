@@ -21,6 +21,8 @@ from dpm_runtime.testing import eventually
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas.events import ExecutionCompleted, ExecutionFailed, ExecutionStarted
+from dpm_updater.bootstrap import bootstrap as updater_bootstrap
+from dpm_updater.settings import UpdaterSettings
 
 TOKEN = "test-token-0123456789"
 PXE_TOKEN = "pxe-service-0123456789"  # what the api presents to pxe for explain, recent boots, leases
@@ -53,6 +55,15 @@ def scheduler_service(database, nats_server):
     def make(**overrides):
         settings = SchedulerSettings(**common(database, nats_server), scheduler_port=free_port(), **overrides)
         return scheduler_bootstrap(settings)
+
+    return make
+
+
+@pytest.fixture
+def updater_service(database, nats_server, tmp_path):
+    def make(**overrides):
+        defaults = {"updater_port": free_port(), "relay_enabled": False, "updater_root": tmp_path / "packages"}
+        return updater_bootstrap(UpdaterSettings(**common(database, nats_server), **{**defaults, **overrides}))
 
     return make
 

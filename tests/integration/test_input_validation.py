@@ -38,16 +38,26 @@ async def test_bad_scenarios_are_refused_at_save_and_unimplemented_kinds_at_run(
         for seconds in ("inf", "1e30", "nan"):
             spec = {"kind": "simulated", "params": {"seconds": seconds}}
             assert error(await api.http.post("/scenarios", json={"name": "s", "spec": spec})) == (422, "DPM-E114")
-        for kind in ("os-install", "firmware", "remote-update"):
+        for kind in ("os-install", "firmware"):
             answer = await api.http.post("/scenarios", json={"name": "k", "spec": {"kind": kind}})
             assert error(answer) == (422, "DPM-E115") and "not available yet" in answer.json()["error"]["message"]
+        for params, code in (
+            ({}, "DPM-E114"),  # packages is required
+            ({"packages": "ok,no good"}, "DPM-E282"),
+            ({"packages": "a", "when": "later"}, "DPM-E282"),
+            ({"packages": "a", "when": "at-time"}, "DPM-E282"),  # at-time needs at
+            ({"packages": "a", "when": "at-time", "at": "2027-01-01T00:00:00"}, "DPM-E282"),  # no zone
+            ({"packages": "a", "rings": "2"}, "DPM-E114"),
+        ):
+            spec = {"kind": "remote-update", "params": params}
+            assert error(await api.http.post("/scenarios", json={"name": "u", "spec": spec})) == (422, code), params
         for image in ("../etc/passwd", "backups/../../x", "/abs/{machine}", "x/{nope}"):
             spec = {"kind": "backup", "params": {"image": image}}
             assert error(await api.http.post("/scenarios", json={"name": "b", "spec": spec})) == (422, "DPM-E162")
         assert (await api.http.get("/scenarios")).json() == []  # nothing was saved
 
         machine = await api.http.post("/machines", json={"name": "pc1", "macs": ["52:54:00:aa:00:01"]})
-        for kind in (ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE, ScenarioKind.REMOTE_UPDATE):
+        for kind in (ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE):
             await legacy_scenario(api, f"legacy-{kind.value}", ScenarioSpec(kind=kind))  # saved before the refusal
             refused = await api.http.post(
                 f"/scenarios/legacy-{kind.value}/runs", json={"machines": [machine.json()["machine_id"]]}

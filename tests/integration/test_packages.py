@@ -16,27 +16,14 @@ import httpx
 import pytest
 
 from dpm_runtime.eventlog import ANY_VERSION
-from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing.services import running
 from dpm_schemas import Metadata, NewEvent, subjects
 from dpm_schemas.events import InventoryReported, PackageContentStored, PackageUploadAborted
 from dpm_schemas.ids import stream_id
-from dpm_updater.bootstrap import bootstrap as updater_bootstrap
-from dpm_updater.settings import UpdaterSettings
-from tests.integration.conftest import common
 
 pytestmark = pytest.mark.integration
 
 OCTETS = {"Content-Type": "application/offset+octet-stream"}
-
-
-@pytest.fixture
-def updater_service(database, nats_server, tmp_path):
-    def make(**overrides):
-        defaults = {"updater_port": free_port(), "relay_enabled": False, "updater_root": tmp_path / "packages"}
-        return updater_bootstrap(UpdaterSettings(**common(database, nats_server), **{**defaults, **overrides}))
-
-    return make
 
 
 async def open_upload(api, data: bytes, *, sha256: str | None = "") -> dict:

@@ -7,7 +7,14 @@ opens (outbound only; DESIGN.md §6). Every frame is a map with ``kind``; unknow
       | -- Hello(facts, protocol, agent_version) --> |
       | <-- Welcome(machine_id, heartbeat, server_version)
       | -- Heartbeat / Addresses / Inventory ------> |   (Addresses and Inventory only on change)
-      | <-- Command(id, ...) / --> CommandResult(id)   (later: shutdown, reboot, files)
+      | <-- Command(id, ...) / --> CommandResult(id)   (shutdown, reboot, files, install)
+
+An ``install`` command carries an ``InstallOrder``: the agent answers at once (accepted or refused)
+and installs in the background -- an install outlasts the command timeout and the session. It
+downloads each item from the updater (``CONTENT_PATH``, the order's bearer token, ``Range`` resume)
+and reports progress and the outcome as ``InstallReport`` to the updater (``REPORT_PATH``, the same
+token), which appends them as the step's reports: the token is bound to one execution on one
+machine, so an agent can report only its own step.
 """
 
 from __future__ import annotations
@@ -18,10 +25,24 @@ from enum import StrEnum
 from typing import Annotated, Literal, cast
 
 import msgpack
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
+from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.machines import Mac
+from dpm_schemas.events.packages import OUTPUT_TAIL_MAX as OUTPUT_TAIL_MAX  # re-exported: the agent cuts to it
+from dpm_schemas.events.packages import Hex64, PackageOutcome
 from dpm_schemas.ids import unusable_mac
+from dpm_schemas.packages import Package
 from dpm_schemas.text import Label, LongText, Text
 
 PROTOCOL_VERSION = 1
@@ -103,9 +124,54 @@ class Action(StrEnum):
     PUT_FILE = "put_file"
     DELETE_FILE = "delete_file"
     LIST_DIR = "list_dir"
+    INSTALL = "install"  # only the updater may send it (NATS permissions)
 
 
 MAX_FILE = 3 * 1024 * 1024  # put_file content travels inside one frame
+CONTENT_PATH = "/v1/content/{sha256}"  # updater: GET (Range) one package file, with an order's token
+REPORT_PATH = "/v1/reports"  # updater: POST an InstallReport, with the same token
+MAX_ITEMS = 64
+
+
+def _http_base(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+class InstallWhen(StrEnum):
+    NOW = "now"
+    NEXT_BOOT = "next-boot"
+    AT_TIME = "at-time"
+
+
+class InstallItem(Frame):
+    """One package to install: its definition at the revision delivered, and its content file."""
+
+    package: Package
+    sha256: Hex64 | None = None  # None: nothing to download (a command-only script package)
+    size: int = Field(default=0, ge=0)
+    file_name: Label = ""
+
+
+class InstallOrder(Frame):
+    """What a remote-update step asks of one machine. ``token`` downloads the items' content and
+    reports on ``execution_id`` (and nothing else), until the execution ends."""
+
+    execution_id: uuid.UUID
+    step: Label
+    server: Annotated[Text, Field(max_length=2048), AfterValidator(_http_base)]  # the updater, as agents reach it
+    token: Annotated[Label, Field(min_length=16)]
+    items: Annotated[tuple[InstallItem, ...], Field(min_length=1, max_length=MAX_ITEMS)]
+    when: InstallWhen = InstallWhen.NOW
+    at: AwareDatetime | None = None  # AT_TIME: not before this instant
+    timeout_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 1800  # each installer's
+
+    @model_validator(mode="after")
+    def _timed(self) -> InstallOrder:
+        if (self.when is InstallWhen.AT_TIME) != (self.at is not None):
+            raise ValueError("`at` is given exactly when `when` is at-time")
+        return self
 
 
 class Command(Frame):
@@ -115,6 +181,7 @@ class Command(Frame):
     path: Annotated[Text, Field(max_length=4096)] | None = None
     content: Annotated[bytes, Field(max_length=MAX_FILE)] | None = None
     mode: int = Field(default=0o644, ge=0, le=0o7777)
+    install: InstallOrder | None = None  # Action.INSTALL only
 
 
 class Entry(Frame):
@@ -131,6 +198,18 @@ class CommandResult(Frame):
     code: Label = ""  # a DPM error code when not ok
     message: LongText = ""
     entries: tuple[Entry, ...] = ()
+
+
+class InstallReport(Frame):
+    """The agent's report on an order (JSON to ``REPORT_PATH``): progress while it works, then
+    completed (every item installed) or failed (the first failure's code; the outcomes so far)."""
+
+    execution_id: uuid.UUID
+    status: StepStatus
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    code: Label | None = None
+    message: Annotated[LongText, Field(max_length=1000)] = ""
+    outcomes: Annotated[tuple[PackageOutcome, ...], Field(max_length=MAX_ITEMS)] = ()
 
 
 class Refused(Frame):

@@ -1130,6 +1130,14 @@ class E:
         "The installs scheduled on this machine (at next boot, at a set time) are lost: run their scenarios again.",
         500,
     )
+    PACKAGE_REPORTS_UNREADABLE = _define(
+        "DPM-E239",
+        "Undelivered install reports unreadable",
+        "{path}: {reason}; it was moved aside to {moved}.",
+        "The install reports this machine had not yet delivered are lost: the steps they belong to stay open "
+        "until they time out; check them and run their scenarios again.",
+        500,
+    )
     # -- issue 14 (packages): package sources and auto-download, DPM-E250..E269 --------------------------
     SOURCE_URL_INVALID = _define(
         "DPM-E250",
@@ -1362,6 +1370,36 @@ class E:
         "Machine {machine!r} has not reported an inventory yet; applicability cannot be judged.",
         "Install and enrol the dpm agent on it (it reports its OS and packages when it connects).",
         404,
+    )
+    DELIVERY_TOKEN_REFUSED = _define(
+        "DPM-E281",
+        "Delivery token refused",
+        "This token does not allow {what}: {reason}.",
+        "A delivery token comes with an agent's install order and ends with its execution; run the remote-update "
+        "scenario again (`dpm scenarios run`).",
+        403,
+    )
+    REMOTE_UPDATE_PARAMS_INVALID = _define(
+        "DPM-E282",
+        "Invalid remote update",
+        "Remote update parameter {param!r}: {reason}.",
+        "Give params packages=ID[,ID...] (registered package IDs), and optionally when=now|next-boot|at-time "
+        "with at=<ISO 8601 time with a zone> for at-time.",
+        422,
+    )
+    UPDATER_URL_UNKNOWN = _define(
+        "DPM-E283",
+        "Updater address unknown",
+        "The updater listens on {host} and does not know the address agents reach it at.",
+        "Set DPM_UPDATER_PUBLIC_URL to the updater's URL as machines reach it (e.g. http://dpm.lab:26506).",
+        503,
+    )
+    PACKAGE_CONTENT_GONE = _define(
+        "DPM-E284",
+        "Package content missing",
+        "The content {sha256} of package {package!r} is not in the updater's store.",
+        "Upload the package's file again and register a new revision (`dpm packages add`).",
+        410,
     )
 
 

@@ -32,6 +32,7 @@ DISKS = "disks"  # api: disk layouts a deploy environment reported (disk configu
 PACKAGE = "package"  # api: package definitions, one stream per package id (revisions, removal)
 UPLOAD = "upload"  # api: package content uploads opened (who may send bytes), one stream per upload
 CONTENT = "content"  # updater: what reached the package content store, one stream per upload
+DELIVERY = "delivery"  # updater: a remote-update step's delivery and its reports, one stream per execution
 USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
@@ -61,6 +62,7 @@ CATEGORIES = (
     PACKAGE,
     UPLOAD,
     CONTENT,
+    DELIVERY,
     POWER,
     ASSIGNMENT,
     SCHEDULE,

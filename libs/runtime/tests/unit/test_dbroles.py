@@ -20,8 +20,9 @@ def test_every_stream_category_has_exactly_one_writer_or_is_named_unowned() -> N
     assert {c: o for c, o in owners.items() if len(o) != 1} == {}
 
 
-def test_migration_0004_seeds_the_same_owners() -> None:
-    text = resources.files("dpm_runtime.sql").joinpath("0004_stream_owners.sql").read_text()
+def test_the_migrations_seed_the_same_owners() -> None:
+    sql = resources.files("dpm_runtime.sql")
+    text = "".join(sql.joinpath(f).read_text() for f in ("0004_stream_owners.sql", "0005_delivery_owner.sql"))
     seeded = set(re.findall(r"\('([a-z]+)', '(dpm_[a-z_]+)'\)", text))
     assert seeded == {(c, r.role) for r in dbroles.ROLES.values() for c in r.categories}
 

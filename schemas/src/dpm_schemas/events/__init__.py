@@ -63,6 +63,8 @@ from dpm_schemas.events.machines import (
 )
 from dpm_schemas.events.packages import (
     PackageContentStored,
+    PackageDeliveryGranted,
+    PackageInstallReported,
     PackageRegistered,
     PackageRemoved,
     PackageUploadAborted,
@@ -134,6 +136,8 @@ __all__ = [
     "NetbootCleared",
     "NetbootRequested",
     "PackageContentStored",
+    "PackageDeliveryGranted",
+    "PackageInstallReported",
     "PackageRegistered",
     "PackageRemoved",
     "PackageUploadAborted",

@@ -2,7 +2,9 @@
 (``package-<id>``: PackageRegistered with a server-assigned revision, PackageRemoved;
 ``upload-<upload id>``: PackageUploadOpened); the updater records what reached its content store
 (``content-<upload id>``: PackageContentStored once the bytes are complete and their SHA-256 is
-checked, or PackageUploadAborted with the code that refused them).
+checked, or PackageUploadAborted with the code that refused them). A remote-update step is
+delivered by the updater (``delivery-<execution>``: PackageDeliveryGranted, then a
+PackageInstallReported per package the agent reports on).
 
 Content is addressed by its SHA-256 and stored once, however many packages or revisions name it; an
 upload has no size limit (the client streams it, resuming after a cut at the offset the updater
@@ -16,16 +18,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from dpm_schemas.base import Event
 from dpm_schemas.ids import NAMESPACE
 from dpm_schemas.packages import Package
-from dpm_schemas.text import Label, Text
+from dpm_schemas.text import Label, LongText, Text
 
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 PackageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")]
 Size = Annotated[int, Field(ge=0)]
+OUTPUT_TAIL_MAX = 65_536  # characters of an installer's output kept in a report
 
 
 def package_stream_key(package_id: str) -> uuid.UUID:
@@ -85,3 +88,45 @@ class PackageRemoved(Event):
 
     package_id: PackageId
     revision: Annotated[int, Field(ge=1)]
+
+
+class PackageOutcome(BaseModel):
+    """How one package of a delivery went on the machine (the agent's install result)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    package_id: PackageId
+    revision: Annotated[int, Field(ge=1)]
+    ok: bool
+    code: Label | None = None  # the DPM code of a failure
+    exit_code: int | None = None  # None: never started, or killed at the timeout
+    message: LongText = ""  # the failure's catalogued message
+    output_tail: Annotated[LongText, Field(max_length=OUTPUT_TAIL_MAX)] = ""  # control characters replaced
+    reboot_required: bool = False
+    seconds: Annotated[FiniteFloat, Field(ge=0)] = 0.0
+
+
+class PackageDeliveryGranted(Event):
+    """The updater is delivering these contents to the machine of a remote-update step
+    (``delivery-<execution>``): the token whose SHA-256 this is may download them and report on the
+    execution until it ends (or ``expires_at``, the step's scenario timeout)."""
+
+    wire_name = "PackageDeliveryGranted"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    token_sha256: Hex64
+    packages: Annotated[tuple[PackageId, ...], Field(max_length=64)]
+    contents: Annotated[tuple[Hex64, ...], Field(max_length=64)]
+    expires_at: datetime
+
+
+class PackageInstallReported(Event):
+    """One package's outcome on a machine, as its agent reported it (``delivery-<execution>``): the
+    machine's update history."""
+
+    wire_name = "PackageInstallReported"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    outcome: PackageOutcome

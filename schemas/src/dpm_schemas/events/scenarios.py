@@ -32,7 +32,7 @@ NETBOOT_KINDS = frozenset(
 )
 # Kinds no service implements yet: saving or running one is refused at once (DPM-E115) instead of
 # netbooting the machine and failing later. A kind leaves this set with the service that runs it.
-UNAVAILABLE_KINDS = frozenset({ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE, ScenarioKind.REMOTE_UPDATE})
+UNAVAILABLE_KINDS = frozenset({ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE})
 
 
 class Multicast(BaseModel):

@@ -13,7 +13,6 @@ from dpm_api.bootstrap_token import BootstrapToken, BootstrapTokenUses, RevokedB
 from dpm_api.domain.bootstrap_token import Lifetime
 from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_api.images import DiskLayouts, ImageList
-from dpm_api.packages import Inventories, PackageCatalog
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.routes import admin, agents, groups, machines, packages, users
 from dpm_api.routes import auth as auth_routes
@@ -25,6 +24,7 @@ from dpm_api.routes import schedules as schedule_routes
 from dpm_api.runs import ExecutionList, ScenarioList
 from dpm_api.schedules import ScheduleList
 from dpm_api.settings import ApiSettings
+from dpm_runtime.catalog import Inventories, PackageCatalog
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import text
 
@@ -130,8 +130,8 @@ def bootstrap(settings: ApiSettings) -> Service:
                 boot.NetbootPending(),
                 ImageList(),
                 DiskLayouts(),
-                PackageCatalog(),
-                Inventories(),
+                PackageCatalog("api", "packages"),
+                Inventories("api", "inventories"),
                 RevokedBootstrapTokens(),
                 BootstrapTokenUses(),
             ],

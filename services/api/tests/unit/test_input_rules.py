@@ -55,9 +55,31 @@ def test_image_templates_are_refused_at_save_with_the_imagers_rule(image: str) -
     assert code_of({"kind": "backup", "params": {"image": image}}) == "DPM-E162"
 
 
-@pytest.mark.parametrize("kind", ["os-install", "firmware", "remote-update"])
+@pytest.mark.parametrize("kind", ["os-install", "firmware"])
 def test_kinds_nobody_implements_are_refused_at_save(kind: str) -> None:
     assert code_of({"kind": kind}) == "DPM-E115"
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({}, "DPM-E114"),
+        ({"packages": " , "}, "DPM-E282"),
+        ({"packages": "x" * 64}, "DPM-E282"),
+        ({"packages": "a", "when": "soon"}, "DPM-E282"),
+        ({"packages": "a", "at": "2027-01-01T00:00:00Z"}, "DPM-E282"),  # at only with at-time
+        ({"packages": "a", "when": "at-time", "at": "tomorrow"}, "DPM-E282"),
+    ],
+)
+def test_remote_update_parameters_are_checked_at_save(params: dict[str, str], code: str) -> None:
+    assert code_of({"kind": "remote-update", "params": params}) == code
+
+
+def test_a_good_remote_update_is_accepted_and_multicast_delivery_refused() -> None:
+    good = {"packages": "tool_1,hotfix-2", "when": "at-time", "at": "2027-01-01T03:00:00+01:00"}
+    assert code_of({"kind": "remote-update", "params": good}) is None
+    multicast = {"kind": "remote-update", "params": {"packages": "a"}, "multicast": {"group": "239.1.2.3"}}
+    assert code_of(multicast) == "DPM-E115"
 
 
 @pytest.mark.parametrize("mac", ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:fb", "33-33-00-00-00-01", "00:00:00:00:00:00"])

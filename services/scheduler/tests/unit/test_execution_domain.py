@@ -372,7 +372,7 @@ def test_suspend_phase_two_is_the_steps_last_report(status, ends) -> None:
         ("simulated", None, 0, None),
         ("os-install", None, 0, "DPM-E115"),
         ("firmware", None, 3, "DPM-E115"),
-        ("remote-update", Multicast(group="239.1.1.1", max_targets=1), 5, "DPM-E115"),  # unavailable comes first
+        ("remote-update", Multicast(group="239.1.1.1", max_targets=1), 5, "DPM-E146"),
         ("restore", Multicast(group="239.1.1.1", max_targets=1), 5, None),  # restores queue the rest
     ],
 )

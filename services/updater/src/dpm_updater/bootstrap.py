@@ -6,27 +6,44 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from dpm_runtime.catalog import Inventories, PackageCatalog
 from dpm_runtime.directory import MachineDirectory
 from dpm_runtime.service import Runtime, Service, Wiring
-from dpm_updater import routes
+from dpm_updater import handlers, routes
 from dpm_updater.adapters.content import ContentStore
-from dpm_updater.projections import SCHEMA, Uploads
+from dpm_updater.deliverer import Deliverer
+from dpm_updater.downloads import Downloads
+from dpm_updater.projections import SCHEMA, Deliveries, Uploads
 from dpm_updater.settings import UpdaterSettings
 from dpm_updater.uploads import Receiver
 
 NAME = "updater"
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
 def bootstrap(settings: UpdaterSettings) -> Service:
     app = FastAPI(title="dpm updater", version="0.1.0")
     app.include_router(routes.router)
+    server = settings.agent_url()  # DPM-E283 at start-up, not at the first remote update
 
     def wire(rt: Runtime) -> Wiring:
         store = ContentStore(settings.updater_root).open()
-        app.state.receiver = Receiver(rt=rt, store=store, clock=lambda: datetime.now(UTC))
+        app.state.receiver = Receiver(rt=rt, store=store, clock=now)
+        app.state.downloads = Downloads(rt=rt, store=store, clock=now)
+        deliverer = Deliverer(nc=rt.nc, eventlog=rt.eventlog, server=server)
         return Wiring(
             ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"],
-            projections=[MachineDirectory(SCHEMA), Uploads()],
+            projections=[
+                MachineDirectory(SCHEMA),
+                Uploads(),
+                Deliveries(),
+                PackageCatalog(SCHEMA, "packages"),  # handlers.READ_MODELS: "updater.packages"
+                Inventories(SCHEMA, "inventories"),
+            ],
+            consumers=handlers.router.bind(deliverer=deliverer, clock=now),
         )
 
     return Service(name=NAME, settings=settings, port=settings.updater_port, app=app, wire=wire)

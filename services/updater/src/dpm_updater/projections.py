@@ -1,14 +1,27 @@
-"""The updater's read model of uploads (whose tokens its data plane checks): a projection of the
-log, so a restarted or second updater knows every open upload and a fresh one rebuilds it."""
+"""The updater's read models, projections of the log (a restarted or second updater knows every
+open upload and delivery, a fresh one rebuilds them): uploads and deliveries, whose tokens its data
+plane checks, and its own copies of the package catalogue and the machines' inventories
+(``dpm_runtime.catalog``), which its remote-update steps judge."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from uuid import UUID
 
+from dpm_packages import Inventory, from_reported
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import PackageContentStored, PackageUploadAborted, PackageUploadOpened
+from dpm_schemas.events import (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionSuspended,
+    PackageContentStored,
+    PackageDeliveryGranted,
+    PackageUploadAborted,
+    PackageUploadOpened,
+)
+from dpm_schemas.packages import Package
+from dpm_updater.domain.delivery import Grant, Stored
 from dpm_updater.domain.uploads import Upload
 
 SCHEMA = "updater"
@@ -54,3 +67,72 @@ async def upload_by_token(conn: Conn, token_sha256: str, upload_id: UUID) -> Upl
         )
     ).fetchone()
     return Upload(*row) if row else None
+
+
+class Deliveries:
+    """The remote-update deliveries whose tokens the data plane checks (content downloads, reports):
+    granted by the updater's own step handler, ended with their execution."""
+
+    name = "deliveries"
+    schema = SCHEMA
+    tables = ("deliveries",)
+    event_types = (
+        PackageDeliveryGranted.wire_name,
+        ExecutionCompleted.wire_name,
+        ExecutionFailed.wire_name,
+        ExecutionSuspended.wire_name,
+    )
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".deliveries (token_sha256 text PRIMARY KEY,'
+            " execution_id uuid NOT NULL, machine_id uuid NOT NULL, contents text[] NOT NULL,"
+            " expires_at timestamptz NOT NULL, ended boolean NOT NULL DEFAULT false);"
+            f'CREATE INDEX IF NOT EXISTS deliveries_execution ON "{schema}".deliveries (execution_id);'
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        t = f'"{schema}".deliveries'
+        for rec in events:
+            e = rec.event
+            if isinstance(e, PackageDeliveryGranted):
+                await conn.execute(
+                    f"INSERT INTO {t} (token_sha256, execution_id, machine_id, contents, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
+                    (e.token_sha256, e.execution_id, e.machine_id, list(e.contents), e.expires_at),
+                )
+            elif isinstance(e, ExecutionCompleted | ExecutionFailed | ExecutionSuspended):
+                await conn.execute(f"UPDATE {t} SET ended = true WHERE execution_id = %s", (e.execution_id,))
+
+
+async def grant_by_token(conn: Conn, token_sha256: str) -> Grant | None:
+    row = await (
+        await conn.execute(
+            f"SELECT execution_id, machine_id, contents, expires_at, ended FROM {SCHEMA}.deliveries"
+            " WHERE token_sha256 = %s",
+            (token_sha256,),
+        )
+    ).fetchone()
+    return Grant(row[0], row[1], tuple(row[2]), row[3], row[4]) if row else None
+
+
+async def catalogue_of(conn: Conn, package_ids: Sequence[str]) -> dict[str, Stored]:
+    """The current revision of each named package that exists."""
+    rows = await (
+        await conn.execute(
+            f"SELECT definition, content_sha256, content_size, file_name FROM {SCHEMA}.packages"
+            " WHERE package_id = ANY(%s)",
+            (list(package_ids),),
+        )
+    ).fetchall()
+    found = [Stored(Package.model_validate(d), sha, size, name) for d, sha, size, name in rows]
+    return {s.package.id: s for s in found}
+
+
+async def inventory_of(conn: Conn, machine_id: UUID) -> Inventory | None:
+    row = await (
+        await conn.execute(
+            f"SELECT os, kernel, packages FROM {SCHEMA}.inventories WHERE machine_id = %s", (machine_id,)
+        )
+    ).fetchone()
+    return from_reported(row[0], row[1], list(row[2])) if row else None

@@ -1,18 +1,22 @@
-"""The updater's data plane for package content, in the tus protocol's shape: ``HEAD`` tells how
-many bytes of an upload the store holds (``Upload-Offset``), ``PATCH`` appends from there. The
-request that completes the content answers with its SHA-256. Every call carries the upload's
-bearer token, which only the api hands out (``POST /packages/uploads``)."""
+"""The updater's data plane for package content. Uploads, in the tus protocol's shape: ``HEAD`` tells
+how many bytes of an upload the store holds (``Upload-Offset``), ``PATCH`` appends from there; the
+request that completes the content answers with its SHA-256, and every call carries the upload's
+bearer token, which only the api hands out (``POST /packages/uploads``). Deliveries: an agent
+fetches its install order's content (``GET`` with ``Range``) and reports on its step, with the
+order's token, which only the updater's step handler hands out."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
 
 from dpm_runtime.http import max_body, required_bearer
 from dpm_schemas import E
+from dpm_schemas.agent_protocol import REPORT_PATH, InstallReport
+from dpm_updater.downloads import Downloads
 from dpm_updater.uploads import Receiver
 
 router = APIRouter(tags=["uploads"])
@@ -20,6 +24,8 @@ router = APIRouter(tags=["uploads"])
 _NO_STORE = {"Cache-Control": "no-store", "Tus-Resumable": "1.0.0"}
 UPLOAD_TYPE = "application/offset+octet-stream"  # tus: raw bytes, never parsed (or held whole) as JSON
 NO_LIMIT = 1 << 62  # an upload's size is the one it was opened for, not a body limit
+REPORT_LIMIT = 8 << 20  # 64 outcomes with 64 KiB of output each, JSON-escaped
+Hex64Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
 def receiver_of(request: Request) -> Receiver:
@@ -71,3 +77,27 @@ async def upload_bytes(
     sha256 = await receiver.complete(u)
     body = {"upload_id": str(upload_id), "state": "stored", "sha256": sha256, "size": u.size}
     return JSONResponse(body, status_code=200, headers={**headers, "Upload-Sha256": sha256})
+
+
+# -- deliveries: what an agent's install order lets it fetch and report ---------------------------
+
+
+def downloads_of(request: Request) -> Downloads:
+    downloads: Downloads | None = getattr(request.app.state, "downloads", None)
+    if downloads is None:
+        raise E.NOT_READY(service="updater", reason="still connecting to PostgreSQL and NATS")
+    return downloads
+
+
+@router.api_route("/v1/content/{sha256}", methods=["GET", "HEAD"], tags=["deliveries"])
+async def content(sha256: Hex64Path, request: Request) -> FileResponse:
+    """One package file of the caller's delivery; ``Range`` resumes a cut download."""
+    path = await downloads_of(request).content(required_bearer(request.headers), sha256)
+    return FileResponse(path, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.post(REPORT_PATH, status_code=202, tags=["deliveries"])
+@max_body(REPORT_LIMIT)
+async def report(body: InstallReport, request: Request) -> dict[str, int]:
+    """The agent's progress or outcome on its remote-update step."""
+    return {"position": await downloads_of(request).report(required_bearer(request.headers), body)}

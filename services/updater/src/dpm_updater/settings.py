@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from dpm_runtime.settings import ServiceSettings
-from dpm_schemas import ports
+from dpm_schemas import E, ports
 
 
 class UpdaterSettings(ServiceSettings):
@@ -16,3 +16,19 @@ class UpdaterSettings(ServiceSettings):
         default=Path("/srv/dpm/packages"),
         description="The package content store: sha256/<aa>/<hex> once per content, uploads/ while arriving",
     )
+    updater_public_url: str | None = Field(
+        default=None,
+        description="The updater's URL as agents reach it (install orders name it); default: http://<DPM_HTTP_HOST>:"
+        "<port> unless that host is a wildcard address",
+    )
+
+    def agent_url(self) -> str:
+        """Where agents download and report, or DPM-E283 when the settings cannot say."""
+        if self.updater_public_url:
+            if not self.updater_public_url.startswith(("http://", "https://")):
+                raise E.UPDATER_URL_UNKNOWN(host=self.updater_public_url)
+            return self.updater_public_url.rstrip("/")
+        if self.http_host in ("0.0.0.0", "::", ""):
+            raise E.UPDATER_URL_UNKNOWN(host=self.http_host)
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"http://{host}:{self.updater_port}"

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from dpm_api.domain.images import MachineFacts, render_name
+from dpm_packages.remote_update import request_of
 from dpm_schemas import E
 from dpm_schemas.events.scenarios import UNAVAILABLE_KINDS, ScenarioKind, ScenarioSpec
 
@@ -34,8 +35,12 @@ BUSY_STATES = {
 def check_spec(spec: ScenarioSpec) -> None:
     check_available(spec.kind)
     check_params(spec)
+    if spec.kind is ScenarioKind.REMOTE_UPDATE:
+        request_of(spec)  # DPM-E282 naming the bad parameter
     if spec.multicast is None:
         return
+    if spec.kind is ScenarioKind.REMOTE_UPDATE:
+        raise E.KIND_NOT_AVAILABLE(kind="remote-update", reason="multicast delivery of packages is not built yet")
     if spec.kind not in MULTICAST_KINDS:
         raise E.SCENARIO_INVALID(
             reason=f"multicast delivery is for restore, remote update or firmware, not {spec.kind}"
@@ -108,11 +113,20 @@ class SimulatedParams(_Params):
     seconds: Annotated[float, Field(ge=0, le=7 * 86400), AfterValidator(_finite)] = 1.0
 
 
+class RemoteUpdateParams(_Params):
+    """Known keys only; their values are checked by ``dpm_packages.remote_update`` (DPM-E282)."""
+
+    packages: str
+    when: str = "now"
+    at: str = ""
+
+
 PARAMS: dict[ScenarioKind, type[_Params]] = {
     ScenarioKind.BACKUP: BackupParams,
     ScenarioKind.RESTORE: RestoreParams,
     ScenarioKind.DISK_CHECK: _Params,  # none
     ScenarioKind.SIMULATED: SimulatedParams,
+    ScenarioKind.REMOTE_UPDATE: RemoteUpdateParams,
 }
 
 

@@ -1,0 +1,117 @@
+"""The updater's handlers, message first: it implements the remote-update step.
+
+- ``step_requested`` (durable "steps"): the scheduler asked a machine for a step. For a remote
+  update, judge the named packages against the machine's inventory (``domain.delivery``), record a
+  delivery with a fresh token's SHA-256 and a progress report in the handler's transaction, and
+  after the commit send the agent its install order (``Deliverer``). A step it cannot start fails
+  at once with its code instead of at the no-response timeout.
+
+Its reports go to ``delivery-<execution>``, the updater's own stream (one writer per category); the
+scheduler handles a StepReported from any stream. A redelivered StepRequested finds the stream and
+does nothing: the first delivery's order was sent, or its loss is the no-response watchdog's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from dpm_runtime.checkpoint import require_position
+from dpm_runtime.eventlog import NO_STREAM, StreamConflict
+from dpm_runtime.handlers import Ctx, Router
+from dpm_schemas import DpmError, E, subjects
+from dpm_schemas.agent_protocol import InstallOrder
+from dpm_schemas.base import Event
+from dpm_schemas.events import PackageDeliveryGranted, StepReported, StepRequested
+from dpm_schemas.events.executions import StepStatus
+from dpm_schemas.events.scenarios import ScenarioKind
+from dpm_schemas.ids import stream_id
+from dpm_updater.deliverer import Deliverer
+from dpm_updater.domain import delivery
+from dpm_updater.projections import catalogue_of, inventory_of
+
+log = logging.getLogger(__name__)
+router = Router(service="updater")
+ACTOR = "updater"
+Clock = Callable[[], datetime]
+READ_MODELS = ("updater.packages", "updater.inventories")  # what a step is judged on (full names)
+
+
+def delivery_stream(execution_id: uuid.UUID) -> str:
+    return stream_id(subjects.DELIVERY, execution_id)
+
+
+@router.handles(StepRequested, durable="steps", actor=ACTOR)
+async def step_requested(e: StepRequested, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
+    if e.spec.kind is not ScenarioKind.REMOTE_UPDATE:
+        return
+    for name in READ_MODELS:  # judged on the catalogue and inventory as of the request
+        await require_position(ctx.conn, name, ctx.position)
+    try:
+        plan = await _plan(e, ctx)
+    except DpmError as refusal:
+        await _report(ctx, e, StepStatus.FAILED, refusal.message, code=refusal.code)
+        return
+    if not plan.items:
+        await _report(ctx, e, StepStatus.COMPLETED, plan.summary())
+        return
+    token = secrets.token_urlsafe(32)
+    granted = PackageDeliveryGranted(
+        execution_id=e.execution_id,
+        machine_id=e.machine_id,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        packages=tuple(i.package.id for i in plan.items),
+        contents=delivery.content_ids(plan.items),
+        expires_at=clock() + timedelta(seconds=e.spec.timeout_seconds),
+    )
+    progress = _step_report(e, StepStatus.PROGRESS, plan.summary(), percent=0)
+    if not await _first(ctx, e, [granted, progress]):
+        return
+    request = delivery.request_of(e.spec)
+    order = InstallOrder(
+        execution_id=e.execution_id,
+        step=e.step,
+        server=deliverer.server,
+        token=token,
+        items=plan.items,
+        when=request.when,
+        at=request.at,
+        timeout_seconds=e.spec.timeout_seconds,
+    )
+    meta = ctx.metadata
+    ctx.after_commit(lambda: deliverer.send(e.machine_id, order, meta))
+
+
+async def _plan(e: StepRequested, ctx: Ctx) -> delivery.Plan:
+    if e.spec.multicast is not None:
+        raise E.KIND_NOT_AVAILABLE(kind="remote-update", reason="multicast delivery is not built yet")
+    request = delivery.request_of(e.spec)
+    inventory = await inventory_of(ctx.conn, e.machine_id)
+    if inventory is None:
+        raise E.PACKAGE_INVENTORY_UNKNOWN(machine=str(e.machine_id))
+    return delivery.plan(request, await catalogue_of(ctx.conn, request.package_ids), inventory)
+
+
+def _step_report(e: StepRequested, status: StepStatus, message: str, **extra: object) -> StepReported:
+    return StepReported(execution_id=e.execution_id, step=e.step, status=status, message=message[:1000], **extra)
+
+
+async def _report(ctx: Ctx, e: StepRequested, status: StepStatus, message: str, *, code: str | None = None) -> None:
+    with_code = {"code": code} if code else {}
+    await _first(ctx, e, [_step_report(e, status, message, **with_code)])
+
+
+async def _first(ctx: Ctx, e: StepRequested, events: list[Event]) -> bool:
+    """Start the execution's delivery stream with ``events``; False if a delivery of the same
+    request did (a savepoint, so the handler's transaction survives the conflict)."""
+    try:
+        async with ctx.conn.transaction():
+            await ctx.append(delivery_stream(e.execution_id), events, expected=NO_STREAM)
+    except StreamConflict:
+        log.info("remote update of execution %s already answered", e.execution_id)
+        return False
+    return True
