@@ -139,6 +139,9 @@ async def connect_as(stack: Stack, user: str, errors: list[str]) -> nats.aio.cli
         ("agent-gateway", subjects.agent_command(uuid.uuid4(), "reboot")),
         ("scheduler", subjects.agent_command(uuid.uuid4(), "put_file")),  # it reboots, never writes files
         ("scheduler", subjects.agent_command(uuid.uuid4(), "list_dir")),
+        ("api", subjects.agent_command(uuid.uuid4(), "install")),  # install orders come from the updater alone
+        ("scheduler", subjects.agent_command(uuid.uuid4(), "install")),
+        ("updater", subjects.agent_command(uuid.uuid4(), "put_file")),  # it installs, never writes files
     ],
 )
 async def test_a_service_user_cannot_publish_outside_its_permissions(stack: Stack, user: str, subject: str) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from dpm_runtime.catalog import Inventories, PackageCatalog
 from dpm_runtime.directory import MachineDirectory
 from dpm_runtime.service import Runtime, Service, Wiring
+from dpm_schemas import DpmError
 from dpm_updater import handlers, routes
 from dpm_updater.adapters.content import ContentStore
 from dpm_updater.deliverer import Deliverer
@@ -27,7 +28,10 @@ def now() -> datetime:
 def bootstrap(settings: UpdaterSettings) -> Service:
     app = FastAPI(title="dpm updater", version="0.1.0")
     app.include_router(routes.router)
-    server = settings.agent_url()  # DPM-E283 at start-up, not at the first remote update
+    try:
+        server: str | DpmError = settings.agent_url()
+    except DpmError as unknown:  # uploads work without it; each remote-update step fails with DPM-E283
+        server = unknown
 
     def wire(rt: Runtime) -> Wiring:
         store = ContentStore(settings.updater_root).open()

@@ -19,7 +19,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
-from dpm_schemas import E, Metadata, NewEvent, agent_protocol, subjects
+from dpm_schemas import DpmError, E, Metadata, NewEvent, agent_protocol, subjects
 from dpm_schemas.agent_protocol import Action, Command, CommandResult, InstallOrder
 from dpm_schemas.events import StepReported
 from dpm_schemas.events.executions import StepStatus
@@ -33,7 +33,12 @@ ORDER_TIMEOUT = 30.0  # seconds for the agent to accept: it answers before it do
 class Deliverer:
     nc: NATS
     eventlog: EventLog
-    server: str  # the updater's URL as agents reach it (DPM_UPDATER_PUBLIC_URL)
+    server: str | DpmError  # the updater's URL as agents reach it (DPM_UPDATER_PUBLIC_URL), or why unknown
+
+    def agent_url(self) -> str:
+        if isinstance(self.server, DpmError):
+            raise self.server
+        return self.server
 
     async def send(self, machine_id: uuid.UUID, order: InstallOrder, meta: Metadata) -> None:
         cmd = Command(id=uuid.uuid4(), action=Action.INSTALL, install=order)

@@ -53,6 +53,7 @@ async def step_requested(e: StepRequested, ctx: Ctx, *, deliverer: Deliverer, cl
         await require_position(ctx.conn, name, ctx.position)
     try:
         plan = await _plan(e, ctx)
+        server = deliverer.agent_url() if plan.items else ""
     except DpmError as refusal:
         await _report(ctx, e, StepStatus.FAILED, refusal.message, code=refusal.code)
         return
@@ -75,7 +76,7 @@ async def step_requested(e: StepRequested, ctx: Ctx, *, deliverer: Deliverer, cl
     order = InstallOrder(
         execution_id=e.execution_id,
         step=e.step,
-        server=deliverer.server,
+        server=server,
         token=token,
         items=plan.items,
         when=request.when,

@@ -39,12 +39,15 @@ _AGENT_COMMANDS = subjects.agent_command("*", "*")
 # The scheduler reboots and shuts machines down as steps of an execution (recorded in its events); it
 # may not write, delete or list files on a machine, which only an operator does through the api (audited).
 _POWER_COMMANDS = [subjects.agent_command("*", action) for action in (Action.REBOOT, Action.SHUTDOWN)]
+# Operators' commands (audited by the api): every action but install, which only the updater sends, with
+# a delivery token bound to one execution -- a command from anywhere else could not report on it.
+_OPERATOR_COMMANDS = [subjects.agent_command("*", action) for action in Action if action is not Action.INSTALL]
 _SIGNALS = f"{subjects.SIGNALS_ROOT}.>"
 
 # user -> (may publish, may subscribe, purposes of its durable consumers) beyond its own inbox; the
 # durables are the ones its code declares (``durable_name(user, purpose)``; a contract test compares).
 _GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
-    "api": ([_AGENT_COMMANDS], [_SIGNALS], ["boot"]),  # commands with an audit row; progress for the console
+    "api": (_OPERATOR_COMMANDS, [_SIGNALS], ["boot"]),  # commands with an audit row; progress for the console
     "scheduler": (  # reboot / shut down through the agent
         _POWER_COMMANDS,
         [],

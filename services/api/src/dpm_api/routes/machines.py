@@ -224,6 +224,8 @@ class CommandOut(BaseModel):
 @max_body(MAX_FILE * 2)  # put_file content travels base64-encoded in the JSON body
 async def command_machine(machine_id: uuid.UUID, body: CommandIn, rt: RuntimeDep, actor: ActorDep) -> CommandOut:
     """Tell the machine's agent to shut down, reboot, put or delete a file, or list a directory."""
+    if body.action is Action.INSTALL:
+        raise E.INVALID_REQUEST(reason="packages are installed by remote-update scenarios, not by a command")
     content = None
     if body.content_base64 is not None:
         try:
