@@ -3,7 +3,9 @@
 A session says hello, then heartbeats at the interval the gateway asks for, reporting its addresses
 when they change and its inventory when it changes. Its receiver, talker and commands are one task
 group, so any failure of any of them ends the whole session; the next one starts after an
-exponential backoff with jitter (reset by a session that ended on purpose).
+exponential backoff with jitter (reset by a session that ended on purpose). Install orders are
+the exception: a session only accepts them; the installer (``packages.orders``) runs beside the
+sessions and carries them out, so an install outlives the session that ordered it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from dpm_agent import __version__, facts
 from dpm_agent.commands import run_file_command
 from dpm_agent.config import AgentConfig
+from dpm_agent.packages.orders import Installer
 from dpm_agent.power import EndSession, MachinePower
 from dpm_schemas import E, agent_protocol
 from dpm_schemas.agent_protocol import (
@@ -88,7 +91,9 @@ class Agent:
     """One machine's agent: sessions with the gateway, one after the other, until ``stop``.
 
     ``power`` is the machine's power driver, chosen by the caller (``__main__`` composes it from the
-    configuration); an agent without one refuses shutdown and reboot."""
+    configuration); an agent without one refuses shutdown and reboot. ``installer`` makes the
+    installer of install orders (``packages.orders.Installer``), given the config and the agent's
+    two hooks: re-send the inventory, reboot after an install."""
 
     def __init__(
         self,
@@ -96,20 +101,32 @@ class Agent:
         *,
         power: MachinePower | None = None,
         gather: Callable[[AgentConfig], Facts] = facts.gather,
-        take_inventory: Callable[[], Inventory] = facts.inventory,
+        take_inventory: Callable[[], Inventory] | None = None,
         current_addresses: Callable[[], tuple[str, ...]] = facts.addresses,
+        installer: Callable[..., Installer] = Installer,
     ) -> None:
         self.config = config
         self.power = power
         self._gather = gather
-        self._inventory = take_inventory
+        self._inventory = take_inventory or (lambda: facts.inventory(config.install_root))
         self._addresses = current_addresses
         self.machine_id: str | None = None
         self.sessions = 0
+        self._ws: ClientConnection | None = None  # the live session's, for the installer's hooks
+        self.installer = installer(config, on_change=self.inventory_changed, reboot=self.reboot_after_install)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sessions until ``stop``; any failure, a 5xx or 503 of the gateway included, is retried
-        after a backoff, and never sooner than the gateway's Retry-After."""
+        after a backoff, and never sooner than the gateway's Retry-After. The installer runs beside
+        the sessions, not in any of them: an install outlives the session that ordered it."""
+        installs = asyncio.create_task(self.installer.run(stop), name="installer")
+        try:
+            await self._sessions(stop)
+        finally:
+            installs.cancel()
+            await asyncio.gather(installs, return_exceptions=True)
+
+    async def _sessions(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             told = 0.0
@@ -162,6 +179,7 @@ class Agent:
         ends the session and cancels the others, so an agent never stays online but deaf (a dead
         receiver under a live heartbeat) and no command outlives its session. ``EndSession`` is
         the on-purpose end (stopped, simulated reboot); any other failure is raised as it was."""
+        self._ws = ws
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._receive(ws, tasks))
@@ -172,6 +190,8 @@ class Agent:
                 failed = failed.exceptions[0]
             if failed is not None:
                 raise failed from None
+        finally:
+            self._ws = None
 
     async def _talk(self, ws: ClientConnection, stop: asyncio.Event, interval: float, ips: tuple[str, ...]) -> None:
         if self.config.inventory:
@@ -204,7 +224,9 @@ class Agent:
 
     async def _execute(self, ws: ClientConnection, cmd: Command) -> None:
         log.info("command %s %s %s", cmd.id, cmd.action.value, cmd.path or "")
-        if cmd.action not in (Action.SHUTDOWN, Action.REBOOT):
+        if cmd.action is Action.INSTALL:
+            await ws.send(agent_protocol.encode(self._accept_install(cmd)))
+        elif cmd.action not in (Action.SHUTDOWN, Action.REBOOT):
             result = await asyncio.to_thread(run_file_command, cmd, self.config.allowed_paths)
             await ws.send(agent_protocol.encode(result))
         elif self.power is None:
@@ -215,3 +237,30 @@ class Agent:
         else:
             await ws.send(agent_protocol.encode(CommandResult(id=cmd.id, ok=True)))  # answer, then act
             await self.power.act(cmd.action)  # a simulated reboot ends the session here (EndSession)
+
+    def _accept_install(self, cmd: Command) -> CommandResult:
+        """Accepted at once; the installer carries the order out and reports to the updater."""
+        if cmd.install is None:
+            why = "an install command needs its order"
+            return CommandResult(id=cmd.id, ok=False, code=E.AGENT_REFUSED.code, message=why)
+        self.installer.submit(cmd.install)
+        return CommandResult(id=cmd.id, ok=True)
+
+    async def inventory_changed(self) -> None:
+        """After an install round: the live session's gateway hears the new inventory now (a later
+        session sends it after its hello anyway)."""
+        ws = self._ws
+        if ws is not None and self.config.inventory:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(agent_protocol.encode(await asyncio.to_thread(self._inventory)))
+
+    async def reboot_after_install(self) -> None:
+        """A package asked for a reboot: through the power driver (none: logged, not done)."""
+        if self.power is None:
+            log.warning("an installed package asks for a reboot, but this agent has no power driver")
+            return
+        try:
+            await self.power.act(Action.REBOOT)
+        except EndSession:  # a simulated reboot: the live session ends, as the machine's would
+            if (ws := self._ws) is not None:
+                await ws.close()

@@ -29,6 +29,17 @@ class AgentConfig(BaseModel):
     )
     power_driver: Literal["systemd", "simulated", "lab"] = "systemd"  # lab: the lab simulator's machines
     max_backoff: float = Field(default=30.0, gt=0)
+    install_root: Path = Field(
+        default=Path("/"),
+        description="The tree dpkg/rpm install into and the inventory reads (its own package database "
+        "under var/lib/dpkg); '/' on a real machine, a scratch tree in tests and labs",
+    )
+    install_poll: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between looks at the scheduled installs (at a set time) and at the "
+        "undelivered install reports",
+    )
 
     @field_validator("server")
     @classmethod
@@ -40,6 +51,11 @@ class AgentConfig(BaseModel):
     @property
     def token_file(self) -> Path:
         return self.state_dir / "token"
+
+    @property
+    def packages_dir(self) -> Path:
+        """The package cache (``cache/``), the scheduled installs and the undelivered reports."""
+        return self.state_dir / "packages"
 
     @property
     def ws_url(self) -> str:

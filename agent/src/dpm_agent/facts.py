@@ -62,15 +62,25 @@ def os_name() -> str:
     return platform.system()
 
 
-def packages() -> tuple[str, ...]:
+def packages(root: Path = Path("/")) -> tuple[str, ...]:
+    """The "name=version" of what dpkg (or rpm) installed into ``root``: its own package database,
+    so an agent installing into a scratch tree reports what it installed there. dpkg's packages
+    count once fully installed (not half-configured, nor removed with their configuration kept)."""
     if shutil.which("dpkg-query"):
-        cmd = ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"]
+        cmd = ["dpkg-query", "-W", "-f", "${db:Status-Status} ${Package}=${Version}\\n"]
+        if root != Path("/"):
+            cmd.insert(1, f"--admindir={root / 'var/lib/dpkg'}")
     elif shutil.which("rpm"):
         cmd = ["rpm", "-qa", "--qf", "%{NAME}=%{VERSION}-%{RELEASE}\\n"]
+        if root != Path("/"):
+            cmd[1:1] = ["--root", str(root)]
     else:
         return ()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    return tuple(sorted(line for line in out.stdout.splitlines() if line))
+    lines = out.stdout.splitlines()
+    if cmd[0] == "dpkg-query":
+        lines = [line.removeprefix("installed ") for line in lines if line.startswith("installed ")]
+    return tuple(sorted(line for line in lines if line))
 
 
 def gather(config: AgentConfig) -> Facts:
@@ -87,8 +97,8 @@ def gather(config: AgentConfig) -> Facts:
     )
 
 
-def inventory() -> Inventory:
-    pkgs = packages()
+def inventory(root: Path = Path("/")) -> Inventory:
+    pkgs = packages(root)
     os, kernel = os_name(), platform.release()
     digest = hashlib.sha256("\n".join([os, kernel, *pkgs]).encode()).hexdigest()
     return Inventory(os=os, kernel=kernel, packages=pkgs, digest=digest)

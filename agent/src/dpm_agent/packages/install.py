@@ -109,6 +109,8 @@ def plan_install(package: Package, files: Mapping[str, Path], root: Path, work: 
 
 def _delivered(package: Package, files: Mapping[str, Path]) -> dict[str, Path]:
     names = package.execution.files or tuple(files)
+    if not names and package.type in SCRIPT_TYPES:
+        return {}  # a command-only script package: its command is on the machine already
     if not names:
         raise _invalid(package, "it has no files")
     out = {}

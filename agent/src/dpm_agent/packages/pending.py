@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, model_validator
 
 from dpm_schemas import E
+from dpm_schemas.agent_protocol import InstallOrder
 from dpm_schemas.packages import Package
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -31,14 +32,17 @@ class When(StrEnum):
 
 
 class Pending(BaseModel):
-    """One scheduled install. ``key``: the caller's (e.g. execution and step), reported back with the
-    result; ``files``: file name -> SHA-256 of the downloaded file in the cache."""
+    """One scheduled install: a single ``package`` with its ``files`` (file name -> SHA-256 of the
+    downloaded file in the cache), or a whole remote-update ``order`` (its items name their content;
+    the agent downloaded it when it scheduled the order). ``key``: the caller's (an order's execution
+    id), reported back with the result."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     key: str
-    package: Package
-    files: dict[str, str]
+    package: Package | None = None
+    files: dict[str, str] = {}
+    order: InstallOrder | None = None
     when: When
     at: AwareDatetime | None = None  # AT_TIME: not before this instant
     boot_id: str = ""  # NEXT_BOOT: the boot it was scheduled in; due in any other
@@ -46,6 +50,8 @@ class Pending(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> Pending:
+        if (self.package is None) == (self.order is None):
+            raise ValueError("an entry holds either a package or an order")
         if self.when is When.AT_TIME and self.at is None:
             raise ValueError("an install at a set time needs `at`")
         if self.when is When.NEXT_BOOT and not self.boot_id:
@@ -91,7 +97,12 @@ def load(path: Path) -> tuple[Pending, ...]:
 
 def save(path: Path, entries: Iterable[Pending]) -> None:
     """Write the whole queue atomically, 0600."""
-    data = _Queue(entries=list(entries)).model_dump_json(indent=1).encode()
+    write_atomic(path, _Queue(entries=list(entries)).model_dump_json(indent=1).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (0600, in a 0700 directory): temp file, fsync, rename, fsync of
+    the directory -- a crash or power cut leaves the old content or the new, never half of each."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
