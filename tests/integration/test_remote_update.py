@@ -1,0 +1,139 @@
+"""Remote update end to end (issue 14): a real agent process in a lab network namespace, with its own
+dpkg database in a scratch root, gets packages by scenario through every real component -- the api
+(upload, registration, scenario, run), the updater (content, delivery, reports), the scheduler
+(execution) and the agent-gateway (the install order). A real ``.deb`` built with dpkg-deb is
+installed and shows in the machine's inventory; a failing script fails the execution with its exit
+code and output; a re-run on the updated machine has nothing to install."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.testing import eventually, netlab
+from dpm_runtime.testing.services import running
+
+from .conftest import ENROLMENT, run_until_done
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(not netlab.available(), reason="needs root and iproute2"),
+]
+
+MAC = "52:54:0d:00:00:01"
+
+
+def build_deb(tmp_path: Path, name: str, version: str) -> bytes:
+    tree = tmp_path / f"build-{name}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    control = f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: dpm <t@example>\nDescription: t\n"
+    (tree / "DEBIAN/control").write_text(control)
+    (tree / f"usr/share/{name}").mkdir(parents=True)
+    (tree / f"usr/share/{name}/README").write_text("installed by dpm\n")
+    out = tmp_path / f"{name}.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(out)], check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def dpkg_root(tmp_path: Path) -> Path:
+    """An empty dpkg database of the machine's own: nothing touches the host's packages."""
+    root = tmp_path / "root"
+    for d in ("info", "updates"):
+        (root / "var/lib/dpkg" / d).mkdir(parents=True)
+    for f in ("status", "available"):
+        (root / "var/lib/dpkg" / f).touch()
+    return root
+
+
+async def upload(api, updater_url: str, data: bytes, name: str) -> str:
+    opened = await api.http.post(
+        "/packages/uploads", json={"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "file_name": name}
+    )
+    assert opened.status_code == 201, opened.text
+    up = opened.json()
+    headers = {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0",
+               "Authorization": f"Bearer {up['token']}"}  # fmt: skip
+    sent = await api.http.patch(f"{updater_url}/v1/uploads/{up['upload_id']}", content=data, headers=headers)
+    assert sent.status_code == 200, sent.text
+    return str(up["upload_id"])
+
+
+async def test_packages_reach_a_real_agent_by_scenario(
+    api_service, scheduler_service, updater_service, gateway_service, auth, tmp_path
+) -> None:
+    gateway = gateway_service(
+        agent_gateway_heartbeat_interval=0.5, agent_gateway_heartbeat_timeout=5.0, http_host="0.0.0.0"
+    )
+    root = dpkg_root(tmp_path)
+    deb = build_deb(tmp_path, "hello-dpm", "1.2-3")
+    with netlab.NetLab(hosts_wanted=1) as lab:
+        (host,) = lab.hosts
+        port = free_port()
+        updater_url = f"http://{lab.host_ip}:{port}"  # what install orders tell the agent
+        updater = updater_service(http_host="0.0.0.0", updater_port=port, updater_public_url=updater_url)
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            f'server = "http://{lab.host_ip}:{gateway.port}"\nenrolment_token = "{ENROLMENT}"\n'
+            f'state_dir = "{tmp_path / "state"}"\nmacs = ["{MAC}"]\nhostname = "upd-1"\n'
+            f'install_root = "{root}"\npower_driver = "simulated"\nmax_backoff = 1.0\ninstall_poll = 1.0\n'
+        )
+        agent = None
+        async with (
+            running(api_service(), headers=auth) as api,
+            running(scheduler_service(scheduler_tick=0.1)),
+            running(updater),
+            running(gateway),
+        ):
+            r = await api.http.post("/machines", json={"name": "upd-1", "macs": [MAC]})
+            assert r.status_code == 201, r.text
+            with open(tmp_path / "agent.log", "wb") as log:
+                agent = lab.popen(
+                    host,
+                    [sys.executable, "-m", "dpm_agent", "--config", str(config)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                try:
+                    await check_deliveries(api, f"http://127.0.0.1:{port}", deb, root)
+                finally:
+                    agent.terminate()
+                    agent.wait(timeout=20)
+
+
+async def check_deliveries(api, updater_url: str, deb: bytes, root: Path) -> None:
+    async def inventory() -> dict:
+        r = await api.http.get("/machines/upd-1/inventory")
+        return r.json() if r.status_code == 200 else {}
+
+    await eventually(inventory, until=lambda i: "packages" in i, timeout=30, what="the agent's inventory")
+    upload_id = await upload(api, updater_url, deb, "hello-dpm.deb")
+    hello = {"id": "hello-dpm", "type": "deb", "system_version": "1.2-3", "execution": {"files": ["hello-dpm.deb"]}}
+    r = await api.http.post(
+        "/packages", json={"definition": hello, "upload_id": upload_id, "file_name": "hello-dpm.deb"}
+    )
+    assert r.status_code == 201, r.text
+    broken = {"id": "broken", "type": "script", "execution": {"command": "sh -c 'echo oops >&2; exit 3'"}}
+    assert (await api.http.post("/packages", json={"definition": broken})).status_code == 201
+    for name, packages in (("upd-hello", "hello-dpm"), ("upd-broken", "broken")):
+        spec = {"kind": "remote-update", "timeout_seconds": 300, "params": {"packages": packages}}
+        assert (await api.http.post("/scenarios", json={"name": name, "spec": spec})).status_code == 201
+
+    (done,) = await run_until_done(api.http, "upd-hello", {"machines": ["upd-1"]}, 1, timeout=120)
+    assert done["state"] == "completed", done
+    assert (root / "usr/share/hello-dpm/README").read_text() == "installed by dpm\n"  # dpkg unpacked it there
+    got = await eventually(inventory, until=lambda i: "hello-dpm=1.2-3" in i["packages"], what="the new inventory")
+    assert "hello-dpm=1.2-3" in got["packages"]
+
+    (failed,) = await run_until_done(api.http, "upd-broken", {"machines": ["upd-1"]}, 1, timeout=120)
+    assert (failed["state"], failed["code"]) == ("failed", "DPM-E234"), failed
+    assert "3" in failed["reason"] and "oops" in failed["reason"], failed  # its exit code and output
+
+    assert (await api.http.post("/clear", json={"machines": ["upd-1"]})).status_code == 200  # the error clear
+    (again,) = await run_until_done(api.http, "upd-hello", {"machines": ["upd-1"]}, 1, timeout=120)
+    assert again["state"] == "completed", again  # already applied: nothing to install
