@@ -43,11 +43,11 @@ async def append(rt, category: str, key: object, *events) -> int:
     return done.position
 
 
-async def register(rt, root, pid: str, data: bytes, version: str = "1.0") -> str:
+async def register(rt, root, pid: str, data: bytes, version: str = "1.0", urgency: str = "normal") -> str:
     sha = hashlib.sha256(data).hexdigest()
     (root / "sha256" / sha[:2]).mkdir(parents=True, exist_ok=True)
     (root / "sha256" / sha[:2] / sha).write_bytes(data)  # as a completed upload leaves it
-    package = Package(id=pid, type="deb", system_version=version, revision=1)
+    package = Package(id=pid, type="deb", system_version=version, urgency=urgency, revision=1)
     event = PackageRegistered(package=package, content_sha256=sha, content_size=len(data), file_name=f"{pid}.deb")
     await append(rt, subjects.PACKAGE, package_stream_key(pid), event)
     return sha
@@ -125,6 +125,9 @@ async def test_a_delivery_token_fetches_its_content_reports_its_step_and_dies_wi
             assert (refused.status_code, refused.json()["error"]["code"]) == (403, "DPM-E281")
         assert (await up.http.get(f"/v1/content/{sha}")).status_code == 401
 
+        garbage = await up.http.post("/v1/reports", content=b"{not json", headers=bearer)
+        assert (garbage.status_code, garbage.json()["error"]["code"]) == (422, "DPM-E100")
+        assert (await up.http.post("/v1/reports", content=b"{not json")).status_code == 401  # the token first
         foreign = InstallReport(execution_id=uuid.uuid4(), status="completed")  # another machine's step
         r = await up.http.post("/v1/reports", json=foreign.model_dump(mode="json"), headers=bearer)
         assert (r.status_code, r.json()["error"]["code"]) == (403, "DPM-E281")

@@ -32,7 +32,8 @@ DISKS = "disks"  # api: disk layouts a deploy environment reported (disk configu
 PACKAGE = "package"  # api: package definitions, one stream per package id (revisions, removal)
 UPLOAD = "upload"  # api: package content uploads opened (who may send bytes), one stream per upload
 CONTENT = "content"  # updater: what reached the package content store, one stream per upload
-DELIVERY = "delivery"  # updater: a remote-update step's delivery and its reports, one stream per execution
+DELIVERY = "delivery"  # updater: a delivery (remote-update step or auto-update) and its reports, one stream each
+NOTIFY = "notify"  # api: operators' "notify now" of package updates, one stream per request
 USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
@@ -63,6 +64,7 @@ CATEGORIES = (
     UPLOAD,
     CONTENT,
     DELIVERY,
+    NOTIFY,
     POWER,
     ASSIGNMENT,
     SCHEDULE,

@@ -62,6 +62,7 @@ ROLES: dict[str, ServiceRole] = {
                 _S.IDENTITY,
                 _S.PACKAGE,
                 _S.UPLOAD,
+                _S.NOTIFY,
             ),
         ),
         ServiceRole("scheduler", "dpm_scheduler", "scheduler", (_S.EXECUTION, _S.POWER, _S.FIRING, _S.SESSION)),

@@ -20,10 +20,12 @@ from dpm_schemas.events import (
     GroupDefined,
     GroupDeleted,
     GroupRenamed,
+    MachineCameOnline,
     MachineDeleted,
     MachineEdited,
     MachineRegistered,
     MachineRenamed,
+    MachineWentOffline,
 )
 
 
@@ -156,3 +158,32 @@ _APPLY: dict[type[Any], Callable[[Conn, DirectoryTables, Any, int], Awaitable[No
     GroupDeleted: group_deleted,
     GroupRenamed: group_renamed,
 }
+
+
+class Presence:
+    """``<schema>.presence``: machine id -> online, from the agents' MachineCameOnline/WentOffline
+    (the scheduler's power-on and start, the updater's automatic deliveries)."""
+
+    name = "presence"
+    tables = ("presence",)
+    event_types = (MachineCameOnline.wire_name, MachineWentOffline.wire_name)
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,'
+            " position bigint NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        for rec in events:
+            e = rec.event
+            if isinstance(e, MachineCameOnline | MachineWentOffline):
+                await conn.execute(
+                    f'INSERT INTO "{schema}".presence (machine_id, online, position) VALUES (%s, %s, %s)'
+                    " ON CONFLICT (machine_id) DO UPDATE SET online = excluded.online, position = excluded.position"
+                    f' WHERE "{schema}".presence.position < excluded.position',  # an admin's late retry
+                    (e.machine_id, isinstance(e, MachineCameOnline), rec.position),
+                )

@@ -62,6 +62,7 @@ from dpm_schemas.events.machines import (
     RebootMachine,
 )
 from dpm_schemas.events.packages import (
+    AutoUpdateEnded,
     PackageContentStored,
     PackageDeliveryGranted,
     PackageInstallReported,
@@ -69,6 +70,7 @@ from dpm_schemas.events.packages import (
     PackageRemoved,
     PackageUploadAborted,
     PackageUploadOpened,
+    UpdatesNotifyRequested,
 )
 from dpm_schemas.events.scenarios import (
     MulticastStartRequested,
@@ -98,6 +100,7 @@ __all__ = [
     "AgentTokenRevoked",
     "ApiTokenIssued",
     "ApiTokenRevoked",
+    "AutoUpdateEnded",
     "BootSettingsChanged",
     "BootstrapTokenFirstUsed",
     "BootstrapTokenRevoked",
@@ -166,6 +169,7 @@ __all__ = [
     "TransferAborted",
     "TransferOpened",
     "TransferRenewed",
+    "UpdatesNotifyRequested",
     "UserCreated",
     "UserDisabled",
     "UserLoggedIn",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
@@ -113,12 +113,38 @@ class PackageDeliveryGranted(Event):
 
     wire_name = "PackageDeliveryGranted"
 
-    execution_id: uuid.UUID
+    execution_id: uuid.UUID  # an auto-update's own delivery id (no execution runs it)
     machine_id: uuid.UUID
     token_sha256: Hex64
     packages: Annotated[tuple[PackageId, ...], Field(max_length=64)]
     contents: Annotated[tuple[Hex64, ...], Field(max_length=64)]
     expires_at: datetime
+    purpose: Literal["remote-update", "auto-update"] = "remote-update"
+    revisions: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(max_length=64)] = ()  # of ``packages``
+
+
+class AutoUpdateEnded(Event):
+    """An auto-update delivery is over (``delivery-<id>``): the agent's final report, or why the order
+    never reached it. Its token ends with it."""
+
+    wire_name = "AutoUpdateEnded"
+
+    delivery_id: uuid.UUID
+    machine_id: uuid.UUID
+    ok: bool
+    code: Label | None = None
+    message: Annotated[LongText, Field(max_length=1000)] = ""
+
+
+class UpdatesNotifyRequested(Event):
+    """An operator's "notify now" (``notify-<id>``, the api's): push every applicable high and highest
+    urgency package to these machines (all of them if none are named) that are online, at once --
+    also those an earlier automatic delivery failed on."""
+
+    wire_name = "UpdatesNotifyRequested"
+
+    request_id: uuid.UUID
+    machine_ids: Annotated[tuple[uuid.UUID, ...], Field(max_length=10_000)] = ()
 
 
 class PackageInstallReported(Event):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from dpm_runtime.consumer import ConsumerSpec
-from dpm_runtime.directory import MachineDirectory
+from dpm_runtime.directory import MachineDirectory, Presence
 from dpm_runtime.service import Runtime, Service, Task, Wiring
 from dpm_scheduler import handlers
 from dpm_scheduler.adapters import effects_sql, executions_sql, power_watch_sql, schedules_sql
@@ -27,7 +27,7 @@ from dpm_scheduler.adapters.schedules_sql import ScheduleTable
 from dpm_scheduler.adapters.wol import Spacing, WakeOnLan
 from dpm_scheduler.domain.execution import Limits
 from dpm_scheduler.powerwatch import PowerWatchdog
-from dpm_scheduler.projections import Presence, ScenarioDirectory
+from dpm_scheduler.projections import ScenarioDirectory
 from dpm_scheduler.rounds import Rounds
 from dpm_scheduler.schedules import Firing
 from dpm_scheduler.settings import SchedulerSettings
@@ -119,7 +119,7 @@ def wire(settings: SchedulerSettings, rt: Runtime, driver: PowerDriver | None) -
     ]
     return Wiring(
         ddl=ddl,
-        projections=[MachineDirectory(SCHEMA), Presence(), ScenarioDirectory()],
+        projections=[MachineDirectory(SCHEMA), Presence(SCHEMA), ScenarioDirectory()],
         consumers=consumers(settings, driver=power.name, store=store, directory=directory),
         tasks=[
             _every(min(1.0, timeout / 4), watchdog.expire, "power-on watch"),

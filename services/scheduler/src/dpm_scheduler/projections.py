@@ -1,8 +1,8 @@
 """The scheduler's read models, fed from the log in order (``Wiring.projections``); each one is
 rebuildable with ``dpm admin rebuild scheduler.<name>``.
 
-- ``presence``: whether each machine's agent is online (a power-on of a running machine answers at
-  once; a start picks wake or run).
+- ``presence`` (``dpm_runtime.directory.Presence``): whether each machine's agent is online (a
+  power-on of a running machine answers at once; a start picks wake or run).
 - ``scenario_directory``: each scenario's last definition (a schedule's run starts its current
   revision), kept as type, version and payload so it decodes correctly after an upcast.
 
@@ -20,37 +20,11 @@ from collections.abc import Sequence
 from dpm_runtime.eventlog import Conn
 from dpm_schemas import codec
 from dpm_schemas.envelope import RecordedEvent
-from dpm_schemas.events import MachineCameOnline, MachineWentOffline, ScenarioDeleted, ScenarioSaved
+from dpm_schemas.events import ScenarioDeleted, ScenarioSaved
 
 SCHEMA = "scheduler"
 PRESENCE = f"{SCHEMA}.presence"  # full names (the service runs them as "scheduler.<name>"): checkpoints
 SCENARIOS = f"{SCHEMA}.scenario_directory"
-
-
-class Presence:
-    """``scheduler.presence``: machine id -> online, from the agents' MachineCameOnline/WentOffline."""
-
-    name = "presence"
-    schema = SCHEMA
-    tables = ("presence",)
-    event_types = (MachineCameOnline.wire_name, MachineWentOffline.wire_name)
-
-    def ddl(self, schema: str) -> str:
-        return (
-            f'CREATE TABLE IF NOT EXISTS "{schema}".presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,'
-            " position bigint NOT NULL);"
-        )
-
-    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
-        for rec in events:
-            e = rec.event
-            if isinstance(e, MachineCameOnline | MachineWentOffline):
-                await conn.execute(
-                    f'INSERT INTO "{schema}".presence (machine_id, online, position) VALUES (%s, %s, %s)'
-                    " ON CONFLICT (machine_id) DO UPDATE SET online = excluded.online, position = excluded.position"
-                    f' WHERE "{schema}".presence.position < excluded.position',  # an admin's late retry
-                    (e.machine_id, isinstance(e, MachineCameOnline), rec.position),
-                )
 
 
 class ScenarioDirectory:

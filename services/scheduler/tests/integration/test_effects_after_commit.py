@@ -18,7 +18,7 @@ import nats.errors
 import pytest
 
 from dpm_runtime.context import UnitOfWork, run_effects
-from dpm_runtime.directory import directory_ddl
+from dpm_runtime.directory import Presence, directory_ddl
 from dpm_runtime.eventlog import StreamConflict
 from dpm_runtime.projection import ProjectionRunner
 from dpm_runtime.registry import Qualified
@@ -35,7 +35,6 @@ from dpm_scheduler.adapters.wol import Spacing
 from dpm_scheduler.domain.effects import Effect
 from dpm_scheduler.domain.execution import Execution, Limits
 from dpm_scheduler.powerwatch import PowerWatchdog
-from dpm_scheduler.projections import Presence
 from dpm_scheduler.rounds import Rounds
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.events import (
@@ -95,7 +94,7 @@ async def world(pool, eventlog):  # type: ignore[no-untyped-def]
             f'INSERT INTO "{SCHEMA}".machine_directory (machine_id, name, macs, position) VALUES (%s, %s, %s, 1)',
             (machine_id, "pc1", ["52:54:00:00:00:01"]),
         )
-    presence = ProjectionRunner(Qualified("scheduler", Presence()), pool=pool, eventlog=eventlog)
+    presence = ProjectionRunner(Qualified("scheduler", Presence("scheduler")), pool=pool, eventlog=eventlog)
     await presence.setup()  # what a power-on reads ("already on?"), caught up before each handler runs
     driver, fake_nc = FakeDriver(), FakeNats()
     directory = Directory(SCHEMA)

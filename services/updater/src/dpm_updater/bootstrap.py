@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from dpm_runtime.catalog import Inventories, PackageCatalog
-from dpm_runtime.directory import MachineDirectory
+from dpm_runtime.directory import MachineDirectory, Presence
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import DpmError
-from dpm_updater import handlers, routes
+from dpm_updater import auto, handlers, routes
 from dpm_updater.adapters.content import ContentStore
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.downloads import Downloads
@@ -46,8 +46,12 @@ def bootstrap(settings: UpdaterSettings) -> Service:
                 Deliveries(),
                 PackageCatalog(SCHEMA, "packages"),  # handlers.READ_MODELS: "updater.packages"
                 Inventories(SCHEMA, "inventories"),
+                Presence(SCHEMA),
             ],
-            consumers=handlers.router.bind(deliverer=deliverer, clock=now),
+            consumers=[
+                *handlers.router.bind(deliverer=deliverer, clock=now),
+                *auto.router.bind(deliverer=deliverer, clock=now),
+            ],
         )
 
     return Service(name=NAME, settings=settings, port=settings.updater_port, app=app, wire=wire)

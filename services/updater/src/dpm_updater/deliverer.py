@@ -4,13 +4,14 @@ holding the machine's session passes on. The agent answers at once -- accepted, 
 installs in the background, reporting to the updater's ``/v1/reports``.
 
 When the order cannot be handed over (no session anywhere, the agent refused it, no answer), the
-step fails now with that code rather than at the no-response timeout.
+delivery ends now with that code (the step fails, the auto-update ends) rather than at a timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -21,8 +22,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from dpm_runtime.eventlog import ANY_VERSION, EventLog
 from dpm_schemas import DpmError, E, Metadata, NewEvent, agent_protocol, subjects
 from dpm_schemas.agent_protocol import Action, Command, CommandResult, InstallOrder
-from dpm_schemas.events import StepReported
-from dpm_schemas.events.executions import StepStatus
+from dpm_schemas.base import Event
 from dpm_schemas.ids import stream_id
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,10 @@ class Deliverer:
             raise self.server
         return self.server
 
-    async def send(self, machine_id: uuid.UUID, order: InstallOrder, meta: Metadata) -> None:
+    async def send(
+        self, machine_id: uuid.UUID, order: InstallOrder, meta: Metadata, failed: Callable[[str, str], Event]
+    ) -> None:
+        """Hand the order over; if it cannot be, record ``failed(code, message)`` on the delivery's stream."""
         cmd = Command(id=uuid.uuid4(), action=Action.INSTALL, install=order)
         failure = await self._hand_over(machine_id, cmd)
         if failure is None:
@@ -48,11 +51,10 @@ class Deliverer:
             return
         code, message = failure
         log.warning("install order of execution %s not delivered: %s %s", order.execution_id, code, message)
-        report = StepReported(
-            execution_id=order.execution_id, step=order.step, status=StepStatus.FAILED, code=code, message=message
-        )
         await self.eventlog.append(
-            stream_id(subjects.DELIVERY, order.execution_id), ANY_VERSION, [NewEvent(report, meta)]
+            stream_id(subjects.DELIVERY, order.execution_id),
+            ANY_VERSION,
+            [NewEvent(failed(code, message[:1000]), meta)],
         )
 
     async def _hand_over(self, machine_id: uuid.UUID, cmd: Command) -> tuple[str, str] | None:

@@ -4,8 +4,9 @@ its deliveries (``domain.delivery.check_grant``): it opens only that delivery's 
 only on its own execution, and nothing once the execution ended -- so an agent can neither fetch
 another machine's packages nor report another machine's step.
 
-Reports become the step's StepReported, and each package's outcome a PackageInstallReported (the
-machine's update history), on the execution's ``delivery-<execution>`` stream.
+Reports become the step's StepReported (an automatic delivery has no step: its final report is its
+AutoUpdateEnded), and each package's outcome a PackageInstallReported (the machine's update
+history), on the delivery's ``delivery-<id>`` stream.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dpm_runtime.service import Runtime
 from dpm_schemas import E, Metadata, NewEvent, subjects
 from dpm_schemas.agent_protocol import InstallReport
 from dpm_schemas.base import Event
-from dpm_schemas.events import PackageInstallReported, StepReported
+from dpm_schemas.events import AutoUpdateEnded, PackageInstallReported, StepReported
+from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.scenarios import ScenarioKind
 from dpm_schemas.ids import stream_id
 from dpm_updater.adapters.content import ContentStore
@@ -49,23 +51,25 @@ class Downloads:
             raise E.PACKAGE_CONTENT_GONE(sha256=sha256, package="(this delivery)")
         return path
 
+    async def authorize(self, token: str) -> Grant:
+        """The token's delivery, while it runs (DPM-E281)."""
+        return check_grant(await self._grant(token), self.clock())
+
     async def report(self, token: str, report: InstallReport) -> int:
         """Append the report as the step's (and each outcome as the machine's history); the position."""
         grant = check_grant(await self._grant(token), self.clock(), execution_id=report.execution_id)
         events: list[Event] = [
-            StepReported(
-                execution_id=report.execution_id,
-                step=ScenarioKind.REMOTE_UPDATE.value,
-                status=report.status,
-                percent=report.percent,
-                code=report.code,
-                message=report.message,
-            )
-        ]
-        events += [
             PackageInstallReported(execution_id=grant.execution_id, machine_id=grant.machine_id, outcome=o)
             for o in report.outcomes
         ]
+        if grant.purpose != "auto-update":
+            events.insert(0, _step_report(report))
+        elif report.status is not StepStatus.PROGRESS:  # no step waits on an automatic delivery: its end
+            ok = report.status is StepStatus.COMPLETED
+            events.append(AutoUpdateEnded(delivery_id=grant.execution_id, machine_id=grant.machine_id, ok=ok,
+                                          code=report.code, message=report.message))  # fmt: skip
+        if not events:
+            return 0
         meta = Metadata.new(actor=f"agent:{grant.machine_id}")
         done = await self.eventlog.append(
             stream_id(subjects.DELIVERY, grant.execution_id), ANY_VERSION, [NewEvent(e, meta) for e in events]
@@ -83,3 +87,14 @@ class Downloads:
     async def _lookup(self, digest: str) -> Grant | None:
         async with self.rt.pool.connection() as conn:
             return await grant_by_token(conn, digest)
+
+
+def _step_report(report: InstallReport) -> StepReported:
+    return StepReported(
+        execution_id=report.execution_id,
+        step=ScenarioKind.REMOTE_UPDATE.value,
+        status=report.status,
+        percent=report.percent,
+        code=report.code,
+        message=report.message,
+    )

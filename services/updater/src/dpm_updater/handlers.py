@@ -13,9 +13,7 @@ does nothing: the first delivery's order was sent, or its loss is the no-respons
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,14 +22,14 @@ from dpm_runtime.checkpoint import require_position
 from dpm_runtime.eventlog import NO_STREAM, StreamConflict
 from dpm_runtime.handlers import Ctx, Router
 from dpm_schemas import DpmError, E, subjects
-from dpm_schemas.agent_protocol import InstallOrder
 from dpm_schemas.base import Event
-from dpm_schemas.events import PackageDeliveryGranted, StepReported, StepRequested
+from dpm_schemas.events import StepReported, StepRequested
 from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.scenarios import ScenarioKind
 from dpm_schemas.ids import stream_id
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.domain import delivery
+from dpm_updater.orders import Delivery, grant_and_order
 from dpm_updater.projections import catalogue_of, inventory_of
 
 log = logging.getLogger(__name__)
@@ -60,31 +58,30 @@ async def step_requested(e: StepRequested, ctx: Ctx, *, deliverer: Deliverer, cl
     if not plan.items:
         await _report(ctx, e, StepStatus.COMPLETED, plan.summary())
         return
-    token = secrets.token_urlsafe(32)
-    granted = PackageDeliveryGranted(
-        execution_id=e.execution_id,
-        machine_id=e.machine_id,
-        token_sha256=hashlib.sha256(token.encode()).hexdigest(),
-        packages=tuple(i.package.id for i in plan.items),
-        contents=delivery.content_ids(plan.items),
-        expires_at=clock() + timedelta(seconds=e.spec.timeout_seconds),
+    request = delivery.request_of(e.spec)
+    granted, order = grant_and_order(
+        Delivery(
+            delivery_id=e.execution_id,
+            machine_id=e.machine_id,
+            step=e.step,
+            purpose="remote-update",
+            items=plan.items,
+            expires_at=clock() + timedelta(seconds=e.spec.timeout_seconds),
+            timeout_seconds=e.spec.timeout_seconds,
+            when=request.when,
+            at=request.at,
+        ),
+        server,
     )
     progress = _step_report(e, StepStatus.PROGRESS, plan.summary(), percent=0)
     if not await _first(ctx, e, [granted, progress]):
         return
-    request = delivery.request_of(e.spec)
-    order = InstallOrder(
-        execution_id=e.execution_id,
-        step=e.step,
-        server=server,
-        token=token,
-        items=plan.items,
-        when=request.when,
-        at=request.at,
-        timeout_seconds=e.spec.timeout_seconds,
-    )
     meta = ctx.metadata
-    ctx.after_commit(lambda: deliverer.send(e.machine_id, order, meta))
+
+    def failed(code: str, message: str) -> Event:
+        return _step_report(e, StepStatus.FAILED, message, code=code)
+
+    ctx.after_commit(lambda: deliverer.send(e.machine_id, order, meta, failed))
 
 
 async def _plan(e: StepRequested, ctx: Ctx) -> delivery.Plan:

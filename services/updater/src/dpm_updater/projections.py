@@ -12,11 +12,13 @@ from dpm_packages import Inventory, from_reported
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
+    AutoUpdateEnded,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionSuspended,
     PackageContentStored,
     PackageDeliveryGranted,
+    PackageInstallReported,
     PackageUploadAborted,
     PackageUploadOpened,
 )
@@ -70,14 +72,18 @@ async def upload_by_token(conn: Conn, token_sha256: str, upload_id: UUID) -> Upl
 
 
 class Deliveries:
-    """The remote-update deliveries whose tokens the data plane checks (content downloads, reports):
-    granted by the updater's own step handler, ended with their execution."""
+    """The deliveries whose tokens the data plane checks (content downloads, reports): granted by the
+    updater's own handlers, ended with their execution (a remote-update step) or their final report
+    (an auto-update). ``auto_updates``: what each automatic delivery brought each machine, so a
+    package is pushed to a machine once per revision (again only by "notify now" after a failure)."""
 
     name = "deliveries"
     schema = SCHEMA
-    tables = ("deliveries",)
+    tables = ("deliveries", "auto_updates")
     event_types = (
         PackageDeliveryGranted.wire_name,
+        PackageInstallReported.wire_name,
+        AutoUpdateEnded.wire_name,
         ExecutionCompleted.wire_name,
         ExecutionFailed.wire_name,
         ExecutionSuspended.wire_name,
@@ -87,33 +93,64 @@ class Deliveries:
         return (
             f'CREATE TABLE IF NOT EXISTS "{schema}".deliveries (token_sha256 text PRIMARY KEY,'
             " execution_id uuid NOT NULL, machine_id uuid NOT NULL, contents text[] NOT NULL,"
-            " expires_at timestamptz NOT NULL, ended boolean NOT NULL DEFAULT false);"
+            " expires_at timestamptz NOT NULL, ended boolean NOT NULL DEFAULT false,"
+            " purpose text NOT NULL DEFAULT 'remote-update');"
             f'CREATE INDEX IF NOT EXISTS deliveries_execution ON "{schema}".deliveries (execution_id);'
+            f'CREATE INDEX IF NOT EXISTS deliveries_machine ON "{schema}".deliveries (machine_id) WHERE NOT ended;'
+            f'CREATE TABLE IF NOT EXISTS "{schema}".auto_updates (machine_id uuid NOT NULL, package_id text NOT NULL,'
+            " revision integer NOT NULL, delivery_id uuid NOT NULL, state text NOT NULL,"
+            " PRIMARY KEY (machine_id, package_id, revision));"
         )
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
-        t = f'"{schema}".deliveries'
         for rec in events:
             e = rec.event
             if isinstance(e, PackageDeliveryGranted):
+                await _granted(conn, schema, e)
+            elif isinstance(e, PackageInstallReported):
                 await conn.execute(
-                    f"INSERT INTO {t} (token_sha256, execution_id, machine_id, contents, expires_at)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
-                    (e.token_sha256, e.execution_id, e.machine_id, list(e.contents), e.expires_at),
+                    f'UPDATE "{schema}".auto_updates SET state = %s WHERE delivery_id = %s AND package_id = %s',
+                    ("ok" if e.outcome.ok else "failed", e.execution_id, e.outcome.package_id),
+                )
+            elif isinstance(e, AutoUpdateEnded):
+                await _ended(conn, schema, e.delivery_id)
+                await conn.execute(
+                    f"UPDATE \"{schema}\".auto_updates SET state = %s WHERE delivery_id = %s AND state = 'open'",
+                    ("ok" if e.ok else "failed", e.delivery_id),
                 )
             elif isinstance(e, ExecutionCompleted | ExecutionFailed | ExecutionSuspended):
-                await conn.execute(f"UPDATE {t} SET ended = true WHERE execution_id = %s", (e.execution_id,))
+                await _ended(conn, schema, e.execution_id)
+
+
+async def _granted(conn: Conn, schema: str, e: PackageDeliveryGranted) -> None:
+    await conn.execute(
+        f'INSERT INTO "{schema}".deliveries (token_sha256, execution_id, machine_id, contents, expires_at, purpose)'
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
+        (e.token_sha256, e.execution_id, e.machine_id, list(e.contents), e.expires_at, e.purpose),
+    )
+    if e.purpose == "auto-update":
+        for package_id, revision in zip(e.packages, e.revisions, strict=False):
+            await conn.execute(
+                f'INSERT INTO "{schema}".auto_updates (machine_id, package_id, revision, delivery_id, state)'
+                " VALUES (%s, %s, %s, %s, 'open') ON CONFLICT (machine_id, package_id, revision)"
+                " DO UPDATE SET delivery_id = excluded.delivery_id, state = 'open'",
+                (e.machine_id, package_id, revision, e.execution_id),
+            )
+
+
+async def _ended(conn: Conn, schema: str, delivery_id: object) -> None:
+    await conn.execute(f'UPDATE "{schema}".deliveries SET ended = true WHERE execution_id = %s', (delivery_id,))
 
 
 async def grant_by_token(conn: Conn, token_sha256: str) -> Grant | None:
     row = await (
         await conn.execute(
-            f"SELECT execution_id, machine_id, contents, expires_at, ended FROM {SCHEMA}.deliveries"
+            f"SELECT execution_id, machine_id, contents, expires_at, ended, purpose FROM {SCHEMA}.deliveries"
             " WHERE token_sha256 = %s",
             (token_sha256,),
         )
     ).fetchone()
-    return Grant(row[0], row[1], tuple(row[2]), row[3], row[4]) if row else None
+    return Grant(row[0], row[1], tuple(row[2]), row[3], row[4], row[5]) if row else None
 
 
 async def catalogue_of(conn: Conn, package_ids: Sequence[str]) -> dict[str, Stored]:

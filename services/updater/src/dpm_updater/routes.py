@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
 
 from dpm_runtime.http import max_body, required_bearer
 from dpm_schemas import E
@@ -25,7 +26,9 @@ _NO_STORE = {"Cache-Control": "no-store", "Tus-Resumable": "1.0.0"}
 UPLOAD_TYPE = "application/offset+octet-stream"  # tus: raw bytes, never parsed (or held whole) as JSON
 NO_LIMIT = 1 << 62  # an upload's size is the one it was opened for, not a body limit
 REPORT_LIMIT = 8 << 20  # 64 outcomes with 64 KiB of output each, JSON-escaped
-Hex64Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+REPORT_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": InstallReport.model_json_schema()}}}
+}
 
 
 def receiver_of(request: Request) -> Receiver:
@@ -90,14 +93,23 @@ def downloads_of(request: Request) -> Downloads:
 
 
 @router.api_route("/v1/content/{sha256}", methods=["GET", "HEAD"], tags=["deliveries"])
-async def content(sha256: Hex64Path, request: Request) -> FileResponse:
-    """One package file of the caller's delivery; ``Range`` resumes a cut download."""
+async def content(sha256: str, request: Request) -> FileResponse:
+    """One package file of the caller's delivery; ``Range`` resumes a cut download. The token is
+    judged before anything of the request: a digest outside the delivery is DPM-E281 as any other."""
     path = await downloads_of(request).content(required_bearer(request.headers), sha256)
     return FileResponse(path, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.post(REPORT_PATH, status_code=202, tags=["deliveries"])
 @max_body(REPORT_LIMIT)
-async def report(body: InstallReport, request: Request) -> dict[str, int]:
-    """The agent's progress or outcome on its remote-update step."""
-    return {"position": await downloads_of(request).report(required_bearer(request.headers), body)}
+async def report(request: Request) -> dict[str, int]:
+    """The agent's progress or outcome on its delivery (an ``InstallReport``), read once the token
+    is known to belong to a delivery."""
+    downloads = downloads_of(request)
+    token = required_bearer(request.headers)
+    await downloads.authorize(token)
+    try:
+        body = InstallReport.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise E.INVALID_REQUEST(reason=str(exc.errors()[0].get("msg", "not an InstallReport"))[:300]) from None
+    return {"position": await downloads.report(token, body)}

@@ -55,7 +55,7 @@ _GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
     ),
     "pxe": ([], [], []),  # its read models are projections of the log: no durable consumer
     "imager": ([_SIGNALS], [], ["gc", "transfer-ends"]),  # ChunkSent progress
-    "updater": ([subjects.agent_command("*", Action.INSTALL)], [], ["steps"]),  # delivers remote updates
+    "updater": ([subjects.agent_command("*", Action.INSTALL)], [], ["steps", "auto"]),  # delivers packages
     # receives agent commands, answers them (allow_responses); tells its replicas to re-check a machine's sessions
     "agent-gateway": (
         [subjects.agent_session_check()],

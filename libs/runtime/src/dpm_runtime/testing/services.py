@@ -33,7 +33,11 @@ async def running(
     stop = asyncio.Event()
     task = asyncio.create_task(serve(service, tracer_provider=tracer_provider or TracerProvider(), stop=stop))
     url = f"http://{service.settings.http_host}:{service.port}"
-    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as http:
+    # uvicorn closes a connection idle for 5 s (its keep-alive timeout); a request sent on it just then
+    # fails with ReadError. The client lets its idle connections go first, so it never reuses one the
+    # server may be closing (a flake under load, when a test waits between two calls).
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers, limits=limits) as http:
 
         async def ready() -> bool:
             if task.done():

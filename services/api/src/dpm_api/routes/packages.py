@@ -5,17 +5,21 @@ to a machine and why (``GET /machines/{m}/packages``, the applicability engine o
 from __future__ import annotations
 
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
 from dpm_api import packages
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
+from dpm_api.requestmeta import command_metadata
 from dpm_api.routes.images import machine_facts
 from dpm_packages import assess, from_reported, install_order, parse_package
-from dpm_schemas import E
+from dpm_runtime.eventlog import NO_STREAM
+from dpm_schemas import E, NewEvent, subjects
+from dpm_schemas.events import UpdatesNotifyRequested
 from dpm_schemas.events.packages import Hex64
+from dpm_schemas.ids import stream_id
 from dpm_schemas.packages import Package
 from dpm_schemas.text import Label
 
@@ -126,6 +130,27 @@ async def machine_packages(
         "packages": [a.model_dump(mode="json") for a in verdicts],
         "install_order": list(install_order(verdicts, defined)),
     }
+
+
+class NotifyIn(BaseModel):
+    machines: list[Label] = Field(default=[], max_length=10_000, description="names or ids; none: every machine")
+
+
+@router.post("/updates/notify", status_code=202)
+async def notify_updates(body: NotifyIn, rt: RuntimeDep, actor: ActorDep) -> dict[str, Any]:
+    """ "Notify now": the updater pushes every applicable high and highest urgency package to these
+    (or all) online machines at once, also those an automatic delivery failed on."""
+    async with rt.pool.connection() as conn, conn.transaction():
+        ids = [(await machine_facts(conn, ref))[1] for ref in body.machines]
+        request = UpdatesNotifyRequested(request_id=uuid4(), machine_ids=tuple(dict.fromkeys(ids)))
+        done = await rt.eventlog.append(
+            stream_id(subjects.NOTIFY, request.request_id),
+            NO_STREAM,
+            [NewEvent(request, command_metadata(actor))],
+            conn=conn,
+        )
+    machines = [str(m) for m in request.machine_ids]  # empty: every online machine
+    return {"request_id": str(request.request_id), "machines": machines, "position": done.position}
 
 
 def updater_url(request: Request) -> str:

@@ -78,13 +78,14 @@ class Grant:
     contents: tuple[str, ...]
     expires_at: datetime
     ended: bool
+    purpose: str = "remote-update"  # or "auto-update": no execution runs it, its final report ends it
 
 
 def check_grant(
     grant: Grant | None, now: datetime, *, sha256: str | None = None, execution_id: uuid.UUID | None = None
 ) -> Grant:
     """The grant if it allows downloading ``sha256`` / reporting on ``execution_id``, else DPM-E281."""
-    what = f"content {sha256}" if sha256 else f"reports on execution {execution_id}"
+    what = f"content {sha256}" if sha256 else f"reports on execution {execution_id}" if execution_id else "it"
     if grant is None:
         raise E.DELIVERY_TOKEN_REFUSED(what=what, reason="no delivery has this token")
     if grant.ended:

@@ -1,0 +1,156 @@
+"""Automatic delivery (seed catalog: auto-update by urgency), on the durable "auto".
+
+- A package registered with urgency **highest** goes at once to every online machine it applies to;
+  a machine offline then gets it when it comes back (its MachineCameOnline, or the inventory its
+  agent reports on connecting).
+- **Notify now** (UpdatesNotifyRequested, from the api) pushes every applicable highest and high
+  package to the named (or all) online machines, including one an earlier automatic delivery
+  failed on.
+- A machine busy with another delivery is left alone: the inventory its agent reports after that
+  install triggers the next look.
+
+Each (machine, package, revision) goes automatically once (``updater.auto_updates``, and a delivery
+id named by what it delivers, so two events racing the read model make one delivery): a failed
+install is not retried by itself -- an operator's notify-now, or a new revision, does that. High
+urgency at a machine's own auto-update time is not built yet (such packages wait for notify-now or
+a scenario).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+from dpm_packages import Urgency
+from dpm_runtime.checkpoint import require_position
+from dpm_runtime.eventlog import NO_STREAM, StreamConflict
+from dpm_runtime.handlers import Ctx, Router
+from dpm_schemas import DpmError, subjects
+from dpm_schemas.agent_protocol import InstallItem, InstallWhen
+from dpm_schemas.base import Event
+from dpm_schemas.events import (
+    AutoUpdateEnded,
+    InventoryReported,
+    MachineCameOnline,
+    PackageRegistered,
+    UpdatesNotifyRequested,
+)
+from dpm_schemas.ids import stream_id
+from dpm_updater import auto_sql
+from dpm_updater.deliverer import Deliverer
+from dpm_updater.domain import delivery
+from dpm_updater.domain.delivery import Request
+from dpm_updater.orders import Delivery, grant_and_order
+from dpm_updater.projections import inventory_of
+
+log = logging.getLogger(__name__)
+router = Router(service="updater")
+ACTOR = "updater"
+Clock = Callable[[], datetime]
+AUTO: Literal["auto-update"] = "auto-update"
+LIFETIME = timedelta(hours=6)  # an automatic delivery's token: longer than any download and install
+INSTALL_TIMEOUT = 1800
+NAMESPACE = uuid.UUID("9a3f1d52-57c4-4c1e-b0a4-8f0c6f9a2d11")
+READ_MODELS = ("updater.packages", "updater.inventories", "updater.presence", "updater.deliveries")
+PUSHED = frozenset({Urgency.HIGHEST})
+NOTIFIED = frozenset({Urgency.HIGHEST, Urgency.HIGH})
+
+
+async def _ready(ctx: Ctx) -> None:
+    for name in READ_MODELS:
+        await require_position(ctx.conn, name, ctx.position)
+
+
+@router.handles(PackageRegistered, durable="auto", actor=ACTOR)
+async def package_registered(e: PackageRegistered, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
+    if e.package.urgency is not Urgency.HIGHEST:
+        return
+    await _ready(ctx)
+    for machine_id in await auto_sql.online_machines(ctx.conn):
+        await push(ctx, machine_id, PUSHED, deliverer=deliverer, clock=clock)
+
+
+@router.handles(MachineCameOnline, InventoryReported, durable="auto", actor=ACTOR)
+async def machine_heard(
+    e: MachineCameOnline | InventoryReported, ctx: Ctx, *, deliverer: Deliverer, clock: Clock
+) -> None:
+    await _ready(ctx)
+    if await auto_sql.online(ctx.conn, e.machine_id):
+        await push(ctx, e.machine_id, PUSHED, deliverer=deliverer, clock=clock)
+
+
+@router.handles(UpdatesNotifyRequested, durable="auto", actor=ACTOR)
+async def notify_requested(e: UpdatesNotifyRequested, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
+    await _ready(ctx)
+    online = await auto_sql.online_machines(ctx.conn)
+    for machine_id in [m for m in e.machine_ids if m in online] if e.machine_ids else online:
+        await push(ctx, machine_id, NOTIFIED, deliverer=deliverer, clock=clock, again=True)
+
+
+def _delivery_id(machine_id: uuid.UUID, items: Sequence[InstallItem], notify: int | None) -> uuid.UUID:
+    """Named by what it delivers: two events that would push the same revisions to a machine (its
+    inventory and its coming online, a redelivery, a read model a moment behind the last grant) make
+    one delivery, since the second append finds the stream. A notify-now is its own delivery."""
+    what = ",".join(f"{i.package.id}@{i.package.revision}" for i in items)
+    return uuid.uuid5(NAMESPACE, f"{machine_id}:{what}" + (f":notify@{notify}" if notify is not None else ""))
+
+
+async def push(
+    ctx: Ctx,
+    machine_id: uuid.UUID,
+    urgencies: Collection[Urgency],
+    *,
+    deliverer: Deliverer,
+    clock: Clock,
+    again: bool = False,
+) -> None:
+    """Deliver what applies to the machine now, of these urgencies, unless it is busy or had it."""
+    plan = await _due(ctx, machine_id, urgencies, now=clock(), again=again)
+    if plan is None:
+        return
+    try:
+        server = deliverer.agent_url()
+    except DpmError as unknown:
+        log.warning("automatic delivery to %s not sent: %s %s", machine_id, unknown.code, unknown.message)
+        return
+    delivery_id = _delivery_id(machine_id, plan.items, ctx.position if again else None)
+    granted, order = grant_and_order(
+        Delivery(delivery_id, machine_id, AUTO, AUTO, plan.items, clock() + LIFETIME, INSTALL_TIMEOUT), server
+    )
+    try:
+        async with ctx.conn.transaction():  # a savepoint: a redelivered event finds the stream
+            await ctx.append(stream_id(subjects.DELIVERY, delivery_id), [granted], expected=NO_STREAM)
+    except StreamConflict:
+        return
+    log.info("automatic delivery %s to %s: %s", delivery_id, machine_id, plan.summary())
+    meta = ctx.metadata
+
+    def failed(code: str, message: str) -> Event:
+        return AutoUpdateEnded(delivery_id=delivery_id, machine_id=machine_id, ok=False, code=code, message=message)
+
+    ctx.after_commit(lambda: deliverer.send(machine_id, order, meta, failed))
+
+
+async def _due(
+    ctx: Ctx, machine_id: uuid.UUID, urgencies: Collection[Urgency], *, now: datetime, again: bool
+) -> delivery.Plan | None:
+    """What applies to the machine now and it has not had yet; None when there is nothing, it is
+    busy, or its agent has not reported an inventory (its first one triggers another look)."""
+    if await auto_sql.busy(ctx.conn, machine_id, now):
+        return None
+    inventory = await inventory_of(ctx.conn, machine_id)
+    if inventory is None:
+        return None
+    had = await auto_sql.delivered(ctx.conn, machine_id, failed_too=not again)
+    catalogue = {
+        pid: s
+        for pid, s in (await auto_sql.catalogue_by_urgency(ctx.conn, urgencies)).items()
+        if (pid, s.package.revision) not in had
+    }
+    if not catalogue:
+        return None
+    plan = delivery.plan(Request(tuple(sorted(catalogue)), InstallWhen.NOW, None), catalogue, inventory)
+    return plan if plan.items else None

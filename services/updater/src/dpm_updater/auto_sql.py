@@ -1,0 +1,64 @@
+"""What automatic delivery reads of the updater's own read models (presence, deliveries, the
+catalogue): plain queries, in the handler's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime
+
+from dpm_runtime.eventlog import Conn
+from dpm_schemas.packages import Package, Urgency
+from dpm_updater.domain.delivery import Stored
+from dpm_updater.projections import SCHEMA
+
+
+async def online_machines(conn: Conn) -> list[uuid.UUID]:
+    rows = await (
+        await conn.execute(f"SELECT machine_id FROM {SCHEMA}.presence WHERE online ORDER BY machine_id")
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def online(conn: Conn, machine_id: uuid.UUID) -> bool:
+    row = await (
+        await conn.execute(f"SELECT online FROM {SCHEMA}.presence WHERE machine_id = %s", (machine_id,))
+    ).fetchone()
+    return bool(row and row[0])
+
+
+async def busy(conn: Conn, machine_id: uuid.UUID, now: datetime) -> bool:
+    """A delivery to the machine is under way (a step or an automatic one, not ended nor expired)."""
+    row = await (
+        await conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries"
+            " WHERE machine_id = %s AND NOT ended AND expires_at > %s)",
+            (machine_id, now),
+        )
+    ).fetchone()
+    return bool(row and row[0])
+
+
+async def delivered(conn: Conn, machine_id: uuid.UUID, *, failed_too: bool) -> set[tuple[str, int]]:
+    """(package, revision) pairs automatic delivery already brought the machine (or is bringing);
+    ``failed_too``: count failed ones as had (only notify-now tries them again)."""
+    states = ["open", "ok", "failed"] if failed_too else ["open", "ok"]
+    rows = await (
+        await conn.execute(
+            f"SELECT package_id, revision FROM {SCHEMA}.auto_updates WHERE machine_id = %s AND state = ANY(%s)",
+            (machine_id, states),
+        )
+    ).fetchall()
+    return {(r[0], r[1]) for r in rows}
+
+
+async def catalogue_by_urgency(conn: Conn, urgencies: Collection[Urgency]) -> dict[str, Stored]:
+    rows = await (
+        await conn.execute(
+            f"SELECT definition, content_sha256, content_size, file_name FROM {SCHEMA}.packages"
+            " WHERE definition->>'urgency' = ANY(%s)",
+            ([u.value for u in urgencies],),
+        )
+    ).fetchall()
+    found = [Stored(Package.model_validate(d), sha, size, name) for d, sha, size, name in rows]
+    return {s.package.id: s for s in found}
