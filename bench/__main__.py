@@ -1,7 +1,8 @@
 """Event log, relay and projection benchmarks against raw psycopg baselines; network boot (TFTP
-against tftpd-hpa, DHCP answers per second) in ``bench/boot.py``.
+against tftpd-hpa, DHCP answers per second) in ``bench/boot.py``; package delivery to many agents
+against nginx in ``bench/packages.py``.
 
-    uv run python -m bench [--rebuild-events 1000000] [--quick]
+    uv run python -m bench [--rebuild-events 1000000] [--quick] [--only packages --package-mb 200 --clients 50]
 
 Starts a private PostgreSQL cluster (durable settings: fsync on) and nats-server on free ports,
 then prints events/s for each case, its baseline and the ratio, and writes bench/results/latest.json.
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
 from bench import boot as netboot
-from bench import imaging
+from bench import imaging, packages
 from dpm_api.projections import MachineList
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.dbroles import ensure_roles
@@ -53,10 +54,14 @@ def row(
     name: str, value: float, baseline_name: str | None = None, baseline: float | None = None, unit: str = "events/s"
 ) -> dict:
     line = f"{name:<44} {value:>12,.{2 if value < 100 else 0}f} {unit}"
-    out = {"case": name, "value": round(value, 1), "unit": unit}
+    out = {"case": name, "value": round(value, 1 if value >= 10 else 3), "unit": unit}
     if baseline:
-        line += f"   vs {baseline_name}: {baseline:,.0f}  ->  {value / baseline:.2f}x"
-        out.update(baseline=baseline_name, baseline_value=round(baseline, 1), ratio=round(value / baseline, 3))
+        line += f"   vs {baseline_name}: {baseline:,.{2 if baseline < 100 else 0}f}  ->  {value / baseline:.2f}x"
+        out.update(
+            baseline=baseline_name,
+            baseline_value=round(baseline, 1 if baseline >= 10 else 3),
+            ratio=round(value / baseline, 3),
+        )
     print(line, flush=True)
     return out
 
@@ -253,6 +258,12 @@ async def main(args: argparse.Namespace) -> list[dict]:
             results += await imaging.http_cases(
                 row, admin_url=admin, service_url=url, nats_url=nats_server.url, size_mb=256 if args.quick else 2048
             )
+        if args.only in (None, "packages"):
+            size_mb, clients = (20, 10) if args.quick else (200, 50)
+            results += await packages.delivery_cases(
+                row, admin_url=admin, service_url=url, nats_url=nats_server.url,
+                size_mb=args.package_mb or size_mb, clients=args.clients or clients,
+            )  # fmt: skip
         if args.only in (None, "rebuild"):
             n = 100_000 if args.quick else args.rebuild_events
             results.append(await rebuild_case(cluster, n, distinct=False))
@@ -271,5 +282,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--rebuild-events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", choices=["append", "boot", "imaging", "rebuild"], help="run one group of cases")
+    parser.add_argument(
+        "--only", choices=["append", "boot", "imaging", "packages", "rebuild"], help="run one group of cases"
+    )
+    parser.add_argument("--package-mb", type=int, help="package delivery: file size (default 200, 20 with --quick)")
+    parser.add_argument("--clients", type=int, help="package delivery: agents at once (default 50, 10 with --quick)")
     asyncio.run(main(parser.parse_args()))
