@@ -85,6 +85,13 @@ async def upload_bytes(
 # -- deliveries: what an agent's install order lets it fetch and report ---------------------------
 
 
+class ContentFile(FileResponse):
+    """Read and sent a MiB at a time, not Starlette's 64 KiB: each chunk is a thread hop and an ASGI
+    message: 1 MiB halves the CPU per GB served (2.3 -> 1.05 s/GB, `python -m bench --only packages --quick`)."""
+
+    chunk_size = 1 << 20
+
+
 def downloads_of(request: Request) -> Downloads:
     downloads: Downloads | None = getattr(request.app.state, "downloads", None)
     if downloads is None:
@@ -93,11 +100,11 @@ def downloads_of(request: Request) -> Downloads:
 
 
 @router.api_route("/v1/content/{sha256}", methods=["GET", "HEAD"], tags=["deliveries"])
-async def content(sha256: str, request: Request) -> FileResponse:
+async def content(sha256: str, request: Request) -> ContentFile:
     """One package file of the caller's delivery; ``Range`` resumes a cut download. The token is
     judged before anything of the request: a digest outside the delivery is DPM-E281 as any other."""
     path = await downloads_of(request).content(required_bearer(request.headers), sha256)
-    return FileResponse(path, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
+    return ContentFile(path, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
 
 
 @router.post(REPORT_PATH, status_code=202, tags=["deliveries"])
