@@ -6,6 +6,10 @@ one only by scenario. The agents stand in as NATS responders and HTTP reports
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
 import nats
@@ -116,8 +120,11 @@ async def test_high_urgency_waits_for_notify_now_through_the_api(
         await ended(up.runtime, pushed)
 
         assert error_code(await api.http.post("/updates/notify", json={"machines": ["nobody"]})) == "DPM-E102"
-        r = await api.http.post("/updates/notify", json={"machines": ["auto-1"]})
-        assert r.status_code == 202 and r.json()["machines"] == [str(machine)], r.text
+        env = {**os.environ, "DPM_API_URL": api.url, "DPM_API_TOKEN": auth["Authorization"].split()[1],
+               "DPM_SESSION_FILE": os.devnull + ".none"}  # fmt: skip
+        argv = [sys.executable, "-m", "dpm_cli", "updates", "notify", "auto-1"]
+        cli = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0 and "notified 1 machine(s)" in cli.stdout, cli.stdout + cli.stderr
         notified = (await orders_of(agent, 2))[1]
         assert [i.package.id for i in notified.install.items] == ["soon"]  # type: ignore[union-attr]
     await nc.close()

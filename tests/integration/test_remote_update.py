@@ -7,7 +7,9 @@ code and output; a re-run on the updated machine has nothing to install."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,10 +84,11 @@ async def test_packages_reach_a_real_agent_by_scenario(
             f'server = "http://{lab.host_ip}:{gateway.port}"\nenrolment_token = "{ENROLMENT}"\n'
             f'state_dir = "{tmp_path / "state"}"\nmacs = ["{MAC}"]\nhostname = "upd-1"\n'
             f'install_root = "{root}"\npower_driver = "simulated"\nmax_backoff = 1.0\ninstall_poll = 1.0\n'
+            f'allowed_paths = ["{tmp_path / "files"}"]\n'
         )
         agent = None
         async with (
-            running(api_service(), headers=auth) as api,
+            running(api_service(api_updater_url=updater_url), headers=auth) as api,
             running(scheduler_service(scheduler_tick=0.1)),
             running(updater),
             running(gateway),
@@ -101,9 +104,30 @@ async def test_packages_reach_a_real_agent_by_scenario(
                 )
                 try:
                     await check_deliveries(api, f"http://127.0.0.1:{port}", deb, root)
+                    await check_large_file(api, auth, tmp_path)
                 finally:
                     agent.terminate()
                     agent.wait(timeout=20)
+
+
+async def check_large_file(api, auth: dict[str, str], tmp_path: Path) -> None:
+    """`dpm files put` of 50 MiB: past the command frame's 3 MiB, by way of the updater."""
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        for i in range(50):
+            f.write(hashlib.sha256(str(i).encode()).digest() * (1 << 15))  # 1 MiB of varied bytes
+    target = tmp_path / "files" / "sub" / "big.bin"
+    env = {**os.environ, "DPM_API_URL": api.url, "DPM_API_TOKEN": auth["Authorization"].split()[1],
+           "DPM_SESSION_FILE": os.devnull + ".none"}  # fmt: skip
+    argv = [sys.executable, "-m", "dpm_cli", "files", "put", str(big), "upd-1", str(target), "--mode", "600"]
+    put = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=300)
+    assert put.returncode == 0, put.stdout + put.stderr
+    assert target.stat().st_size == 50 << 20 and target.read_bytes() == big.read_bytes()
+    assert oct(target.stat().st_mode & 0o777) == oct(0o600)
+    outside = [sys.executable, "-m", "dpm_cli", "files", "put", str(big), "upd-1", str(tmp_path / "escape.bin")]
+    refused = await asyncio.to_thread(subprocess.run, outside, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "DPM-E122" in refused.stdout + refused.stderr
+    assert not (tmp_path / "escape.bin").exists()
 
 
 async def check_deliveries(api, updater_url: str, deb: bytes, root: Path) -> None:

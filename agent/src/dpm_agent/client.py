@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from dpm_agent import __version__, facts
 from dpm_agent.commands import run_file_command
 from dpm_agent.config import AgentConfig
+from dpm_agent.fetch import put_fetched
 from dpm_agent.packages.orders import Installer
 from dpm_agent.power import EndSession, MachinePower
 from dpm_schemas import E, agent_protocol
@@ -226,6 +227,8 @@ class Agent:
         log.info("command %s %s %s", cmd.id, cmd.action.value, cmd.path or "")
         if cmd.action is Action.INSTALL:
             await ws.send(agent_protocol.encode(self._accept_install(cmd)))
+        elif cmd.action is Action.PUT_FILE and cmd.fetch is not None:
+            await ws.send(agent_protocol.encode(await put_fetched(cmd, self.config)))
         elif cmd.action not in (Action.SHUTDOWN, Action.REBOOT):
             result = await asyncio.to_thread(run_file_command, cmd, self.config.allowed_paths)
             await ws.send(agent_protocol.encode(result))

@@ -1,13 +1,16 @@
 """What the agent does when told: file distribution (put, delete, list) inside the configured
-directories only, and shutdown/reboot through a power driver. Every refusal names its reason."""
+directories only, and shutdown/reboot through a power driver. Every refusal names its reason. A
+put_file too large for a frame is fetched first (``fetch.py``), then placed the same way."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from dpm_schemas import E
 from dpm_schemas.agent_protocol import MAX_FILE, Action, Command, CommandResult, Entry
@@ -36,14 +39,28 @@ def inside(path: str | None, roots: Sequence[Path], *, allow_root: bool = False)
 def put_file(target: Path, content: bytes, mode: int, roots: Sequence[Path]) -> None:
     if len(content) > MAX_FILE:
         raise CommandRefused(f"{len(content)} bytes exceed the {MAX_FILE}-byte limit")
+    _place(target, mode, roots, lambda f: f.write(content))
+
+
+def put_from(target: Path, source: Path, mode: int, roots: Sequence[Path]) -> None:
+    """put_file of a file fetched beside (any size): copied in, as atomically as a small one."""
+    with source.open("rb") as src:
+        _place(target, mode, roots, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+
+
+def check_target(target: Path) -> None:
     if target.is_dir():
         raise CommandRefused("a directory of that name exists")
+
+
+def _place(target: Path, mode: int, roots: Sequence[Path], write: Callable[[BinaryIO], object]) -> None:
+    check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     inside(str(target.parent), roots, allow_root=True)  # the created parents must not have escaped either
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".dpm-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(content)
+            write(f)
         os.chmod(tmp, mode & 0o777)  # never setuid/setgid/sticky from the server
         os.replace(tmp, target)  # atomic: readers see the old file or the new one
     except BaseException:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 from pathlib import Path
@@ -10,8 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import authcmd, boot, images, labcmd, packages, quarantine, rebuild, scenarios, schedules, usage
-from dpm_cli.client import EXIT_USAGE, CliError, forget_token, request, save_token
+from dpm_cli import authcmd, boot, images, labcmd, packages, quarantine, rebuild, scenarios, schedules, updates, usage
+from dpm_cli.client import forget_token, request, save_token
+from dpm_cli.files import command as _command
+from dpm_cli.files import files, find_machine
 from dpm_cli.output import JsonOpt, table
 from dpm_cli.passwords import StdinOpt, read_password
 
@@ -23,7 +24,6 @@ power = typer.Typer(help="Power actions.", no_args_is_help=True)
 app.add_typer(machines, name="machines")
 app.add_typer(groups, name="groups")
 app.add_typer(power, name="power")
-files = typer.Typer(help="File distribution to machines' agents.", no_args_is_help=True)
 users = typer.Typer(help="Users and roles (admin).", no_args_is_help=True)
 app.add_typer(files, name="files")
 app.add_typer(users, name="users")
@@ -34,8 +34,8 @@ admin.add_typer(quarantine.app, name="quarantine")
 admin.command("rebuild")(rebuild.admin_rebuild)
 for name, sub in (("boot", boot), ("scenarios", scenarios), ("schedules", schedules), ("images", images)):
     app.add_typer(sub.app, name=name)
-app.add_typer(labcmd.app, name="lab")
-app.add_typer(packages.app, name="packages")
+for name, sub in (("lab", labcmd), ("packages", packages), ("updates", updates)):
+    app.add_typer(sub.app, name=name)
 machines.command("inventory")(packages.machine_inventory)
 app.command("run")(scenarios.run)
 app.command("executions")(scenarios.executions)
@@ -77,17 +77,6 @@ def machines_add(
         body["ip"] = ip
     result = request("POST", "/machines", json=body)
     print(json.dumps(result) if as_json else f"registered {name} as {result['machine_id']}")
-
-
-def find_machine(ref: str) -> dict[str, Any]:
-    """A machine by id, name or MAC; an ambiguous or unknown reference is a usage error."""
-    rows = request("GET", "/machines")
-    wanted = ref.lower().replace("-", ":")
-    hits = [m for m in rows if ref in (m["machine_id"], m["name"]) or wanted in m["macs"]]
-    if len(hits) != 1:
-        raise CliError(f"{'no' if not hits else 'several'} machine(s) match {ref!r}; use the machine id", EXIT_USAGE)
-    found: dict[str, Any] = hits[0]
-    return found
 
 
 @machines.command("show")
@@ -215,12 +204,6 @@ def power_on(machine_refs: Annotated[list[str], typer.Argument(metavar="MACHINE.
         print(f"power-on requested for {row['name']}")
 
 
-def _command(ref: str, body: dict[str, Any]) -> dict[str, Any]:
-    row = find_machine(ref)
-    result: dict[str, Any] = request("POST", f"/machines/{row['machine_id']}/commands", json=body)
-    return result
-
-
 @power.command("off")
 def power_off(machine_refs: Annotated[list[str], typer.Argument(metavar="MACHINE...")]) -> None:
     """Shut machines down through their agents."""
@@ -235,33 +218,6 @@ def power_reboot(machine_refs: Annotated[list[str], typer.Argument(metavar="MACH
     for ref in machine_refs:
         _command(ref, {"action": "reboot"})
         print(f"reboot sent to {ref}")
-
-
-@files.command("put")
-def files_put(
-    local: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    machine: str,
-    path: str,
-    mode: Annotated[str, typer.Option(help="Octal permissions.")] = "644",
-) -> None:
-    """Copy LOCAL to PATH on MACHINE (inside the agent's allowed directories)."""
-    content = base64.b64encode(local.read_bytes()).decode()
-    _command(machine, {"action": "put_file", "path": path, "content_base64": content, "mode": int(mode, 8)})
-    print(f"{local} -> {machine}:{path}")
-
-
-@files.command("rm")
-def files_rm(machine: str, path: str) -> None:
-    """Delete PATH on MACHINE."""
-    _command(machine, {"action": "delete_file", "path": path})
-    print(f"deleted {machine}:{path}")
-
-
-@files.command("ls")
-def files_ls(machine: str, path: str, as_json: JsonOpt = False) -> None:
-    """List the directory PATH on MACHINE."""
-    entries = _command(machine, {"action": "list_dir", "path": path})["entries"]
-    print(json.dumps(entries, indent=2) if as_json else table(entries, ["type", "size", "name"]))
 
 
 @app.command()

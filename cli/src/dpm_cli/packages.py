@@ -108,6 +108,14 @@ def _definition(definition: Path | None, fields: dict[str, Any]) -> dict[str, An
     return raw
 
 
+def stage(file: Path, *, quiet: bool = False) -> str:
+    """Upload ``file`` to the updater (resumable); the upload id a package or a put_file names."""
+    wanted = {"size": file.stat().st_size, "sha256": _digest(file), "file_name": file.name}
+    grant = request("POST", "/packages/uploads", json=wanted)
+    upload(file, grant, quiet=quiet)
+    return str(grant["upload_id"])
+
+
 @app.command("add")
 def packages_add(
     file: Annotated[Path | None, typer.Argument(help="The file it installs (a .deb, an rpm, a script).")] = None,
@@ -127,10 +135,7 @@ def packages_add(
     if file is not None:
         if not file.is_file():
             raise CliError(f"{file}: not a readable file", EXIT_USAGE)
-        wanted = {"size": file.stat().st_size, "sha256": _digest(file), "file_name": file.name}
-        grant = request("POST", "/packages/uploads", json=wanted)
-        upload(file, grant, quiet=as_json)
-        body |= {"upload_id": grant["upload_id"], "file_name": file.name}
+        body |= {"upload_id": stage(file, quiet=as_json), "file_name": file.name}
     shown = request("POST", "/packages", json=body)
     if as_json:
         print(json.dumps(shown, indent=2))

@@ -174,6 +174,16 @@ class InstallOrder(Frame):
         return self
 
 
+class FileFetch(Frame):
+    """Where a ``put_file`` too large for a frame gets its content: the updater's copy, fetched with
+    a token good for this one file (``url``: ``<updater>/v1/content/<sha256>``), resumable, hashed."""
+
+    url: Annotated[Text, Field(max_length=2048), AfterValidator(_http_base)]
+    token: Annotated[Label, Field(min_length=16)]
+    sha256: Hex64
+    size: int = Field(ge=0)
+
+
 class Command(Frame):
     kind: Literal["command"] = "command"
     id: uuid.UUID
@@ -182,6 +192,7 @@ class Command(Frame):
     content: Annotated[bytes, Field(max_length=MAX_FILE)] | None = None
     mode: int = Field(default=0o644, ge=0, le=0o7777)
     install: InstallOrder | None = None  # Action.INSTALL only
+    fetch: FileFetch | None = None  # Action.PUT_FILE without ``content``: any size
 
 
 class Entry(Frame):

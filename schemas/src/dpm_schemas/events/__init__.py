@@ -63,6 +63,7 @@ from dpm_schemas.events.machines import (
 )
 from dpm_schemas.events.packages import (
     AutoUpdateEnded,
+    FileTransferGranted,
     PackageContentStored,
     PackageDeliveryGranted,
     PackageInstallReported,
@@ -115,6 +116,7 @@ __all__ = [
     "ExecutionStarted",
     "ExecutionSuspended",
     "ExecutionWaiting",
+    "FileTransferGranted",
     "GroupDefined",
     "GroupDeleted",
     "GroupRenamed",

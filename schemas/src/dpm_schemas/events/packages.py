@@ -123,6 +123,20 @@ class PackageDeliveryGranted(Event):
     revisions: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(max_length=64)] = ()  # of ``packages``
 
 
+class FileTransferGranted(Event):
+    """An operator's ``put_file`` of a large file (``command-<machine>``, the api's audit of commands):
+    the token whose SHA-256 this is may download this one content from the updater until
+    ``expires_at`` or the command's completion."""
+
+    wire_name = "FileTransferGranted"
+
+    command_id: uuid.UUID
+    machine_id: uuid.UUID
+    token_sha256: Hex64
+    sha256: Hex64
+    expires_at: datetime
+
+
 class AutoUpdateEnded(Event):
     """An auto-update delivery is over (``delivery-<id>``): the agent's final report, or why the order
     never reached it. Its token ends with it."""

@@ -21,9 +21,11 @@ from dpm_api.routes import deploy as deploy_routes
 from dpm_api.routes import images as image_routes
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
+from dpm_api.routes import updates as update_routes
 from dpm_api.runs import ExecutionList, ScenarioList
 from dpm_api.schedules import ScheduleList
 from dpm_api.settings import ApiSettings
+from dpm_api.updates import UpdateHistory
 from dpm_runtime.catalog import Inventories, PackageCatalog
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import text
@@ -53,6 +55,7 @@ def _data_planes(app: FastAPI, settings: ApiSettings) -> None:
     app.state.updater_url = settings.api_updater_url
     app.state.updater_port = settings.api_updater_port
     app.state.package_upload_ttl = settings.api_package_upload_ttl
+    app.state.update_history_keep = settings.api_update_history_keep
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -84,6 +87,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(schedule_routes.router)
     app.include_router(image_routes.router)
     app.include_router(packages.router)
+    app.include_router(update_routes.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -132,6 +136,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 DiskLayouts(),
                 PackageCatalog("api", "packages"),
                 Inventories("api", "inventories"),
+                UpdateHistory(settings.api_update_history_keep),
                 RevokedBootstrapTokens(),
                 BootstrapTokenUses(),
             ],

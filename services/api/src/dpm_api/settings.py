@@ -83,6 +83,12 @@ class ApiSettings(ServiceSettings):
         le=30 * 86400,
         description="Seconds a package upload may take, resumed as often as needed, before its token expires",
     )
+    api_update_history_keep: int = Field(
+        default=100,
+        ge=1,
+        description="Package install reports kept per machine in its update history (`GET /machines/{m}/updates`, "
+        "`dpm updates history`): the newest this many; older ones stay in the event log only",
+    )
     api_backup_lease: float = Field(
         default=300,
         ge=60,

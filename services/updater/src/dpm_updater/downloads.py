@@ -58,6 +58,8 @@ class Downloads:
     async def report(self, token: str, report: InstallReport) -> int:
         """Append the report as the step's (and each outcome as the machine's history); the position."""
         grant = check_grant(await self._grant(token), self.clock(), execution_id=report.execution_id)
+        if grant.purpose == "file":
+            raise E.DELIVERY_TOKEN_REFUSED(what="reports", reason="it was given for one file's download")
         events: list[Event] = [
             PackageInstallReported(execution_id=grant.execution_id, machine_id=grant.machine_id, outcome=o)
             for o in report.outcomes

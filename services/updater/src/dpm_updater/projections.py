@@ -12,10 +12,12 @@ from dpm_packages import Inventory, from_reported
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
+    AgentCommandCompleted,
     AutoUpdateEnded,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionSuspended,
+    FileTransferGranted,
     PackageContentStored,
     PackageDeliveryGranted,
     PackageInstallReported,
@@ -74,8 +76,9 @@ async def upload_by_token(conn: Conn, token_sha256: str, upload_id: UUID) -> Upl
 class Deliveries:
     """The deliveries whose tokens the data plane checks (content downloads, reports): granted by the
     updater's own handlers, ended with their execution (a remote-update step) or their final report
-    (an auto-update). ``auto_updates``: what each automatic delivery brought each machine, so a
-    package is pushed to a machine once per revision (again only by "notify now" after a failure)."""
+    (an auto-update); and the api's grants of one file to an operator's put_file, ended with the
+    command. ``auto_updates``: what each automatic delivery brought each machine, so a package is
+    pushed to a machine once per revision (again only by "notify now" after a failure)."""
 
     name = "deliveries"
     schema = SCHEMA
@@ -84,6 +87,8 @@ class Deliveries:
         PackageDeliveryGranted.wire_name,
         PackageInstallReported.wire_name,
         AutoUpdateEnded.wire_name,
+        FileTransferGranted.wire_name,
+        AgentCommandCompleted.wire_name,
         ExecutionCompleted.wire_name,
         ExecutionFailed.wire_name,
         ExecutionSuspended.wire_name,
@@ -118,6 +123,14 @@ class Deliveries:
                     f"UPDATE \"{schema}\".auto_updates SET state = %s WHERE delivery_id = %s AND state = 'open'",
                     ("ok" if e.ok else "failed", e.delivery_id),
                 )
+            elif isinstance(e, FileTransferGranted):  # the api's grant: one file of an operator's put_file
+                await conn.execute(
+                    f'INSERT INTO "{schema}".deliveries (token_sha256, execution_id, machine_id, contents,'
+                    " expires_at, purpose) VALUES (%s, %s, %s, %s, %s, 'file') ON CONFLICT (token_sha256) DO NOTHING",
+                    (e.token_sha256, e.command_id, e.machine_id, [e.sha256], e.expires_at),
+                )
+            elif isinstance(e, AgentCommandCompleted):
+                await _ended(conn, schema, e.command_id)
             elif isinstance(e, ExecutionCompleted | ExecutionFailed | ExecutionSuspended):
                 await _ended(conn, schema, e.execution_id)
 

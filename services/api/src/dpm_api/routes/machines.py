@@ -19,6 +19,7 @@ from dpm_api.domain import csvfile
 from dpm_api.domain.csvfile import MachineSpec
 from dpm_api.domain.view import MachineRow
 from dpm_api.projections import COLUMNS, row_from_db
+from dpm_api.routes.packages import updater_url
 from dpm_runtime.http import max_body
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
@@ -211,7 +212,23 @@ class CommandIn(BaseModel):
     path: str | None = Field(default=None, max_length=4096)
     content_base64: str | None = Field(default=None, max_length=4 * 1024 * 1024 + 16)
     mode: int = Field(default=0o644, ge=0, le=0o777)
-    timeout: float = Field(default=30.0, gt=0, le=300)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    upload_id: uuid.UUID | None = Field(
+        default=None, description="put_file of any size: a completed upload (POST /packages/uploads) to fetch"
+    )
+
+
+def _inline(body: CommandIn) -> bytes | None:
+    """The content carried in the request (base64), at most a frame's worth."""
+    if body.content_base64 is None:
+        return None
+    try:
+        content = base64.b64decode(body.content_base64, validate=True)
+    except ValueError:  # binascii.Error, and ValueError for non-ASCII text
+        raise E.INVALID_REQUEST(reason="content_base64 is not base64") from None
+    if len(content) > MAX_FILE:
+        raise E.INVALID_REQUEST(reason=f"files above {MAX_FILE} bytes go by upload_id (`dpm files put` does that)")
+    return content
 
 
 class CommandOut(BaseModel):
@@ -222,18 +239,21 @@ class CommandOut(BaseModel):
 
 @router.post("/{machine_id}/commands", response_model=CommandOut)
 @max_body(MAX_FILE * 2)  # put_file content travels base64-encoded in the JSON body
-async def command_machine(machine_id: uuid.UUID, body: CommandIn, rt: RuntimeDep, actor: ActorDep) -> CommandOut:
-    """Tell the machine's agent to shut down, reboot, put or delete a file, or list a directory."""
+async def command_machine(
+    machine_id: uuid.UUID, body: CommandIn, request: Request, rt: RuntimeDep, actor: ActorDep
+) -> CommandOut:
+    """Tell the machine's agent to shut down, reboot, put or delete a file, or list a directory. A
+    put_file larger than a frame names an upload instead of carrying the content; the agent fetches
+    it from the updater."""
     if body.action is Action.INSTALL:
         raise E.INVALID_REQUEST(reason="packages are installed by remote-update scenarios, not by a command")
-    content = None
-    if body.content_base64 is not None:
-        try:
-            content = base64.b64decode(body.content_base64, validate=True)
-        except ValueError:  # binascii.Error, and ValueError for non-ASCII text
-            raise E.INVALID_REQUEST(reason="content_base64 is not base64") from None
-        if len(content) > MAX_FILE:
-            raise E.INVALID_REQUEST(reason=f"files above {MAX_FILE} bytes are not distributed this way")
-    cmd = Command(id=uuid.uuid4(), action=body.action, path=body.path, content=content, mode=body.mode)
+    cmd_id = uuid.uuid4()
+    if body.upload_id is not None:
+        if body.action is not Action.PUT_FILE or body.content_base64 is not None:
+            raise E.INVALID_REQUEST(reason="upload_id is for put_file, instead of content_base64")
+        fetch = await commands.file_fetch(rt, machine_id, cmd_id, body.upload_id, updater_url(request), actor=actor)
+        cmd = Command(id=cmd_id, action=body.action, path=body.path, fetch=fetch, mode=body.mode)
+    else:
+        cmd = Command(id=cmd_id, action=body.action, path=body.path, content=_inline(body), mode=body.mode)
     result = await commands.send(rt, machine_id, cmd, timeout=body.timeout, actor=actor)
     return CommandOut(command_id=cmd.id, ok=result.ok, entries=[e.model_dump() for e in result.entries])
