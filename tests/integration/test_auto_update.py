@@ -11,16 +11,20 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
 
+from dpm_runtime.handlers import unit_of_work
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
-from dpm_schemas import subjects
+from dpm_schemas import Metadata, subjects
 from dpm_schemas.agent_protocol import Command, InstallReport
 from dpm_schemas.events import AutoUpdateEnded, MachineCameOnline, UpdatesNotifyRequested
 from dpm_schemas.events.packages import PackageOutcome
+from dpm_updater import auto
+from dpm_updater.deliverer import Deliverer
 from tests.integration.test_remote_update_delivery import StandInAgent, append, delivery, inventory, register
 
 pytestmark = pytest.mark.integration
@@ -120,10 +124,7 @@ async def test_high_urgency_waits_for_notify_now_through_the_api(
         await ended(up.runtime, pushed)
 
         assert error_code(await api.http.post("/updates/notify", json={"machines": ["nobody"]})) == "DPM-E102"
-        env = {**os.environ, "DPM_API_URL": api.url, "DPM_API_TOKEN": auth["Authorization"].split()[1],
-               "DPM_SESSION_FILE": os.devnull + ".none"}  # fmt: skip
-        argv = [sys.executable, "-m", "dpm_cli", "updates", "notify", "auto-1"]
-        cli = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)
+        cli = await dpm(api.url, auth, "updates", "notify", "auto-1")
         assert cli.returncode == 0 and "notified 1 machine(s)" in cli.stdout, cli.stdout + cli.stderr
         notified = (await orders_of(agent, 2))[1]
         assert [i.package.id for i in notified.install.items] == ["soon"]  # type: ignore[union-attr]
@@ -132,3 +133,44 @@ async def test_high_urgency_waits_for_notify_now_through_the_api(
 
 def error_code(r) -> str:
     return str(r.json()["error"]["code"])
+
+
+async def test_high_urgency_comes_due_at_the_machines_auto_update_time(
+    api_service, updater_service, auth, nats_server, tmp_path
+) -> None:
+    agent = StandInAgent()
+    nc = await nats.connect(nats_server.url)
+    async with running(api_service(), headers=auth) as api, running(updater_service()) as up:
+        rt = up.runtime
+        r = await api.http.post("/machines", json={"name": "auto-2", "macs": ["52:54:0e:00:00:02"]})
+        machine = uuid.UUID(r.json()["machine_id"])
+        await nc.subscribe(subjects.agent_command(machine, "install"), cb=agent.accept)
+        bad = await api.http.put("/machines/auto-2/auto-update", json={"at": "03:00", "timezone": "Mars/Olympus"})
+        assert error_code(bad) == "DPM-E285"
+        cli = await dpm(api.url, auth, "updates", "schedule", "auto-2", "--at", "03:00", "--timezone", "Europe/Berlin")
+        assert cli.returncode == 0 and "auto-update at 03:00 Europe/Berlin" in cli.stdout, cli.stdout + cli.stderr
+        await inventory(rt, machine)
+        await append(rt, subjects.AGENT, machine, came_online(machine))
+        await register(rt, tmp_path / "packages", "nightly", b"high", urgency="high")
+        registered = datetime.now(UTC)
+        await rt.projections["auto_update_times"].wait_for(await rt.eventlog.head(), timeout=10)
+        deliverer = Deliverer(nc=rt.nc, eventlog=rt.eventlog, server=up.url)
+
+        async def round_at(when: datetime) -> int:
+            async with unit_of_work(rt.pool, rt.eventlog, cause=Metadata.new(actor="test"), actor="updater") as ctx:
+                return await auto.auto_time_round(ctx, deliverer=deliverer, clock=lambda: when)
+
+        assert await round_at(registered) == 1 and agent.orders == []  # its 03:00 came before the package
+        assert await round_at(registered + timedelta(days=1, minutes=1)) == 1  # the next 03:00 has passed
+        (due,) = await orders_of(agent, 1)
+        assert [i.package.id for i in due.install.items] == ["nightly"]  # type: ignore[union-attr]
+        await round_at(registered + timedelta(days=1, minutes=2))  # under way: nothing sent twice
+        assert len(agent.orders) == 1
+    await nc.close()
+
+
+async def dpm(url: str, auth: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DPM_API_URL": url, "DPM_API_TOKEN": auth["Authorization"].split()[1],
+           "DPM_SESSION_FILE": os.devnull + ".none"}  # fmt: skip
+    argv = [sys.executable, "-m", "dpm_cli", *args]
+    return await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli.client import request
+from dpm_cli.client import EXIT_USAGE, CliError, request
 from dpm_cli.output import JsonOpt, table
 
 app = typer.Typer(help="Remote updates: history, notify now.", no_args_is_help=True)
@@ -64,3 +64,18 @@ def updates_notify(
     machines at once, also those an automatic delivery failed on."""
     result = request("POST", "/updates/notify", json={"machines": machines or []})
     print(f"notified {len(result['machines']) or 'every online'} machine(s) (request {result['request_id']})")
+
+
+@app.command("schedule")
+def updates_schedule(
+    machine: str,
+    at: Annotated[str | None, typer.Option(help="HH:MM (24 h) in --timezone: high urgency comes due then.")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA zone, e.g. Europe/Berlin.")] = "UTC",
+    off: Annotated[bool, typer.Option("--off", help="No auto-update time: high urgency waits for notify.")] = False,
+) -> None:
+    """Set MACHINE's auto-update time: high-urgency packages registered before it are pushed then (or
+    when the machine next comes online)."""
+    if (at is None) != off:
+        raise CliError("give --at HH:MM or --off", EXIT_USAGE)
+    request("PUT", f"/machines/{machine}/auto-update", json={"at": at, "timezone": timezone})
+    print(f"{machine}: auto-update {'off' if off else f'at {at} {timezone}'}")

@@ -1394,6 +1394,14 @@ class E:
         "Set DPM_UPDATER_PUBLIC_URL to the updater's URL as machines reach it (e.g. http://dpm.lab:26506).",
         503,
     )
+    AUTO_UPDATE_TIME_INVALID = _define(
+        "DPM-E285",
+        "Invalid auto-update time",
+        "The auto-update time is not usable: {reason}.",
+        "Give the time as HH:MM (24 h) and an IANA time zone name, e.g. `dpm updates schedule web-01 --at 03:00 "
+        "--timezone Europe/Berlin`.",
+        422,
+    )
     PACKAGE_CONTENT_GONE = _define(
         "DPM-E284",
         "Package content missing",

@@ -63,6 +63,7 @@ from dpm_schemas.events.machines import (
 )
 from dpm_schemas.events.packages import (
     AutoUpdateEnded,
+    AutoUpdateTimeSet,
     FileTransferGranted,
     PackageContentStored,
     PackageDeliveryGranted,
@@ -102,6 +103,7 @@ __all__ = [
     "ApiTokenIssued",
     "ApiTokenRevoked",
     "AutoUpdateEnded",
+    "AutoUpdateTimeSet",
     "BootSettingsChanged",
     "BootstrapTokenFirstUsed",
     "BootstrapTokenRevoked",

@@ -150,6 +150,18 @@ class AutoUpdateEnded(Event):
     message: Annotated[LongText, Field(max_length=1000)] = ""
 
 
+class AutoUpdateTimeSet(Event):
+    """A machine's auto-update time (``machine-<id>``, the api's): high-urgency packages registered
+    before its latest such time are pushed to it then, or when it next comes online. ``at`` None:
+    no auto-update time (high urgency waits for notify-now or a scenario)."""
+
+    wire_name = "AutoUpdateTimeSet"
+
+    machine_id: uuid.UUID
+    at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = None  # HH:MM
+    timezone: Annotated[str, Field(pattern=r"^[A-Za-z0-9_+/-]{1,64}$")] = "UTC"  # an IANA zone name
+
+
 class UpdatesNotifyRequested(Event):
     """An operator's "notify now" (``notify-<id>``, the api's): push every applicable high and highest
     urgency package to these machines (all of them if none are named) that are online, at once --

@@ -12,23 +12,28 @@
 Each (machine, package, revision) goes automatically once (``updater.auto_updates``, and a delivery
 id named by what it delivers, so two events racing the read model make one delivery): a failed
 install is not retried by itself -- an operator's notify-now, or a new revision, does that. High
-urgency at a machine's own auto-update time is not built yet (such packages wait for notify-now or
-a scenario).
+urgency comes due at a machine's auto-update time (AutoUpdateTimeSet, HH:MM in its zone): a high
+package registered before the latest such time is pushed by the timer round then, or -- the machine
+being offline or busy then -- when it next comes online or reports its inventory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from dpm_packages import Urgency
+from dpm_packages.auto_time import last_due
 from dpm_runtime.checkpoint import require_position
 from dpm_runtime.eventlog import NO_STREAM, StreamConflict
-from dpm_runtime.handlers import Ctx, Router
-from dpm_schemas import DpmError, subjects
+from dpm_runtime.handlers import Ctx, Router, unit_of_work
+from dpm_runtime.service import Runtime
+from dpm_schemas import DpmError, Metadata, subjects
 from dpm_schemas.agent_protocol import InstallItem, InstallWhen
 from dpm_schemas.base import Event
 from dpm_schemas.events import (
@@ -54,9 +59,14 @@ AUTO: Literal["auto-update"] = "auto-update"
 LIFETIME = timedelta(hours=6)  # an automatic delivery's token: longer than any download and install
 INSTALL_TIMEOUT = 1800
 NAMESPACE = uuid.UUID("9a3f1d52-57c4-4c1e-b0a4-8f0c6f9a2d11")
-READ_MODELS = ("updater.packages", "updater.inventories", "updater.presence", "updater.deliveries")
-PUSHED = frozenset({Urgency.HIGHEST})
-NOTIFIED = frozenset({Urgency.HIGHEST, Urgency.HIGH})
+READ_MODELS = (
+    "updater.packages",
+    "updater.inventories",
+    "updater.presence",
+    "updater.deliveries",
+    "updater.auto_update_times",
+)
+ALWAYS = datetime.max.replace(tzinfo=UTC)  # notify-now: every high-urgency package is due
 
 
 async def _ready(ctx: Ctx) -> None:
@@ -70,7 +80,7 @@ async def package_registered(e: PackageRegistered, ctx: Ctx, *, deliverer: Deliv
         return
     await _ready(ctx)
     for machine_id in await auto_sql.online_machines(ctx.conn):
-        await push(ctx, machine_id, PUSHED, deliverer=deliverer, clock=clock)
+        await push(ctx, machine_id, deliverer=deliverer, clock=clock)
 
 
 @router.handles(MachineCameOnline, InventoryReported, durable="auto", actor=ACTOR)
@@ -79,7 +89,7 @@ async def machine_heard(
 ) -> None:
     await _ready(ctx)
     if await auto_sql.online(ctx.conn, e.machine_id):
-        await push(ctx, e.machine_id, PUSHED, deliverer=deliverer, clock=clock)
+        await push(ctx, e.machine_id, deliverer=deliverer, clock=clock)
 
 
 @router.handles(UpdatesNotifyRequested, durable="auto", actor=ACTOR)
@@ -87,7 +97,30 @@ async def notify_requested(e: UpdatesNotifyRequested, ctx: Ctx, *, deliverer: De
     await _ready(ctx)
     online = await auto_sql.online_machines(ctx.conn)
     for machine_id in [m for m in e.machine_ids if m in online] if e.machine_ids else online:
-        await push(ctx, machine_id, NOTIFIED, deliverer=deliverer, clock=clock, again=True)
+        await push(ctx, machine_id, deliverer=deliverer, clock=clock, notify=ctx.position)
+
+
+async def auto_time_rounds(rt: Runtime, *, deliverer: Deliverer, clock: Clock, every: float) -> None:
+    """The timer task: ``auto_time_round`` every ``every`` seconds until the service stops; a round
+    that fails is logged and the next one runs (nothing is lost: the next round looks again)."""
+    while not rt.stop.is_set():
+        try:
+            async with unit_of_work(rt.pool, rt.eventlog, cause=Metadata.new(actor=ACTOR), actor=ACTOR,
+                                    name="auto-update-times") as ctx:  # fmt: skip
+                await auto_time_round(ctx, deliverer=deliverer, clock=clock)
+        except Exception:
+            log.exception("auto-update time round failed; the next one looks again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(rt.stop.wait(), every)
+
+
+async def auto_time_round(ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> int:
+    """The timer's look at every online machine with an auto-update time (high urgency comes due at
+    it); what a push finds already delivered or under way it leaves alone. Machines looked at."""
+    machines = await auto_sql.timed_online_machines(ctx.conn)
+    for machine_id in machines:
+        await push(ctx, machine_id, deliverer=deliverer, clock=clock)
+    return len(machines)
 
 
 def _delivery_id(machine_id: uuid.UUID, items: Sequence[InstallItem], notify: int | None) -> uuid.UUID:
@@ -99,16 +132,12 @@ def _delivery_id(machine_id: uuid.UUID, items: Sequence[InstallItem], notify: in
 
 
 async def push(
-    ctx: Ctx,
-    machine_id: uuid.UUID,
-    urgencies: Collection[Urgency],
-    *,
-    deliverer: Deliverer,
-    clock: Clock,
-    again: bool = False,
+    ctx: Ctx, machine_id: uuid.UUID, *, deliverer: Deliverer, clock: Clock, notify: int | None = None
 ) -> None:
-    """Deliver what applies to the machine now, of these urgencies, unless it is busy or had it."""
-    plan = await _due(ctx, machine_id, urgencies, now=clock(), again=again)
+    """Deliver what is due to the machine now, unless it is busy or had it: highest urgency, and high
+    urgency registered before its latest auto-update time (every high one for a notify-now, the
+    position of its request)."""
+    plan = await _due(ctx, machine_id, now=clock(), notify=notify is not None)
     if plan is None:
         return
     try:
@@ -116,7 +145,7 @@ async def push(
     except DpmError as unknown:
         log.warning("automatic delivery to %s not sent: %s %s", machine_id, unknown.code, unknown.message)
         return
-    delivery_id = _delivery_id(machine_id, plan.items, ctx.position if again else None)
+    delivery_id = _delivery_id(machine_id, plan.items, notify)
     granted, order = grant_and_order(
         Delivery(delivery_id, machine_id, AUTO, AUTO, plan.items, clock() + LIFETIME, INSTALL_TIMEOUT), server
     )
@@ -134,9 +163,7 @@ async def push(
     ctx.after_commit(lambda: deliverer.send(machine_id, order, meta, failed))
 
 
-async def _due(
-    ctx: Ctx, machine_id: uuid.UUID, urgencies: Collection[Urgency], *, now: datetime, again: bool
-) -> delivery.Plan | None:
+async def _due(ctx: Ctx, machine_id: uuid.UUID, *, now: datetime, notify: bool) -> delivery.Plan | None:
     """What applies to the machine now and it has not had yet; None when there is nothing, it is
     busy, or its agent has not reported an inventory (its first one triggers another look)."""
     if await auto_sql.busy(ctx.conn, machine_id, now):
@@ -144,13 +171,25 @@ async def _due(
     inventory = await inventory_of(ctx.conn, machine_id)
     if inventory is None:
         return None
-    had = await auto_sql.delivered(ctx.conn, machine_id, failed_too=not again)
+    had = await auto_sql.delivered(ctx.conn, machine_id, failed_too=not notify)
+    high_before = ALWAYS if notify else await _last_auto_time(ctx, machine_id, now)
     catalogue = {
         pid: s
-        for pid, s in (await auto_sql.catalogue_by_urgency(ctx.conn, urgencies)).items()
+        for pid, s in (await auto_sql.catalogue_due(ctx.conn, high_before)).items()
         if (pid, s.package.revision) not in had
     }
     if not catalogue:
         return None
     plan = delivery.plan(Request(tuple(sorted(catalogue)), InstallWhen.NOW, None), catalogue, inventory)
     return plan if plan.items else None
+
+
+async def _last_auto_time(ctx: Ctx, machine_id: uuid.UUID, now: datetime) -> datetime | None:
+    timed = await auto_sql.auto_time(ctx.conn, machine_id)
+    if timed is None:
+        return None
+    try:
+        return last_due(timed[0], timed[1], now)
+    except DpmError:  # a zone this host's tzdata lacks: high urgency waits, as with no time
+        log.warning("machine %s: auto-update time zone %r unknown here", machine_id, timed[1])
+        return None

@@ -4,7 +4,6 @@ catalogue): plain queries, in the handler's transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from datetime import datetime
 
 from dpm_runtime.eventlog import Conn
@@ -52,13 +51,31 @@ async def delivered(conn: Conn, machine_id: uuid.UUID, *, failed_too: bool) -> s
     return {(r[0], r[1]) for r in rows}
 
 
-async def catalogue_by_urgency(conn: Conn, urgencies: Collection[Urgency]) -> dict[str, Stored]:
+async def catalogue_due(conn: Conn, high_before: datetime | None) -> dict[str, Stored]:
+    """Highest-urgency packages, and high ones registered at or before ``high_before`` (None: none)."""
     rows = await (
         await conn.execute(
             f"SELECT definition, content_sha256, content_size, file_name FROM {SCHEMA}.packages"
-            " WHERE definition->>'urgency' = ANY(%s)",
-            ([u.value for u in urgencies],),
+            " WHERE definition->>'urgency' = %s OR (definition->>'urgency' = %s AND registered_at <= %s)",
+            (Urgency.HIGHEST.value, Urgency.HIGH.value, high_before),
         )
     ).fetchall()
     found = [Stored(Package.model_validate(d), sha, size, name) for d, sha, size, name in rows]
     return {s.package.id: s for s in found}
+
+
+async def auto_time(conn: Conn, machine_id: uuid.UUID) -> tuple[str, str] | None:
+    """The machine's auto-update time (HH:MM, zone), if it has one."""
+    cur = await conn.execute(
+        f"SELECT at, timezone FROM {SCHEMA}.auto_update_times WHERE machine_id = %s", (machine_id,)
+    )
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+async def timed_online_machines(conn: Conn) -> list[uuid.UUID]:
+    cur = await conn.execute(
+        f"SELECT t.machine_id FROM {SCHEMA}.auto_update_times t JOIN {SCHEMA}.presence p USING (machine_id)"
+        " WHERE p.online ORDER BY t.machine_id"
+    )
+    return [r[0] for r in await cur.fetchall()]

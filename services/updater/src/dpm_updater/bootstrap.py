@@ -14,7 +14,7 @@ from dpm_updater import auto, handlers, routes
 from dpm_updater.adapters.content import ContentStore
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.downloads import Downloads
-from dpm_updater.projections import SCHEMA, Deliveries, Uploads
+from dpm_updater.projections import SCHEMA, AutoUpdateTimes, Deliveries, Uploads
 from dpm_updater.settings import UpdaterSettings
 from dpm_updater.uploads import Receiver
 
@@ -38,6 +38,12 @@ def bootstrap(settings: UpdaterSettings) -> Service:
         app.state.receiver = Receiver(rt=rt, store=store, clock=now)
         app.state.downloads = Downloads(rt=rt, store=store, clock=now)
         deliverer = Deliverer(nc=rt.nc, eventlog=rt.eventlog, server=server)
+
+        async def auto_times(runtime: Runtime) -> None:
+            await auto.auto_time_rounds(
+                runtime, deliverer=deliverer, clock=now, every=settings.updater_auto_update_tick
+            )
+
         return Wiring(
             ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"],
             projections=[
@@ -47,11 +53,13 @@ def bootstrap(settings: UpdaterSettings) -> Service:
                 PackageCatalog(SCHEMA, "packages"),  # handlers.READ_MODELS: "updater.packages"
                 Inventories(SCHEMA, "inventories"),
                 Presence(SCHEMA),
+                AutoUpdateTimes(),
             ],
             consumers=[
                 *handlers.router.bind(deliverer=deliverer, clock=now),
                 *auto.router.bind(deliverer=deliverer, clock=now),
             ],
+            tasks=[auto_times],
         )
 
     return Service(name=NAME, settings=settings, port=settings.updater_port, app=app, wire=wire)

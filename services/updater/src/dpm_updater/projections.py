@@ -14,6 +14,7 @@ from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
     AgentCommandCompleted,
     AutoUpdateEnded,
+    AutoUpdateTimeSet,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionSuspended,
@@ -186,3 +187,34 @@ async def inventory_of(conn: Conn, machine_id: UUID) -> Inventory | None:
         )
     ).fetchone()
     return from_reported(row[0], row[1], list(row[2])) if row else None
+
+
+class AutoUpdateTimes:
+    """``updater.auto_update_times``: each machine's auto-update time, when high urgency comes due."""
+
+    name = "auto_update_times"
+    schema = SCHEMA
+    tables = ("auto_update_times",)
+    event_types = (AutoUpdateTimeSet.wire_name,)
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".auto_update_times (machine_id uuid PRIMARY KEY,'
+            " at text NOT NULL, timezone text NOT NULL, position bigint NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        t = f'"{schema}".auto_update_times'
+        for rec in events:
+            e = rec.event
+            if isinstance(e, AutoUpdateTimeSet) and e.at is None:
+                await conn.execute(
+                    f"DELETE FROM {t} WHERE machine_id = %s AND position < %s", (e.machine_id, rec.position)
+                )
+            elif isinstance(e, AutoUpdateTimeSet):
+                await conn.execute(
+                    f"INSERT INTO {t} (machine_id, at, timezone, position) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (machine_id) DO UPDATE SET at = excluded.at, timezone = excluded.timezone,"
+                    f" position = excluded.position WHERE {t}.position < excluded.position",
+                    (e.machine_id, e.at, e.timezone, rec.position),
+                )

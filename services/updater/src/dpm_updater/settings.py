@@ -16,6 +16,9 @@ class UpdaterSettings(ServiceSettings):
         default=Path("/srv/dpm/packages"),
         description="The package content store: sha256/<aa>/<hex> once per content, uploads/ while arriving",
     )
+    updater_auto_update_tick: float = Field(
+        default=60.0, gt=0, le=3600, description="Seconds between looks for machines whose auto-update time came"
+    )
     updater_public_url: str | None = Field(
         default=None,
         description="The updater's URL as agents reach it (install orders name it); default: http://<DPM_HTTP_HOST>:"

@@ -1,6 +1,7 @@
 """The machines' update history over HTTP (issue 14): per machine, across machines with filters,
 and as CSV. Installer output (up to 64 KiB a report) comes only when asked for (``?output=true``)
-and never in the CSV. Room here for ``POST /updates/notify`` later."""
+and never in the CSV. A machine's auto-update time (when high-urgency packages come due) is set here
+too; notify-now is ``POST /updates/notify`` (routes/packages.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dpm_api import updates
-from dpm_api.deps import RuntimeDep, ViewerDep
+from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
+from dpm_api.requestmeta import command_metadata
 from dpm_api.routes.images import machine_facts
 from dpm_api.updates import HistoryFilter, Result
-from dpm_runtime.eventlog import Conn
+from dpm_packages.auto_time import zone
+from dpm_runtime.eventlog import ANY_VERSION, Conn
+from dpm_schemas import NewEvent, subjects
+from dpm_schemas.events import AutoUpdateTimeSet
+from dpm_schemas.ids import stream_id
 
 router = APIRouter(tags=["updates"])
 
@@ -107,3 +113,24 @@ async def _filter(
     """The filter of a request; a machine named is resolved first (unknown: DPM-E102)."""
     machine_id = (await machine_facts(conn, machine))[1] if machine else None
     return HistoryFilter(machine_id=machine_id, package=package or None, result=result, limit=limit)
+
+
+class AutoUpdateTimeIn(BaseModel):
+    at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h")] | None
+    timezone: Annotated[str, Field(max_length=64)] = "UTC"
+
+
+@router.put("/machines/{machine}/auto-update", status_code=202)
+async def set_auto_update_time(
+    machine: str, body: AutoUpdateTimeIn, rt: RuntimeDep, actor: ActorDep
+) -> dict[str, str | int | None]:
+    """The machine's auto-update time in its zone (``at`` null: none): high-urgency packages
+    registered before it are pushed then, or when it next comes online (DPM-E285 for a bad zone)."""
+    zone(body.timezone)
+    async with rt.pool.connection() as conn, conn.transaction():
+        _facts, machine_id = await machine_facts(conn, machine)
+        event = AutoUpdateTimeSet(machine_id=machine_id, at=body.at, timezone=body.timezone)
+        done = await rt.eventlog.append(
+            stream_id(subjects.MACHINE, machine_id), ANY_VERSION, [NewEvent(event, command_metadata(actor))], conn=conn
+        )
+    return {"machine_id": str(machine_id), "at": body.at, "timezone": body.timezone, "position": done.position}
