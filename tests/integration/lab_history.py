@@ -37,7 +37,17 @@ from dpm_runtime.testing.services import Running, running
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
 from dpm_schemas import agent_protocol
-from dpm_schemas.agent_protocol import Facts, Heartbeat, Hello, Inventory, Welcome
+from dpm_schemas.agent_protocol import (
+    Command,
+    CommandResult,
+    Facts,
+    Heartbeat,
+    Hello,
+    InstallReport,
+    Inventory,
+    Welcome,
+)
+from dpm_schemas.events.packages import PackageOutcome
 from dpm_updater.bootstrap import bootstrap as updater_bootstrap
 from dpm_updater.settings import UpdaterSettings
 
@@ -200,7 +210,7 @@ async def inventory(s: Stack) -> None:
 
 async def packages(s: Stack) -> None:
     """Content uploaded in two pieces and registered twice (revisions 1, 2), an upload whose digest
-    lies (aborted), a package registered and removed."""
+    lies (aborted), a package registered and removed, a package source whose sync fails."""
     api, updater = s.api, s.services["updater"].http
     data = b"\x7fpackage" * 5000
     for declared in (hashlib.sha256(data).hexdigest(), "0" * 64):
@@ -218,6 +228,10 @@ async def packages(s: Stack) -> None:
         api.post("/packages", json={"definition": {"id": "gone", "type": "script", "execution": {"command": "true"}}})
     )
     await ok(api.delete("/packages/gone"))
+    source = {"name": "lab", "url": "http://127.0.0.1:9/debian", "include": ["hello"]}  # nothing listens: DPM-E254
+    await ok(api.post("/sources", json=source))
+    await eventually(lambda: api.get("/sources/lab"), until=lambda r: r.json()["last_sync"] is not None,
+                     what="the lab source's failed sync")  # fmt: skip
 
 
 async def imaging(s: Stack) -> None:
@@ -291,12 +305,49 @@ async def agent(s: Stack) -> None:
         await ok(api.post("/scenarios", json={"name": "check-now", "spec": {"kind": "disk-check"}}))
         rows = await run_until_done(api, "check-now", {"machines": ["agent-01"]}, 1, timeout=30)
         assert rows[0]["code"] == "DPM-E141", rows
+        await remote_update(s, ws)
     await until_machine(api, "agent-01", lambda m: not m["online"])
     bound = (await ok(api.post("/agents/enrolment-tokens", json={"machine": "agent-01"}))).json()
     body = {"enrolment_token": bound["token"], "facts": facts.model_dump(mode="json")}
     await eventually(lambda: gw.post(agent_protocol.ENROL_PATH, json=body), until=lambda r: r.status_code == 200,
                      what="the bound enrolment token learnt")  # fmt: skip
     await ok(api.post(f"/machines/{enrolled['machine_id']}/agent/revoke"))
+
+
+async def heartbeats(ws: Any) -> None:
+    for seq in range(1, 1000):
+        await ws.send(agent_protocol.encode(Heartbeat(seq=seq)))
+        await asyncio.sleep(0.5)
+
+
+async def remote_update(s: Stack, ws: Any) -> None:
+    """A command-only package delivered by scenario (the agent's side played by hand: it accepts the
+    order and reports the outcome to the updater), an auto-update time, and a rollout to an offline
+    group (its rings pass with nobody to deliver to)."""
+    api, updater = s.api, s.services["updater"].http
+    tool = {"id": "tool", "type": "script", "execution": {"command": "true"}}
+    await ok(api.post("/packages", json={"definition": tool}))
+    spec = {"kind": "remote-update", "params": {"packages": "tool"}}
+    await ok(api.post("/scenarios", json={"name": "patch-now", "spec": spec}))
+    await ok(api.post("/clear", json={"machines": ["agent-01"]}))  # its disk check failed (DPM-E141)
+    beating = asyncio.create_task(heartbeats(ws))  # the session stays up while the step runs
+    try:
+        run = (await ok(api.post("/scenarios/patch-now/runs", json={"machines": ["agent-01"]}))).json()
+        cmd = agent_protocol.decode(await asyncio.wait_for(ws.recv(), 30))
+    finally:
+        beating.cancel()
+    assert isinstance(cmd, Command) and cmd.install is not None, cmd
+    await ws.send(agent_protocol.encode(CommandResult(id=cmd.id, ok=True)))
+    outcome = PackageOutcome(package_id="tool", revision=1, ok=True, exit_code=0, output_tail="done\n")
+    final = InstallReport(execution_id=cmd.install.execution_id, status="completed", outcomes=(outcome,))
+    await ok(
+        updater.post(agent_protocol.REPORT_PATH, json=final.model_dump(mode="json"), headers=auth(cmd.install.token))
+    )
+    await until_state(api, run["run_id"], ("completed",))
+    await ok(api.put("/machines/agent-01/auto-update", json={"at": "03:00", "timezone": "Europe/Berlin"}))
+    rollout = (await ok(api.post("/rollouts", json={"package": "tool", "rings": ["rack-2", "spare"]}))).json()
+    await eventually(lambda: api.get(f"/rollouts/{rollout['rollout_id']}"),
+                     until=lambda r: r.json()["state"] == "completed", what="the rollout")  # fmt: skip
 
 
 async def until_machine(api: httpx.AsyncClient, name: str, until: Any) -> dict:

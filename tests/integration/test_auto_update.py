@@ -158,7 +158,7 @@ async def test_high_urgency_comes_due_at_the_machines_auto_update_time(
 
         async def round_at(when: datetime) -> int:
             async with unit_of_work(rt.pool, rt.eventlog, cause=Metadata.new(actor="test"), actor="updater") as ctx:
-                return await auto.auto_time_round(ctx, deliverer=deliverer, clock=lambda: when)
+                return await auto.auto_time_round(ctx, deliverer=deliverer, clock=lambda: when, eventlog=rt.eventlog)
 
         assert await round_at(registered) == 1 and agent.orders == []  # its 03:00 came before the package
         assert await round_at(registered + timedelta(days=1, minutes=1)) == 1  # the next 03:00 has passed

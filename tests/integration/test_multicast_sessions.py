@@ -82,6 +82,10 @@ async def test_max_wait_start_now_and_updates_beyond_max_targets(api_service, sc
 
         # multicast remote updates are refused until the updater delivers by multicast (DPM-E115);
         # their max-targets failure (DPM-E146) comes back with it
-        update = {"kind": "remote-update", "multicast": {"group": "239.9.9.3", "max_targets": 1}}
+        update = {
+            "kind": "remote-update",
+            "params": {"packages": "x"},
+            "multicast": {"group": "239.9.9.3", "max_targets": 1},
+        }
         refused = await api.http.post("/scenarios", json={"name": "upd", "spec": update})
         assert refused.status_code == 422 and refused.json()["error"]["code"] == "DPM-E115"

@@ -52,7 +52,10 @@ PROJECTIONS = (
     "api.packages",
     "api.revoked_bootstrap_tokens",
     "api.scenarios",
+    "api.rollouts",
     "api.schedules",
+    "api.source_list",
+    "api.update_history",
     "imager.directory",
     "imager.stored_images",
     "imager.transfers",
@@ -62,8 +65,15 @@ PROJECTIONS = (
     "scheduler.directory",
     "scheduler.presence",
     "scheduler.scenario_directory",
+    "updater.auto_update_times",
+    "updater.deliveries",
     "updater.directory",
+    "updater.inventories",
     "updater.package_uploads",
+    "updater.packages",
+    "updater.presence",
+    "updater.rollouts",
+    "updater.source_syncs",
 )
 # empty once every execution ended (a netboot request is cleared with its execution); their events
 # are still in the log and replayed, and services/pxe/tests/integration/test_pxe_projections.py

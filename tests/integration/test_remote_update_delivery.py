@@ -131,6 +131,10 @@ async def test_a_delivery_token_fetches_its_content_reports_its_step_and_dies_wi
         foreign = InstallReport(execution_id=uuid.uuid4(), status="completed")  # another machine's step
         r = await up.http.post("/v1/reports", json=foreign.model_dump(mode="json"), headers=bearer)
         assert (r.status_code, r.json()["error"]["code"]) == (403, "DPM-E281")
+        stranger = PackageOutcome(package_id="other", revision=1, ok=False)  # not delivered: not its to report
+        lie = InstallReport(execution_id=execution_id, status="failed", outcomes=(stranger,))
+        r = await up.http.post("/v1/reports", json=lie.model_dump(mode="json"), headers=bearer)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "DPM-E281")
         outcome = PackageOutcome(package_id="hello", revision=1, ok=True, exit_code=0, output_tail="Setting up hello")
         done = InstallReport(execution_id=execution_id, status="completed", outcomes=(outcome,))
         r = await up.http.post("/v1/reports", json=done.model_dump(mode="json"), headers=bearer)

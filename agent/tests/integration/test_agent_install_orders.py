@@ -184,6 +184,18 @@ async def test_a_script_that_exits_3_fails_the_step_with_its_code_and_output(tmp
     assert "libfoo is missing" in failed["output_tail"] and "libfoo is missing" in final["message"]
 
 
+async def test_an_installer_that_cannot_start_still_ends_the_order_with_a_report(
+    tmp_path: Path, updater: Updater
+) -> None:
+    package = Package(id="ghost", type=PackageType.SCRIPT, execution=Execution(command="/nonexistent/setup --quiet"),
+                      revision=1)  # fmt: skip
+    order = make_order(updater, InstallItem(package=package), script_item(updater, "true", name="after"))
+    await asyncio.wait_for(installer(config(tmp_path)).carry_out(order), 15)
+    final = updater.final()
+    assert final is not None and (final["status"], final["code"]) == ("failed", E.PACKAGE_INSTALL_INVALID.code)
+    assert [o["package_id"] for o in final["outcomes"]] == ["ghost"] and "neither one of its files" in final["message"]
+
+
 async def test_an_installer_past_its_timeout_is_killed_and_reported(tmp_path: Path, updater: Updater) -> None:
     order = make_order(updater, script_item(updater, "echo waiting; sleep 30"), timeout_seconds=1)
     await asyncio.wait_for(installer(config(tmp_path)).carry_out(order), 15)

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
-from dpm_cli import authcmd, boot, images, labcmd, packages, quarantine, rebuild, scenarios, schedules, updates, usage
+from dpm_cli import authcmd, boot, images, labcmd, packages, quarantine, rebuild, scenarios, schedules, sources, updates
 from dpm_cli.client import forget_token, request, save_token
 from dpm_cli.files import command as _command
 from dpm_cli.files import files, find_machine
 from dpm_cli.output import JsonOpt, table
 from dpm_cli.passwords import StdinOpt, read_password
+from dpm_cli.usage import run as run_cli
 
 app = typer.Typer(help="dpm: deployment manager for fleets of machines.", no_args_is_help=True)
 machines = typer.Typer(help="Managed machines.", no_args_is_help=True)
@@ -32,9 +33,8 @@ app.add_typer(authcmd.app, name="auth")
 app.add_typer(admin, name="admin")
 admin.add_typer(quarantine.app, name="quarantine")
 admin.command("rebuild")(rebuild.admin_rebuild)
-for name, sub in (("boot", boot), ("scenarios", scenarios), ("schedules", schedules), ("images", images)):
-    app.add_typer(sub.app, name=name)
-for name, sub in (("lab", labcmd), ("packages", packages), ("updates", updates)):
+for name, sub in (("boot", boot), ("scenarios", scenarios), ("schedules", schedules), ("images", images),
+                  ("lab", labcmd), ("packages", packages), ("updates", updates), ("sources", sources)):  # fmt: skip
     app.add_typer(sub.app, name=name)
 machines.command("inventory")(packages.machine_inventory)
 app.command("run")(scenarios.run)
@@ -318,7 +318,7 @@ def agents_revoke(machine: str) -> None:
 
 def main() -> None:
     """The `dpm` entry point (see ``usage``: one line and a stable exit code for every failure)."""
-    usage.run(app)
+    run_cli(app)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,31 @@ def updates_schedule(
         raise CliError("give --at HH:MM or --off", EXIT_USAGE)
     request("PUT", f"/machines/{machine}/auto-update", json={"at": at, "timezone": timezone})
     print(f"{machine}: auto-update {'off' if off else f'at {at} {timezone}'}")
+
+
+@app.command("rollout")
+def updates_rollout(
+    package: str,
+    ring: Annotated[list[str], typer.Option("--ring", help="A machine group; repeat, canary first.")],
+    max_failure_rate: Annotated[float, typer.Option(min=0, max=1, help="A ring failing more halts.")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Roll PACKAGE out ring by ring: each group gets it once the one before ended within the failure rate."""
+    started = request(
+        "POST", "/rollouts", json={"package": package, "rings": ring, "max_failure_rate": max_failure_rate}
+    )
+    print(
+        json.dumps(started, indent=2)
+        if as_json
+        else f"rollout {started['rollout_id']} of {package}: {started['state']}"
+    )
+
+
+@app.command("rollouts")
+def updates_rollouts(as_json: JsonOpt = False) -> None:
+    """Staged rollouts, newest first: the ring under way and how each ended."""
+    rows = request("GET", "/rollouts")
+    for r in rows:
+        r["rings"] = " > ".join(f"{x['group']}({x['machines']})" for x in r["rings"])
+    columns = ["rollout_id", "package_id", "revision", "rings", "ring", "state", "message"]
+    print(json.dumps(rows, indent=2) if as_json else table(rows, columns))

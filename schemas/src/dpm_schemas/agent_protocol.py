@@ -193,6 +193,7 @@ class Command(Frame):
     mode: int = Field(default=0o644, ge=0, le=0o7777)
     install: InstallOrder | None = None  # Action.INSTALL only
     fetch: FileFetch | None = None  # Action.PUT_FILE without ``content``: any size
+    timeout: FiniteFloat | None = Field(default=None, gt=0, le=3600)  # how long the gateway waits (default 120 s)
 
 
 class Entry(Frame):

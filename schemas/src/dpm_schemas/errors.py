@@ -1402,6 +1402,80 @@ class E:
         "--timezone Europe/Berlin`.",
         422,
     )
+    ROLLOUT_NOT_FOUND = _define(
+        "DPM-E286",
+        "Rollout not found",
+        "No rollout {rollout} was started.",
+        "List rollouts with `dpm updates rollouts`.",
+        404,
+    )
+    SOURCE_NAME_INVALID = _define(
+        "DPM-E290",
+        "Invalid source name",
+        "The source name {name!r} is not usable: {reason}.",
+        "Give a name of 1 to 32 letters, digits, - and _, starting with a letter or digit.",
+        422,
+    )
+    SOURCE_FIELD_INVALID = _define(
+        "DPM-E291",
+        "Invalid source setting",
+        "Source {source}: {field} {value!r} is not usable: {reason}.",
+        "Check the setting against docs/package-sources.md (URL http(s)://host[:port]/path, plain suite, "
+        "component and architecture names, a proxy as http://host:port without credentials).",
+        422,
+    )
+    SOURCE_INCLUDE_REQUIRED = _define(
+        "DPM-E292",
+        "Source offers no packages",
+        "Source {source}: include {value!r} is not usable: {reason}.",
+        "Name the packages to offer with --include (name globs such as openssl or libssl*); a whole Debian "
+        "mirror is not a catalogue.",
+        422,
+    )
+    SOURCE_KEY_INVALID = _define(
+        "DPM-E293",
+        "Source key is not an armoured public key",
+        "Source {source}: the key is not an ASCII-armoured OpenPGP public key ({reason}).",
+        "Give the repository's signing key as exported with `gpg --armor --export`.",
+        422,
+    )
+    SOURCE_NOT_FOUND = _define(
+        "DPM-E294",
+        "Source not found",
+        "No package source is named {name!r}.",
+        "List sources with `dpm sources ls`.",
+        404,
+    )
+    SOURCE_CREDENTIALS_INVALID = _define(
+        "DPM-E295",
+        "Source credentials file unusable",
+        "The updater's source credentials file {path} is not usable: {reason}.",
+        "Point DPM_UPDATER_SOURCE_CREDENTIALS at a JSON file of mode 0600 owned by the updater's user, mapping "
+        'source names to {{"username": ..., "password": ...}}.',
+        500,
+    )
+    SOURCE_CHANGED = _define(
+        "DPM-E297",
+        "Source changed meanwhile",
+        "Source {name!r} was changed by someone else while this request was made.",
+        "Look at it again (`dpm sources show {name}`) and repeat the change if it is still wanted.",
+        409,
+    )
+    SOURCE_SYNC_FAILED = _define(
+        "DPM-E296",
+        "Source sync failed",
+        "Source {source}: the sync stopped unexpectedly: {reason}.",
+        "Look at the updater's log for the cause; the next sync tries again.",
+        500,
+    )
+    ROLLOUT_REVISION_CHANGED = _define(
+        "DPM-E287",
+        "Package changed during its rollout",
+        "Package {package!r} is at revision {now}, not the revision {revision} this rollout started with; its "
+        "later rings get nothing.",
+        "Start a new rollout of the new revision (`dpm updates rollout`), canary first.",
+        409,
+    )
     PACKAGE_CONTENT_GONE = _define(
         "DPM-E284",
         "Package content missing",

@@ -34,6 +34,10 @@ UPLOAD = "upload"  # api: package content uploads opened (who may send bytes), o
 CONTENT = "content"  # updater: what reached the package content store, one stream per upload
 DELIVERY = "delivery"  # updater: a delivery (remote-update step or auto-update) and its reports, one stream each
 NOTIFY = "notify"  # api: operators' "notify now" of package updates, one stream per request
+ROLLOUT = "rollout"  # api: staged rollouts of a package started by operators, one stream per rollout
+RING = "ring"  # updater: how each staged rollout went, ring by ring, one stream per rollout
+SOURCE = "source"  # api: package sources (Debian-format repositories) and their "sync now", one stream each
+SYNC = "sync"  # updater: what each sync of a package source found and offered, one stream per source
 USER = "user"  # api: accounts, roles, API tokens
 ENROLMENT = "enrolment"  # api: enrolment tokens issued for agents
 COMMAND = "command"  # api: commands issued to agents and their outcomes (the audit of file distribution)
@@ -65,6 +69,10 @@ CATEGORIES = (
     CONTENT,
     DELIVERY,
     NOTIFY,
+    ROLLOUT,
+    RING,
+    SOURCE,
+    SYNC,
     POWER,
     ASSIGNMENT,
     SCHEDULE,

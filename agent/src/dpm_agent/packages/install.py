@@ -74,6 +74,9 @@ async def install(
             ran = await run_bounded(plan.argv, env=plan.env, cwd=plan.cwd, timeout=options.timeout)
     except DpmError as exc:
         return InstallResult(False, exc.code, None, "", False, clock() - start, exc.message)
+    except OSError as exc:  # the installer could not start (noexec, no interpreter, EACCES, disk full)
+        err = _invalid(package, f"the installer could not be started: {exc}")
+        return InstallResult(False, err.code, None, "", False, clock() - start, err.message)
     return judge(package, ran, options, clock() - start)
 
 

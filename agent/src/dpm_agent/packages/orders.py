@@ -166,17 +166,29 @@ class Installer:
         try:
             for i, item in enumerate(order.items):
                 await self._progress(order, f"downloading {_name(item)}", _percent(order, i, 0))
-                files = await self._fetch(order, item)
-                if isinstance(files, InstallResult):
-                    return [*results, (item, files)]
-                await self._progress(order, f"installing {_name(item)}", _percent(order, i, 1))
-                results.append((item, await install(item.package, files, options)))
+                results.append((item, await self._one(order, i, item, options)))
                 if not results[-1][1].ok:
                     break
         except _StepOver:
             log.warning("install order %s: its step is over; stopped", order.execution_id)
             return None
         return results
+
+    async def _one(self, order: InstallOrder, i: int, item: InstallItem, options: InstallOptions) -> InstallResult:
+        """One item fetched and installed; whatever goes wrong becomes a failed result (E236), so the
+        order always ends with a final report rather than leaving its step to time out."""
+        try:
+            files = await self._fetch(order, item)
+            if isinstance(files, InstallResult):
+                return files
+            await self._progress(order, f"installing {_name(item)}", _percent(order, i, 1))
+            return await install(item.package, files, options)
+        except _StepOver:
+            raise
+        except Exception as exc:
+            log.exception("install order %s: %s failed unexpectedly", order.execution_id, item.package.id)
+            err = E.PACKAGE_INSTALL_INVALID(package=item.package.id, reason=f"the agent failed: {exc!r}"[:500])
+            return InstallResult(False, err.code, None, "", False, 0.0, err.message)
 
     async def _progress(self, order: InstallOrder, message: str, percent: int | None) -> None:
         body = report(order.execution_id, StepStatus.PROGRESS, percent=percent, message=message)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from dpm_schemas import E
-from dpm_schemas.agent_protocol import InstallWhen
+from dpm_schemas.agent_protocol import MAX_ITEMS, InstallWhen
 from dpm_schemas.events.scenarios import ScenarioSpec
 
 _AT: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
@@ -34,6 +34,10 @@ def request_of(spec: ScenarioSpec) -> Request:
     bad = [p for p in ids if not _valid_id(p)]
     if bad:
         raise E.REMOTE_UPDATE_PARAMS_INVALID(param="packages", reason=f"not a package ID: {bad[0]!r}")
+    if len(ids) > MAX_ITEMS:
+        raise E.REMOTE_UPDATE_PARAMS_INVALID(
+            param="packages", reason=f"{len(ids)} packages; one step takes {MAX_ITEMS}"
+        )
     try:
         when = InstallWhen(spec.param("when", InstallWhen.NOW.value))
     except ValueError:
@@ -41,7 +45,11 @@ def request_of(spec: ScenarioSpec) -> Request:
     at_text = spec.param("at", "")
     if (when is InstallWhen.AT_TIME) != bool(at_text):
         raise E.REMOTE_UPDATE_PARAMS_INVALID(param="at", reason="required with when=at-time, and only then")
-    return Request(ids, when, _parse_at(at_text) if at_text else None)
+    at = _parse_at(at_text) if at_text else None
+    if when is not InstallWhen.NOW:  # the agent can queue them, but the step would have to outlive its timeout
+        why = f"when={when.value} is not available yet: a step ends when its install does (use when=now)"
+        raise E.REMOTE_UPDATE_PARAMS_INVALID(param="when", reason=why)
+    return Request(ids, when, at)
 
 
 def _valid_id(text: str) -> bool:

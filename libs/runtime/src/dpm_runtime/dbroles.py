@@ -63,12 +63,14 @@ ROLES: dict[str, ServiceRole] = {
                 _S.PACKAGE,
                 _S.UPLOAD,
                 _S.NOTIFY,
+                _S.ROLLOUT,
+                _S.SOURCE,
             ),
         ),
         ServiceRole("scheduler", "dpm_scheduler", "scheduler", (_S.EXECUTION, _S.POWER, _S.FIRING, _S.SESSION)),
         ServiceRole("pxe", "dpm_pxe", "pxe", (_S.BOOT,)),
         ServiceRole("imager", "dpm_imager", "imager", (_S.IMAGE,)),
-        ServiceRole("updater", "dpm_updater", "updater", (_S.CONTENT, _S.DELIVERY)),
+        ServiceRole("updater", "dpm_updater", "updater", (_S.CONTENT, _S.DELIVERY, _S.RING, _S.SYNC)),
         ServiceRole("agent-gateway", "dpm_agent_gateway", "agent_gateway", (_S.AGENT,)),
         ServiceRole("relay", "dpm_relay", None),  # reads the log, writes its checkpoint; appends nothing
     )

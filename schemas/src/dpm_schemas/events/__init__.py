@@ -74,6 +74,7 @@ from dpm_schemas.events.packages import (
     PackageUploadOpened,
     UpdatesNotifyRequested,
 )
+from dpm_schemas.events.rollouts import RolloutCompleted, RolloutHalted, RolloutRingStarted, RolloutStarted
 from dpm_schemas.events.scenarios import (
     MulticastStartRequested,
     ScenarioAssigned,
@@ -82,6 +83,7 @@ from dpm_schemas.events.scenarios import (
     ScenarioSaved,
 )
 from dpm_schemas.events.schedules import ScheduleDeleted, ScheduleFired, ScheduleSaved, ScheduleSkipped
+from dpm_schemas.events.sources import SourceRemoved, SourceSaved, SourceSynced, SourceSyncRequested
 from dpm_schemas.events.testing import Probe
 from dpm_schemas.events.users import (
     ApiTokenIssued,
@@ -156,6 +158,10 @@ __all__ = [
     "PowerOnSucceeded",
     "Probe",
     "RebootMachine",
+    "RolloutCompleted",
+    "RolloutHalted",
+    "RolloutRingStarted",
+    "RolloutStarted",
     "ScenarioAssigned",
     "ScenarioDeleted",
     "ScenarioRunRequested",
@@ -164,6 +170,10 @@ __all__ = [
     "ScheduleFired",
     "ScheduleSaved",
     "ScheduleSkipped",
+    "SourceRemoved",
+    "SourceSaved",
+    "SourceSyncRequested",
+    "SourceSynced",
     "StepCancelRequested",
     "StepReported",
     "StepRequested",

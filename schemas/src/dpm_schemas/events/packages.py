@@ -121,6 +121,7 @@ class PackageDeliveryGranted(Event):
     expires_at: datetime
     purpose: Literal["remote-update", "auto-update"] = "remote-update"
     revisions: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(max_length=64)] = ()  # of ``packages``
+    rollout_id: uuid.UUID | None = None  # an auto-update delivering one ring of a staged rollout
 
 
 class FileTransferGranted(Event):
@@ -159,7 +160,7 @@ class AutoUpdateTimeSet(Event):
 
     machine_id: uuid.UUID
     at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = None  # HH:MM
-    timezone: Annotated[str, Field(pattern=r"^[A-Za-z0-9_+/-]{1,64}$")] = "UTC"  # an IANA zone name
+    timezone: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_+/-]{1,64}$")] = "UTC"  # an IANA zone name
 
 
 class UpdatesNotifyRequested(Event):

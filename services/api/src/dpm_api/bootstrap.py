@@ -8,23 +8,27 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth, boot, deploy_auth, requestmeta, scenarios, throttle
+from dpm_api import auth, boot, deploy_auth, requestmeta, scenarios, source_offers, throttle
 from dpm_api.bootstrap_token import BootstrapToken, BootstrapTokenUses, RevokedBootstrapTokens, warn_without_admin
 from dpm_api.domain.bootstrap_token import Lifetime
 from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_api.images import DiskLayouts, ImageList
 from dpm_api.projections import Accounts, GroupList, MachineList
+from dpm_api.rollouts import RolloutList
 from dpm_api.routes import admin, agents, groups, machines, packages, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.routes import boot as boot_routes
 from dpm_api.routes import deploy as deploy_routes
 from dpm_api.routes import images as image_routes
+from dpm_api.routes import rollouts as rollout_routes
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
+from dpm_api.routes import sources as source_routes
 from dpm_api.routes import updates as update_routes
 from dpm_api.runs import ExecutionList, ScenarioList
 from dpm_api.schedules import ScheduleList
 from dpm_api.settings import ApiSettings
+from dpm_api.sources import SourceList
 from dpm_api.updates import UpdateHistory
 from dpm_runtime.catalog import Inventories, PackageCatalog
 from dpm_runtime.service import Runtime, Service, Wiring
@@ -88,6 +92,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(image_routes.router)
     app.include_router(packages.router)
     app.include_router(update_routes.router)
+    app.include_router(source_routes.router)
+    app.include_router(rollout_routes.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -137,10 +143,15 @@ def bootstrap(settings: ApiSettings) -> Service:
                 PackageCatalog("api", "packages"),
                 Inventories("api", "inventories"),
                 UpdateHistory(settings.api_update_history_keep),
+                RolloutList(),
+                SourceList(),
                 RevokedBootstrapTokens(),
                 BootstrapTokenUses(),
             ],
-            consumers=boot.router.bind(eventlog=rt.eventlog, max_discovered=settings.api_discovery_max_machines),
+            consumers=[
+                *boot.router.bind(eventlog=rt.eventlog, max_discovered=settings.api_discovery_max_machines),
+                *source_offers.router.bind(eventlog=rt.eventlog),
+            ],
             tasks=[] if token_usable(settings) else [warn_without_admin],
         )
 

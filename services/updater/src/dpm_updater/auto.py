@@ -6,8 +6,8 @@
 - **Notify now** (UpdatesNotifyRequested, from the api) pushes every applicable highest and high
   package to the named (or all) online machines, including one an earlier automatic delivery
   failed on.
-- A machine busy with another delivery is left alone: the inventory its agent reports after that
-  install triggers the next look.
+- A machine busy with another delivery is left alone: that delivery's end (or its execution's)
+  triggers the next look.
 
 Each (machine, package, revision) goes automatically once (``updater.auto_updates``, and a delivery
 id named by what it delivers, so two events racing the read model make one delivery): a failed
@@ -30,14 +30,16 @@ from typing import Literal
 from dpm_packages import Urgency
 from dpm_packages.auto_time import last_due
 from dpm_runtime.checkpoint import require_position
-from dpm_runtime.eventlog import NO_STREAM, StreamConflict
+from dpm_runtime.eventlog import NO_STREAM, EventLog, StreamConflict
 from dpm_runtime.handlers import Ctx, Router, unit_of_work
 from dpm_runtime.service import Runtime
-from dpm_schemas import DpmError, Metadata, subjects
-from dpm_schemas.agent_protocol import InstallItem, InstallWhen
+from dpm_schemas import DpmError, E, Metadata, subjects
+from dpm_schemas.agent_protocol import MAX_ITEMS, InstallItem, InstallWhen
 from dpm_schemas.base import Event
 from dpm_schemas.events import (
     AutoUpdateEnded,
+    ExecutionCompleted,
+    ExecutionFailed,
     InventoryReported,
     MachineCameOnline,
     PackageRegistered,
@@ -66,6 +68,7 @@ READ_MODELS = (
     "updater.deliveries",
     "updater.auto_update_times",
 )
+MachineEvent = MachineCameOnline | InventoryReported | AutoUpdateEnded | ExecutionCompleted | ExecutionFailed
 ALWAYS = datetime.max.replace(tzinfo=UTC)  # notify-now: every high-urgency package is due
 
 
@@ -83,10 +86,13 @@ async def package_registered(e: PackageRegistered, ctx: Ctx, *, deliverer: Deliv
         await push(ctx, machine_id, deliverer=deliverer, clock=clock)
 
 
-@router.handles(MachineCameOnline, InventoryReported, durable="auto", actor=ACTOR)
-async def machine_heard(
-    e: MachineCameOnline | InventoryReported, ctx: Ctx, *, deliverer: Deliverer, clock: Clock
-) -> None:
+@router.handles(
+    MachineCameOnline, InventoryReported, AutoUpdateEnded, ExecutionCompleted, ExecutionFailed,
+    durable="auto", actor=ACTOR,
+)  # fmt: skip
+async def machine_heard(e: MachineEvent, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
+    """The machine came online, reported its inventory, or ended a delivery or an execution that
+    kept it busy: whatever is due now goes."""
     await _ready(ctx)
     if await auto_sql.online(ctx.conn, e.machine_id):
         await push(ctx, e.machine_id, deliverer=deliverer, clock=clock)
@@ -107,20 +113,43 @@ async def auto_time_rounds(rt: Runtime, *, deliverer: Deliverer, clock: Clock, e
         try:
             async with unit_of_work(rt.pool, rt.eventlog, cause=Metadata.new(actor=ACTOR), actor=ACTOR,
                                     name="auto-update-times") as ctx:  # fmt: skip
-                await auto_time_round(ctx, deliverer=deliverer, clock=clock)
+                await auto_time_round(ctx, deliverer=deliverer, clock=clock, eventlog=rt.eventlog)
         except Exception:
             log.exception("auto-update time round failed; the next one looks again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(rt.stop.wait(), every)
 
 
-async def auto_time_round(ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> int:
+async def auto_time_round(ctx: Ctx, *, deliverer: Deliverer, clock: Clock, eventlog: EventLog) -> int:
     """The timer's look at every online machine with an auto-update time (high urgency comes due at
     it); what a push finds already delivered or under way it leaves alone. Machines looked at."""
+    await end_expired(ctx, clock(), eventlog)
     machines = await auto_sql.timed_online_machines(ctx.conn)
     for machine_id in machines:
         await push(ctx, machine_id, deliverer=deliverer, clock=clock)
     return len(machines)
+
+
+async def end_expired(ctx: Ctx, now: datetime, eventlog: EventLog) -> int:
+    """End the automatic deliveries whose agent never sent a final report within their lifetime
+    (its token refuses a late one): failed with DPM-E121, so a rollout ring waiting on one moves
+    on and the machine can be served again."""
+    ended = 0
+    for delivery_id, machine_id in await auto_sql.expired_auto_deliveries(ctx.conn, now):
+        sid = stream_id(subjects.DELIVERY, delivery_id)
+        history = await eventlog.read_stream(sid, conn=ctx.conn)
+        if any(isinstance(r.event, AutoUpdateEnded) for r in history):
+            continue  # its end is in the log, not yet in the read model
+        late = E.AGENT_TIMEOUT(machine_id=machine_id, action="auto-update", timeout=LIFETIME.total_seconds())
+        event = AutoUpdateEnded(delivery_id=delivery_id, machine_id=machine_id, ok=False, code=late.code,
+                                message=late.message)  # fmt: skip
+        try:
+            async with ctx.conn.transaction():  # at the version read: another replica's round, or a report, first
+                await ctx.append(sid, [event], expected=history[-1].stream_version)
+        except StreamConflict:
+            continue
+        ended += 1
+    return ended
 
 
 def _delivery_id(machine_id: uuid.UUID, items: Sequence[InstallItem], notify: int | None) -> uuid.UUID:
@@ -140,20 +169,34 @@ async def push(
     plan = await _due(ctx, machine_id, now=clock(), notify=notify is not None)
     if plan is None:
         return
+    await deliver(ctx, machine_id, plan, _delivery_id(machine_id, plan.items, notify), deliverer=deliverer, clock=clock)
+
+
+async def deliver(
+    ctx: Ctx,
+    machine_id: uuid.UUID,
+    plan: delivery.Plan,
+    delivery_id: uuid.UUID,
+    *,
+    deliverer: Deliverer,
+    clock: Clock,
+    rollout_id: uuid.UUID | None = None,
+) -> bool:
+    """Grant and send one automatic delivery (also a rollout ring's); False when it exists already
+    (a redelivery, a race) or agents cannot be told where the updater is (logged)."""
     try:
         server = deliverer.agent_url()
     except DpmError as unknown:
         log.warning("automatic delivery to %s not sent: %s %s", machine_id, unknown.code, unknown.message)
-        return
-    delivery_id = _delivery_id(machine_id, plan.items, notify)
-    granted, order = grant_and_order(
-        Delivery(delivery_id, machine_id, AUTO, AUTO, plan.items, clock() + LIFETIME, INSTALL_TIMEOUT), server
-    )
+        return False
+    what = Delivery(delivery_id, machine_id, AUTO, AUTO, plan.items, clock() + LIFETIME, INSTALL_TIMEOUT)
+    granted, order = grant_and_order(what, server)
+    granted = granted.model_copy(update={"rollout_id": rollout_id})
     try:
         async with ctx.conn.transaction():  # a savepoint: a redelivered event finds the stream
             await ctx.append(stream_id(subjects.DELIVERY, delivery_id), [granted], expected=NO_STREAM)
     except StreamConflict:
-        return
+        return False
     log.info("automatic delivery %s to %s: %s", delivery_id, machine_id, plan.summary())
     meta = ctx.metadata
 
@@ -161,6 +204,7 @@ async def push(
         return AutoUpdateEnded(delivery_id=delivery_id, machine_id=machine_id, ok=False, code=code, message=message)
 
     ctx.after_commit(lambda: deliverer.send(machine_id, order, meta, failed))
+    return True
 
 
 async def _due(ctx: Ctx, machine_id: uuid.UUID, *, now: datetime, notify: bool) -> delivery.Plan | None:
@@ -181,7 +225,8 @@ async def _due(ctx: Ctx, machine_id: uuid.UUID, *, now: datetime, notify: bool) 
     if not catalogue:
         return None
     plan = delivery.plan(Request(tuple(sorted(catalogue)), InstallWhen.NOW, None), catalogue, inventory)
-    return plan if plan.items else None
+    items = plan.items[:MAX_ITEMS]  # an order's limit; the rest go with the next look
+    return delivery.Plan(items, plan.skipped) if items else None
 
 
 async def _last_auto_time(ctx: Ctx, machine_id: uuid.UUID, now: datetime) -> datetime | None:

@@ -27,11 +27,12 @@ async def online(conn: Conn, machine_id: uuid.UUID) -> bool:
 
 
 async def busy(conn: Conn, machine_id: uuid.UUID, now: datetime) -> bool:
-    """A delivery to the machine is under way (a step or an automatic one, not ended nor expired)."""
+    """A delivery to the machine is under way (a step or an automatic one, not ended nor expired; an
+    operator's file put does not count)."""
     row = await (
         await conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries"
-            " WHERE machine_id = %s AND NOT ended AND expires_at > %s)",
+            " WHERE machine_id = %s AND NOT ended AND expires_at > %s AND purpose <> 'file')",
             (machine_id, now),
         )
     ).fetchone()
@@ -79,3 +80,13 @@ async def timed_online_machines(conn: Conn) -> list[uuid.UUID]:
         " WHERE p.online ORDER BY t.machine_id"
     )
     return [r[0] for r in await cur.fetchall()]
+
+
+async def expired_auto_deliveries(conn: Conn, now: datetime) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(delivery, machine) of automatic deliveries whose lifetime passed with no final report."""
+    cur = await conn.execute(
+        f"SELECT execution_id, machine_id FROM {SCHEMA}.deliveries"
+        " WHERE purpose = 'auto-update' AND NOT ended AND expires_at <= %s ORDER BY expires_at LIMIT 1000",
+        (now,),
+    )
+    return [(r[0], r[1]) for r in await cur.fetchall()]

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
 from dpm_runtime.catalog import Inventories, PackageCatalog
 from dpm_runtime.directory import MachineDirectory, Presence
+from dpm_runtime.projection import Projection
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import DpmError
-from dpm_updater import auto, handlers, routes
+from dpm_updater import auto, handlers, rollouts, routes, source_handlers
 from dpm_updater.adapters.content import ContentStore
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.downloads import Downloads
 from dpm_updater.projections import SCHEMA, AutoUpdateTimes, Deliveries, Uploads
+from dpm_updater.rollout_models import Rollouts
 from dpm_updater.settings import UpdaterSettings
+from dpm_updater.source_models import Sources
+from dpm_updater.source_syncs import SourceSyncs
 from dpm_updater.uploads import Receiver
 
 NAME = "updater"
@@ -25,7 +30,23 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def bootstrap(settings: UpdaterSettings) -> Service:
+def projections() -> list[Projection]:
+    """The updater's read models."""
+    return [
+        MachineDirectory(SCHEMA),
+        Uploads(),
+        Deliveries(),
+        PackageCatalog(SCHEMA, "packages"),  # handlers.READ_MODELS: "updater.packages"
+        Inventories(SCHEMA, "inventories"),
+        Presence(SCHEMA),
+        AutoUpdateTimes(),
+        Rollouts(),
+        Sources(),  # source_handlers.READ_MODEL: "updater.source_syncs"
+    ]
+
+
+def bootstrap(settings: UpdaterSettings, *, clock: Callable[[], datetime] = now) -> Service:
+    """``clock``: what package source syncs are scheduled and stamped by (tests inject one)."""
     app = FastAPI(title="dpm updater", version="0.1.0")
     app.include_router(routes.router)
     try:
@@ -38,6 +59,9 @@ def bootstrap(settings: UpdaterSettings) -> Service:
         app.state.receiver = Receiver(rt=rt, store=store, clock=now)
         app.state.downloads = Downloads(rt=rt, store=store, clock=now)
         deliverer = Deliverer(nc=rt.nc, eventlog=rt.eventlog, server=server)
+        syncs = SourceSyncs(
+            rt.pool, rt.eventlog, store, clock, settings.updater_source_credentials, settings.updater_source_tick
+        )
 
         async def auto_times(runtime: Runtime) -> None:
             await auto.auto_time_rounds(
@@ -46,20 +70,14 @@ def bootstrap(settings: UpdaterSettings) -> Service:
 
         return Wiring(
             ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"],
-            projections=[
-                MachineDirectory(SCHEMA),
-                Uploads(),
-                Deliveries(),
-                PackageCatalog(SCHEMA, "packages"),  # handlers.READ_MODELS: "updater.packages"
-                Inventories(SCHEMA, "inventories"),
-                Presence(SCHEMA),
-                AutoUpdateTimes(),
-            ],
+            projections=projections(),
             consumers=[
                 *handlers.router.bind(deliverer=deliverer, clock=now),
                 *auto.router.bind(deliverer=deliverer, clock=now),
+                *rollouts.router.bind(deliverer=deliverer, clock=now, eventlog=rt.eventlog),
+                *source_handlers.router.bind(syncs=syncs),
             ],
-            tasks=[auto_times],
+            tasks=[auto_times, syncs.timer],
         )
 
     return Service(name=NAME, settings=settings, port=settings.updater_port, app=app, wire=wire)

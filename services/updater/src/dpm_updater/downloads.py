@@ -60,13 +60,17 @@ class Downloads:
         grant = check_grant(await self._grant(token), self.clock(), execution_id=report.execution_id)
         if grant.purpose == "file":
             raise E.DELIVERY_TOKEN_REFUSED(what="reports", reason="it was given for one file's download")
-        events: list[Event] = [
+        foreign = [o.package_id for o in report.outcomes if o.package_id not in grant.packages]
+        if foreign:
+            raise E.DELIVERY_TOKEN_REFUSED(what=f"outcomes of {foreign[0]!r}", reason="not part of this delivery")
+        final = report.status is not StepStatus.PROGRESS
+        events: list[Event] = [  # outcomes count in a final report only: the history is not a scratchpad
             PackageInstallReported(execution_id=grant.execution_id, machine_id=grant.machine_id, outcome=o)
-            for o in report.outcomes
+            for o in (report.outcomes if final else ())
         ]
         if grant.purpose != "auto-update":
             events.insert(0, _step_report(report))
-        elif report.status is not StepStatus.PROGRESS:  # no step waits on an automatic delivery: its end
+        elif final:  # no step waits on an automatic delivery: its end
             ok = report.status is StepStatus.COMPLETED
             events.append(AutoUpdateEnded(delivery_id=grant.execution_id, machine_id=grant.machine_id, ok=ok,
                                           code=report.code, message=report.message))  # fmt: skip

@@ -102,6 +102,7 @@ class Deliveries:
             " expires_at timestamptz NOT NULL, ended boolean NOT NULL DEFAULT false,"
             " purpose text NOT NULL DEFAULT 'remote-update');"
             f'CREATE INDEX IF NOT EXISTS deliveries_execution ON "{schema}".deliveries (execution_id);'
+            f"ALTER TABLE \"{schema}\".deliveries ADD COLUMN IF NOT EXISTS packages text[] NOT NULL DEFAULT '{{}}';"
             f'CREATE INDEX IF NOT EXISTS deliveries_machine ON "{schema}".deliveries (machine_id) WHERE NOT ended;'
             f'CREATE TABLE IF NOT EXISTS "{schema}".auto_updates (machine_id uuid NOT NULL, package_id text NOT NULL,'
             " revision integer NOT NULL, delivery_id uuid NOT NULL, state text NOT NULL,"
@@ -138,9 +139,9 @@ class Deliveries:
 
 async def _granted(conn: Conn, schema: str, e: PackageDeliveryGranted) -> None:
     await conn.execute(
-        f'INSERT INTO "{schema}".deliveries (token_sha256, execution_id, machine_id, contents, expires_at, purpose)'
-        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
-        (e.token_sha256, e.execution_id, e.machine_id, list(e.contents), e.expires_at, e.purpose),
+        f'INSERT INTO "{schema}".deliveries (token_sha256, execution_id, machine_id, contents, expires_at, purpose,'
+        " packages) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (token_sha256) DO NOTHING",
+        (e.token_sha256, e.execution_id, e.machine_id, list(e.contents), e.expires_at, e.purpose, list(e.packages)),
     )
     if e.purpose == "auto-update":
         for package_id, revision in zip(e.packages, e.revisions, strict=False):
@@ -159,12 +160,12 @@ async def _ended(conn: Conn, schema: str, delivery_id: object) -> None:
 async def grant_by_token(conn: Conn, token_sha256: str) -> Grant | None:
     row = await (
         await conn.execute(
-            f"SELECT execution_id, machine_id, contents, expires_at, ended, purpose FROM {SCHEMA}.deliveries"
+            f"SELECT execution_id, machine_id, contents, expires_at, ended, purpose, packages FROM {SCHEMA}.deliveries"
             " WHERE token_sha256 = %s",
             (token_sha256,),
         )
     ).fetchone()
-    return Grant(row[0], row[1], tuple(row[2]), row[3], row[4], row[5]) if row else None
+    return Grant(row[0], row[1], tuple(row[2]), row[3], row[4], row[5], tuple(row[6])) if row else None
 
 
 async def catalogue_of(conn: Conn, package_ids: Sequence[str]) -> dict[str, Stored]:

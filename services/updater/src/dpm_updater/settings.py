@@ -25,6 +25,15 @@ class UpdaterSettings(ServiceSettings):
         "<port> unless that host is a wildcard address",
     )
 
+    updater_source_credentials: Path | None = Field(
+        default=None,
+        description="Package sources' proxy credentials: a JSON file of mode 0600 mapping a source name to "
+        '{"username": ..., "password": ...} (never in the log); read at every sync',
+    )
+    updater_source_tick: float = Field(
+        default=30.0, gt=0, description="Seconds between the updater's looks for package sources due for a sync"
+    )
+
     def agent_url(self) -> str:
         """Where agents download and report, or DPM-E283 when the settings cannot say."""
         if self.updater_public_url:

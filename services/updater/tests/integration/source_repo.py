@@ -33,6 +33,7 @@ def build_deb(work: Path, name: str, version: str, payload: bytes) -> Path:
     work = Path(tempfile.mkdtemp(dir=work))  # one per build: the same name and version may be built twice
     root = work / f"{name}_{version}"
     (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN").chmod(0o755)  # dpkg-deb wants 0755..0775, whatever umask an earlier test left (0077)
     (root / "DEBIAN" / "control").write_text(
         f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: dpm <t@example.invalid>\n"
         f"Description: {name} for the sync test\n"

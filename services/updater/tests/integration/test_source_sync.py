@@ -16,7 +16,7 @@ import pytest
 from source_repo import INDEX, MISSING, Repo, Served, sha256
 
 from dpm_schemas import DpmError, E
-from dpm_updater.sources.adapters.store import ContentStore
+from dpm_updater.adapters.content import ContentStore
 from dpm_updater.sources.config import SourceConfig
 from dpm_updater.sources.sync import SourceSync, SyncResult
 
@@ -60,7 +60,7 @@ def test_good_sync_stores_by_hash_and_a_second_sync_fetches_nothing(
     assert [e.package for e in first.changes.added] == ["hello", "tool"] and not first.failures
     assert "/dists/stable/main/binary-amd64/Packages.xz" in web.requests  # the smallest listed encoding
     for entry in first.index.entries:
-        stored = sync.store.path(entry.sha256)
+        stored = sync.store.path_of(entry.sha256)
         assert stored == sync.store.root / "sha256" / entry.sha256[:2] / entry.sha256
         assert sha256(stored) == entry.sha256 and stored.stat().st_mode & 0o777 == 0o600
         assert stored.parent.stat().st_mode & 0o777 == 0o700

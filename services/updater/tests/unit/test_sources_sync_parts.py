@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from dpm_schemas import DpmError, E
+from dpm_updater.adapters.content import ContentStore
 from dpm_updater.sources.adapters import store as store_module
-from dpm_updater.sources.adapters.store import ContentStore
+from dpm_updater.sources.adapters.store import receive
 from dpm_updater.sources.config import SourceConfig
 from dpm_updater.sources.domain.plan import decoded_index, decompress, plan_indexes
 from dpm_updater.sources.domain.release import IndexFile, Release
@@ -110,17 +111,17 @@ def test_an_index_whose_decompressed_text_differs_from_the_release_is_refused() 
 
 def put(store: ContentStore, data: bytes) -> Path:
     digest = hashlib.sha256(data).hexdigest()
-    with store.receive(digest, len(data), source="s", url="u") as receiver:
+    with receive(store, digest, len(data), source="s", url="u") as receiver:
         assert receiver is not None
         receiver.write(data)
-    return store.path(digest)
+    return store.path_of(digest)
 
 
 def test_the_store_refuses_wrong_bytes_and_keeps_nothing_partial(tmp_path: Path) -> None:
     store = ContentStore(tmp_path)
     assert put(store, b"deb").read_bytes() == b"deb"
     digest = hashlib.sha256(b"right").hexdigest()
-    with pytest.raises(DpmError) as err, store.receive(digest, 5, source="s", url="u") as receiver:
+    with pytest.raises(DpmError) as err, receive(store, digest, 5, source="s", url="u") as receiver:
         assert receiver is not None
         receiver.write(b"wrong")
     assert err.value.code == E.SOURCE_HASH_MISMATCH.code
@@ -130,16 +131,16 @@ def test_the_store_refuses_wrong_bytes_and_keeps_nothing_partial(tmp_path: Path)
 def test_a_file_another_sync_is_fetching_is_busy(tmp_path: Path) -> None:
     store = ContentStore(tmp_path)
     digest = hashlib.sha256(b"x").hexdigest()
-    with store.receive(digest, 1, source="s", url="u") as first:
+    with receive(store, digest, 1, source="s", url="u") as first:
         assert first is not None
-        lock = store.path(digest).with_name(digest + ".lock")
+        lock = store.path_of(digest).with_name(digest + ".lock")
         fd = os.open(lock, os.O_RDWR)  # a second open file description, as a second sync's would be
         try:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-        with pytest.raises(DpmError) as err, store.receive(digest, 1, source="s", url="u"):
+        with pytest.raises(DpmError) as err, receive(store, digest, 1, source="s", url="u"):
             pass
         assert err.value.code == E.SOURCE_FILE_BUSY.code
         first.write(b"x")

@@ -47,7 +47,8 @@ _SIGNALS = f"{subjects.SIGNALS_ROOT}.>"
 # user -> (may publish, may subscribe, purposes of its durable consumers) beyond its own inbox; the
 # durables are the ones its code declares (``durable_name(user, purpose)``; a contract test compares).
 _GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
-    "api": (_OPERATOR_COMMANDS, [_SIGNALS], ["boot"]),  # commands with an audit row; progress for the console
+    # commands with an audit row; progress for the console; synced package sources into the catalogue
+    "api": (_OPERATOR_COMMANDS, [_SIGNALS], ["boot", "sources"]),
     "scheduler": (  # reboot / shut down through the agent
         _POWER_COMMANDS,
         [],
@@ -55,7 +56,8 @@ _GRANTS: dict[str, tuple[list[str], list[str], list[str]]] = {
     ),
     "pxe": ([], [], []),  # its read models are projections of the log: no durable consumer
     "imager": ([_SIGNALS], [], ["gc", "transfer-ends"]),  # ChunkSent progress
-    "updater": ([subjects.agent_command("*", Action.INSTALL)], [], ["steps", "auto"]),  # delivers packages
+    # delivers packages; syncs package sources
+    "updater": ([subjects.agent_command("*", Action.INSTALL)], [], ["steps", "auto", "rollouts", "sources"]),
     # receives agent commands, answers them (allow_responses); tells its replicas to re-check a machine's sessions
     "agent-gateway": (
         [subjects.agent_session_check()],

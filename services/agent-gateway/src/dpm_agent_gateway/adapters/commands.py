@@ -56,7 +56,7 @@ def forwarder(session: Session, pending: Pending) -> Callable[[Msg], Awaitable[N
         pending[cmd.id] = future
         try:
             await session.send(agent_protocol.encode(cmd))
-            result = await asyncio.wait_for(future, COMMAND_TIMEOUT)
+            result = await asyncio.wait_for(future, cmd.timeout or COMMAND_TIMEOUT)  # a large put_file takes longer
         except (TimeoutError, RuntimeError, WebSocketDisconnect) as exc:
             if session.ended:
                 return

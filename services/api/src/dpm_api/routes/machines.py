@@ -252,7 +252,7 @@ async def command_machine(
         if body.action is not Action.PUT_FILE or body.content_base64 is not None:
             raise E.INVALID_REQUEST(reason="upload_id is for put_file, instead of content_base64")
         fetch = await commands.file_fetch(rt, machine_id, cmd_id, body.upload_id, updater_url(request), actor=actor)
-        cmd = Command(id=cmd_id, action=body.action, path=body.path, fetch=fetch, mode=body.mode)
+        cmd = Command(id=cmd_id, action=body.action, path=body.path, fetch=fetch, mode=body.mode, timeout=body.timeout)
     else:
         cmd = Command(id=cmd_id, action=body.action, path=body.path, content=_inline(body), mode=body.mode)
     result = await commands.send(rt, machine_id, cmd, timeout=body.timeout, actor=actor)

@@ -1,5 +1,7 @@
 """The package content store: ``sha256/<aa>/<hex>`` under the updater's root, each file stored once
 whatever number of packages name it, and ``uploads/<upload id>.part`` for content still arriving.
+Package sources download into the same layout (``sources.adapters.store.receive``), so a synced
+package is served to agents like an uploaded one.
 
 Directories are 0700 and files 0600, created with that mode. Each request's bytes are fsynced before
 the new offset is reported, so an offset the client was told survives a crash; a request that dies
@@ -16,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,8 +54,13 @@ class ContentStore:
         except FileNotFoundError:
             return 0
 
-    def has(self, sha256: str) -> bool:
-        return self.path_of(sha256).is_file()
+    def has(self, sha256: str, size: int | None = None) -> bool:
+        """The content is stored (of exactly ``size`` bytes, when given: a source sync's check)."""
+        try:
+            st = self.path_of(sha256).stat()
+        except OSError:
+            return False
+        return st.st_size == size if size is not None else stat.S_ISREG(st.st_mode)
 
     @contextmanager
     def writing(self, upload_id: UUID) -> Iterator[int]:

@@ -61,7 +61,10 @@ def plan(request: Request, catalogue: Mapping[str, Stored], inventory: Inventory
 
 
 def _item(s: Stored) -> InstallItem:
-    return InstallItem(package=s.package, sha256=s.sha256, size=s.size, file_name=s.file_name)
+    """The file goes by the name the package declares for it (its installer looks for that name),
+    else the name it was uploaded under."""
+    declared = s.package.execution.files[0] if s.package.execution.files else ""
+    return InstallItem(package=s.package, sha256=s.sha256, size=s.size, file_name=declared or s.file_name)
 
 
 def _why(a: Assessment) -> str:
@@ -79,6 +82,7 @@ class Grant:
     expires_at: datetime
     ended: bool
     purpose: str = "remote-update"  # or "auto-update": no execution runs it, its final report ends it
+    packages: tuple[str, ...] = ()  # what it delivers: the only packages its reports may speak of
 
 
 def check_grant(

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dpm_schemas import DpmError, E
+from dpm_updater.adapters.content import ContentStore
 from dpm_updater.sources.adapters import gpg
 from dpm_updater.sources.adapters.http import HttpFetcher
-from dpm_updater.sources.adapters.store import ContentStore
+from dpm_updater.sources.adapters.store import receive
 from dpm_updater.sources.config import SourceConfig
 from dpm_updater.sources.domain.changes import Changes, diff
 from dpm_updater.sources.domain.packages import Index, PackageEntry, parse_packages
@@ -42,6 +43,7 @@ class SyncResult:
     failures: tuple[FileFailure, ...] = ()  # packages that could not be fetched, each with its code
     index_bytes: int = 0  # Release, signature and Packages bytes received
     package_bytes: int = 0
+    listed: int = 0  # entries in the repository's indexes, before ``include``
 
     @property
     def bytes_fetched(self) -> int:
@@ -55,10 +57,19 @@ class SourceSync:
     store: ContentStore
     fetcher: Callable[[SourceConfig], HttpFetcher] = field(default=HttpFetcher)
 
-    def run(self, config: SourceConfig, previous: Index | None, *, fetch_packages: bool = False) -> SyncResult:
+    def run(
+        self,
+        config: SourceConfig,
+        previous: Index | None,
+        *,
+        fetch_packages: bool = False,
+        include: Callable[[PackageEntry], bool] | None = None,
+    ) -> SyncResult:
+        """``include``: the packages that count (the rest are neither compared nor fetched)."""
         with self.fetcher(config) as http:
             release = parse_release(self._release_text(http, config), source=config.name)
-            index = self._index(http, config, release)
+            full = self._index(http, config, release)
+            index = Index(tuple(e for e in full.entries if include(e))) if include else full
             index_bytes = http.bytes_fetched
             done, failures = self._packages(http, config, index) if fetch_packages else ((), ())
             return SyncResult(
@@ -70,6 +81,7 @@ class SourceSync:
                 failures=failures,
                 index_bytes=index_bytes,
                 package_bytes=http.bytes_fetched - index_bytes,
+                listed=len(full.entries),
             )
 
     def _release_text(self, http: HttpFetcher, config: SourceConfig) -> bytes:
@@ -138,7 +150,7 @@ class SourceSync:
             raise E.SOURCE_RESPONSE_TOO_LARGE(
                 source=config.name, url=url, limit=config.max_package_bytes, what="a package"
             )
-        with self.store.receive(entry.sha256, entry.size, source=config.name, url=url) as receiver:
+        with receive(self.store, entry.sha256, entry.size, source=config.name, url=url) as receiver:
             if receiver is None:
                 return False
             # the receiver refuses a byte more than listed (DPM-E265) before the client's cap is reached

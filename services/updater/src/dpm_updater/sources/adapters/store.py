@@ -1,4 +1,5 @@
-"""The content store of fetched packages: ``<root>/sha256/<first two hex>/<hex>``.
+"""Downloads of a package source into the updater's content store (``adapters.content``:
+``<root>/sha256/<first two hex>/<hex>``, the layout agents are served from).
 
 A file is named by its content, so a package two sources (or two syncs) list is stored once, and a
 file already present is never fetched again. A download goes to a private temporary file (0600) in
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dpm_schemas import DpmError, E
+from dpm_updater.adapters.content import ContentStore
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -58,85 +60,72 @@ class Receiver:
         )
 
 
-class ContentStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, sha256: str) -> Path:
-        return self.root / "sha256" / sha256[:2] / sha256
-
-    def has(self, sha256: str, size: int) -> bool:
+@contextlib.contextmanager
+def receive(store: ContentStore, sha256: str, size: int, *, source: str, url: str) -> Iterator[Receiver | None]:
+    """A Receiver for the file, or None when it is already stored (another sync got it first).
+    On leaving without error the file is checked, fsynced and renamed into place."""
+    target = store.path_of(sha256)
+    with _os_errors(source, target.parent, size), _locked(store, target, source):
+        if store.has(sha256, size):
+            yield None
+            return
+        temp = target.with_name(f".{sha256}.part")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
-            return self.path(sha256).stat().st_size == size
-        except OSError:
-            return False
-
-    @contextlib.contextmanager
-    def receive(self, sha256: str, size: int, *, source: str, url: str) -> Iterator[Receiver | None]:
-        """A Receiver for the file, or None when it is already stored (another sync got it first).
-        On leaving without error the file is checked, fsynced and renamed into place."""
-        target = self.path(sha256)
-        with self._os_errors(source, target.parent, size), self._locked(target, source):
-            if self.has(sha256, size):
-                yield None
-                return
-            temp = target.with_name(f".{sha256}.part")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            try:
-                receiver = Receiver(fd, size=size, sha256=sha256, source=source, url=url)
-                yield receiver
-                receiver.check()
-                os.fsync(fd)
-                os.rename(temp, target)
-                _fsync_dir(target.parent)
-            finally:
-                os.close(fd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
-
-    @contextlib.contextmanager
-    def _locked(self, target: Path, source: str) -> Iterator[None]:
-        """Hold ``<hex>.lock``; removed on release. The inode is compared after locking, so a lock file
-        another holder unlinked meanwhile is not mistaken for the live one."""
-        for parent in (self.root, self.root / "sha256", target.parent):
-            parent.mkdir(mode=0o700, exist_ok=True)
-        lock = target.with_name(target.name + ".lock")
-        while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise E.SOURCE_FILE_BUSY(
-                    source=source, path=str(target), reason="another sync is downloading it"
-                ) from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        try:
-            yield
+            receiver = Receiver(fd, size=size, sha256=sha256, source=source, url=url)
+            yield receiver
+            receiver.check()
+            os.fsync(fd)
+            os.rename(temp, target)
+            _fsync_dir(target.parent)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)
             os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
-    @contextlib.contextmanager
-    def _os_errors(self, source: str, where: Path, size: int) -> Iterator[None]:
-        """OSErrors as codes: a full disk DPM-E259, anything else that stops the write DPM-E260."""
+
+@contextlib.contextmanager
+def _locked(store: ContentStore, target: Path, source: str) -> Iterator[None]:
+    """Hold ``<hex>.lock``; removed on release. The inode is compared after locking, so a lock file
+    another holder unlinked meanwhile is not mistaken for the live one."""
+    for parent in (store.root, store.objects, target.parent):
+        parent.mkdir(mode=0o700, exist_ok=True)
+    lock = target.with_name(target.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            yield
-        except DpmError:
-            raise
-        except OSError as exc:
-            if exc.errno in _FULL:
-                raise E.SOURCE_DISK_FULL(
-                    source=source, path=str(where), free=_free(where), required=size, what="a package"
-                ) from None
-            raise E.SOURCE_STORE_UNWRITABLE(source=source, path=str(where), reason=exc.strerror or str(exc)) from None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise E.SOURCE_FILE_BUSY(source=source, path=str(target), reason="another sync is downloading it") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _os_errors(source: str, where: Path, size: int) -> Iterator[None]:
+    """OSErrors as codes: a full disk DPM-E259, anything else that stops the write DPM-E260."""
+    try:
+        yield
+    except DpmError:
+        raise
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise E.SOURCE_DISK_FULL(
+                source=source, path=str(where), free=_free(where), required=size, what="a package"
+            ) from None
+        raise E.SOURCE_STORE_UNWRITABLE(source=source, path=str(where), reason=exc.strerror or str(exc)) from None
 
 
 def _free(path: Path) -> int:
