@@ -12,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,9 +106,34 @@ async def test_packages_reach_a_real_agent_by_scenario(
                 try:
                     await check_deliveries(api, f"http://127.0.0.1:{port}", deb, root)
                     await check_large_file(api, auth, tmp_path)
+                    await check_at_time(api, f"http://127.0.0.1:{port}", tmp_path, root)
                 finally:
                     agent.terminate()
                     agent.wait(timeout=20)
+
+
+async def check_at_time(api, updater_url: str, tmp_path: Path, root: Path) -> None:
+    """when=at-time: the step ends once the agent fetched the file and queued the install; the install
+    runs at its time and reports as its own delivery, into the machine's update history."""
+    deb = build_deb(tmp_path, "later-dpm", "2.0")
+    upload_id = await upload(api, updater_url, deb, "later-dpm.deb")
+    later = {"id": "later-dpm", "type": "deb", "system_version": "2.0", "execution": {"files": ["later-dpm.deb"]}}
+    body = {"definition": later, "upload_id": upload_id, "file_name": "later-dpm.deb"}
+    assert (await api.http.post("/packages", json=body)).status_code == 201
+    at = (datetime.now(UTC) + timedelta(seconds=8)).isoformat(timespec="seconds")
+    spec = {"kind": "remote-update", "params": {"packages": "later-dpm", "when": "at-time", "at": at}}
+    assert (await api.http.post("/scenarios", json={"name": "upd-later", "spec": spec})).status_code == 201
+    (queued,) = await run_until_done(api.http, "upd-later", {"machines": ["upd-1"]}, 1, timeout=120)
+    assert queued["state"] == "completed", queued
+    assert not (root / "usr/share/later-dpm/README").exists()  # not before its time
+
+    async def history() -> list[dict]:
+        return (await api.http.get("/machines/upd-1/updates")).json()["updates"]
+
+    got = await eventually(history, until=lambda h: any(u["package_id"] == "later-dpm" for u in h), timeout=60,
+                           what="the queued install's report")  # fmt: skip
+    assert next(u for u in got if u["package_id"] == "later-dpm")["ok"]
+    assert (root / "usr/share/later-dpm/README").read_text() == "installed by dpm\n"
 
 
 async def check_large_file(api, auth: dict[str, str], tmp_path: Path) -> None:

@@ -58,9 +58,9 @@ async def inventory(rt, machine_id: uuid.UUID, *packages: str) -> None:
     await append(rt, subjects.AGENT, machine_id, reported)
 
 
-async def request_step(rt, machine_id: uuid.UUID, packages: str) -> uuid.UUID:
+async def request_step(rt, machine_id: uuid.UUID, packages: str, **params: str) -> uuid.UUID:
     execution_id = uuid.uuid4()
-    spec = ScenarioSpec(kind=ScenarioKind.REMOTE_UPDATE, params={"packages": packages})
+    spec = ScenarioSpec(kind=ScenarioKind.REMOTE_UPDATE, params={"packages": packages, **params})
     step = StepRequested(execution_id=execution_id, machine_id=machine_id, step="remote-update", spec=spec)
     await append(rt, subjects.EXECUTION, execution_id, step)
     return execution_id
@@ -170,3 +170,37 @@ async def test_steps_that_cannot_start_fail_at_once_with_their_code(updater_serv
         assert (blind.status, blind.code) == ("failed", "DPM-E279")
         missing = await final_report(rt, await request_step(rt, online, "hello,nope"))
         assert (missing.status, missing.code) == ("failed", "DPM-E276")
+
+
+async def test_a_next_boot_step_ends_when_queued_and_the_install_reports_as_its_own_delivery(
+    updater_service, nats_server, tmp_path
+) -> None:
+    machine_id = uuid.uuid4()
+    agent = StandInAgent()
+    nc = await nats.connect(nats_server.url)
+    await nc.subscribe(subjects.agent_command(machine_id, "install"), cb=agent.accept)
+    async with running(updater_service(relay_enabled=True)) as up:
+        rt = up.runtime
+        sha = await register(rt, tmp_path / "packages", "boot-fix", b"after the reboot")
+        await inventory(rt, machine_id)
+        execution_id = await request_step(rt, machine_id, "boot-fix", when="next-boot")
+        await eventually(agent.received, what="the install order")
+        order = agent.orders[0].install
+        assert order is not None and order.when == "next-boot" and order.later is not None
+        later, step = order.later, {"Authorization": f"Bearer {order.token}"}
+        queued = InstallReport(execution_id=execution_id, status="completed", message="scheduled for next boot")
+        assert (await up.http.post("/v1/reports", json=queued.model_dump(mode="json"), headers=step)).status_code == 202
+        assert (await final_report(rt, execution_id)).status == "completed"  # the step is over
+
+        own = {"Authorization": f"Bearer {later.token}"}
+        assert (await up.http.get(f"/v1/content/{sha}", headers=own)).content == b"after the reboot"
+        wrong = InstallReport(execution_id=execution_id, status="failed")  # the step's, not its own
+        r = await up.http.post("/v1/reports", json=wrong.model_dump(mode="json"), headers=own)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "DPM-E281")
+        outcome = PackageOutcome(package_id="boot-fix", revision=1, ok=True, exit_code=0)
+        ran = InstallReport(execution_id=later.execution_id, status="completed", outcomes=(outcome,))
+        assert (await up.http.post("/v1/reports", json=ran.model_dump(mode="json"), headers=own)).status_code == 202
+        events = await delivery(rt, later.execution_id)
+        assert [type(e).__name__ for e in events] == ["PackageInstallReported", "AutoUpdateEnded"]
+        assert events[1].ok and not any(isinstance(e, StepReported) for e in events)
+    await nc.close()

@@ -154,6 +154,14 @@ class InstallItem(Frame):
     file_name: Label = ""
 
 
+class LaterReport(Frame):
+    """Where a next-boot or at-time install reports when it runs: the step ended once the files were
+    fetched and the install queued, so the install is its own delivery, with its own token."""
+
+    execution_id: uuid.UUID
+    token: Annotated[Label, Field(min_length=16)]
+
+
 class InstallOrder(Frame):
     """What a remote-update step asks of one machine. ``token`` downloads the items' content and
     reports on ``execution_id`` (and nothing else), until the execution ends."""
@@ -166,6 +174,7 @@ class InstallOrder(Frame):
     when: InstallWhen = InstallWhen.NOW
     at: AwareDatetime | None = None  # AT_TIME: not before this instant
     timeout_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 1800  # each installer's
+    later: LaterReport | None = None  # NEXT_BOOT / AT_TIME: the queued install's own delivery
 
     @model_validator(mode="after")
     def _timed(self) -> InstallOrder:

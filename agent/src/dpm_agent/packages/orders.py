@@ -224,10 +224,22 @@ class Installer:
                         await self.reporter.final(order.server, order.token, _final(order, [(item, got)]))
                         return
                 when = f"for {order.at.isoformat()}" if order.at is not None else "for next boot"
-                await self._progress(order, f"scheduled {when}", None)
+                queued = await self._queued(order, f"scheduled {when}")
             except _StepOver:
                 return
-            pending.add(self.queue, self._entry(order))
+            pending.add(self.queue, self._entry(queued))
+
+    async def _queued(self, order: InstallOrder, message: str) -> InstallOrder:
+        """What goes in the queue. With ``order.later`` the step ends now (completed: the files are
+        here, the install is queued) and the install reports, when it runs, as its own delivery; an
+        order without it keeps its step open with a progress report (the step's timeout then bounds it)."""
+        if order.later is None:
+            await self._progress(order, message, None)
+            return order
+        done = report(order.execution_id, StepStatus.COMPLETED, percent=100, message=message)
+        await self.reporter.final(order.server, order.token, done)
+        changes = {"execution_id": order.later.execution_id, "token": order.later.token, "later": None}
+        return order.model_copy(update=changes)
 
     def _entry(self, order: InstallOrder) -> Pending:
         when = When.NEXT_BOOT if order.when is InstallWhen.NEXT_BOOT else When.AT_TIME

@@ -119,7 +119,8 @@ class PackageDeliveryGranted(Event):
     packages: Annotated[tuple[PackageId, ...], Field(max_length=64)]
     contents: Annotated[tuple[Hex64, ...], Field(max_length=64)]
     expires_at: datetime
-    purpose: Literal["remote-update", "auto-update"] = "remote-update"
+    # deferred: the queued install of a next-boot or at-time step, reported when it runs
+    purpose: Literal["remote-update", "auto-update", "deferred"] = "remote-update"
     revisions: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(max_length=64)] = ()  # of ``packages``
     rollout_id: uuid.UUID | None = None  # an auto-update delivering one ring of a staged rollout
 

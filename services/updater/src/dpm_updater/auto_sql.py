@@ -28,11 +28,11 @@ async def online(conn: Conn, machine_id: uuid.UUID) -> bool:
 
 async def busy(conn: Conn, machine_id: uuid.UUID, now: datetime) -> bool:
     """A delivery to the machine is under way (a step or an automatic one, not ended nor expired; an
-    operator's file put does not count)."""
+    operator's file put, or an install queued for a later boot or time, does not count)."""
     row = await (
         await conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries"
-            " WHERE machine_id = %s AND NOT ended AND expires_at > %s AND purpose <> 'file')",
+            " WHERE machine_id = %s AND NOT ended AND expires_at > %s AND purpose IN ('remote-update', 'auto-update'))",
             (machine_id, now),
         )
     ).fetchone()

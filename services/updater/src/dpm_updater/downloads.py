@@ -68,9 +68,9 @@ class Downloads:
             PackageInstallReported(execution_id=grant.execution_id, machine_id=grant.machine_id, outcome=o)
             for o in (report.outcomes if final else ())
         ]
-        if grant.purpose != "auto-update":
+        if grant.purpose == "remote-update":
             events.insert(0, _step_report(report))
-        elif final:  # no step waits on an automatic delivery: its end
+        elif final:  # no step waits on an automatic or deferred delivery: its end
             ok = report.status is StepStatus.COMPLETED
             events.append(AutoUpdateEnded(delivery_id=grant.execution_id, machine_id=grant.machine_id, ok=ok,
                                           code=report.code, message=report.message))  # fmt: skip

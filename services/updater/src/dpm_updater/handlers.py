@@ -13,7 +13,10 @@ does nothing: the first delivery's order was sent, or its loss is the no-respons
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,8 +25,9 @@ from dpm_runtime.checkpoint import require_position
 from dpm_runtime.eventlog import NO_STREAM, StreamConflict
 from dpm_runtime.handlers import Ctx, Router
 from dpm_schemas import DpmError, E, subjects
+from dpm_schemas.agent_protocol import InstallOrder, InstallWhen, LaterReport
 from dpm_schemas.base import Event
-from dpm_schemas.events import StepReported, StepRequested
+from dpm_schemas.events import PackageDeliveryGranted, StepReported, StepRequested
 from dpm_schemas.events.executions import StepStatus
 from dpm_schemas.events.scenarios import ScenarioKind
 from dpm_schemas.ids import stream_id
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 router = Router(service="updater")
 ACTOR = "updater"
 Clock = Callable[[], datetime]
+LATER = uuid.UUID("3c8e5a51-7a0f-4f0e-8d62-1b9d4f7e2a63")  # deferred installs' ids, from their step's
 READ_MODELS = ("updater.packages", "updater.inventories")  # what a step is judged on (full names)
 
 
@@ -73,15 +78,34 @@ async def step_requested(e: StepRequested, ctx: Ctx, *, deliverer: Deliverer, cl
         ),
         server,
     )
-    progress = _step_report(e, StepStatus.PROGRESS, plan.summary(), percent=0)
-    if not await _first(ctx, e, [granted, progress]):
+    events: list[Event] = [granted, _step_report(e, StepStatus.PROGRESS, plan.summary(), percent=0)]
+    if request.when is not InstallWhen.NOW:
+        later, order = _later(e, granted, order, request.at, clock)
+        events.append(later)
+    if not await _first(ctx, e, events):
         return
-    meta = ctx.metadata
-
-    def failed(code: str, message: str) -> Event:
-        return _step_report(e, StepStatus.FAILED, message, code=code)
-
+    meta, failed = ctx.metadata, functools.partial(_failed, e)
     ctx.after_commit(lambda: deliverer.send(e.machine_id, order, meta, failed))
+
+
+def _failed(e: StepRequested, code: str, message: str) -> Event:
+    """The step's end when its order could not be handed over (the deliverer's code and message)."""
+    return _step_report(e, StepStatus.FAILED, message, code=code)
+
+
+def _later(
+    e: StepRequested, granted: PackageDeliveryGranted, order: InstallOrder, at: datetime | None, clock: Clock
+) -> tuple[PackageDeliveryGranted, InstallOrder]:
+    """A next-boot or at-time step ends once the agent fetched the files and queued the install; the
+    install is a delivery of its own (purpose "deferred"), with a token that lasts until a day after
+    its time (next boot: 30 days), through which it reports when it runs."""
+    token = secrets.token_urlsafe(32)
+    until = (at if at is not None else clock() + timedelta(days=29)) + timedelta(days=1)
+    changes = {"execution_id": uuid.uuid5(LATER, str(e.execution_id)), "purpose": "deferred", "expires_at": until,
+               "token_sha256": hashlib.sha256(token.encode()).hexdigest()}  # fmt: skip
+    later = granted.model_copy(update=changes)
+    report_as = LaterReport(execution_id=later.execution_id, token=token)
+    return later, order.model_copy(update={"later": report_as})
 
 
 async def _plan(e: StepRequested, ctx: Ctx) -> delivery.Plan:

@@ -22,7 +22,7 @@ class Delivery:
     delivery_id: uuid.UUID  # a remote-update step's execution, or an auto-update's own id
     machine_id: uuid.UUID
     step: str
-    purpose: Literal["remote-update", "auto-update"]
+    purpose: Literal["remote-update", "auto-update", "deferred"]
     items: Sequence[InstallItem]
     expires_at: datetime
     timeout_seconds: int
