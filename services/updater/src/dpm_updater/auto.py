@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from dpm_packages import Urgency
+from dpm_packages import Urgency, Verdict, assess
 from dpm_packages.auto_time import last_due
 from dpm_runtime.checkpoint import require_position
 from dpm_runtime.eventlog import NO_STREAM, EventLog, StreamConflict
@@ -224,7 +224,13 @@ async def _due(ctx: Ctx, machine_id: uuid.UUID, *, now: datetime, notify: bool) 
     }
     if not catalogue:
         return None
-    plan = delivery.plan(Request(tuple(sorted(catalogue)), InstallWhen.NOW, None), catalogue, inventory)
+    applicable = [a.package_id for a in assess(inventory, [c.package for c in catalogue.values()])
+                  if a.verdict is Verdict.APPLICABLE]  # fmt: skip
+    exclusive = [p for p in applicable if catalogue[p].package.execution.exclusive]
+    wanted = exclusive[:1] or applicable  # an exclusive package goes alone; the rest follow with the next look
+    if not wanted:
+        return None
+    plan = delivery.plan(Request(tuple(sorted(wanted)), InstallWhen.NOW, None), catalogue, inventory)
     items = plan.items[:MAX_ITEMS]  # an order's limit; the rest go with the next look
     return delivery.Plan(items, plan.skipped) if items else None
 

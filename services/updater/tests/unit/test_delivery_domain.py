@@ -77,3 +77,12 @@ def test_a_token_opens_only_its_own_delivery_while_it_runs() -> None:
     assert code(check_grant, g, NOW, execution_id=uuid.uuid4()) == "DPM-E281"
     assert code(check_grant, grant(ended=True), NOW, sha256=SHA) == "DPM-E281"
     assert code(check_grant, grant(expires_at=NOW), NOW, sha256=SHA) == "DPM-E281"
+
+
+def test_an_exclusive_package_is_delivered_alone() -> None:
+    lone = Stored(Package(id="kernel", type="script", execution={"command": "true", "exclusive": True}, revision=1),
+                  None, 0, "")  # fmt: skip
+    catalogue = {"kernel": lone, "lib": deb("lib", "1.0")}
+    inventory = from_reported("Debian GNU/Linux 12 (bookworm)", "6.1.0", [])
+    assert [i.package.id for i in plan(request_of(spec(packages="kernel")), catalogue, inventory).items] == ["kernel"]
+    assert code(plan, request_of(spec(packages="kernel,lib")), catalogue, inventory) == "DPM-E282"

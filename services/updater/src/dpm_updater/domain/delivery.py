@@ -57,6 +57,10 @@ def plan(request: Request, catalogue: Mapping[str, Stored], inventory: Inventory
     order = install_order(verdicts, chosen)
     items = tuple(_item(catalogue[p]) for p in order)
     skipped = tuple(_why(a) for a in verdicts if a.verdict is not Verdict.APPLICABLE)
+    alone = [i.package.id for i in items if i.package.execution.exclusive]
+    if alone and len(items) > 1:  # the seed's rule: an exclusive package is applied on its own
+        why = f"{alone[0]} is exclusive (applied alone); give it a remote update of its own"
+        raise E.REMOTE_UPDATE_PARAMS_INVALID(param="packages", reason=why)
     return Plan(items, skipped)
 
 
