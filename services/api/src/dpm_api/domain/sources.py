@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from dpm_packages.urls import url_problem
 from dpm_packages.versions import compare_debian
 from dpm_schemas import E
 from dpm_schemas.events.sources import KEY_MAX, OfferedPackage
@@ -17,7 +18,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 _PLAIN = re.compile(r"[A-Za-z0-9._+~-]{1,64}")
 _GLOB = re.compile(r"[A-Za-z0-9.+*?\[\]!-]{1,100}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _ARMOR = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
 ID_MAX = 63
 
@@ -34,21 +34,13 @@ def check_url(source: str, field: str, url: str, *, proxy: bool = False) -> None
         shown = url if not proxy else re.sub(r"//[^@/]*@", "//***@", url)
         return E.SOURCE_FIELD_INVALID(source=source, field=field, value=shown, reason=reason)
 
-    if _CONTROL.search(url) or len(url) > 1000:
-        raise bad("spaces, control characters or longer than 1000")
+    if len(url) > 1000:
+        raise bad("longer than 1000")
+    if (why := url_problem(url, schemes=("http",) if proxy else ("http", "https"), proxy=proxy)) is not None:
+        raise bad(why)
     parts = urlsplit(url)
-    if parts.scheme not in (("http",) if proxy else ("http", "https")):
-        raise bad("the scheme must be http" + ("" if proxy else " or https"))
-    try:
-        port = parts.port
-    except ValueError:
-        raise bad("the port is not a number from 1 to 65535") from None
-    if not parts.hostname or port == 0:
-        raise bad("no host" if not parts.hostname else "port 0")
     if parts.username is not None or parts.password is not None:
         raise bad("credentials never go into a URL: the updater reads them from DPM_UPDATER_SOURCE_CREDENTIALS")
-    if proxy and (parts.path not in ("", "/") or parts.query or parts.fragment):
-        raise bad("a proxy URL has no path")
 
 
 def check_plain(source: str, field: str, values: Sequence[str], *, at_least: int = 1) -> None:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dpm_packages.urls import url_problem
 from dpm_schemas import E
 
 _NAME = re.compile(r"[A-Za-z0-9._+~-]{1,64}")
-_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 MiB = 1024 * 1024
 
 
@@ -75,19 +75,8 @@ def check_url(url: str, *, source: str, field: str, schemes: tuple[str, ...]) ->
         shown = url if field != "proxy" else _hide_password(url)
         return E.SOURCE_URL_INVALID(source=source, field=field, url=shown, reason=reason)
 
-    if _CONTROL.search(url):
-        raise bad("spaces or control characters")
-    parts = urlsplit(url)
-    if parts.scheme not in schemes:
-        raise bad(f"the scheme must be {' or '.join(schemes)}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise bad("the port is not a number from 1 to 65535") from None
-    if not parts.hostname or port == 0:
-        raise bad("no host" if not parts.hostname else "port 0")
-    if field == "proxy" and (parts.path not in ("", "/") or parts.query or parts.fragment):
-        raise bad("a proxy URL has no path")
+    if (why := url_problem(url, schemes=schemes, proxy=field == "proxy")) is not None:
+        raise bad(why)
 
 
 def _hide_password(url: str) -> str:
