@@ -195,6 +195,7 @@ async def deliver(
     try:
         async with ctx.conn.transaction():  # a savepoint: a redelivered event finds the stream
             await ctx.append(stream_id(subjects.DELIVERY, delivery_id), [granted], expected=NO_STREAM)
+            await auto_sql.granted(ctx.conn, delivery_id, machine_id)
     except StreamConflict:
         return False
     log.info("automatic delivery %s to %s: %s", delivery_id, machine_id, plan.summary())

@@ -28,15 +28,34 @@ async def online(conn: Conn, machine_id: uuid.UUID) -> bool:
 
 async def busy(conn: Conn, machine_id: uuid.UUID, now: datetime) -> bool:
     """A delivery to the machine is under way (a step or an automatic one, not ended nor expired; an
-    operator's file put, or an install queued for a later boot or time, does not count)."""
+    operator's file put, or an install queued for a later boot or time, does not count) -- or an
+    automatic one was granted that the deliveries read model has not applied yet (``auto_granted``,
+    written with the grant: the read model lags the handler's own appends)."""
     row = await (
         await conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries"
-            " WHERE machine_id = %s AND NOT ended AND expires_at > %s AND purpose IN ('remote-update', 'auto-update'))",
-            (machine_id, now),
+            " WHERE machine_id = %s AND NOT ended AND expires_at > %s AND purpose IN ('remote-update', 'auto-update'))"
+            f" OR EXISTS (SELECT 1 FROM {SCHEMA}.auto_granted g WHERE g.machine_id = %s"
+            f" AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries d WHERE d.execution_id = g.delivery_id))",
+            (machine_id, now, machine_id),
         )
     ).fetchone()
     return bool(row and row[0])
+
+
+AUTO_GRANTED_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.auto_granted (delivery_id uuid PRIMARY KEY, machine_id uuid NOT NULL,"
+    " granted_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+async def granted(conn: Conn, delivery_id: uuid.UUID, machine_id: uuid.UUID) -> None:
+    """Note a grant in the handler's own transaction; rows older than a day are of no more use."""
+    await conn.execute(
+        f"INSERT INTO {SCHEMA}.auto_granted (delivery_id, machine_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (delivery_id, machine_id),
+    )
+    await conn.execute(f"DELETE FROM {SCHEMA}.auto_granted WHERE granted_at < now() - interval '1 day'")
 
 
 async def delivered(conn: Conn, machine_id: uuid.UUID, *, failed_too: bool) -> set[tuple[str, int]]:
