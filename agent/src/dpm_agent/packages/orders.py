@@ -24,6 +24,7 @@ the updater cannot be reached, kept in the outbox, which survives the reboot).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -43,6 +44,7 @@ from dpm_schemas import DpmError, E
 from dpm_schemas.agent_protocol import CONTENT_PATH, InstallItem, InstallOrder, InstallReport, InstallWhen
 from dpm_schemas.events.executions import StepStatus
 
+SEEN_MAX = 1000  # orders remembered as taken, so one sent again is not run twice
 log = logging.getLogger("dpm_agent.orders")
 
 Hook = Callable[[], Awaitable[None]]
@@ -86,14 +88,19 @@ class Installer:
         self.lock = asyncio.Lock()  # one install at a time on this machine
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: set[uuid.UUID] = set()
+        self._seen: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()  # recent orders
 
     def submit(self, order: InstallOrder) -> None:
         """Start ``order`` in the background (not in the caller's task group); it waits for the lock.
-        An order for an execution already under way is ignored (the command was sent again)."""
-        if order.execution_id in self._active:
-            log.info("install order %s is under way already", order.execution_id)
+        An order this agent took already is ignored (the updater asks again when an answer was lost),
+        whether it is still under way or done since."""
+        if order.execution_id in self._active or order.execution_id in self._seen:
+            log.info("install order %s was taken already", order.execution_id)
             return
         self._active.add(order.execution_id)
+        self._seen[order.execution_id] = None
+        while len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
         task = asyncio.create_task(self._guarded(order), name=f"install {order.execution_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -27,6 +27,7 @@ from dpm_schemas.ids import stream_id
 
 log = logging.getLogger(__name__)
 ORDER_TIMEOUT = 30.0  # seconds for the agent to accept: it answers before it downloads anything
+ORDER_ATTEMPTS = 2  # an agent that accepted but whose answer was lost accepts the same order again
 
 
 @dataclass
@@ -45,7 +46,10 @@ class Deliverer:
     ) -> None:
         """Hand the order over; if it cannot be, record ``failed(code, message)`` on the delivery's stream."""
         cmd = Command(id=uuid.uuid4(), action=Action.INSTALL, install=order)
-        failure = await self._hand_over(machine_id, cmd)
+        for _attempt in range(ORDER_ATTEMPTS):  # a lost answer is asked again: the agent takes an order once
+            failure = await self._hand_over(machine_id, cmd)
+            if failure is None or failure[0] != E.AGENT_TIMEOUT.code:
+                break
         if failure is None:
             log.info("install order of execution %s accepted by machine %s", order.execution_id, machine_id)
             return
