@@ -298,14 +298,17 @@ async def agent(s: Stack) -> None:
     async with connect(url, additional_headers=auth(enrolled["token"])) as ws:
         await ws.send(agent_protocol.encode(Hello(agent_version="0.1.0", facts=facts)))
         assert isinstance(agent_protocol.decode(await ws.recv()), Welcome)  # type: ignore[arg-type]
-        await ws.send(agent_protocol.encode(Heartbeat(seq=0)))
-        report = Inventory(os="Debian GNU/Linux 12", kernel="6.1.0", packages=("hello=2.10-2",), digest="rb-1")
-        await ws.send(agent_protocol.encode(report))
-        await until_machine(api, "agent-01", lambda m: bool(m["online"]))
-        await ok(api.post("/scenarios", json={"name": "check-now", "spec": {"kind": "disk-check"}}))
-        rows = await run_until_done(api, "check-now", {"machines": ["agent-01"]}, 1, timeout=30)
-        assert rows[0]["code"] == "DPM-E141", rows
-        await remote_update(s, ws)
+        beating = asyncio.create_task(heartbeats(ws))  # the session stays up, however long the steps take
+        try:
+            report = Inventory(os="Debian GNU/Linux 12", kernel="6.1.0", packages=("hello=2.10-2",), digest="rb-1")
+            await ws.send(agent_protocol.encode(report))
+            await until_machine(api, "agent-01", lambda m: bool(m["online"]))
+            await ok(api.post("/scenarios", json={"name": "check-now", "spec": {"kind": "disk-check"}}))
+            rows = await run_until_done(api, "check-now", {"machines": ["agent-01"]}, 1, timeout=30)
+            assert rows[0]["code"] == "DPM-E141", rows
+            await remote_update(s, ws)
+        finally:
+            beating.cancel()
     await until_machine(api, "agent-01", lambda m: not m["online"])
     bound = (await ok(api.post("/agents/enrolment-tokens", json={"machine": "agent-01"}))).json()
     body = {"enrolment_token": bound["token"], "facts": facts.model_dump(mode="json")}
@@ -315,7 +318,7 @@ async def agent(s: Stack) -> None:
 
 
 async def heartbeats(ws: Any) -> None:
-    for seq in range(1, 1000):
+    for seq in range(1000):
         await ws.send(agent_protocol.encode(Heartbeat(seq=seq)))
         await asyncio.sleep(0.5)
 
@@ -330,12 +333,8 @@ async def remote_update(s: Stack, ws: Any) -> None:
     spec = {"kind": "remote-update", "params": {"packages": "tool"}}
     await ok(api.post("/scenarios", json={"name": "patch-now", "spec": spec}))
     await ok(api.post("/clear", json={"machines": ["agent-01"]}))  # its disk check failed (DPM-E141)
-    beating = asyncio.create_task(heartbeats(ws))  # the session stays up while the step runs
-    try:
-        run = (await ok(api.post("/scenarios/patch-now/runs", json={"machines": ["agent-01"]}))).json()
-        cmd = agent_protocol.decode(await asyncio.wait_for(ws.recv(), 30))
-    finally:
-        beating.cancel()
+    run = (await ok(api.post("/scenarios/patch-now/runs", json={"machines": ["agent-01"]}))).json()
+    cmd = agent_protocol.decode(await asyncio.wait_for(ws.recv(), 30))
     assert isinstance(cmd, Command) and cmd.install is not None, cmd
     await ws.send(agent_protocol.encode(CommandResult(id=cmd.id, ok=True)))
     outcome = PackageOutcome(package_id="tool", revision=1, ok=True, exit_code=0, output_tail="done\n")
