@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 from dpm_agent.client import Agent
@@ -18,7 +20,14 @@ async def _main(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Agent(config, power=driver_for(config, stop)).run(stop)  # the composition: config -> driver
+    agent = Agent(config, power=driver_for(config, stop), restart=_reexec)  # the composition: config -> driver
+    await agent.run(stop)
+
+
+def _reexec() -> None:
+    """The agent after its own upgrade: this process replaced by the same command line, which now
+    runs the new code (the same interpreter, arguments and environment)."""
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606 -- argv as started, no shell
 
 
 def main() -> None:

@@ -94,7 +94,8 @@ class Agent:
     ``power`` is the machine's power driver, chosen by the caller (``__main__`` composes it from the
     configuration); an agent without one refuses shutdown and reboot. ``installer`` makes the
     installer of install orders (``packages.orders.Installer``), given the config and the agent's
-    two hooks: re-send the inventory, reboot after an install."""
+    hooks: re-send the inventory, reboot after an install, restart after its own upgrade.
+    ``restart`` replaces the process with the (upgraded) agent; None: an upgrade is only logged."""
 
     def __init__(
         self,
@@ -105,6 +106,7 @@ class Agent:
         take_inventory: Callable[[], Inventory] | None = None,
         current_addresses: Callable[[], tuple[str, ...]] = facts.addresses,
         installer: Callable[..., Installer] = Installer,
+        restart: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.power = power
@@ -114,7 +116,13 @@ class Agent:
         self.machine_id: str | None = None
         self.sessions = 0
         self._ws: ClientConnection | None = None  # the live session's, for the installer's hooks
-        self.installer = installer(config, on_change=self.inventory_changed, reboot=self.reboot_after_install)
+        self._restart = restart
+        self.installer = installer(
+            config,
+            on_change=self.inventory_changed,
+            reboot=self.reboot_after_install,
+            restart=self.restart_after_upgrade,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sessions until ``stop``; any failure, a 5xx or 503 of the gateway included, is retried
@@ -256,6 +264,20 @@ class Agent:
         if ws is not None and self.config.inventory:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(agent_protocol.encode(await asyncio.to_thread(self._inventory)))
+
+    async def restart_after_upgrade(self) -> None:
+        """The agent's own package installed (its final report sent or in the outbox): the session
+        is closed cleanly, then the process replaced, so the new agent says hello at its version."""
+        if self._restart is None:
+            log.warning("the agent's own package was installed; restart the agent to run the new version")
+            return
+        log.info("the agent's own package was installed: restarting into it")
+        if (ws := self._ws) is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        self._restart()
 
     async def reboot_after_install(self) -> None:
         """A package asked for a reboot: through the power driver (none: logged, not done)."""

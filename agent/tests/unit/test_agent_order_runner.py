@@ -29,7 +29,7 @@ from dpm_agent.packages.reports import Delivery, Reporter, clean, outcome, repor
 from dpm_schemas import E
 from dpm_schemas.agent_protocol import OUTPUT_TAIL_MAX, InstallItem, InstallOrder, InstallReport, InstallWhen
 from dpm_schemas.events.executions import StepStatus
-from dpm_schemas.packages import Execution, Package, PackageType
+from dpm_schemas.packages import AGENT_PACKAGE_ID, Execution, Package, PackageType
 
 NOW = dt.datetime(2026, 12, 3, 1, 0, tzinfo=dt.UTC)
 FAST = RetryPolicy(retry_for=0.3, first_delay=0.01, max_delay=0.02, timeout=5.0)
@@ -186,6 +186,30 @@ async def test_reboot_comes_after_the_final_report(tmp_path: Path) -> None:
     runner: Callable[[], Installer] = lambda: installer(tmp_path, updater, reboot=reboot, on_change=on_change)  # noqa: E731
     await runner().carry_out(order(command_item("p", "true", reboot=True)))
     assert seen == [["progress", "progress", "completed"]] and changed == [1]
+
+
+async def test_the_agents_own_package_restarts_it_after_the_final_report(tmp_path: Path) -> None:
+    """Only the agent's package restarts the agent, only once installed and reported, and a reboot
+    asked for in the same order wins (the agent starts again with the machine)."""
+    updater = Updater()
+    restarts: list[list[str]] = []
+    reboots: list[int] = []
+
+    async def restart() -> None:
+        restarts.append([r.status.value for r in updater.reports])
+
+    async def reboot() -> None:
+        reboots.append(1)
+
+    runner = installer(tmp_path, updater, restart=restart, reboot=reboot)
+    await runner.carry_out(order(command_item("other", "true")))
+    await runner.carry_out(order(command_item(AGENT_PACKAGE_ID, "false")))  # failed: the old agent goes on
+    assert restarts == []
+    updater.reports.clear()
+    await runner.carry_out(order(command_item(AGENT_PACKAGE_ID, "true")))
+    assert restarts == [["progress", "progress", "completed"]] and reboots == []
+    await runner.carry_out(order(command_item(AGENT_PACKAGE_ID, "true", reboot=True)))
+    assert len(restarts) == 1 and reboots == [1]
 
 
 async def test_queue_entries_of_single_packages_are_left_alone(tmp_path: Path) -> None:

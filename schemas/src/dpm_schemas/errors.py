@@ -1058,6 +1058,26 @@ class E:
         "{field} is given without its partner; detection by display name needs both.",
         "Give both the display name and the display version, or neither.",
     )
+    AGENT_PACKAGE_VERSION = _define(
+        "DPM-E216",
+        "Agent package at another version than the server",
+        "The agent's own package ({package}) must install the server's version {server}; it says {value!r}.",
+        "Build the dpm-agent package of this dpm release and give its version as system_version.",
+    )
+    AGENT_UPGRADE_FAILED = _define(
+        "DPM-E217",
+        "Agent upgrade failed",
+        "Machine {machine_id}: upgrading its agent from {current} to {server} failed ({code}): {reason}.",
+        "See the machine's update history for the installer's output, fix the cause, then upgrade it by "
+        "a remote-update scenario naming dpm-agent (or notify-now) and run the scenario again.",
+    )
+    AGENT_UPGRADE_NOT_TAKEN = _define(
+        "DPM-E218",
+        "Agent still at its old version after the upgrade",
+        "Machine {machine_id}: the agent installed {package} but came back at version {current}, not {server}.",
+        "Check that the package replaces the agent the machine runs (and does not restart it itself), then "
+        "upgrade it again.",
+    )
     # -- issue 14 (packages): the agent's download and install, DPM-E230..E249 ---------------------------
     PACKAGE_DISK_SPACE = _define(
         "DPM-E230",

@@ -22,6 +22,9 @@ COMPANY_MAX = 127
 SUMMARY_MAX = 511
 MS_NUMBER_MAX = 31
 WINDOWS_COMMAND_MAX = 259
+# the agent's own package: judged by the version agents report, not by inventory, and registered only
+# at the server's version (so an upgrade is never a downgrade); its install restarts the agent
+AGENT_PACKAGE_ID = "dpm-agent"
 
 
 class PackageType(StrEnum):

@@ -18,7 +18,10 @@ after its final report is in the outbox: an agent that dies during the install r
 
 After an install round that changed the machine, ``on_change`` (the agent re-sends its inventory);
 when an installed package asks for a reboot, ``reboot`` -- after the final report was sent (or, if
-the updater cannot be reached, kept in the outbox, which survives the reboot).
+the updater cannot be reached, kept in the outbox, which survives the reboot). When the agent's own
+package (``dpm-agent``) installed, ``restart``, likewise after the final report: the new agent says
+hello with its new version, which is what the updater waits for before the next remote update. The
+package therefore replaces the agent's files and must not restart the agent itself.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from dpm_agent.packages.reports import Delivery, Reporter, outcome, report
 from dpm_schemas import DpmError, E
 from dpm_schemas.agent_protocol import CONTENT_PATH, InstallItem, InstallOrder, InstallReport, InstallWhen
 from dpm_schemas.events.executions import StepStatus
+from dpm_schemas.packages import AGENT_PACKAGE_ID
 
 SEEN_MAX = 1000  # orders remembered as taken, so one sent again is not run twice
 log = logging.getLogger("dpm_agent.orders")
@@ -73,13 +77,14 @@ class Installer:
         *,
         on_change: Hook = _nothing,
         reboot: Hook = _nothing,
+        restart: Hook = _nothing,
         reporter: Reporter | None = None,
         download_policy: RetryPolicy = DOWNLOAD_POLICY,
         boot_id: Callable[[], str] = pending.current_boot_id,
         now: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.config = config
-        self.on_change, self.reboot = on_change, reboot
+        self.on_change, self.reboot, self.restart = on_change, reboot, restart
         self.reporter = reporter or Reporter(config.packages_dir / "outbox.json")
         self.download_policy = download_policy
         self.boot_id, self.now = boot_id, now
@@ -163,7 +168,9 @@ class Installer:
         if any(r.exit_code is not None or r.ok for _item, r in results):
             await self.on_change()
         if any(r.ok and r.reboot_required for _item, r in results):
-            await self.reboot()
+            await self.reboot()  # the agent starts again with the machine, whatever it installed
+        elif any(r.ok and item.package.id == AGENT_PACKAGE_ID for item, r in results):
+            await self.restart()
         return final
 
     async def _items(self, order: InstallOrder) -> list[Done] | None:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from dpm_schemas.errors import DpmError, E
 from dpm_schemas.packages import (
+    AGENT_PACKAGE_ID,
     COMPANY_MAX,
     MS_NUMBER_MAX,
     PACKAGE_ID_MAX,
@@ -28,6 +29,7 @@ from dpm_schemas.packages import (
     PackageType,
     Urgency,
 )
+from dpm_schemas.version import DPM_VERSION
 
 _ID = re.compile(r"[A-Za-z0-9_-]+")
 _DATE = re.compile(r"(\d{4})[-/](\d{2})[-/](\d{2})")
@@ -89,6 +91,12 @@ def _choice_rules(raw: Mapping[str, Any]) -> list[DpmError]:
         for field in ("base_service_pack", "absorbed_service_packs", "identification"):
             if raw.get(field):
                 problems.append(E.PACKAGE_SERVICE_PACK_FIELD_NOT_ALLOWED(field=field))
+    if raw.get("id") == AGENT_PACKAGE_ID and raw.get("system_version") != DPM_VERSION:
+        problems.append(
+            E.AGENT_PACKAGE_VERSION(
+                field="system_version", package=AGENT_PACKAGE_ID, server=DPM_VERSION, value=raw.get("system_version")
+            )
+        )
     if bool(raw.get("display_name")) != bool(raw.get("display_version")):
         field = "display_version" if raw.get("display_name") else "display_name"
         problems.append(E.PACKAGE_DISPLAY_VERSION_REQUIRED(field=field))

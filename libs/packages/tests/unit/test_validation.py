@@ -9,6 +9,7 @@ import pytest
 from dpm_packages.validation import package_problems, parse_package, parse_release_date
 from dpm_schemas.errors import DpmError
 from dpm_schemas.packages import PackageType, Urgency
+from dpm_schemas.version import DPM_VERSION
 
 BASE: dict[str, Any] = {"id": "KB889101", "type": "hotfix"}
 SP: dict[str, Any] = {"id": "XPSP2", "type": "service-pack", "major_version": 2, "minor_version": 0}
@@ -37,7 +38,14 @@ CASES = [
     ({"summary": "a\x00b"}, "DPM-E212", "summary"),
     ({"display_name": "App"}, "DPM-E215", "display_version"),
     ({"display_version": "1.0"}, "DPM-E215", "display_name"),
+    ({"id": "dpm-agent", "type": "script"}, "DPM-E216", "system_version"),  # the agent's own: no version
+    ({"id": "dpm-agent", "type": "deb", "system_version": "0.0.1"}, "DPM-E216", "system_version"),  # a downgrade
 ]
+
+
+def test_the_agent_package_registers_at_the_server_version_only() -> None:
+    package = parse_package({"id": "dpm-agent", "type": "script", "system_version": DPM_VERSION})
+    assert package.system_version == DPM_VERSION
 
 
 @pytest.mark.parametrize(("change", "code", "field"), CASES)

@@ -17,6 +17,7 @@ from typing import Any
 from dpm_runtime.eventlog import Conn
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
+    AgentVersionChanged,
     GroupDefined,
     GroupDeleted,
     GroupRenamed,
@@ -161,12 +162,13 @@ _APPLY: dict[type[Any], Callable[[Conn, DirectoryTables, Any, int], Awaitable[No
 
 
 class Presence:
-    """``<schema>.presence``: machine id -> online, from the agents' MachineCameOnline/WentOffline
-    (the scheduler's power-on and start, the updater's automatic deliveries)."""
+    """``<schema>.presence``: machine id -> online and the agent's version, from the agents'
+    MachineCameOnline/WentOffline and AgentVersionChanged (the scheduler's power-on and start, the
+    updater's automatic deliveries and its agent upgrades). Going offline keeps the last version."""
 
     name = "presence"
     tables = ("presence",)
-    event_types = (MachineCameOnline.wire_name, MachineWentOffline.wire_name)
+    event_types = (MachineCameOnline.wire_name, MachineWentOffline.wire_name, AgentVersionChanged.wire_name)
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -174,16 +176,19 @@ class Presence:
     def ddl(self, schema: str) -> str:
         return (
             f'CREATE TABLE IF NOT EXISTS "{schema}".presence (machine_id uuid PRIMARY KEY, online boolean NOT NULL,'
-            " position bigint NOT NULL);"
+            f' position bigint NOT NULL); ALTER TABLE "{schema}".presence ADD COLUMN IF NOT EXISTS agent_version text;'
         )
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
         for rec in events:
             e = rec.event
-            if isinstance(e, MachineCameOnline | MachineWentOffline):
+            if isinstance(e, MachineCameOnline | MachineWentOffline | AgentVersionChanged):
+                version = None if isinstance(e, MachineWentOffline) else e.agent_version
                 await conn.execute(
-                    f'INSERT INTO "{schema}".presence (machine_id, online, position) VALUES (%s, %s, %s)'
-                    " ON CONFLICT (machine_id) DO UPDATE SET online = excluded.online, position = excluded.position"
+                    f'INSERT INTO "{schema}".presence (machine_id, online, agent_version, position)'
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (machine_id) DO UPDATE SET online = excluded.online,"
+                    f' agent_version = coalesce(excluded.agent_version, "{schema}".presence.agent_version),'
+                    " position = excluded.position"
                     f' WHERE "{schema}".presence.position < excluded.position',  # an admin's late retry
-                    (e.machine_id, isinstance(e, MachineCameOnline), rec.position),
+                    (e.machine_id, not isinstance(e, MachineWentOffline), version, rec.position),
                 )

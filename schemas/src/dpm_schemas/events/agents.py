@@ -57,6 +57,18 @@ class MachineCameOnline(Event):
     agent_version: Label
 
 
+class AgentVersionChanged(Event):
+    """A machine already online said hello with another agent version than before: its agent was
+    upgraded (or replaced) and restarted within the heartbeat timeout, so no MachineCameOnline. The
+    updater waits for this after delivering the agent's own package."""
+
+    wire_name = "AgentVersionChanged"
+
+    machine_id: uuid.UUID
+    agent_version: Label
+    previous: Label
+
+
 class MachineWentOffline(Event):
     wire_name = "MachineWentOffline"
 

@@ -58,10 +58,13 @@ class Presence:
         self.heartbeat(machine_id)
         self.agent_versions[machine_id] = hello.agent_version
         async with self._pool.connection() as conn, conn.transaction():
-            online, ips, _digest = await store.locked_presence(conn, machine_id)
+            row = await store.locked_presence(conn, machine_id)
             await store.seen(conn, [machine_id])
-            await self._record(conn, machine_id, self._came_online(machine_id, online))
-            await self._record(conn, machine_id, rules.addresses(machine_id, hello.facts.ips, ips))
+            said = rules.said_hello(
+                machine_id, online=row.online, agent_version=hello.agent_version, known_version=row.agent_version
+            )
+            await self._record(conn, machine_id, said)
+            await self._record(conn, machine_id, rules.addresses(machine_id, hello.facts.ips, row.ips))
 
     def _came_online(self, machine_id: uuid.UUID, online: bool) -> Change | None:
         return rules.came_online(machine_id, online=online, agent_version=self.agent_versions.get(machine_id, ""))
@@ -80,14 +83,14 @@ class Presence:
     async def addresses(self, machine_id: uuid.UUID, ips: tuple[str, ...]) -> None:
         self.heartbeat(machine_id)
         async with self._pool.connection() as conn, conn.transaction():
-            _online, known, _digest = await store.locked_presence(conn, machine_id)
-            await self._record(conn, machine_id, rules.addresses(machine_id, ips, known))
+            row = await store.locked_presence(conn, machine_id)
+            await self._record(conn, machine_id, rules.addresses(machine_id, ips, row.ips))
 
     async def inventory(self, machine_id: uuid.UUID, inv: Inventory) -> None:
         self.heartbeat(machine_id)
         async with self._pool.connection() as conn, conn.transaction():
-            _online, _ips, digest = await store.locked_presence(conn, machine_id)
-            await self._record(conn, machine_id, rules.inventory(machine_id, inv, digest))
+            row = await store.locked_presence(conn, machine_id)
+            await self._record(conn, machine_id, rules.inventory(machine_id, inv, row.inventory_digest))
 
     async def flush(self) -> int:
         """Share what this replica heard: one UPDATE for all of it. A machine heard here that the
@@ -106,8 +109,8 @@ class Presence:
         for machine_id in offline:
             if machine_id in self.connections:
                 async with self._pool.connection() as conn, conn.transaction():
-                    online, _ips, _digest = await store.locked_presence(conn, machine_id)
-                    await self._record(conn, machine_id, self._came_online(machine_id, online))
+                    row = await store.locked_presence(conn, machine_id)
+                    await self._record(conn, machine_id, self._came_online(machine_id, row.online))
         return len(heard)
 
     async def sweep(self) -> int:

@@ -14,7 +14,13 @@ from dpm_agent_gateway.domain.sessions import Verdict, refusal, stale
 from dpm_agent_gateway.domain.tokens import token_hash
 from dpm_schemas import E, agent_protocol
 from dpm_schemas.agent_protocol import Facts, Inventory
-from dpm_schemas.events import InventoryReported, MachineAddressesChanged, MachineCameOnline, MachineWentOffline
+from dpm_schemas.events import (
+    AgentVersionChanged,
+    InventoryReported,
+    MachineAddressesChanged,
+    MachineCameOnline,
+    MachineWentOffline,
+)
 from dpm_schemas.ids import machine_key
 
 M, OTHER = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -65,6 +71,17 @@ INV = Inventory(os="debian", kernel="6.1", packages=("b", "a"), digest="d2")
             presence.came_online(M, online=False, agent_version="1"),
             MachineCameOnline(machine_id=M, agent_version="1"),
             {"online": True, "agent_version": "1"},
+        ),
+        (presence.said_hello(M, online=True, agent_version="1", known_version="1"), None, None),
+        (  # online already: a restart within the timeout, after the agent upgraded itself
+            presence.said_hello(M, online=True, agent_version="2", known_version="1"),
+            AgentVersionChanged(machine_id=M, agent_version="2", previous="1"),
+            {"agent_version": "2"},
+        ),
+        (  # offline: it comes online, whatever its version was
+            presence.said_hello(M, online=False, agent_version="2", known_version="1"),
+            MachineCameOnline(machine_id=M, agent_version="2"),
+            {"online": True, "agent_version": "2"},
         ),
         (presence.addresses(M, ("10.0.0.2", "10.0.0.1"), ["10.0.0.1", "10.0.0.2"]), None, None),  # order aside
         (

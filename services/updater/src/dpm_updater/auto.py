@@ -8,6 +8,10 @@
   failed on.
 - A machine busy with another delivery is left alone: that delivery's end (or its execution's)
   triggers the next look.
+- A machine whose agent is not at the server's version gets the agent's own package (``dpm-agent``)
+  first and alone, whatever its urgency (``domain.agent_upgrade``); the upgraded agent's hello
+  (AgentVersionChanged) triggers the next look. A failed upgrade is not retried by itself: the
+  machine stays shown as outdated, and notify-now or a remote update naming dpm-agent upgrades it.
 
 Each (machine, package, revision) goes automatically once (``updater.auto_updates``, and a delivery
 id named by what it delivers, so two events racing the read model make one delivery): a failed
@@ -37,6 +41,7 @@ from dpm_schemas import DpmError, E, Metadata, subjects
 from dpm_schemas.agent_protocol import MAX_ITEMS, InstallItem, InstallWhen
 from dpm_schemas.base import Event
 from dpm_schemas.events import (
+    AgentVersionChanged,
     AutoUpdateEnded,
     ExecutionCompleted,
     ExecutionFailed,
@@ -46,12 +51,13 @@ from dpm_schemas.events import (
     UpdatesNotifyRequested,
 )
 from dpm_schemas.ids import stream_id
-from dpm_updater import auto_sql
+from dpm_schemas.packages import AGENT_PACKAGE_ID
+from dpm_updater import auto_sql, upgrades
 from dpm_updater.deliverer import Deliverer
-from dpm_updater.domain import delivery
+from dpm_updater.domain import agent_upgrade, delivery
 from dpm_updater.domain.delivery import Request
 from dpm_updater.orders import Delivery, grant_and_order
-from dpm_updater.projections import inventory_of
+from dpm_updater.projections import catalogue_of, inventory_of
 
 log = logging.getLogger(__name__)
 router = Router(service="updater")
@@ -68,7 +74,9 @@ READ_MODELS = (
     "updater.deliveries",
     "updater.auto_update_times",
 )
-MachineEvent = MachineCameOnline | InventoryReported | AutoUpdateEnded | ExecutionCompleted | ExecutionFailed
+MachineEvent = (
+    MachineCameOnline | AgentVersionChanged | InventoryReported | AutoUpdateEnded | ExecutionCompleted | ExecutionFailed
+)
 ALWAYS = datetime.max.replace(tzinfo=UTC)  # notify-now: every high-urgency package is due
 
 
@@ -87,8 +95,8 @@ async def package_registered(e: PackageRegistered, ctx: Ctx, *, deliverer: Deliv
 
 
 @router.handles(
-    MachineCameOnline, InventoryReported, AutoUpdateEnded, ExecutionCompleted, ExecutionFailed,
-    durable="auto", actor=ACTOR,
+    MachineCameOnline, AgentVersionChanged, InventoryReported, AutoUpdateEnded, ExecutionCompleted,
+    ExecutionFailed, durable="auto", actor=ACTOR,
 )  # fmt: skip
 async def machine_heard(e: MachineEvent, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
     """The machine came online, reported its inventory, or ended a delivery or an execution that
@@ -213,15 +221,20 @@ async def _due(ctx: Ctx, machine_id: uuid.UUID, *, now: datetime, notify: bool) 
     busy, or its agent has not reported an inventory (its first one triggers another look)."""
     if await auto_sql.busy(ctx.conn, machine_id, now):
         return None
+    had = await auto_sql.delivered(ctx.conn, machine_id, failed_too=not notify)
+    current = await upgrades.agent_version(ctx.conn, machine_id)
+    agent = (await catalogue_of(ctx.conn, [AGENT_PACKAGE_ID])).get(AGENT_PACKAGE_ID)
+    upgrade = agent_upgrade.needed(current, agent)
+    if upgrade and current and (AGENT_PACKAGE_ID, upgrade.package.revision) not in had:
+        return agent_upgrade.plan(upgrade, current)  # had and failed: the old agent still gets the rest
     inventory = await inventory_of(ctx.conn, machine_id)
     if inventory is None:
         return None
-    had = await auto_sql.delivered(ctx.conn, machine_id, failed_too=not notify)
     high_before = ALWAYS if notify else await _last_auto_time(ctx, machine_id, now)
     catalogue = {
         pid: s
         for pid, s in (await auto_sql.catalogue_due(ctx.conn, high_before)).items()
-        if (pid, s.package.revision) not in had
+        if (pid, s.package.revision) not in had and pid != AGENT_PACKAGE_ID  # judged by version above
     }
     if not catalogue:
         return None

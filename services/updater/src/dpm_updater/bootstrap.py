@@ -12,7 +12,7 @@ from dpm_runtime.directory import MachineDirectory, Presence
 from dpm_runtime.projection import Projection
 from dpm_runtime.service import Runtime, Service, Wiring
 from dpm_schemas import DpmError
-from dpm_updater import auto, auto_sql, handlers, rollouts, routes, source_handlers
+from dpm_updater import auto, auto_sql, handlers, rollouts, routes, source_handlers, upgrades
 from dpm_updater.adapters.content import ContentStore
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.downloads import Downloads
@@ -69,7 +69,7 @@ def bootstrap(settings: UpdaterSettings, *, clock: Callable[[], datetime] = now)
             )
 
         return Wiring(
-            ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", auto_sql.AUTO_GRANTED_DDL],
+            ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", auto_sql.AUTO_GRANTED_DDL, upgrades.WAITS_DDL],
             projections=projections(),
             consumers=[
                 *handlers.router.bind(deliverer=deliverer, clock=now),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 from dpm_agent_gateway.domain.enrolment import Found, unregistered
 from dpm_agent_gateway.domain.tokens import token_hash
@@ -153,17 +154,25 @@ async def session_truth(
     return {r[0]: (r[1], bool(r[2]), r[3]) for r in await cur.fetchall()}
 
 
-async def locked_presence(conn: Conn, machine_id: uuid.UUID) -> tuple[bool, list[str], str]:
-    """(online, ips, inventory digest), the row locked for this transaction (created if absent)."""
+class PresenceRow(NamedTuple):
+    online: bool
+    ips: list[str]
+    inventory_digest: str
+    agent_version: str
+
+
+async def locked_presence(conn: Conn, machine_id: uuid.UUID) -> PresenceRow:
+    """The machine's presence row, locked for this transaction (created if absent)."""
     await conn.execute(
         f"INSERT INTO {SCHEMA}.presence (machine_id, online) VALUES (%s, false) ON CONFLICT DO NOTHING", (machine_id,)
     )
     cur = await conn.execute(
-        f"SELECT online, ips, inventory_digest FROM {SCHEMA}.presence WHERE machine_id = %s FOR UPDATE", (machine_id,)
+        f"SELECT online, ips, inventory_digest, agent_version FROM {SCHEMA}.presence WHERE machine_id = %s FOR UPDATE",
+        (machine_id,),
     )
     row = await cur.fetchone()
     assert row is not None
-    return bool(row[0]), list(row[1]), str(row[2])
+    return PresenceRow(bool(row[0]), list(row[1]), str(row[2]), str(row[3]))
 
 
 async def record(log: EventLog, conn: Conn, machine_id: uuid.UUID, event: Event, **columns: object) -> None:

@@ -1,5 +1,7 @@
 """Which presence changes reach the log (pure): only transitions. A machine that says hello or is
-heard from while its row shows it offline comes online; addresses and inventory are appended only
+heard from while its row shows it offline comes online; one that says hello while online (its agent
+restarted within the timeout, after upgrading itself) with another agent version than its row holds
+changed its agent version; addresses and inventory are appended only
 when they differ from what the row holds; a machine silent for the timeout goes offline. Each change
 is the event for the agent stream and the presence columns it sets, written in one transaction
 under the row's lock (``presence.Presence``), so no transition is reported twice."""
@@ -12,7 +14,13 @@ from dataclasses import dataclass
 
 from dpm_schemas.agent_protocol import Inventory
 from dpm_schemas.base import Event
-from dpm_schemas.events import InventoryReported, MachineAddressesChanged, MachineCameOnline, MachineWentOffline
+from dpm_schemas.events import (
+    AgentVersionChanged,
+    InventoryReported,
+    MachineAddressesChanged,
+    MachineCameOnline,
+    MachineWentOffline,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,16 @@ def came_online(machine_id: uuid.UUID, *, online: bool, agent_version: str) -> C
         return None
     event = MachineCameOnline(machine_id=machine_id, agent_version=agent_version)
     return Change(event, {"online": True, "agent_version": agent_version})
+
+
+def said_hello(machine_id: uuid.UUID, *, online: bool, agent_version: str, known_version: str) -> Change | None:
+    """A hello: online if it was not, else its agent's new version if that changed."""
+    if not online:
+        return came_online(machine_id, online=online, agent_version=agent_version)
+    if agent_version == known_version:
+        return None
+    event = AgentVersionChanged(machine_id=machine_id, agent_version=agent_version, previous=known_version)
+    return Change(event, {"agent_version": agent_version})
 
 
 def addresses(machine_id: uuid.UUID, ips: tuple[str, ...], known: list[str]) -> Change | None:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from dpm_schemas.base import Event
 from dpm_schemas.envelope import RecordedEvent
 from dpm_schemas.events import (
+    AgentVersionChanged,
     MachineAddressesChanged,
     MachineBooted,
     MachineCameOnline,
@@ -40,6 +41,7 @@ MACHINE_ID_EVENTS = (
     MachineDeleted,
     MachineCameOnline,
     MachineWentOffline,
+    AgentVersionChanged,
 )
 # every event the machine list reads: those naming a machine, and boots (matched by MAC)
 EVENT_TYPES = tuple(cls.wire_name for cls in (*MACHINE_ID_EVENTS, MachineBooted))
@@ -154,6 +156,11 @@ def _(event: MachineCameOnline, row: MachineRow | None, rec: RecordedEvent) -> M
     if row is None:
         return None
     return row._replace(online=True, agent_version=event.agent_version, power_error=None, position=rec.position)
+
+
+@evolve.register
+def _(event: AgentVersionChanged, row: MachineRow | None, rec: RecordedEvent) -> MachineRow | None:
+    return row._replace(agent_version=event.agent_version, position=rec.position) if row else None
 
 
 @evolve.register

@@ -55,7 +55,7 @@ def plan(request: Request, catalogue: Mapping[str, Stored], inventory: Inventory
     chosen = [catalogue[p].package for p in request.package_ids]
     verdicts = assess(inventory, chosen)
     order = install_order(verdicts, chosen)
-    items = tuple(_item(catalogue[p]) for p in order)
+    items = tuple(item_of(catalogue[p]) for p in order)
     skipped = tuple(_why(a) for a in verdicts if a.verdict is not Verdict.APPLICABLE)
     alone = [i.package.id for i in items if i.package.execution.exclusive]
     if alone and len(items) > 1:  # the seed's rule: an exclusive package is applied on its own
@@ -64,7 +64,7 @@ def plan(request: Request, catalogue: Mapping[str, Stored], inventory: Inventory
     return Plan(items, skipped)
 
 
-def _item(s: Stored) -> InstallItem:
+def item_of(s: Stored) -> InstallItem:
     """The file goes by the name the package declares for it (its installer looks for that name),
     else the name it was uploaded under."""
     declared = s.package.execution.files[0] if s.package.execution.files else ""
