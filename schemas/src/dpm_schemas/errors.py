@@ -1312,6 +1312,42 @@ class E:
         "that the URL points at a Debian repository and not at something else.",
         502,
     )
+    # -- issue 14 (packages): RPM repositories as package sources (their metadata, E288/E289/E298/E299) --
+    SOURCE_RPM_METADATA_INVALID = _define(
+        "DPM-E288",
+        "RPM repository metadata not readable",
+        "Source {source}: {file} is not usable RPM repository metadata: {reason}.",
+        "Check that the URL is the base of an RPM repository (<url>/repodata/repomd.xml and the primary "
+        "metadata it lists, as createrepo_c writes them, with sha256 checksums); a DTD or entity declaration "
+        "is never accepted. See docs/package-sources.md.",
+        502,
+    )
+    SOURCE_RPM_PRIMARY_MISSING = _define(
+        "DPM-E289",
+        "RPM repository lists no primary metadata",
+        "Source {source}: {file} lists no primary metadata (it lists {types}).",
+        "Regenerate the repository's metadata with createrepo_c (it writes repodata/repomd.xml with a "
+        '<data type="primary"> entry), or check that the URL is the repository\'s base.',
+        502,
+    )
+    SOURCE_RPM_METADATA_MISMATCH = _define(
+        "DPM-E298",
+        "RPM metadata does not match repomd.xml",
+        "Source {source}: {url} has {algorithm} {actual} and {size} bytes; repomd.xml lists {expected} and "
+        "{expected_size} bytes.",
+        "The repository's metadata changed under it (a mirror mid-update, or createrepo_c still running) or "
+        "was altered in transit; run the sync again later, and if it persists regenerate the metadata. "
+        "Nothing of it was used.",
+        502,
+    )
+    SOURCE_COMPRESSION_UNSUPPORTED = _define(
+        "DPM-E299",
+        "Repository metadata compression not supported",
+        "Source {source}: {url} is compressed as {compression!r}, which this updater cannot read.",
+        "Regenerate the metadata with a supported compression (createrepo_c --compress-type gz, xz, bz2 or "
+        "zstd; zstd needs the zstandard module in the updater), or ask the repository's owner to.",
+        502,
+    )
     # -- issue 14 (packages): the updater's store, delivery and routes, DPM-E270..E299 --------------------
     PACKAGE_UPLOAD_OFFSET = _define(
         "DPM-E270",

@@ -1,17 +1,17 @@
-"""Package sources (issue 14): Debian-format repositories the updater syncs, so their packages are
-offered like Foreman/Katello offer errata. The api decides what a source is (``source-<id>``:
-SourceSaved, SourceRemoved, SourceSyncRequested); the updater records what each sync found
-(``sync-<id>``: SourceSynced, with the include-filtered packages new or changed since the last
-sync, their files already in its content store). No secret is ever in these events: a proxy's
-credentials live in the updater's own settings (DPM_UPDATER_SOURCE_CREDENTIALS)."""
+"""Package sources (issue 14): Debian-format (``kind`` "deb") or RPM (``kind`` "rpm") repositories
+the updater syncs, so their packages are offered like Foreman/Katello offer errata. The api decides
+what a source is (``source-<id>``: SourceSaved, SourceRemoved, SourceSyncRequested); the updater
+records what each sync found (``sync-<id>``: SourceSynced, with the include-filtered packages new or
+changed since the last sync, their files already in its content store). No secret is ever in these
+events: a proxy's credentials live in the updater's own settings (DPM_UPDATER_SOURCE_CREDENTIALS)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from dpm_schemas.base import Event
 from dpm_schemas.packages import Urgency
@@ -24,26 +24,42 @@ Glob = Annotated[str, Field(pattern=r"^[A-Za-z0-9.+*?\[\]!-]{1,100}$", max_lengt
 OFFERED_MAX = 1000  # entries per SourceSynced; a sync that offers more appends several (``final`` on the last)
 KEY_MAX = 100_000  # an armoured OpenPGP public key with its signatures
 ArmoredKey = Annotated[str, StringConstraints(max_length=KEY_MAX, pattern=MULTI_LINE_PATTERN)]
+SourceKind = Literal["deb", "rpm"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("deb", "rpm")
 
 
 class SourceSaved(Event):
     """A source's settings (new, or replacing the previous ones): what to sync, how, and which of its
-    packages to offer. ``include`` is required: a whole Debian mirror is not a catalogue."""
+    packages to offer. ``include`` is required: a whole Debian mirror is not a catalogue.
+
+    ``kind`` "deb" (the default, so every SourceSaved recorded before RPM sources still folds as
+    the Debian source it was) has a suite and at least one component and architecture; "rpm" has
+    no suite and no components (``<url>/repodata/repomd.xml`` says what there is), and its
+    architectures are an optional filter (none: every architecture; noarch always counts)."""
 
     wire_name = "SourceSaved"
 
     source_id: uuid.UUID
     name: SourceName
+    kind: SourceKind = "deb"
     url: Text  # http(s) base of the repository
-    suite: Plain
-    components: Annotated[tuple[Plain, ...], Field(min_length=1, max_length=16)]
-    architectures: Annotated[tuple[Plain, ...], Field(min_length=1, max_length=16)]
+    suite: Plain | None = None  # deb only
+    components: Annotated[tuple[Plain, ...], Field(max_length=16)] = ()  # deb only
+    architectures: Annotated[tuple[Plain, ...], Field(max_length=16)] = ()
     key: ArmoredKey | None = None  # armoured public key; None: unsigned
     include: Annotated[tuple[Glob, ...], Field(min_length=1, max_length=100)]
     urgency: Urgency = Urgency.NORMAL  # of the packages it offers (highest: auto-update pushes them)
     interval_minutes: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 360
     proxy: Text | None = None  # http://host:port, never with credentials
     verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> SourceSaved:
+        if self.kind == "deb" and (self.suite is None or not self.components or not self.architectures):
+            raise ValueError("a deb source has a suite and at least one component and architecture")
+        if self.kind == "rpm" and (self.suite is not None or self.components):
+            raise ValueError("an rpm source has no suite and no components")
+        return self
 
 
 class SourceRemoved(Event):

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from dpm_api.domain import sources as rules
 from dpm_packages import parse_package
-from dpm_packages.versions import compare_debian
 from dpm_runtime.eventlog import NO_STREAM, EventLog, StreamConflict
 from dpm_runtime.handlers import Ctx, Retry, Router
 from dpm_schemas import DpmError, subjects
@@ -36,8 +35,8 @@ async def source_synced(e: SourceSynced, ctx: Ctx, *, eventlog: EventLog) -> Non
     saved = next((r.event for r in reversed(history) if isinstance(r.event, SourceSaved | SourceRemoved)), None)
     if not isinstance(saved, SourceSaved):
         return
-    per_arch = len(saved.architectures) > 1
-    for package_id, entry in sorted(rules.newest(e.offered, saved.name, per_arch=per_arch).items()):
+    per_arch = rules.per_arch(saved.kind, saved.architectures)
+    for package_id, entry in sorted(rules.newest(e.offered, saved.name, per_arch=per_arch, kind=saved.kind).items()):
         await _offer(ctx, eventlog, saved, package_id, entry)
 
 
@@ -47,7 +46,9 @@ async def _offer(ctx: Ctx, eventlog: EventLog, saved: SourceSaved, package_id: s
     current = _current(history)
     if current is not None:
         now = current.package.system_version
-        if (now, current.content_sha256) == (entry.version, entry.sha256) or compare_debian(entry.version, now) < 0:
+        if (now, current.content_sha256) == (entry.version, entry.sha256) or rules.compare_versions(
+            saved.kind, entry.version, now
+        ) < 0:
             return
     try:
         package = parse_package(_definition(saved, package_id, entry))
@@ -83,10 +84,10 @@ def _current(history: Sequence[RecordedEvent]) -> PackageRegistered | None:
 def _definition(saved: SourceSaved, package_id: str, entry: OfferedPackage) -> dict[str, object]:
     return {
         "id": package_id,
-        "type": "deb",
+        "type": saved.kind,  # deb or rpm, the package type an agent installs it as
         "summary": f"{entry.name} {entry.version} from package source {saved.name}",
         "urgency": saved.urgency.value,
         "system_package": entry.name,
         "system_version": entry.version,
-        "architectures": [] if entry.architecture == "all" else [entry.architecture],
+        "architectures": [] if entry.architecture in rules.ANY_ARCH else [entry.architecture],
     }

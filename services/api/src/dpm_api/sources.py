@@ -29,12 +29,17 @@ def saved_of(fields: dict[str, Any]) -> SourceSaved:
     """The SourceSaved of an operator's settings, every one checked first with its own code."""
     name = fields["name"]
     rules.check_name(name)
+    fields = {**fields, "kind": fields.get("kind") or "deb"}
+    rules.check_kind(name, fields["kind"])
+    fields |= rules.kind_defaults(name, fields)
     rules.check_url(name, "url", fields["url"])
     if fields.get("proxy") is not None:
         rules.check_url(name, "proxy", fields["proxy"], proxy=True)
-    rules.check_plain(name, "suite", [fields["suite"]])
-    for field in ("components", "architectures"):
-        rules.check_plain(name, field, fields[field])
+    deb = fields["kind"] == "deb"
+    if deb:
+        rules.check_plain(name, "suite", [fields["suite"]])
+        rules.check_plain(name, "components", fields["components"])
+    rules.check_plain(name, "architectures", fields["architectures"], at_least=1 if deb else 0)
     rules.check_include(name, fields["include"])
     rules.check_key(name, fields.get("key"))
     tuples = {k: tuple(fields[k]) for k in ("components", "architectures", "include")}
@@ -149,4 +154,6 @@ def _view(definition: dict[str, Any], sync_id: uuid.UUID | None, ok: bool | None
     if ok is not None:
         last = {"sync_id": str(sync_id), "ok": ok, "code": code, "message": message, "at": at.isoformat()}
         last["counts"] = counts
-    return {**shown, "signed": definition.get("key") is not None, "last_sync": last, "offered_total": offered_total}
+    # "kind": a row folded from a SourceSaved older than kinds has none (it is a deb source)
+    return {"kind": "deb", **shown, "signed": definition.get("key") is not None, "last_sync": last,
+            "offered_total": offered_total}  # fmt: skip

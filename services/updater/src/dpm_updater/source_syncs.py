@@ -3,7 +3,7 @@ SourceSyncRequested, from the durable "sources") and a timer that syncs every so
 has passed, on the injected clock.
 
 A sync reads the source and what earlier syncs offered from ``source_models``, runs the blocking
-``SourceSync`` on a worker thread (the Release, its signature, the indexes, then the files of the
+``SourceSync`` on a worker thread (the Release or repomd.xml, its signature, the indexes, then the files of the
 included packages that are new or changed, hash-checked into the content store agents are served
 from), and appends SourceSynced to ``sync-<source>``. Every failure is a SourceSynced with ok False
 and its code; a package whose file did not arrive is not offered, so the next sync tries it again.
@@ -107,7 +107,8 @@ class SourceSyncs:
             )
         offers = offered(result.changes, {f.filename for f in result.failures})
         first = result.failures[0] if result.failures else None
-        message = first.message if first else f"{len(offers)} packages offered"
+        # the first failure names its file: a full store's message names only the directory
+        message = f"{first.filename}: {first.message}" if first else f"{len(offers)} packages offered"
         return synced_events(
             saved.source_id,
             at,
@@ -129,8 +130,9 @@ class SourceSyncs:
         proxy = proxy_with(saved.proxy, credentials_for(self.credentials, saved.name)) if saved.proxy else None
         return SourceConfig(
             name=saved.name,
+            kind=saved.kind,
             url=saved.url,
-            suite=saved.suite,
+            suite=saved.suite or "",
             components=saved.components,
             architectures=saved.architectures,
             key_file=key_file,

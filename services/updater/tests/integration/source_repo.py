@@ -6,6 +6,7 @@ are made known to pytest by conftest.py; the test imports the types and helpers 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -23,6 +24,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from dpm_schemas import DpmError
+from dpm_updater.adapters.content import ContentStore
+from dpm_updater.sources.config import SourceConfig
+from dpm_updater.sources.sync import SourceSync
 
 TOOLS = ("dpkg-deb", "dpkg-scanpackages", "gpg", "gpgv")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]
@@ -245,3 +251,29 @@ def proxy() -> Iterator[Served]:
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+def code_of(sync: SourceSync, cfg: SourceConfig) -> str:
+    """The code a sync that must fail fails with."""
+    with pytest.raises(DpmError) as err:
+        sync.run(cfg, None, fetch_packages=True)
+    return err.value.code
+
+
+@pytest.fixture
+def sync(tmp_path: Path) -> SourceSync:
+    return SourceSync(ContentStore(tmp_path / "store"))
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real small file system (we run as root in CI); skipped only where mounting is not permitted."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+                             capture_output=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)

@@ -3,17 +3,15 @@ every failure the operator can meet comes back with its own code."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from source_repo import INDEX, MISSING, Repo, Served, sha256
+from source_repo import INDEX, MISSING, Repo, Served, code_of, sha256, tmpfs
 
 from dpm_schemas import DpmError, E
 from dpm_updater.adapters.content import ContentStore
@@ -35,17 +33,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def code_of(sync: SourceSync, cfg: SourceConfig) -> str:
-    with pytest.raises(DpmError) as err:
-        sync.run(cfg, None, fetch_packages=True)
-    return err.value.code
-
-
-@pytest.fixture
-def sync(tmp_path: Path) -> SourceSync:
-    return SourceSync(ContentStore(tmp_path / "store"))
 
 
 def test_good_sync_stores_by_hash_and_a_second_sync_fetches_nothing(
@@ -189,24 +176,11 @@ def test_a_component_the_release_does_not_list(sync: SourceSync, repo: Repo, web
     assert code_of(sync, config(web.url, repo.key, components=("contrib",))) == E.SOURCE_INDEX_MISSING.code
 
 
-@contextlib.contextmanager
-def tiny_tmpfs(where: Path) -> Iterator[Path]:
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(where)],
-                             capture_output=True, check=False)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); see the unit test of ENOSPC")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
-
-
 def test_disk_full_is_a_per_file_failure_with_nothing_partial_left(
     repo: Repo, web: Served, debs: dict[str, Path], tmp_path: Path
 ) -> None:
     repo.publish([debs["big"], debs["hello"]])
-    with tiny_tmpfs(tmp_path / "small") as small:
+    with tmpfs(tmp_path / "small", "64k") as small:
         sync = SourceSync(ContentStore(small / "store"))
         result = sync.run(config(web.url, repo.key), None, fetch_packages=True)
         assert [(f.filename, f.code) for f in result.failures] == [

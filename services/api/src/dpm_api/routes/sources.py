@@ -1,6 +1,7 @@
-"""Package sources over HTTP: save (``POST /sources``: a new name adds one, a known name replaces its
-settings), list, show, remove, and "sync now". Reads need the viewer role, changes the operator's.
-A sync's outcome is in ``last_sync`` of ``GET /sources/{name}`` once the updater recorded it."""
+"""Package sources (Debian-format or RPM repositories) over HTTP: save (``POST /sources``: a new
+name adds one, a known name replaces its settings), list, show, remove, and "sync now". Reads need
+the viewer role, changes the operator's. A sync's outcome is in ``last_sync`` of
+``GET /sources/{name}`` once the updater recorded it."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ Names = Annotated[list[Label], Field(max_length=100)]
 
 class SourceIn(BaseModel):
     name: Label
-    url: Text = Field(description="http(s) base of the Debian-format repository (<url>/dists/<suite>/...)")
-    suite: Label = "stable"
-    components: Names = ["main"]
-    architectures: Names = ["amd64"]
+    kind: Label = Field(default="deb", description="deb (a Debian-format repository) or rpm (an RPM repository)")
+    url: Text = Field(description="http(s) base of the repository (deb: <url>/dists/<suite>/...; rpm: <url>/repodata/)")
+    suite: Label | None = Field(default=None, description="deb only; default stable")
+    components: Names | None = Field(default=None, description="deb only; default main")
+    architectures: Names | None = Field(default=None, description="deb default amd64; rpm: a filter, none = every one")
     key: ArmoredKey | None = Field(
         default=None, description="the repository's ASCII-armoured OpenPGP public key; none: signatures not checked"
     )

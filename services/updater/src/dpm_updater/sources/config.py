@@ -1,5 +1,7 @@
 """A package source's settings, checked once when they are made: a sync never starts with a URL,
 name or key it cannot use, and every refusal carries its code (DPM-E250 URL, DPM-E251 the rest).
+A "deb" source (the default) has a suite, components and architectures; an "rpm" one only its base
+URL and, optionally, architectures to keep (``<url>/repodata/repomd.xml`` says the rest).
 
 The proxy is only ever the one configured here (the HTTP adapter never reads the environment's
 proxies), so what a sync goes through is visible in the source's settings and nowhere else."""
@@ -19,13 +21,16 @@ _NAME = re.compile(r"[A-Za-z0-9._+~-]{1,64}")
 MiB = 1024 * 1024
 
 
+KINDS = ("deb", "rpm")
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     name: str
-    url: str  # the repository's base: <url>/dists/<suite>/... and <url>/<Filename>
-    suite: str
-    components: tuple[str, ...]
-    architectures: tuple[str, ...]
+    url: str  # the repository's base: <url>/dists/<suite>/... (rpm: <url>/repodata/...) and <url>/<Filename>
+    suite: str = ""  # deb only
+    components: tuple[str, ...] = ()  # deb only
+    architectures: tuple[str, ...] = ()  # deb: at least one; rpm: a filter, none meaning every one
     key_file: Path | None = None  # OpenPGP public key (binary or armoured); None: no signature check
     proxy: str | None = None  # http://[user:password@]host:port
     verify_tls: bool = True
@@ -34,16 +39,17 @@ class SourceConfig:
     read_timeout: float = 30.0
     max_release_bytes: int = 16 * MiB  # InRelease / Release / Release.gpg
     max_index_bytes: int = 512 * MiB  # a Packages index, compressed or not
-    max_package_bytes: int = 4096 * MiB  # one .deb
+    max_package_bytes: int = 4096 * MiB  # one .deb or .rpm
+    kind: str = "deb"
 
     def __post_init__(self) -> None:
         _plain(self.name, self.name or "?", "name")
         check_url(self.url, source=self.name, field="url", schemes=("http", "https"))
         if self.proxy is not None:
             check_url(self.proxy, source=self.name, field="proxy", schemes=("http",))
-        _plain(self.suite, self.name, "suite")
+        self._check_kind()
         for field, values in (("components", self.components), ("architectures", self.architectures)):
-            if not values:
+            if not values and self.kind == "deb":
                 raise E.SOURCE_SETTING_INVALID(source=self.name, field=field, value="", reason="none given")
             for value in values:
                 _plain(value, self.name, field)
@@ -54,6 +60,16 @@ class SourceConfig:
         positive = (self.connect_timeout, self.read_timeout, self.max_release_bytes, self.max_index_bytes)
         if min(*positive, self.max_package_bytes) <= 0:
             raise E.SOURCE_SETTING_INVALID(source=self.name, field="limits", value=positive, reason="must be > 0")
+
+    def _check_kind(self) -> None:
+        if self.kind not in KINDS:
+            raise E.SOURCE_SETTING_INVALID(source=self.name, field="kind", value=self.kind, reason="deb or rpm")
+        if self.kind == "deb":
+            _plain(self.suite, self.name, "suite")
+        elif self.suite or self.components:
+            value = self.suite or " ".join(self.components)
+            reason = "an rpm source has no suite or components"
+            raise E.SOURCE_SETTING_INVALID(source=self.name, field="suite/components", value=value, reason=reason)
 
     @property
     def base(self) -> str:

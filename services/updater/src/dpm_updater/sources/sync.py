@@ -1,5 +1,6 @@
-"""One sync of a package source: the signed Release, the Packages indexes it lists, the change
-against the previous snapshot, and (when asked) the packages themselves into the content store.
+"""One sync of a package source: the signed Release, the Packages indexes it lists (an RPM source:
+the signed repomd.xml and its primary metadata, ``sources.rpm``), the change against the previous
+snapshot, and (when asked) the packages themselves into the content store.
 
 Blocking by design (HTTP, gpgv and disk, one after the other): the service runs it on a worker
 thread (``asyncio.to_thread``) from an effect, never on the event loop. A failure of the Release or
@@ -21,6 +22,7 @@ from dpm_updater.sources.domain.changes import Changes, diff
 from dpm_updater.sources.domain.packages import Index, PackageEntry, parse_packages
 from dpm_updater.sources.domain.plan import INRELEASE, RELEASE, RELEASE_SIG, decoded_index, plan_indexes
 from dpm_updater.sources.domain.release import IndexFile, Release, parse_release
+from dpm_updater.sources.rpm import rpm_index
 
 # the store itself failed: the next packages would fail alike, so they are not fetched
 _STORE_WIDE = (E.SOURCE_DISK_FULL.code, E.SOURCE_STORE_UNWRITABLE.code)
@@ -36,12 +38,12 @@ class FileFailure:
 @dataclass(frozen=True)
 class SyncResult:
     source: str
-    release: Release
+    release: Release | None  # None for an RPM source (its repomd.xml is not kept)
     index: Index
     changes: Changes
     downloaded: tuple[PackageEntry, ...] = ()  # packages fetched into the store by this sync
     failures: tuple[FileFailure, ...] = ()  # packages that could not be fetched, each with its code
-    index_bytes: int = 0  # Release, signature and Packages bytes received
+    index_bytes: int = 0  # Release (repomd.xml), signature and index bytes received
     package_bytes: int = 0
     listed: int = 0  # entries in the repository's indexes, before ``include``
 
@@ -67,8 +69,12 @@ class SourceSync:
     ) -> SyncResult:
         """``include``: the packages that count (the rest are neither compared nor fetched)."""
         with self.fetcher(config) as http:
-            release = parse_release(self._release_text(http, config), source=config.name)
-            full = self._index(http, config, release)
+            release = None
+            if config.kind == "rpm":
+                full = rpm_index(http, config)
+            else:
+                release = parse_release(self._release_text(http, config), source=config.name)
+                full = self._index(http, config, release)
             index = Index(tuple(e for e in full.entries if include(e))) if include else full
             index_bytes = http.bytes_fetched
             done, failures = self._packages(http, config, index) if fetch_packages else ((), ())

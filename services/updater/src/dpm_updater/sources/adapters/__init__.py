@@ -1,1 +1,1 @@
-"""The I/O of a package source (HTTP, gpgv, the content store): not written yet (see the report)."""
+"""The I/O of a package source: HTTP (``http``), gpgv (``gpg``) and the content store (``store``)."""
