@@ -21,9 +21,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[2] / "services/updater/tests/integration"))
 from source_repo import MISSING, Repo, Served, _web, code_of, keys, sha256, sync
 
+from dpm_agent.packages.install import InstallOptions, install
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 from dpm_schemas import DpmError, E
+from dpm_schemas.packages import Execution, Package, PackageType
 from dpm_updater.sources.config import SourceConfig
 from dpm_updater.sources.sync import SourceSync
 from tests.integration.test_package_sources import Clock, last_sync, packages, updater
@@ -249,3 +251,20 @@ async def test_an_rpm_source_through_the_api_becomes_rpm_packages(
         await asyncio.to_thread(cli.sources_ls, False)
         listed = capsys.readouterr().out
         assert any("rpm3" in line and " rpm " in line for line in listed.splitlines()), listed
+
+
+async def test_the_agent_installs_a_synced_rpm_into_its_own_rpm_database(tmp_path: Path) -> None:
+    """What a source offers, the agent installs: ``rpm -i --root`` into a scratch tree with its own
+    package database (nothing touches the host's), the install judged by rpm's exit code."""
+    built = build_rpm(tmp_path, "hello", "1.0", "1", b"hi\n")
+    root = tmp_path / "machine"
+    root.mkdir()
+    package = Package(id="el-hello", type=PackageType.RPM, system_package="hello", system_version="1.0-1",
+                      execution=Execution(files=(built.name,)))  # fmt: skip
+    done = await install(package, {built.name: built}, InstallOptions(root=root, timeout=120))
+    assert done.ok and done.exit_code == 0, done
+    assert (root / "usr/share/hello/data").read_bytes() == b"hi\n"
+    query = subprocess.run(["rpm", "-q", "--root", str(root), "hello"], capture_output=True, text=True, check=True)
+    assert query.stdout.strip() == "hello-1.0-1.noarch"
+    again = await install(package, {built.name: built}, InstallOptions(root=root, timeout=120))
+    assert not again.ok and again.code == "DPM-E234" and "already installed" in again.output_tail, again
