@@ -155,17 +155,17 @@ async def restart_old(api, agent: AgentProcess) -> None:
 async def check_upgrade_before_a_remote_update(api, agent: AgentProcess) -> None:
     """The old agent is back; automatic delivery had this revision already, so only the step upgrades
     it. The step's own package is installed by the new agent: its script records the version of the
-    agent package the running agent was started from."""
+    agent that runs it (DPM_AGENT_VERSION, which the agent gives every installer)."""
     await restart_old(api, agent)
     marker = agent.code.parent / "after.txt"
-    record = f"sh -c 'grep -h __version__ {agent.code}/dpm_agent/__init__.py > {marker}'"
+    record = f"sh -c 'echo $DPM_AGENT_VERSION > {marker}'"  # the version of the agent running the install
     after = {"id": "after-upgrade", "type": "script", "execution": {"command": record}}
     assert (await api.http.post("/packages", json={"definition": after})).status_code == 201
     spec = {"kind": "remote-update", "timeout_seconds": 300, "params": {"packages": "after-upgrade"}}
     assert (await api.http.post("/scenarios", json={"name": "upg-after", "spec": spec})).status_code == 201
     (done,) = await run_until_done(api.http, "upg-after", {"machines": ["upg-1"]}, 1, timeout=180)
     assert done["state"] == "completed", done
-    assert marker.read_text().strip() == f'__version__ = "{DPM_VERSION}"'
+    assert marker.read_text().strip() == DPM_VERSION
     assert (await machine(api))["agent_version"] == DPM_VERSION
     upgrades = [u for u in await history(api) if u["package_id"] == "dpm-agent"]
     assert len(upgrades) == 2 and all(u["ok"] for u in upgrades), upgrades

@@ -195,11 +195,14 @@ async def test_the_agents_own_package_restarts_it_after_the_final_report(tmp_pat
     restarts: list[list[str]] = []
     reboots: list[int] = []
 
-    async def restart() -> None:
-        restarts.append([r.status.value for r in updater.reports])
-
     async def reboot() -> None:
         reboots.append(1)
+
+    async def restart() -> None:  # the process would be replaced here: no order is taken meanwhile
+        restarts.append([r.status.value for r in updater.reports])
+        taken_while = order(command_item("late", "true"))
+        runner.submit(taken_while)
+        assert taken_while.execution_id not in runner._seen and runner.restarting
 
     runner = installer(tmp_path, updater, restart=restart, reboot=reboot)
     await runner.carry_out(order(command_item("other", "true")))
@@ -210,6 +213,7 @@ async def test_the_agents_own_package_restarts_it_after_the_final_report(tmp_pat
     assert restarts == [["progress", "progress", "completed"]] and reboots == []
     await runner.carry_out(order(command_item(AGENT_PACKAGE_ID, "true", reboot=True)))
     assert len(restarts) == 1 and reboots == [1]
+    assert not runner.restarting  # a restart that returns (none configured) leaves the agent taking orders
 
 
 async def test_queue_entries_of_single_packages_are_left_alone(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dpm_agent import __version__
 from dpm_agent.packages.process import Ran, run_bounded
 from dpm_schemas import DpmError, E
 from dpm_schemas.packages import Package, PackageType
@@ -178,7 +179,9 @@ def _script_plan(package: Package, paths: Mapping[str, Path], root: Path, work: 
 
 
 def _env(deb: bool = False) -> dict[str, str]:
-    env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    """Nothing of the agent's own environment; the version of the agent running the install, which
+    the agent's own package (and a package that needs a given agent) may read."""
+    env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "DPM_AGENT_VERSION": __version__}
     if deb:
         env |= {"DEBIAN_FRONTEND": "noninteractive", "DEBCONF_NONINTERACTIVE_SEEN": "true"}
     return env

@@ -19,9 +19,9 @@ after its final report is in the outbox: an agent that dies during the install r
 After an install round that changed the machine, ``on_change`` (the agent re-sends its inventory);
 when an installed package asks for a reboot, ``reboot`` -- after the final report was sent (or, if
 the updater cannot be reached, kept in the outbox, which survives the reboot). When the agent's own
-package (``dpm-agent``) installed, ``restart``, likewise after the final report: the new agent says
-hello with its new version, which is what the updater waits for before the next remote update. The
-package therefore replaces the agent's files and must not restart the agent itself.
+package (``dpm-agent``) installed, ``restart`` after the final report, still under the install lock
+(no other order starts in the old agent): the new agent's hello at its version is what the updater
+waits for. The package replaces the agent's files and does not restart the agent during its install.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class Installer:
         self.lock = asyncio.Lock()  # one install at a time on this machine
         self._tasks: set[asyncio.Task[None]] = set()
         self._active: set[uuid.UUID] = set()
+        self.restarting = False  # set once the agent's own package installed, until the process is replaced
         self._seen: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()  # recent orders
 
     def submit(self, order: InstallOrder) -> None:
@@ -101,6 +102,9 @@ class Installer:
         whether it is still under way or done since."""
         if order.execution_id in self._active or order.execution_id in self._seen:
             log.info("install order %s was taken already", order.execution_id)
+            return
+        if self.restarting:  # not remembered: the updater asks the new agent again
+            log.info("install order %s not taken: the agent is restarting into its upgrade", order.execution_id)
             return
         self._active.add(order.execution_id)
         self._seen[order.execution_id] = None
@@ -164,13 +168,18 @@ class Installer:
             final = _final(order, results)
             delivery = await self.reporter.final(order.server, order.token, final)
             done()
-        log.info("install order %s %s (report %s)", order.execution_id, final.status.value, delivery.value)
+            log.info("install order %s %s (report %s)", order.execution_id, final.status.value, delivery.value)
+            reboot = any(r.ok and r.reboot_required for _item, r in results)
+            if not reboot and any(r.ok and item.package.id == AGENT_PACKAGE_ID for item, r in results):
+                self.restarting = True  # still under the lock: no other order starts in the old agent
+                try:
+                    await self.restart()  # replaces the process; the new agent says hello at its version
+                finally:
+                    self.restarting = False  # it returned (no restart configured): this agent goes on
         if any(r.exit_code is not None or r.ok for _item, r in results):
             await self.on_change()
-        if any(r.ok and r.reboot_required for _item, r in results):
+        if reboot:
             await self.reboot()  # the agent starts again with the machine, whatever it installed
-        elif any(r.ok and item.package.id == AGENT_PACKAGE_ID for item, r in results):
-            await self.restart()
         return final
 
     async def _items(self, order: InstallOrder) -> list[Done] | None:

@@ -91,7 +91,7 @@ def _choice_rules(raw: Mapping[str, Any]) -> list[DpmError]:
         for field in ("base_service_pack", "absorbed_service_packs", "identification"):
             if raw.get(field):
                 problems.append(E.PACKAGE_SERVICE_PACK_FIELD_NOT_ALLOWED(field=field))
-    if raw.get("id") == AGENT_PACKAGE_ID and raw.get("system_version") != DPM_VERSION:
+    if raw.get("id") == AGENT_PACKAGE_ID and agent_release(raw.get("system_version")) != DPM_VERSION:
         problems.append(
             E.AGENT_PACKAGE_VERSION(
                 field="system_version", package=AGENT_PACKAGE_ID, server=DPM_VERSION, value=raw.get("system_version")
@@ -130,6 +130,14 @@ def _type_rules(raw: Mapping[str, Any], kind: object) -> list[DpmError]:
                 )
             )
     return problems
+
+
+def agent_release(system_version: object) -> str:
+    """The dpm release an agent package installs: its version without a packaging epoch or
+    revision ("1:0.2.0-1" and "0.2.0-1.el9" are release 0.2.0), as the agent reports it."""
+    if not isinstance(system_version, str):
+        return ""
+    return system_version.split(":", 1)[-1].split("-", 1)[0]
 
 
 _SEED_FIELDS = {"id", "type", "urgency", "release_date", "company", "summary", "ms_number"}

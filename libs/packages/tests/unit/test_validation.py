@@ -46,6 +46,8 @@ CASES = [
 def test_the_agent_package_registers_at_the_server_version_only() -> None:
     package = parse_package({"id": "dpm-agent", "type": "script", "system_version": DPM_VERSION})
     assert package.system_version == DPM_VERSION
+    for built in (f"{DPM_VERSION}-1", f"1:{DPM_VERSION}-2", f"{DPM_VERSION}-1.el9"):  # a .deb's or .rpm's version
+        assert parse_package({"id": "dpm-agent", "type": "deb", "system_version": built}).system_version == built
 
 
 @pytest.mark.parametrize(("change", "code", "field"), CASES)

@@ -23,8 +23,6 @@ being offline or busy then -- when it next comes online or reports its inventory
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,9 +33,9 @@ from dpm_packages import Urgency, Verdict, assess
 from dpm_packages.auto_time import last_due
 from dpm_runtime.checkpoint import require_position
 from dpm_runtime.eventlog import NO_STREAM, EventLog, StreamConflict
-from dpm_runtime.handlers import Ctx, Router, unit_of_work
+from dpm_runtime.handlers import Ctx, Router
 from dpm_runtime.service import Runtime
-from dpm_schemas import DpmError, E, Metadata, subjects
+from dpm_schemas import DpmError, E, subjects
 from dpm_schemas.agent_protocol import MAX_ITEMS, InstallItem, InstallWhen
 from dpm_schemas.base import Event
 from dpm_schemas.events import (
@@ -52,7 +50,7 @@ from dpm_schemas.events import (
 )
 from dpm_schemas.ids import stream_id
 from dpm_schemas.packages import AGENT_PACKAGE_ID
-from dpm_updater import auto_sql, upgrades
+from dpm_updater import auto_sql, rounds, upgrades
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.domain import agent_upgrade, delivery
 from dpm_updater.domain.delivery import Request
@@ -87,8 +85,8 @@ async def _ready(ctx: Ctx) -> None:
 
 @router.handles(PackageRegistered, durable="auto", actor=ACTOR)
 async def package_registered(e: PackageRegistered, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
-    if e.package.urgency is not Urgency.HIGHEST:
-        return
+    if e.package.urgency is not Urgency.HIGHEST and e.package.id != AGENT_PACKAGE_ID:
+        return  # the agent's own package goes at once to every outdated agent, whatever its urgency
     await _ready(ctx)
     for machine_id in await auto_sql.online_machines(ctx.conn):
         await push(ctx, machine_id, deliverer=deliverer, clock=clock)
@@ -99,9 +97,11 @@ async def package_registered(e: PackageRegistered, ctx: Ctx, *, deliverer: Deliv
     ExecutionFailed, durable="auto", actor=ACTOR,
 )  # fmt: skip
 async def machine_heard(e: MachineEvent, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> None:
-    """The machine came online, reported its inventory, or ended a delivery or an execution that
-    kept it busy: whatever is due now goes."""
+    """The machine came online (or its agent at a new version), reported its inventory, or ended a
+    delivery or an execution that kept it busy: whatever is due now goes."""
     await _ready(ctx)
+    if isinstance(e, AutoUpdateEnded) and e.ok and await auto_sql.brought_the_agent(ctx.conn, e.delivery_id):
+        return  # the agent is restarting into its upgrade: its hello at the new version looks next
     if await auto_sql.online(ctx.conn, e.machine_id):
         await push(ctx, e.machine_id, deliverer=deliverer, clock=clock)
 
@@ -115,17 +115,12 @@ async def notify_requested(e: UpdatesNotifyRequested, ctx: Ctx, *, deliverer: De
 
 
 async def auto_time_rounds(rt: Runtime, *, deliverer: Deliverer, clock: Clock, every: float) -> None:
-    """The timer task: ``auto_time_round`` every ``every`` seconds until the service stops; a round
-    that fails is logged and the next one runs (nothing is lost: the next round looks again)."""
-    while not rt.stop.is_set():
-        try:
-            async with unit_of_work(rt.pool, rt.eventlog, cause=Metadata.new(actor=ACTOR), actor=ACTOR,
-                                    name="auto-update-times") as ctx:  # fmt: skip
-                await auto_time_round(ctx, deliverer=deliverer, clock=clock, eventlog=rt.eventlog)
-        except Exception:
-            log.exception("auto-update time round failed; the next one looks again")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(rt.stop.wait(), every)
+    """The timer task: ``auto_time_round`` every ``every`` seconds until the service stops."""
+
+    async def body(ctx: Ctx) -> None:
+        await auto_time_round(ctx, deliverer=deliverer, clock=clock, eventlog=rt.eventlog)
+
+    await rounds.every(rt, every, "auto-update-times", body)
 
 
 async def auto_time_round(ctx: Ctx, *, deliverer: Deliverer, clock: Clock, eventlog: EventLog) -> int:

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 from dpm_runtime.eventlog import Conn
-from dpm_schemas.packages import Package, Urgency
+from dpm_schemas.packages import AGENT_PACKAGE_ID, Package, Urgency
 from dpm_updater.domain.delivery import Stored
 from dpm_updater.projections import SCHEMA
 
@@ -30,14 +30,16 @@ async def busy(conn: Conn, machine_id: uuid.UUID, now: datetime) -> bool:
     """A delivery to the machine is under way (a step or an automatic one, not ended nor expired; an
     operator's file put, or an install queued for a later boot or time, does not count) -- or an
     automatic one was granted that the deliveries read model has not applied yet (``auto_granted``,
-    written with the grant: the read model lags the handler's own appends)."""
+    written with the grant: the read model lags the handler's own appends) -- or a remote update is
+    held for its agent's upgrade (``agent_waits``: the agent restarts, then that step goes first)."""
     row = await (
         await conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries"
             " WHERE machine_id = %s AND NOT ended AND expires_at > %s AND purpose IN ('remote-update', 'auto-update'))"
             f" OR EXISTS (SELECT 1 FROM {SCHEMA}.auto_granted g WHERE g.machine_id = %s"
-            f" AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries d WHERE d.execution_id = g.delivery_id))",
-            (machine_id, now, machine_id),
+            f" AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries d WHERE d.execution_id = g.delivery_id))"
+            f" OR EXISTS (SELECT 1 FROM {SCHEMA}.agent_waits w WHERE w.machine_id = %s)",
+            (machine_id, now, machine_id, machine_id),
         )
     ).fetchone()
     return bool(row and row[0])
@@ -56,6 +58,16 @@ async def granted(conn: Conn, delivery_id: uuid.UUID, machine_id: uuid.UUID) -> 
         (delivery_id, machine_id),
     )
     await conn.execute(f"DELETE FROM {SCHEMA}.auto_granted WHERE granted_at < now() - interval '1 day'")
+
+
+async def brought_the_agent(conn: Conn, delivery_id: uuid.UUID) -> bool:
+    """Whether the delivery carried the agent's own package."""
+    cur = await conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries WHERE execution_id = %s AND %s = ANY(packages))",
+        (delivery_id, AGENT_PACKAGE_ID),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def delivered(conn: Conn, machine_id: uuid.UUID, *, failed_too: bool) -> set[tuple[str, int]]:

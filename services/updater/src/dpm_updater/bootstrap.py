@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -68,6 +69,9 @@ def bootstrap(settings: UpdaterSettings, *, clock: Callable[[], datetime] = now)
                 runtime, deliverer=deliverer, clock=now, every=settings.updater_auto_update_tick
             )
 
+        held_steps = functools.partial(
+            handlers.held_rounds, deliverer=deliverer, clock=now, grace=settings.updater_agent_upgrade_grace
+        )
         return Wiring(
             ddl=[f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}", auto_sql.AUTO_GRANTED_DDL, upgrades.WAITS_DDL],
             projections=projections(),
@@ -77,7 +81,7 @@ def bootstrap(settings: UpdaterSettings, *, clock: Callable[[], datetime] = now)
                 *rollouts.router.bind(deliverer=deliverer, clock=now, eventlog=rt.eventlog),
                 *source_handlers.router.bind(syncs=syncs),
             ],
-            tasks=[auto_times, syncs.timer],
+            tasks=[auto_times, held_steps, syncs.timer],
         )
 
     return Service(name=NAME, settings=settings, port=settings.updater_port, app=app, wire=wire)

@@ -26,12 +26,16 @@ from datetime import datetime, timedelta
 from dpm_runtime.checkpoint import require_position
 from dpm_runtime.eventlog import ANY_VERSION, NO_STREAM, StreamConflict
 from dpm_runtime.handlers import Ctx, Router
+from dpm_runtime.service import Runtime
 from dpm_schemas import DpmError, E, subjects
 from dpm_schemas.agent_protocol import InstallOrder, InstallWhen, LaterReport
 from dpm_schemas.base import Event
 from dpm_schemas.events import (
     AgentVersionChanged,
     AutoUpdateEnded,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionSuspended,
     MachineCameOnline,
     PackageDeliveryGranted,
     StepReported,
@@ -42,10 +46,10 @@ from dpm_schemas.events.scenarios import ScenarioKind
 from dpm_schemas.ids import stream_id
 from dpm_schemas.packages import AGENT_PACKAGE_ID
 from dpm_schemas.version import DPM_VERSION
-from dpm_updater import upgrades
+from dpm_updater import rounds, upgrades
 from dpm_updater.deliverer import Deliverer
 from dpm_updater.domain import agent_upgrade, delivery
-from dpm_updater.domain.agent_upgrade import Next
+from dpm_updater.domain.agent_upgrade import Next, Verdict, Wait
 from dpm_updater.orders import Delivery, grant_and_order
 from dpm_updater.projections import catalogue_of, inventory_of
 
@@ -55,6 +59,7 @@ ACTOR = "updater"
 Clock = Callable[[], datetime]
 LATER = uuid.UUID("3c8e5a51-7a0f-4f0e-8d62-1b9d4f7e2a63")  # deferred installs' ids, from their step's
 AgentEvent = AgentVersionChanged | MachineCameOnline | AutoUpdateEnded
+ExecutionEnded = ExecutionCompleted | ExecutionFailed | ExecutionSuspended
 READ_MODELS = ("updater.packages", "updater.inventories", "updater.presence")  # what a step is judged on
 
 
@@ -84,20 +89,56 @@ async def agent_heard(e: AgentEvent, ctx: Ctx, *, deliverer: Deliverer, clock: C
     for wait, request in held:
         if isinstance(e, AutoUpdateEnded):
             verdict = agent_upgrade.on_install(wait, e.ok, e.code, e.message)
+            if verdict.next is Next.WAIT:
+                await upgrades.installed(ctx.conn, wait.execution_id, clock())
         else:
             verdict = agent_upgrade.on_hello(wait, e.agent_version, changed=isinstance(e, AgentVersionChanged))
-        if verdict.next is Next.WAIT:
-            if isinstance(e, AutoUpdateEnded):
-                await upgrades.installed(ctx.conn, wait.execution_id)
-            continue
-        await upgrades.take(ctx.conn, wait.execution_id)
-        if verdict.error is not None:
-            await _report(ctx, request, StepStatus.FAILED, verdict.error.message, code=verdict.error.code,
-                          expected=ANY_VERSION)  # fmt: skip
-            continue
-        for name in READ_MODELS:  # the step goes on as of now: the new agent's inventory may follow
-            await require_position(ctx.conn, name, ctx.position)
+        if verdict.next is Next.RESUME:  # the step goes on as of now: the new agent's inventory may follow
+            for name in READ_MODELS:
+                await require_position(ctx.conn, name, ctx.position)
+        await _settle(ctx, wait, request, verdict, deliverer=deliverer, clock=clock)
+
+
+@router.handles(ExecutionCompleted, ExecutionFailed, ExecutionSuspended, durable="steps", actor=ACTOR)
+async def execution_ended(e: ExecutionEnded, ctx: Ctx) -> None:
+    """An execution that ended (its watchdog, a cancel, a suspend) while its step was held for an
+    agent upgrade: nothing of it goes on when the agent comes back."""
+    await upgrades.take(ctx.conn, e.execution_id)
+
+
+async def held_rounds(rt: Runtime, *, deliverer: Deliverer, clock: Clock, grace: float) -> None:
+    """The timer task: ``held_round`` a few times per ``grace`` until the service stops."""
+    span = timedelta(seconds=grace)
+
+    async def body(ctx: Ctx) -> None:
+        await held_round(ctx, deliverer=deliverer, clock=clock, grace=span)
+
+    await rounds.every(rt, min(5.0, grace / 4), "held-steps", body)
+
+
+async def held_round(ctx: Ctx, *, deliverer: Deliverer, clock: Clock, grace: timedelta) -> int:
+    """The timer's look at every held step (``agent_upgrade.on_tick``); how many were settled."""
+    settled = 0
+    for wait, request in await upgrades.every_wait(ctx.conn):
+        version = await upgrades.agent_version(ctx.conn, wait.machine_id)
+        verdict = agent_upgrade.on_tick(wait, version, clock(), grace)
+        settled += await _settle(ctx, wait, request, verdict, deliverer=deliverer, clock=clock)
+    return settled
+
+
+async def _settle(
+    ctx: Ctx, wait: Wait, request: StepRequested, verdict: Verdict, *, deliverer: Deliverer, clock: Clock
+) -> bool:
+    """Take the held step and go on with it, or fail it with the verdict's error; False: it waits."""
+    if verdict.next is Next.WAIT:
+        return False
+    await upgrades.take(ctx.conn, wait.execution_id)
+    if verdict.error is not None:
+        await _report(ctx, request, StepStatus.FAILED, verdict.error.message, code=verdict.error.code,
+                      expected=ANY_VERSION)  # fmt: skip
+    else:
         await _start(request, ctx, deliverer=deliverer, clock=clock, expected=ANY_VERSION)
+    return True
 
 
 async def _upgrade_first(e: StepRequested, ctx: Ctx, *, deliverer: Deliverer, clock: Clock) -> bool:

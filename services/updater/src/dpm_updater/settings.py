@@ -19,6 +19,13 @@ class UpdaterSettings(ServiceSettings):
     updater_auto_update_tick: float = Field(
         default=60.0, gt=0, le=3600, description="Seconds between looks for machines whose auto-update time came"
     )
+    updater_agent_upgrade_grace: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Seconds a remote update held for its agent's upgrade waits, once the upgrade installed, for the "
+        "agent to say hello at the server's version (else DPM-E218)",
+    )
     updater_public_url: str | None = Field(
         default=None,
         description="The updater's URL as agents reach it (install orders name it); default: http://<DPM_HTTP_HOST>:"

@@ -7,12 +7,15 @@ shows it -- report the step's progress, and note the held step in ``updater.agen
 the same transaction as those events (like ``auto_granted``: the handler's own table, not a read
 model, so a rebuild of the updater's schema forgets a step held at that moment, which its
 no-response watchdog then fails). ``take`` hands each held step to exactly one handler: the row is
-deleted in the handler's transaction, so a redelivered event, or another replica, finds nothing.
+deleted in the handler's transaction, so a redelivered event, or another replica, finds nothing. A
+held step whose execution ends (its watchdog, a cancel) is taken too, and the timer round settles
+what no event says (``domain.agent_upgrade.on_tick``).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from dpm_runtime.eventlog import NO_STREAM, Conn
 from dpm_runtime.handlers import Ctx
@@ -27,10 +30,10 @@ from dpm_updater.projections import SCHEMA
 
 WAITS_DDL = (
     f"CREATE TABLE IF NOT EXISTS {SCHEMA}.agent_waits (execution_id uuid PRIMARY KEY, machine_id uuid NOT NULL,"
-    " upgrade_id uuid NOT NULL UNIQUE, current text NOT NULL, installed boolean NOT NULL DEFAULT false,"
+    " upgrade_id uuid NOT NULL UNIQUE, current text NOT NULL, installed_at timestamptz,"
     " request jsonb NOT NULL, held_at timestamptz NOT NULL DEFAULT now())"
 )
-_COLUMNS = "execution_id, machine_id, upgrade_id, current, installed, request"
+_COLUMNS = "execution_id, machine_id, upgrade_id, current, installed_at, request"
 
 
 async def agent_version(conn: Conn, machine_id: uuid.UUID) -> str | None:
@@ -71,8 +74,14 @@ async def wait_for_upgrade(conn: Conn, upgrade_id: uuid.UUID) -> tuple[Wait, Ste
     return _wait(row) if row else None
 
 
-async def installed(conn: Conn, execution_id: uuid.UUID) -> None:
-    await conn.execute(f"UPDATE {SCHEMA}.agent_waits SET installed = true WHERE execution_id = %s", (execution_id,))
+async def installed(conn: Conn, execution_id: uuid.UUID, at: datetime) -> None:
+    await conn.execute(f"UPDATE {SCHEMA}.agent_waits SET installed_at = %s WHERE execution_id = %s", (at, execution_id))
+
+
+async def every_wait(conn: Conn) -> list[tuple[Wait, StepRequested]]:
+    """Every held step not being settled by another transaction (the timer's look), locked."""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM {SCHEMA}.agent_waits ORDER BY held_at FOR UPDATE SKIP LOCKED")
+    return [_wait(row) for row in await cur.fetchall()]
 
 
 async def take(conn: Conn, execution_id: uuid.UUID) -> None:
@@ -80,6 +89,6 @@ async def take(conn: Conn, execution_id: uuid.UUID) -> None:
 
 
 def _wait(row: tuple[object, ...]) -> tuple[Wait, StepRequested]:
-    execution_id, machine_id, upgrade_id, current, done, request = row
-    wait = Wait(execution_id, machine_id, upgrade_id, str(current), bool(done))  # type: ignore[arg-type]
+    execution_id, machine_id, upgrade_id, current, installed_at, request = row
+    wait = Wait(execution_id, machine_id, upgrade_id, str(current), installed_at)  # type: ignore[arg-type]
     return wait, StepRequested.model_validate(request)

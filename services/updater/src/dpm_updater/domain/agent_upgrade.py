@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 
+from dpm_packages.validation import agent_release
 from dpm_schemas import DpmError, E
 from dpm_schemas.packages import AGENT_PACKAGE_ID
 from dpm_schemas.version import DPM_VERSION
@@ -28,10 +30,11 @@ UPGRADES = uuid.UUID("5b0e7c2e-1d3f-4a8b-9c61-3e2f7d9a4b10")  # a held step's up
 
 def needed(agent_version: str | None, agent_package: Stored | None, server: str = DPM_VERSION) -> Stored | None:
     """The agent package to deliver first, or None: the version is unknown or the server's already,
-    or there is no agent package registered (the machine stays shown as outdated)."""
+    or no agent package of the server's release is registered (one left from before a server
+    upgrade or rollback would install another release): the machine stays shown as outdated."""
     if not agent_version or agent_version == server or agent_package is None:
         return None
-    return agent_package
+    return agent_package if agent_release(agent_package.package.system_version) == server else None
 
 
 def plan(agent_package: Stored, current: str, server: str = DPM_VERSION) -> Plan:
@@ -59,7 +62,11 @@ class Wait:
     machine_id: uuid.UUID
     upgrade_id: uuid.UUID
     current: str  # the agent's version when the step was held
-    installed: bool  # the upgrade's install reported success
+    installed_at: datetime | None = None  # when the upgrade's install reported success
+
+    @property
+    def installed(self) -> bool:
+        return self.installed_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,18 @@ def on_hello(wait: Wait, version: str, *, changed: bool, server: str = DPM_VERSI
         return Verdict(Next.RESUME)
     if changed or wait.installed:
         return Verdict(Next.FAIL, _not_taken(wait, version, server))
+    return Verdict(Next.WAIT)
+
+
+def on_tick(wait: Wait, version: str | None, now: datetime, grace: timedelta, server: str = DPM_VERSION) -> Verdict:
+    """The timer's look at a held step, for what no event says: the presence read model at the
+    server's version already (the hello was handled before the step was held), or an agent that
+    restarted at its old version within the heartbeat timeout (no event at all) ``grace`` after its
+    upgrade's install reported success."""
+    if version == server:
+        return Verdict(Next.RESUME)
+    if wait.installed_at is not None and now - wait.installed_at >= grace:
+        return Verdict(Next.FAIL, _not_taken(wait, version or "unknown", server))
     return Verdict(Next.WAIT)
 
 
