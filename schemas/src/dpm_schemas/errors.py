@@ -1539,6 +1539,15 @@ class E:
         "Upload the package's file again and register a new revision (`dpm packages add`).",
         410,
     )
+    # The web console (DPM-E431..E435)
+    CONSOLE_FORM_REFUSED = _define(
+        "DPM-E431",
+        "Console form refused",
+        "The console refused this form because {reason}.",
+        "Reload the console page and submit the form again from it; a form posted from another site, or a "
+        "page of an earlier session, is never accepted.",
+        403,
+    )
 
 
 def render_markdown() -> str:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from dpm_api import auth, boot, deploy_auth, requestmeta, scenarios, source_offers, throttle
 from dpm_api.bootstrap_token import BootstrapToken, BootstrapTokenUses, RevokedBootstrapTokens, warn_without_admin
+from dpm_api.console import routes as console_routes
 from dpm_api.domain.bootstrap_token import Lifetime
 from dpm_api.domain.throttle import LoginPolicies, Policy
 from dpm_api.images import DiskLayouts, ImageList
@@ -94,6 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(update_routes.router)
     app.include_router(source_routes.router)
     app.include_router(rollout_routes.router)
+    app.include_router(console_routes.router)  # the web console's pages, at / and /console (docs/console.md)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

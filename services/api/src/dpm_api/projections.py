@@ -50,6 +50,9 @@ class MachineList:
             " online boolean NOT NULL, last_boot_at timestamptz, last_boot_arch text, last_boot_stage text,"
             " boot_count integer NOT NULL, agent_version text, power_error text, position bigint NOT NULL);"
             f'CREATE INDEX IF NOT EXISTS machines_macs ON "{schema}".machines USING gin (macs);'
+            # the console's pages: ordered by name, whole fleet or one group (console/listing.py)
+            f'CREATE INDEX IF NOT EXISTS machines_name ON "{schema}".machines (name, machine_id);'
+            f'CREATE INDEX IF NOT EXISTS machines_group_name ON "{schema}".machines (group_name, name, machine_id);'
         )
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
