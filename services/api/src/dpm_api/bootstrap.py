@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dpm_api import auth, boot, deploy_auth, requestmeta, scenarios, source_offers, throttle
+from dpm_api import auth, boot, deploy_auth, live, requestmeta, scenarios, source_offers, throttle
 from dpm_api.bootstrap_token import BootstrapToken, BootstrapTokenUses, RevokedBootstrapTokens, warn_without_admin
 from dpm_api.console import routes as console_routes
 from dpm_api.domain.bootstrap_token import Lifetime
@@ -26,7 +26,7 @@ from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
 from dpm_api.routes import sources as source_routes
 from dpm_api.routes import updates as update_routes
-from dpm_api.runs import ExecutionList, ScenarioList
+from dpm_api.runs import ScenarioList
 from dpm_api.schedules import ScheduleList
 from dpm_api.settings import ApiSettings
 from dpm_api.sources import SourceList
@@ -129,6 +129,7 @@ def token_usable(settings: ApiSettings) -> bool:
 
 def bootstrap(settings: ApiSettings) -> Service:
     def wire(rt: Runtime) -> Wiring:
+        app.state.live = feed = live.LiveFeed()  # one per process: every execution stream reads from it
         return Wiring(
             ddl=[*auth.DDL, *throttle.DDL, *boot.DDL, *scenarios.DDL, *deploy_auth.DDL],
             projections=[
@@ -136,7 +137,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 GroupList(),
                 Accounts(),
                 ScenarioList(),
-                ExecutionList(),
+                live.LiveExecutionList(feed),
                 ScheduleList(),
                 boot.DeployTokens(),
                 boot.NetbootPending(),
@@ -154,7 +155,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 *boot.router.bind(eventlog=rt.eventlog, max_discovered=settings.api_discovery_max_machines),
                 *source_offers.router.bind(eventlog=rt.eventlog),
             ],
-            tasks=[] if token_usable(settings) else [warn_without_admin],
+            tasks=[feed.run, *([] if token_usable(settings) else [warn_without_admin])],
         )
 
     app = create_app(settings)

@@ -95,6 +95,8 @@ class ExecutionList:
             " ended_at timestamptz, position bigint NOT NULL);"
             f'CREATE INDEX IF NOT EXISTS executions_machine ON "{schema}".executions (machine_id, queued_at DESC);'
             f'CREATE INDEX IF NOT EXISTS executions_scenario ON "{schema}".executions (scenario_id, queued_at DESC);'
+            # the live feed's reads of what changed since its last position (live.py)
+            f'CREATE INDEX IF NOT EXISTS executions_position ON "{schema}".executions (position);'
         )
 
     async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:

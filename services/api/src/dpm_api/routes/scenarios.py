@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import csv
 import io
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,17 +14,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from nats.aio.msg import Msg
 from pydantic import BaseModel, Field
 
-from dpm_api import scenarios
+from dpm_api import live, scenarios
 from dpm_api.adapters import executions
 from dpm_api.adapters.executions import ExecutionFilter
 from dpm_api.deps import ActorDep, RuntimeDep, ViewerDep
 from dpm_api.domain.csvfile import spreadsheet_safe
 from dpm_api.routes.agents import machine_ref
 from dpm_runtime.service import Runtime
-from dpm_schemas import E, codec, subjects
+from dpm_schemas import E
 from dpm_schemas.events import ChunkSent
 from dpm_schemas.events.scenarios import ScenarioSpec
 from dpm_schemas.text import Label, Name
@@ -170,7 +168,6 @@ async def export_executions(
     return PlainTextResponse(out.getvalue(), media_type="text/csv")
 
 
-FINAL = ("completed", "failed", "suspended")
 STREAM_SECONDS = 3600  # at most an hour per connection
 
 
@@ -184,61 +181,51 @@ async def stream_executions(
     poll: Annotated[float, Query(ge=0.1, le=10)] = 0.5,
 ) -> StreamingResponse:
     """Live progress as server-sent events: one ``execution`` event per change of an execution (state,
-    percent, code), read from the execution read model, and ``transfer`` events (bytes, rate, ETA) from
-    the imager's ChunkSent signals for the executions shown; with ``run_id`` it ends once every execution
-    of the run is final. At most an hour per connection."""
+    percent, code), pushed by the api's one live feed (``dpm_api.live``) after a snapshot, and
+    ``transfer`` events (bytes, rate, ETA) from the imager's ChunkSent signals for the executions shown;
+    with ``run_id`` it ends once every execution of the run is final. At most an hour per connection.
+    ``poll`` no longer drives any query (kept for old clients): it is how often the stream checks
+    that its client is still there and the api not closing."""
+    watch = live.Watch(str(run_id) if run_id else None, machine)
     shown = ExecutionFilter(machine=machine, run_id=run_id, limit=10_000)
-    changes = _changes(request, rt, shown, poll)
+    changes = _changes(request, rt, watch, shown, poll)
     return StreamingResponse(changes, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-async def _changes(request: Request, rt: Runtime, shown: ExecutionFilter, poll: float) -> AsyncIterator[str]:
-    """The stream of ``stream_executions``: polls the read model, forwards the progress signals."""
-    seen: dict[str, tuple[object, ...]] = {}
-    feed = ProgressFeed()
-    sub = await rt.nc.subscribe(subjects.signal_subject(ChunkSent.wire_name, "*"), cb=feed.on_signal)
-    deadline = time.monotonic() + STREAM_SECONDS
+async def _changes(
+    request: Request, rt: Runtime, watch: live.Watch, shown: ExecutionFilter, poll: float
+) -> AsyncIterator[str]:
+    """The stream of ``stream_executions``: a snapshot, then what the feed pushes (again a snapshot
+    when this stream fell so far behind that its queue overflowed)."""
+    feed: live.LiveFeed = request.app.state.live
+    sub, view = feed.subscribe(watch), live.View(watch)
+    sub.resync = True
+    deadline, checked = time.monotonic() + STREAM_SECONDS, 0.0
     try:
         # a stopping api ends its streams (the client reconnects) instead of holding its drain
-        while time.monotonic() < deadline and not rt.closing.is_set() and not await request.is_disconnected():
-            rows = await _history(rt, shown)
-            for row in reversed(rows):
-                key = (row["state"], row["percent"], row["code"])
-                if seen.get(row["execution_id"]) != key:
-                    seen[row["execution_id"]] = key
-                    yield f"event: execution\ndata: {json.dumps(row)}\n\n"
-            for signal in feed.drain():
-                if str(signal.execution_id) in seen:
-                    yield f"event: transfer\ndata: {signal.model_dump_json()}\n\n"
-            if shown.run_id is not None and rows and all(r["state"] in FINAL for r in rows):
+        while time.monotonic() < deadline and not rt.closing.is_set():
+            if time.monotonic() - checked >= poll:  # once per poll, not per pushed change
+                if await request.is_disconnected():
+                    return
+                checked = time.monotonic()
+            items: list[live.Change | ChunkSent] = []
+            if sub.resync:
+                sub.resync = False
+                async with rt.pool.connection() as conn:
+                    rows = await live.snapshot(conn, shown)
+                sub.shown.update(c.row["execution_id"] for c in rows)
+                items += rows
+            if not items:
+                with contextlib.suppress(TimeoutError):
+                    items.append(await asyncio.wait_for(sub.queue.get(), timeout=poll))
+            for item in [*items, *sub.take()]:
+                if (text := view.render(item)) is not None:
+                    yield text
+            if view.ended():
                 yield "event: end\ndata: {}\n\n"
                 return
-            await asyncio.sleep(poll)
     finally:
-        await sub.unsubscribe()
-
-
-class ProgressFeed:
-    """ChunkSent signals as they arrive, bounded: progress is droppable, the next one comes soon.
-    Each is decoded with the schema version its publisher sent (a signal is never stored)."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=1000)
-
-    async def on_signal(self, msg: Msg) -> None:
-        version = (msg.headers or {}).get(subjects.HEADER_VERSION, "")
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait((int(version) if version.isdigit() else ChunkSent.wire_version, msg.data))
-
-    def drain(self) -> list[ChunkSent]:
-        out: list[ChunkSent] = []
-        while not self.queue.empty():
-            version, data = self.queue.get_nowait()
-            with contextlib.suppress(Exception):  # one undecodable signal loses one progress line
-                signal = codec.decode_payload(ChunkSent.wire_name, version, data)
-                if isinstance(signal, ChunkSent):
-                    out.append(signal)
-        return out
+        feed.unsubscribe(sub)
 
 
 @router.post("/executions/{execution_id}/suspend", status_code=202)
