@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_runtime.context import Effect as AfterCommit
 from dpm_runtime.context import UnitOfWork, run_effects
 from dpm_runtime.eventlog import NO_STREAM, Conn, EventLog, StreamConflict
+from dpm_runtime.quarantine import is_connection_loss
 from dpm_runtime.telemetry import context_from, current_traceparent
 from dpm_scenarios import ExecutionState as S
 from dpm_scheduler.adapters.directory_sql import Directory
@@ -120,6 +121,8 @@ class Rounds:
             except StreamConflict:
                 raise  # another replica moved it: the round's transaction retries on the next tick
             except Exception as exc:
+                if is_connection_loss(exc):
+                    raise  # the database is away, not this execution wrong: the next round retries
                 log.exception("execution %s failed inside the scheduler; failing it alone", x.execution_id)
                 ctx.effects.clear()  # queued inside the savepoint that rolled back
                 async with conn.transaction():
@@ -149,6 +152,8 @@ class Rounds:
                 except StreamConflict:
                     raise
                 except Exception as exc:  # this scenario's machines fail; other sessions still start
+                    if is_connection_loss(exc):
+                        raise
                     log.exception("multicast session of scenario %s failed inside the scheduler", scenario_id)
                     for x in ready:
                         with self.ctx(conn, x, "session") as ctx:
@@ -215,6 +220,8 @@ class Rounds:
                 return await self.runner.schedule_power(effect)
             return await self.runner.run(effect)
         except Exception as exc:  # one machine's failure never stops the others
+            if is_connection_loss(exc):
+                raise  # the database is away, the machine is not at fault: the effect stays for the next drain
             log.exception("effect %r failed", effect)
             eid = getattr(effect, "execution_id", None) or uuid.UUID(int=0)
             err = E.EXECUTION_INTERNAL(execution_id=eid, reason=f"{type(exc).__name__}: {exc}"[:300])

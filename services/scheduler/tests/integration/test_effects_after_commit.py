@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
+import psycopg
 import pytest
 
 from dpm_runtime.context import UnitOfWork, run_effects
@@ -284,3 +285,36 @@ async def test_an_operators_power_on_watch_knows_whether_its_wake_up_was_sent(po
     assert await PowerWatchdog(pool, eventlog, directory, watches, 60, lambda: t0 + timedelta(seconds=61)).expire()
     codes = await failures()
     assert codes == ["DPM-E113", "DPM-E173"] and driver.woken == [str(machine_id)]
+
+
+@dataclasses.dataclass(frozen=True)
+class AwayDirectory(Directory):
+    """The database goes away while the drain reads where to send the wake-up (an outage)."""
+
+    outages: list[int] = dataclasses.field(default_factory=lambda: [1])
+
+    async def power_target(self, conn, machine_id: uuid.UUID) -> PowerTarget | None:  # type: ignore[no-untyped-def]
+        if self.outages[0]:
+            self.outages[0] -= 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await super().power_target(conn, machine_id)
+
+
+async def test_a_database_outage_during_a_wake_up_keeps_the_effect_instead_of_failing_the_machine(
+    pool, eventlog, world
+) -> None:
+    """CI's fault matrix (PostgreSQL away 45 s) once failed an execution DPM-E116 because the drain
+    took the outage for the machine's fault: now the effect stays pending and the next drain sends it."""
+    machine_id, driver, _nc, store, rounds, _directory = world
+    rounds.runner.directory = AwayDirectory(SCHEMA)
+    x = await _queued_netboot(pool, store, machine_id)
+    await rounds.tick()
+    with pytest.raises(psycopg.OperationalError):
+        await rounds.drain()  # the loop logs it and drains again on its next tick
+    assert driver.woken == []
+    async with pool.connection() as conn:
+        assert (await store.get(conn, x.execution_id)).state is not ExecutionState.FAILED  # type: ignore[union-attr]
+    assert await rounds.drain() == 1 and driver.woken == [str(machine_id)]
+    async with pool.connection() as conn:
+        assert (await store.get(conn, x.execution_id)).state is ExecutionState.WAITING_BOOT  # type: ignore[union-attr]
+    assert not [r for r in await eventlog.read_all(limit=10_000) if isinstance(r.event, ExecutionFailed)]
