@@ -8,10 +8,7 @@ page, and the api's idle timeout ending a console session."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -21,40 +18,19 @@ from dpm_runtime.testing.services import running
 from dpm_schemas import subjects
 from dpm_schemas.ids import stream_id
 
+from .console_kit import XSS, add_users, browser, logged_in, post_form
+
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-XSS = "<img src=x onerror=alert(1)>"
 PROBE = "probe-xss"  # the machine whose OS type is XSS (the API refuses it as a machine or group name)
 FLEET = 60  # more than a page (50), so paging shows
-USERS = {"admin": ("admin1", "admin-secret-1"), "viewer": ("viewer1", "viewer-secret-1")}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield launched
-        await launched.close()
+BULK = "/console/machines/bulk"
+__all__ = ["browser"]  # the fixture, imported so pytest finds it here
 
 
 async def fleet(api) -> dict[str, str]:
     """Users per role, a group, FLEET machines by CSV import and the probe by REST; names to ids."""
-    for role, (name, password) in USERS.items():
-        made = await api.http.post("/users", json={"username": name, "password": password, "role": role})
-        assert made.is_success, made.text
+    await add_users(api.http, ("admin", "viewer"))
     assert (await api.http.put("/groups/lab-a", json={})).is_success
     rows = "".join(
         f"lab-{i:03d},52:54:00:aa:00:{i:02x},,10.1.0.{i},{'lab-a' if i % 2 else 'new-machines'},\n"
@@ -75,41 +51,11 @@ async def fleet(api) -> dict[str, str]:
     return {m["name"]: m["machine_id"] for m in (await api.http.get("/machines")).json()}
 
 
-async def logged_in(browser, url: str, role: str, dialogs: list[str]) -> tuple[Any, Any]:
-    """A fresh browser context (its own cookie jar) logged in as ``role``; every dialog is recorded."""
-    context = await browser.new_context(viewport={"width": 1366, "height": 768})
-    context.set_default_timeout(10_000)
-    page = await context.new_page()
-    page.on("dialog", lambda d: dialogs.append(d.message))
-    await page.goto(url + "/")
-    assert page.url.endswith("/console/login")
-    name, password = USERS[role]
-    await page.get_by_label("User name").fill(name)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Log in").click()
-    await page.wait_for_url(re.compile(r"/console/machines$"))
-    return context, page
-
-
 async def power_ons(api) -> set[str]:
     """The streams (machine-<id>) that got a PowerOnRequested."""
     async with api.runtime.pool.connection() as conn:
         cur = await conn.execute("SELECT stream_id FROM events WHERE type = 'PowerOnRequested'")
         return {row[0] for row in await cur.fetchall()}
-
-
-async def post_form(page, fields: list[tuple[str, str]]) -> Any:
-    """Build and submit a form in the page (as a forged one would be) and return the response."""
-    async with page.expect_navigation() as nav:
-        await page.evaluate(
-            """fields => { const f = document.createElement('form'); f.method = 'post';
-                 f.action = '/console/machines/bulk';
-                 for (const [k, v] of fields) { const i = document.createElement('input'); i.type = 'hidden';
-                   i.name = k; i.value = v; f.appendChild(i); }
-                 document.body.appendChild(f); f.submit(); }""",
-            fields,
-        )
-    return await nav.value
 
 
 async def test_login_escaping_search_paging_and_logout(api_service, auth, browser) -> None:
@@ -171,14 +117,14 @@ async def test_two_roles_in_two_contexts_and_forged_posts(api_service, auth, bro
 
         # a viewer's forged form, with the viewer's own valid CSRF token: refused by role
         csrf = await viewer.locator("input[name=csrf]").first.get_attribute("value")
-        refused = await post_form(viewer, [("csrf", csrf), ("action", "power_on"), ("machine", ids["lab-001"])])
+        refused = await post_form(viewer, BULK, [("csrf", csrf), ("action", "power_on"), ("machine", ids["lab-001"])])
         assert refused.status == 403
         assert "DPM-E404" in await viewer.locator("main").text_content()
         # a form without the CSRF token (the admin's session), and one with another session's token
-        refused = await post_form(admin, [("action", "power_on"), ("machine", ids["lab-001"])])
+        refused = await post_form(admin, BULK, [("action", "power_on"), ("machine", ids["lab-001"])])
         assert refused.status == 403
         assert "DPM-E431" in await admin.locator("main").text_content()
-        refused = await post_form(admin, [("csrf", csrf), ("action", "power_on"), ("machine", ids["lab-001"])])
+        refused = await post_form(admin, BULK, [("csrf", csrf), ("action", "power_on"), ("machine", ids["lab-001"])])
         assert refused.status == 403
         # a cross-site post with the admin's cookie and a valid token: the Origin check refuses it
         await admin.goto(api.url + "/console/machines")

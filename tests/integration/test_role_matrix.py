@@ -36,16 +36,10 @@ ANONYMOUS = {
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
-    # the web console's pages check their own session cookie, never a bearer header (test_console)
-    ("GET", "/"),
-    ("GET", "/console/static/console.css"),
-    ("GET", "/console/login"),
-    ("POST", "/console/login"),
-    ("POST", "/console/logout"),
-    ("GET", "/console/machines"),
-    ("GET", "/console/machines/{machine_id}"),
-    ("POST", "/console/machines/bulk"),
 }
+# The web console's pages check their own session cookie, never a bearer header (test_console): each is
+# probed below with the admin's token and must answer as to a stranger. These need no session at all.
+CONSOLE_OPEN = {("GET", "/"), ("GET", "/console/static/{name}"), ("GET", "/console/login"), ("POST", "/console/login")}
 # Routes whose handler asks more than they declare, for the dummy arguments used here.
 STRICTER = {("PUT", "/users/{username}/password"): Role.ADMIN}  # someone else's password (not the caller's)
 BODIES = {("PUT", "/users/{username}/password"): {"password": "long-enough-1"}}  # valid, to reach the check
@@ -106,6 +100,14 @@ async def status(http: httpx.AsyncClient, method: str, path: str, headers: dict[
         return response.status_code
 
 
+async def console_status(http: httpx.AsyncClient, method: str, path: str, headers: dict[str, str]) -> str | int:
+    """ "login" when a console route sends the caller to the login page, else the status."""
+    async with http.stream(method, path, headers=headers, data={} if method == "POST" else None) as response:
+        if response.status_code == 303 and response.headers["location"].startswith("/console/login"):
+            return "login"
+        return response.status_code
+
+
 async def role_tokens(api) -> dict[Role, dict[str, str]]:
     """An API token per role (tokens, not sessions: calling /auth/logout must not end them)."""
     tokens = {}
@@ -124,8 +126,18 @@ async def test_every_route_answers_each_role_as_it_declares(api_service, auth) -
     async with running(service, headers=auth) as api, httpx.AsyncClient(base_url=api.url, timeout=30) as http:
         tokens = await role_tokens(api)
         table = list(routes(service.app))
-        undeclared = {(m, p) for m, p, dep in table if declared_role(dep) is None}
+        console = {(m, p) for m, p, _ in table if p == "/" or p.startswith("/console/")}
+        undeclared = {(m, p) for m, p, dep in table if declared_role(dep) is None} - console
         assert undeclared == ANONYMOUS, f"routes without a role that are not allowlisted: {undeclared - ANONYMOUS}"
+        assert console >= CONSOLE_OPEN
+        strangers = [
+            (method, template, got)
+            for method, template, dependant in table
+            if (method, template) in console - CONSOLE_OPEN
+            and (got := await console_status(http, method, concrete(template, dependant), tokens[Role.ADMIN]))
+            not in ("login", 401, 403)
+        ]
+        assert not strangers, f"console routes that answered a bearer token as a session: {strangers}"
         wrong = []
         for method, template, dependant in table:
             needed = STRICTER.get((method, template)) or declared_role(dependant)

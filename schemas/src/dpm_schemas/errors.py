@@ -1539,7 +1539,7 @@ class E:
         "Upload the package's file again and register a new revision (`dpm packages add`).",
         410,
     )
-    # The web console (DPM-E431..E435)
+    # The web console (DPM-E431..E449)
     CONSOLE_FORM_REFUSED = _define(
         "DPM-E431",
         "Console form refused",
@@ -1547,6 +1547,14 @@ class E:
         "Reload the console page and submit the form again from it; a form posted from another site, or a "
         "page of an earlier session, is never accepted.",
         403,
+    )
+    CONSOLE_PAGE_NOT_FOUND = _define(
+        "DPM-E432",
+        "Console page not found",
+        "The console has no {what}.",
+        "Follow the console's own links (its menu lists every page); a bookmark of an older console may point "
+        "where nothing is any more.",
+        404,
     )
 
 

@@ -63,6 +63,7 @@ def test_the_headers_forbid_framing_inline_code_and_sniffing() -> None:
         "script-src": "'self'",
         "style-src": "'self'",
         "img-src": "'self'",
+        "connect-src": "'self'",  # the pages' EventSource and fragment fetches, our origin only
         "form-action": "'self'",
         "frame-ancestors": "'none'",
         "base-uri": "'none'",

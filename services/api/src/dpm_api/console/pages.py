@@ -4,6 +4,7 @@ rendering with the security headers, refusals as pages, and reading a form that 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -54,9 +55,20 @@ def templates() -> jinja2.Environment:
     )
 
 
-@lru_cache(maxsize=1)
-def stylesheet() -> str:
-    return resources.files("dpm_api.console").joinpath("static/console.css").read_text(encoding="utf-8")
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+STATIC_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}\.(css|js)")
+
+
+@lru_cache(maxsize=64)
+def static_file(name: str) -> tuple[bytes, str] | None:
+    """One of the package's own static files and its media type, or None: only a plain name that
+    matches ``STATIC_NAME`` is looked up, so no path can leave the folder."""
+    if not STATIC_NAME.fullmatch(name):
+        return None
+    found = resources.files("dpm_api.console").joinpath("static", name)
+    if not found.is_file():
+        return None
+    return found.read_bytes(), STATIC_TYPES[name[name.rindex(".") :]]
 
 
 def _headers(response: Response) -> Response:
@@ -76,6 +88,12 @@ def render(name: str, *, status: int = 200, visitor: Visitor | None = None, **co
 
 def redirect(url: str) -> Response:
     return _headers(RedirectResponse(url, status_code=303))
+
+
+def to_login(request: Request) -> Response:
+    """Where a page sends a visitor without a live session (a cookie whose session ended says so)."""
+    stale = request.cookies.get(security.SESSION_COOKIE)
+    return redirect("/console/login?reason=expired" if stale else "/console/login")
 
 
 def refusal(err: DpmError, visitor: Visitor | None = None) -> Response:
@@ -130,3 +148,15 @@ async def checked_form(request: Request, who: Visitor) -> dict[str, list[str]]:
     if not security.csrf_ok(who.token, one(fields, "csrf")):
         raise E.CONSOLE_FORM_REFUSED(reason="its CSRF token is missing or not this session's")
     return fields
+
+
+async def posted(request: Request, rt: Runtime, role: Role, route: str) -> tuple[Visitor, dict[str, list[str]]]:
+    """A state-changing post's visitor and form, or a DpmError to show as a refusal page: logged in
+    (DPM-E401), our origin and this session's CSRF token (DPM-E431), then the role the REST route
+    ``route`` requires (DPM-E404), all before anything is read or done."""
+    who = await visitor(request, rt)
+    if who is None:
+        raise E.UNAUTHENTICATED()
+    fields = await checked_form(request, who)
+    who.principal.require(role, route)
+    return who, fields

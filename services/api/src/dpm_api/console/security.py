@@ -21,7 +21,7 @@ COOKIE_PATH = "/console"  # the REST API never reads cookies; the console's are 
 _CSRF_LABEL = b"dpm-console-csrf-v1"
 
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self';"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self';"
     " frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS: Mapping[str, str] = {

@@ -188,11 +188,11 @@ async def stream_executions(
     that its client is still there and the api not closing."""
     watch = live.Watch(str(run_id) if run_id else None, machine)
     shown = ExecutionFilter(machine=machine, run_id=run_id, limit=10_000)
-    changes = _changes(request, rt, watch, shown, poll)
-    return StreamingResponse(changes, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    events = changes(request, rt, watch, shown, poll)
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
-async def _changes(
+async def changes(
     request: Request, rt: Runtime, watch: live.Watch, shown: ExecutionFilter, poll: float
 ) -> AsyncIterator[str]:
     """The stream of ``stream_executions``: a snapshot, then what the feed pushes (again a snapshot

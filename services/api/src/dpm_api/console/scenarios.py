@@ -1,0 +1,7 @@
+"""The console's scenarios pages (being built for issue 20)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
