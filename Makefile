@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: up test test-fast lint typecheck docs bench deps tools deploy-os
+.PHONY: up test test-fast lint typecheck docs bench deps tools deploy-os screenshots
 
 tools:  ## install what is missing: uv, and Debian's PostgreSQL
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -39,3 +39,6 @@ deploy-os: deps  ## the network-boot deploy environment (kernel + initramfs) int
 
 bench: deps  ## benchmarks with their baselines, figures printed
 	$(UV) run python -m bench
+
+screenshots: deps  ## photograph every console page at 1366x768 into docs/screenshots (the axe scan runs too)
+	DPM_SCREENSHOTS=docs/screenshots $(UV) run pytest -q -p no:cacheprovider tests/integration/test_console_pages.py

@@ -113,3 +113,12 @@ async def logout(request: Request) -> Response:
 
 for _pages in (machines, scenarios, executions, resources, admin, dashboard, stream):
     router.include_router(_pages.router)
+
+
+@router.get("/console/{rest:path}")  # registered last: only what no page module serves
+async def unknown(request: Request, rest: str) -> Response:
+    """An unknown console address: the console's own 404 page (DPM-E432), or the login to a stranger."""
+    rt = get_runtime(request)
+    if (who := await pages.visitor(request, rt)) is None:
+        return pages.to_login(request)
+    return pages.refusal(E.CONSOLE_PAGE_NOT_FOUND(what=f"page /console/{rest[:100]}"), who)
