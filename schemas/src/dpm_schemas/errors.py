@@ -819,6 +819,43 @@ class E:
         "that it runs and reaches its database; then clear the error and run again.",
         504,
     )
+    # -- issue 15: checks before waking (a restore against its image and the target's disks) --------
+    RESTORE_TARGET_TOO_SMALL = _define(
+        "DPM-E174",
+        "Restore target too small",
+        "{image!r} needs {needed} bytes and {target} of {machine} has {room} (its last disk check); the run "
+        "was refused before any machine was woken.",
+        "Restore onto a larger disk or partition, or pick the scenario's disk/partition that fits; if the disk "
+        "was replaced since, run a disk check on the machine first so its layout is current.",
+        409,
+    )
+    RESTORE_SECTOR_SIZE = _define(
+        "DPM-E175",
+        "Sector size differs",
+        "{image!r} was captured from a disk of {image_sector}-byte sectors and the target disk of {machine} has "
+        "{disk_sector}-byte sectors; the run was refused before any machine was woken.",
+        "Restore onto a disk with the image's sector size (a 4Kn disk cannot take a 512-byte image's partition "
+        "table as it is), or capture an image from such a disk.",
+        409,
+    )
+    RESTORE_TARGET_MISSING = _define(
+        "DPM-E176",
+        "Restore target missing",
+        "{machine} cannot take {image!r}: {reason} (its last disk check); the run was refused before any "
+        "machine was woken.",
+        "Fix the scenario's disk or partition number (and its 'ignore hidden partitions' option), or prepare "
+        "the partition on the machine; run a disk check if its disks changed since.",
+        409,
+    )
+    RESTORE_LABEL_DIFFERS = _define(
+        "DPM-E177",
+        "Partition table differs",
+        "{image!r} is a partition of a {image_label} disk and the target disk of {machine} is {disk_label} "
+        "(MBR vs GPT number partitions differently); the run was refused before any machine was woken.",
+        "Restore the partition onto a disk with the same kind of partition table, or restore the whole disk "
+        "image instead.",
+        409,
+    )
     # -- issue 21: a missing deploy environment is detected ----------------------------------------
     DEPLOY_ENV_MISSING = _define(
         "DPM-E430",

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from dpm_api import prewake
 from dpm_api.domain.scenarios import busy_reason, check_available, check_spec
 from dpm_api.requestmeta import command_metadata
 from dpm_runtime.eventlog import NO_STREAM, AppendResult, Conn, EventLog
@@ -114,20 +115,12 @@ async def preview(conn: Conn, ref: str, machine_ids: list[uuid.UUID]) -> dict[st
     conflicts that would refuse the run, what it would wait for, and the multicast conditions."""
     scenario_id, name, revision, spec = await find(conn, ref)
     found = await _targets_state(conn, machine_ids)
+    checked = await prewake.verdicts(conn, spec, machine_ids)
     machines, conflicts = [], []
     for machine_id in dict.fromkeys(machine_ids):
-        _, machine, power_error, state, cleared, online = found[machine_id]
-        busy = busy_reason(state, bool(cleared), power_error)
-        plan = plan_start(spec, online=bool(online))
-        entry: dict[str, Any] = {"machine": machine, "machine_id": str(machine_id), "online": bool(online)}
-        if busy is not None:
-            conflicts.append(f"{machine} is {busy}")
-            entry.update(start=None, waits_for=None, problem=f"{E.MACHINE_BUSY.code}: {busy}")
-        elif isinstance(plan, Refuse):
-            entry.update(start=None, waits_for=None, problem=NEEDS_REBOOT)
-        else:
-            entry.update(start=plan.action.value, waits_for=WAITS_FOR.get(plan.wait), problem=None)
+        entry, conflict = _preview_one(spec, machine_id, found[machine_id], checked.get(machine_id))
         machines.append(entry)
+        conflicts += [conflict] if conflict else []
     active = await (
         await conn.execute(
             "SELECT count(*) FROM api.executions WHERE state NOT IN ('completed', 'failed', 'suspended')"
@@ -148,6 +141,28 @@ async def preview(conn: Conn, ref: str, machine_ids: list[uuid.UUID]) -> dict[st
     }
 
 
+def _preview_one(
+    spec: ScenarioSpec, machine_id: uuid.UUID, found: tuple[Any, ...], verdict: prewake.Verdict | None
+) -> tuple[dict[str, Any], str | None]:
+    """One target's line of the preview, and the conflict it adds (a conflict refuses the run)."""
+    _, machine, power_error, state, cleared, online = found
+    busy = busy_reason(state, bool(cleared), power_error)
+    plan = plan_start(spec, online=bool(online))
+    entry: dict[str, Any] = {"machine": machine, "machine_id": str(machine_id), "online": bool(online)}
+    entry["warnings"] = list(verdict.warnings) if verdict else []
+    if busy is not None:
+        entry.update(start=None, waits_for=None, problem=f"{E.MACHINE_BUSY.code}: {busy}")
+        return entry, f"{machine} is {busy}"
+    if verdict is not None and verdict.refusal is not None:
+        entry.update(start=None, waits_for=None, problem=f"{verdict.refusal.code}: {verdict.refusal.message}")
+        return entry, f"{machine}: {verdict.refusal.message}"
+    if isinstance(plan, Refuse):
+        entry.update(start=None, waits_for=None, problem=NEEDS_REBOOT)
+    else:
+        entry.update(start=plan.action.value, waits_for=WAITS_FOR.get(plan.wait), problem=None)
+    return entry, None
+
+
 # Run requests the scheduler has not turned into executions yet: the execution read model cannot
 # show them, so two requests a moment apart would both pass the busy check without this claim.
 # Written in the request's transaction (a guard of the write side, like a unique index); a claim
@@ -163,10 +178,12 @@ async def run(
 ) -> ScenarioRunRequested:
     """Request a run, refused (DPM-E140) if any target is running, failed, or in power-on error --
     or was assigned a moment ago and is still being queued (concurrent requests meet here). A kind
-    saved before it was refused at save is refused here too (DPM-E115)."""
+    saved before it was refused at save is refused here too (DPM-E115), and a restore its image or
+    a target's last disk check says cannot work (DPM-E158, E174-E177: ``dpm_api.prewake``)."""
     scenario_id, name, revision, spec = await find(conn, ref)
     check_available(spec.kind)
     targets = await _check_free(conn, machine_ids)
+    await prewake.refuse(conn, spec, machine_ids)  # a restore that cannot fit: refused before any wake
     request = ScenarioRunRequested(
         run_id=uuid.uuid4(),
         scenario_id=scenario_id,
