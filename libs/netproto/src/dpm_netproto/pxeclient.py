@@ -41,6 +41,12 @@ class ClientInfo:
         """A network-boot client: option 60 starts with PXEClient (or HTTPClient for UEFI HTTP boot)."""
         return self.vendor_class.startswith(("PXEClient", "HTTPClient"))
 
+    @property
+    def is_http(self) -> bool:
+        """UEFI HTTP boot (UEFI spec 2.10 §24.7): the firmware fetches its loader by URL, not over TFTP,
+        and takes only an offer whose option 60 is "HTTPClient" as carrying that URL."""
+        return self.vendor_class.startswith("HTTPClient")
+
     @classmethod
     def from_packet(cls, packet: DhcpPacket) -> ClientInfo:
         vendor = packet.options.get(OPT_VENDOR_CLASS, b"").decode("ascii", "replace")

@@ -123,6 +123,7 @@ def config_provider(settings: PxeSettings, state: BootState) -> Callable[[], Boo
             mode=current.mode,
             server_ip=server_ip,
             script_url=http_url(settings, server_ip) + "/boot/{mac}.ipxe?arch={arch}",
+            files_url=http_url(settings, server_ip) + "/files",
             pools=tuple(Pool.from_range(r) for r in current.ranges),
         )
         cache.clear()

@@ -36,7 +36,8 @@ full = len(sys.argv) > 5 and sys.argv[5] == "full"
 xid = random.getrandbits(32)
 pxe_options = {
     OPT_CLIENT_ARCH: arch.to_bytes(2, "big"),
-    OPT_VENDOR_CLASS: f"PXEClient:Arch:{arch:05d}:UNDI:002001".encode(),
+    # architecture 16 is UEFI HTTP boot, whose firmware says HTTPClient (UEFI spec 2.10 §24.7)
+    OPT_VENDOR_CLASS: f"{'HTTPClient' if arch == 16 else 'PXEClient'}:Arch:{arch:05d}:UNDI:003001".encode(),
 }
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)

@@ -59,6 +59,7 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool, tracing
                 mode=mode["now"],
                 server_ip=lab.host_ip,
                 script_url=f"http://{lab.host_ip}:26502/boot/{{mac}}.ipxe",
+                files_url=f"http://{lab.host_ip}:26502/files",
                 pools=pools,
             )
 
@@ -77,6 +78,7 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool, tracing
             await asyncio.sleep(0.1)
             bios = (await discover(lab, first, port, 0))["reply"]
             uefi = (await discover(lab, first, port, 7))["reply"]
+            http = (await discover(lab, first, port, 16))["reply"]
             mode["now"] = DhcpMode.FULL
             full = await discover(lab, first, port, 0, full=True)
             again = await discover(lab, first, port, 0, full=True)
@@ -100,6 +102,9 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool, tracing
         "vendor_class": "PXEClient",
     }
     assert uefi is not None and uefi["file"] == "ipxe.efi" and uefi["yiaddr"] == "0.0.0.0"
+    # UEFI HTTP boot: the iPXE EFI binary's URL, in an offer that says HTTPClient
+    assert http is not None and http["vendor_class"] == "HTTPClient" and http["yiaddr"] == "0.0.0.0"
+    assert http["file"] == f"http://{lab.host_ip}:26502/files/ipxe.efi"
     # full mode: an address from the range with mask, router and lease time, and the boot file
     offer, ack = full["reply"], full["ack"]
     assert offer["yiaddr"] == str(start) and offer["type"] == 2 and offer["file"] == "undionly.kpxe"
@@ -113,11 +118,12 @@ async def test_proxy_full_and_off_modes_switched_without_a_restart(pool, tracing
     assert booted == [
         (first.mac, None),
         (first.mac, None),
+        (first.mac, None),
         (first.mac, start),
         (first.mac, start),
         (second.mac, end),
     ]
     # one span per exchange; the ignored one says why
     spans = [sp for sp in tracing[1].get_finished_spans() if sp.name == "dhcp.exchange"]
-    assert len(spans) == 9 and all(sp.attributes["dhcp.mac"] in (first.mac, second.mac) for sp in spans)
+    assert len(spans) == 10 and all(sp.attributes["dhcp.mac"] in (first.mac, second.mac) for sp in spans)
     assert [sp.attributes.get("dhcp.ignored") for sp in spans][-1] == "DHCP mode is off"

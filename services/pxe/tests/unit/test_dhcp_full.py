@@ -57,6 +57,16 @@ def test_pxe_clients_get_boot_information_with_their_address() -> None:
     assert out.answer.options[OPT_VENDOR_CLASS] == b"PXEClient" and out.answer.siaddr == SERVER
 
 
+def test_uefi_http_boot_clients_get_an_address_and_the_loader_url() -> None:
+    config = BootConfig(
+        mode=DhcpMode.FULL, server_ip=SERVER, script_url="http://x/{mac}", pools=(POOL,), files_url="http://x/files"
+    )
+    req = packet(A, DISCOVER, o60=b"HTTPClient:Arch:00016:UNDI:003001", o93=(16).to_bytes(2, "big"))
+    out = full_reply(req, config, Book(free=FREE))
+    assert not isinstance(out.answer, Ignore) and out.answer.yiaddr == ip("10.0.0.100")
+    assert out.answer.file == b"http://x/files/ipxe.efi" and out.answer.options[OPT_VENDOR_CLASS] == b"HTTPClient"
+
+
 def test_a_reservation_wins_and_is_never_offered_to_another_client() -> None:
     book = Book(reservations={A: ip("10.0.0.50")}, free=FREE)  # .50: outside the range, in the subnet
     out = full_reply(packet(A, DISCOVER), CONFIG, book)

@@ -90,3 +90,35 @@ def test_ignored_with_a_reason(req: DhcpPacket, config: BootConfig, reason: str)
     result = reply(req, config)
     assert isinstance(result, Ignore) and reason in result.reason
     assert OPT_USER_CLASS == 77
+
+
+HTTP_VENDOR = b"HTTPClient:Arch:00016:UNDI:003001"
+HTTP_CONFIG = BootConfig(
+    mode=Mode.PROXY,
+    server_ip=SERVER,
+    script_url="http://10.0.0.1:26502/boot/{mac}.ipxe",
+    files_url="http://10.0.0.1:26502/files",
+)
+
+
+def test_uefi_http_boot_gets_the_ipxe_efi_url_and_an_httpclient_offer() -> None:
+    offer = reply(request(16, vendor=HTTP_VENDOR), HTTP_CONFIG)
+    assert not isinstance(offer, Ignore)
+    packet = parse(build(offer))
+    assert packet.message_type == OFFER and int(packet.yiaddr) == 0
+    assert packet.file == b"http://10.0.0.1:26502/files/ipxe.efi"
+    assert packet.options[OPT_VENDOR_CLASS] == b"HTTPClient"  # EDK2 ignores a boot URI offered as PXEClient
+    assert 43 not in packet.options  # no PXE boot-server discovery for an HTTP client
+
+
+def test_uefi_http_boot_without_an_http_url_or_loader_is_ignored_with_a_reason() -> None:
+    no_url = reply(request(16, vendor=HTTP_VENDOR), CONFIG)
+    assert isinstance(no_url, Ignore) and "DPM_PXE_HTTP_URL" in no_url.reason
+    arm = reply(request(19, vendor=b"HTTPClient:Arch:00019"), HTTP_CONFIG)
+    assert isinstance(arm, Ignore) and "19" in arm.reason
+
+
+def test_ipxe_loaded_over_http_still_gets_its_script() -> None:
+    offer = reply(request(16, vendor=HTTP_VENDOR, o77=b"iPXE"), HTTP_CONFIG)
+    assert not isinstance(offer, Ignore)
+    assert offer.file == b"http://10.0.0.1:26502/boot/52:54:00:00:00:01.ipxe"

@@ -156,7 +156,7 @@ def _answer(request: DhcpPacket, config: BootConfig, ip: IPv4Address, kind: int)
     options = _address_options(pool, kind, config.server_ip)
     info = ClientInfo.from_packet(request)
     if info.is_pxe and not isinstance(file := boot_file(info, config), Ignore):
-        return boot_reply(request, config.server_ip, file, kind, yiaddr=ip, options=options)
+        return boot_reply(request, config.server_ip, file, kind, http=info.is_http, yiaddr=ip, options=options)
     return reply_to(request, yiaddr=ip, options=options)
 
 

@@ -1,7 +1,8 @@
 """What to answer a PXE client (pure): proxyDHCP gives boot information and never an address; full
 mode (``full.py``) adds an address to the same boot information.
 
-The PXE ROM gets the iPXE binary for its architecture over TFTP; iPXE itself (recognised by option
+The PXE ROM gets the iPXE binary for its architecture over TFTP, UEFI HTTP boot firmware (option 60
+"HTTPClient", architecture 16) the URL of the iPXE EFI binary on pxe's HTTP port; iPXE itself (recognised by option
 77/175, so it is not sent back to the ROM stage) gets the URL of its per-machine script. Every
 ignore has a reason for the log (PXE spec 2.1; RFC 4578; Intel PXE proxyDHCP behaviour).
 """
@@ -36,6 +37,9 @@ DEFAULT_BOOT_FILES = {
     Arch.UEFI_ARM64: "ipxe-arm64.efi",
 }
 
+# UEFI HTTP boot architectures and the TFTP architecture whose iPXE binary they are served by URL
+HTTP_LOADERS = {Arch.UEFI_X64_HTTP: Arch.UEFI_X64}
+
 # PXE vendor options (option 43): sub-option 6, discovery control = 8: use the boot file name given,
 # skip boot-server discovery -- otherwise ROMs wait for menus and multicast discovery first.
 PXE_DISCOVERY_SKIP = bytes((6, 1, 8, 255))
@@ -48,6 +52,7 @@ class BootConfig:
     script_url: str  # iPXE script URL with {mac}, e.g. http://10.0.0.1:26502/boot/{mac}.ipxe
     boot_files: dict[Arch, str] = field(default_factory=lambda: dict(DEFAULT_BOOT_FILES))
     pools: tuple[Pool, ...] = ()  # full mode only
+    files_url: str | None = None  # where pxe serves the boot files over HTTP (UEFI HTTP boot), no slash at end
 
 
 @dataclass(frozen=True)
@@ -62,19 +67,38 @@ def boot_file(info: ClientInfo, config: BootConfig) -> str | Ignore:
         if info.client_uuid is not None and "?" in url:  # lets the script request name the SMBIOS UUID
             url += f"&uuid={info.client_uuid}"
         return url
+    if info.is_http:
+        return _http_loader(info, config)
     if (name := config.boot_files.get(info.arch)) is not None:
         return name
     return Ignore(f"no boot file for architecture {info.arch_code} ({info.arch.value})")
 
 
-def boot_reply(request: DhcpPacket, server_ip: IPv4Address, file: str, kind: int, **fields: Any) -> DhcpPacket:
-    """A reply carrying boot information (PXE spec 2.1); ``fields`` add an address in full mode."""
+def _http_loader(info: ClientInfo, config: BootConfig) -> str | Ignore:
+    """The absolute URL of the iPXE EFI binary for a UEFI HTTP boot client (its boot file is a URI)."""
+    loader = HTTP_LOADERS.get(info.arch)
+    name = config.boot_files.get(loader) if loader is not None else None
+    if name is None:
+        return Ignore(f"no HTTP boot file for architecture {info.arch_code} ({info.arch.value})")
+    if config.files_url is None:
+        return Ignore("UEFI HTTP boot needs pxe's HTTP URL for its boot files (DPM_PXE_HTTP_URL)")
+    return f"{config.files_url}/{name}"
+
+
+def boot_reply(
+    request: DhcpPacket, server_ip: IPv4Address, file: str, kind: int, *, http: bool = False, **fields: Any
+) -> DhcpPacket:
+    """A reply carrying boot information (PXE spec 2.1); ``fields`` add an address in full mode. To a
+    UEFI HTTP boot client (``http``) it says "HTTPClient" (the firmware ignores the offer otherwise)
+    and carries no PXE discovery options."""
     options = {
         OPT_MESSAGE_TYPE: bytes([kind]),
         OPT_SERVER_ID: server_ip.packed,
-        OPT_VENDOR_CLASS: b"PXEClient",  # without it iPXE waits ~2 s for a "proper" proxyDHCP answer
-        OPT_VENDOR_SPECIFIC: PXE_DISCOVERY_SKIP,
+        # without PXEClient iPXE waits ~2 s for a "proper" proxyDHCP answer
+        OPT_VENDOR_CLASS: b"HTTPClient" if http else b"PXEClient",
     }
+    if not http:
+        options[OPT_VENDOR_SPECIFIC] = PXE_DISCOVERY_SKIP
     options.update(fields.pop("options", {}))
     if len(file) > 127:  # longer than the BOOTP file field: option 67 carries it (iPXE reads it first)
         options[OPT_BOOTFILE] = file.encode("ascii")
@@ -99,7 +123,7 @@ def reply(request: DhcpPacket, config: BootConfig, *, on_4011: bool = False) -> 
     file = boot_file(info, config)
     if isinstance(file, Ignore):
         return file
-    return boot_reply(request, config.server_ip, file, ACK if on_4011 else OFFER)
+    return boot_reply(request, config.server_ip, file, ACK if on_4011 else OFFER, http=info.is_http)
 
 
 def destination(request: DhcpPacket, source: tuple[str, int], *, on_4011: bool) -> tuple[str, int]:
