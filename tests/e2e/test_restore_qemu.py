@@ -1,10 +1,13 @@
 """A restore scenario on a real (emulated) machine: QEMU network-boots through dpm's pxe service
 into the deploy environment built by deploy/deploy-os/build.py (Debian's kernel and Python, the
-deploy client), which restores an image from the imager onto its virtual disk -- byte for byte.
+deploy client), which restores an image from the imager onto its virtual disk -- byte for byte --
+and then reboots into what it restored.
 
 The whole path is the production one: the scheduler requests the netboot and waits for the boot;
 QEMU's iPXE ROM gets an address from pxe (full mode) and the deploy script with a token; the
-kernel's own DHCP, the api's step and transfer, chunks from the imager, step reports, power-off.
+deploy environment's DHCP on the NIC it booted over (the second of two, BOOTIF), the api's step
+and transfer, chunks from the imager, step reports; then its end action: a reboot, a network boot
+that pxe answers "boot local disk", and the restored disk's own boot code on the serial console.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dpm_runtime.testing.services import running
 from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from dpm_scheduler.settings import SchedulerSettings
 
-from .vm import machine_argv, qemu
+from .vm import machine_argv, marker_boot_code, qemu
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -46,6 +49,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None, reason="needs apt"),
 ]
 TOKEN = "qemu-restore-token-0123456789"
+MARKER = "DPM-RESTORED-OS-BOOTED"
+DEAD_MAC = "52:54:00:d9:10:ff"  # a NIC on no network, ahead of the one the machine boots over
 MiB = 1024 * 1024
 
 
@@ -69,6 +74,8 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
     source = blank(tmp_path / "golden.img", 48 * MiB)
     sfdisk(str(source), "label: gpt\nsize=40MiB, type=L\n")
     mkext4(source, MiB, 40 * MiB, tree(tmp_path / "content"))
+    with open(source, "r+b") as disk:  # the golden disk's "operating system": boot code printing a marker
+        disk.write(marker_boot_code(MARKER))
     target = blank(tmp_path / "vm-disk.img", 64 * MiB)
     common = {
         "database_url": SecretStr(database.service_url),
@@ -133,10 +140,16 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
 
             await eventually(execution, until=lambda r: r.get("state") == "powering-on", timeout=30, what="woken")
             serial = tmp_path / "vm1.serial"
-            argv = machine_argv(lab.add_tap(), smbios, serial, 512)
+            # the deploy environment reboots into the disk when done: this VM must reset, not exit
+            argv = [a for a in machine_argv(lab.add_tap(), smbios, serial, 512) if a != "-no-reboot"]
+            # two NICs: the first (lower PCI slot, so eth0) leads nowhere and has no boot ROM; the machine
+            # boots over the second, and the deploy environment must use that one (BOOTIF), not eth0
             argv += [
-                "-device", f"virtio-net-pci,netdev=n0,mac={mac}", "-boot", "n",
-                "-drive", f"file={target},format=raw,if=virtio", "-device", "virtio-rng-pci",
+                "-netdev", "hubport,id=dead,hubid=7",
+                "-device", f"virtio-net-pci,netdev=dead,mac={DEAD_MAC},romfile=,addr=0x4",
+                "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1,addr=0x5",
+                "-drive", f"file={target},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=2",
+                "-device", "virtio-rng-pci",
             ]  # fmt: skip
             with qemu(argv, tmp_path / "vm1.log") as vm:
                 final = await eventually(
@@ -146,8 +159,18 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
                     interval=1,
                     what="the restore finished",
                 )
-                await asyncio.to_thread(vm.wait, 120)  # the deploy environment powers the VM off
+                # it reboots, network-boots again, is told "boot local disk", and starts the restored system
+                booted = await eventually(
+                    lambda: asyncio.to_thread(serial.read_text, errors="replace"),
+                    until=lambda text: MARKER in text or vm.poll() is not None,
+                    timeout=300,
+                    interval=1,
+                    what="the restored disk booted",
+                )
     console = serial.read_text(errors="replace")
     assert final["state"] == "completed", (final, console[-3000:])
     assert "DPM-DEPLOY-EXIT 0" in console
+    assert f"nic eth1 (BOOTIF {mac})" in console  # the NIC it booted over, not the first one
+    assert "DPM-DEPLOY-END reboot" in console  # a restore's default end: back into the local disk
+    assert MARKER in booted and booted.index(MARKER) > booted.index("DPM-DEPLOY-END"), booted[-2000:]
     assert sha256(target, 48 * MiB) == sha256(source)

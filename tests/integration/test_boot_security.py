@@ -133,6 +133,7 @@ async def test_one_token_per_execution_for_the_client_that_fetched_it(api_servic
         bearer = {"Authorization": f"Bearer {first}"}
         step = await a.http.get("/deploy/v1/step", params={"execution_id": str(execution)}, headers=bearer)
         assert step.status_code == 200 and step.json()["machine_id"] == str(machine_id)
+        assert step.json()["end"] == "reboot"  # a backup without power_off_at_end: back into its OS
         async with from_address(a.url, "127.0.0.2") as other:  # the token copied to another host
             r = await other.get("/deploy/v1/step", params={"execution_id": str(execution)}, headers=bearer)
         assert r.status_code == 401 and r.json()["error"]["code"] == "DPM-E134"

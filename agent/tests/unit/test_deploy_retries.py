@@ -16,7 +16,7 @@ import pytest
 
 from dpm_agent.client import enrol, retry_after
 from dpm_agent.config import AgentConfig
-from dpm_agent.deploy.run import Api, BootParams
+from dpm_agent.deploy.run import Api, BootParams, run
 from dpm_agent.deploy.transport import HttpClient
 from dpm_schemas.agent_protocol import Facts
 from dpm_schemas.errors import DpmError, E
@@ -142,6 +142,16 @@ def test_the_deploy_api_retries_within_the_steps_timeout(serve) -> None:
     assert [p for _, p, _ in server.seen] == ["/deploy/v1/steps", "/deploy/v1/steps"]
     api.within(step["timeout_seconds"])  # what run() does with GET /step's answer
     assert api._http.retry_for == 30
+
+
+def test_the_steps_end_action_is_left_for_init_even_when_the_step_fails(serve, tmp_path: Path) -> None:
+    step = {"execution_id": "e", "machine_id": "m", "step": 0, "kind": "firmware", "params": {},
+            "timeout_seconds": 30, "end": "stay"}  # fmt: skip
+    server = serve((200, {}, json.dumps(step).encode()), (202, {}, b"{}"), (202, {}, b"{}"))
+    end = tmp_path / "dpm-end"
+    assert run(BootParams("e", server.url, "tok"), end_file=end) == 1  # no such step here: reported failed
+    assert end.read_text() == "stay\n"  # /init keeps a debug shell instead of powering off
+    assert [p for _, p, _ in server.seen] == ["/deploy/v1/step?execution_id=e", "/deploy/v1/steps", "/deploy/v1/steps"]
 
 
 def test_the_agent_waits_the_gateways_retry_after_on_a_503_enrolment(serve, tmp_path: Path) -> None:

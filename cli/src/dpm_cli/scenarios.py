@@ -28,6 +28,7 @@ def spec_from(
     max_targets: int | None,
     max_wait: int | None,
     params: list[str],
+    deploy_end: str | None = None,
 ) -> dict[str, Any]:
     pairs = {}
     for p in params:
@@ -42,6 +43,8 @@ def spec_from(
         "timeout_seconds": timeout,
         "params": pairs,
     }
+    if deploy_end:
+        spec["deploy_end"] = deploy_end
     if multicast:
         spec["multicast"] = {"group": multicast, "max_targets": max_targets, "max_wait_seconds": max_wait}
     return spec
@@ -64,6 +67,10 @@ def scenarios_save(
     ],
     reboot_at_start: Annotated[bool, typer.Option(help="Reboot a powered-on machine into the network boot.")] = False,
     power_off_at_end: Annotated[bool, typer.Option()] = False,
+    deploy_end: Annotated[
+        str | None,
+        typer.Option(help="After a netboot step: reboot (into the disk; the default) | power-off | stay (debug)."),
+    ] = None,
     timeout: Annotated[int, typer.Option(help="Execution timeout, seconds.")] = 3600,
     multicast: Annotated[
         str | None, typer.Option(help="Multicast group (restore, remote update); else unicast.")
@@ -76,7 +83,7 @@ def scenarios_save(
     body = {
         "name": name,
         "spec": spec_from(
-            kind, reboot_at_start, power_off_at_end, timeout, multicast, max_targets, max_wait, param or []
+            kind, reboot_at_start, power_off_at_end, timeout, multicast, max_targets, max_wait, param or [], deploy_end
         ),
     }
     existing = {r["name"] for r in request("GET", "/scenarios")}

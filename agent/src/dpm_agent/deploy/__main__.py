@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from dpm_agent.deploy.jobs import disk_check, run_backup, run_restore
 from dpm_agent.deploy.remote import TransferGrant
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     go = sub.add_parser("run", help="the network-boot job: step from the api per the kernel command line")
     go.add_argument("--cmdline", default="/proc/cmdline", help="file with dpm.execution= dpm.server= dpm.token=")
+    go.add_argument(
+        "--end-file", type=Path, help="where to write what /init does after the step (reboot, power-off, stay)"
+    )
     lay = sub.add_parser("layout", help="the disk configuration check of devices or image files (sfdisk-like JSON)")
     lay.add_argument("devices", nargs="+")
     lay.add_argument("--sector-size", type=int)
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "run":
         with open(args.cmdline) as f:
-            return run(BootParams.parse(f.read()))
+            return run(BootParams.parse(f.read()), end_file=args.end_file)
     try:
         if args.cmd == "layout":
             out: object = [d.to_dict() for d in disk_check(args.devices, args.sector_size)]

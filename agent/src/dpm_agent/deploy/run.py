@@ -88,11 +88,20 @@ class Reporter:
             self.api.report("progress", min(99, done * 100 // max(total, 1)))
 
 
-def run(params: BootParams, api: Api | None = None) -> int:
-    api = api or Api(params)
-    step: dict[str, Any] = api.call("GET", f"/step?execution_id={params.execution}")
+def prepare(api: Api, step: dict[str, Any], end_file: Path | None) -> None:
+    """Before the step: retry no call past its timeout, and leave what /init does after it (its
+    ``end``: reboot, power-off or stay), so a step that fails still gets the debug shell asked for."""
     if isinstance(step.get("timeout_seconds"), int):
         api.within(step["timeout_seconds"])
+    if end_file is not None:
+        end_file.write_text(str(step.get("end", "power-off")) + "\n")
+
+
+def run(params: BootParams, api: Api | None = None, end_file: Path | None = None) -> int:
+    """Do the execution's step (0 when it completed), leaving its end action in ``end_file``."""
+    api = api or Api(params)
+    step: dict[str, Any] = api.call("GET", f"/step?execution_id={params.execution}")
+    prepare(api, step, end_file)
     kind, p = step["kind"], step["params"]
     devices = list(params.devices) or local_disks()
     try:

@@ -35,6 +35,14 @@ NETBOOT_KINDS = frozenset(
 UNAVAILABLE_KINDS = frozenset({ScenarioKind.OS_INSTALL, ScenarioKind.FIRMWARE})
 
 
+class DeployEnd(StrEnum):
+    """What the deploy environment does once its step is done (netboot kinds only)."""
+
+    REBOOT = "reboot"  # into the local disk: pxe answers "boot local disk" once the execution ended
+    POWER_OFF = "power-off"
+    STAY = "stay"  # a shell on the console, for debugging; the machine stays in the deploy environment
+
+
 class Multicast(BaseModel):
     """Delivery conditions of a multicast restore or remote update (seed catalog §2.3.4-2.3.5)."""
 
@@ -68,9 +76,17 @@ class ScenarioSpec(BaseModel):
     timeout_seconds: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
     multicast: Multicast | None = None  # None: unicast
     params: Params = ()  # kind-specific (image name, packages, seconds)
+    deploy_end: DeployEnd | None = None  # None: power off if power_off_at_end, else reboot into the disk
 
     def param(self, key: str, default: str) -> str:
         return dict(self.params).get(key, default)
+
+    def end_of_deploy(self) -> DeployEnd:
+        """After a netboot step: the scenario's choice, else what "power off at end" says, else a
+        reboot into the local disk (so a restored or backed-up machine starts its OS again)."""
+        if self.deploy_end is not None:
+            return self.deploy_end
+        return DeployEnd.POWER_OFF if self.power_off_at_end else DeployEnd.REBOOT
 
 
 class ScenarioSaved(Event):

@@ -124,3 +124,25 @@ def test_export_cells_never_start_a_formula(cell: str) -> None:
     text = render([row])
     assert list(csv.reader(io.StringIO(text, newline="")))[1][-1] == f"'{cell}"
     assert parse(text)[0].os_type == cell  # the quote is read back off: export/import stays lossless
+
+
+@pytest.mark.parametrize(
+    ("spec", "end", "code"),
+    [
+        ({"kind": "restore", "params": {"image": "g"}}, "reboot", None),  # a restored OS starts
+        ({"kind": "backup", "params": {"image": "g"}, "power_off_at_end": True}, "power-off", None),
+        ({"kind": "disk-check", "deploy_end": "stay"}, "stay", None),
+        (
+            {"kind": "backup", "params": {"image": "g"}, "power_off_at_end": True, "deploy_end": "reboot"},
+            None,
+            "DPM-E142",
+        ),
+        ({"kind": "simulated", "params": {"seconds": "1"}, "deploy_end": "stay"}, None, "DPM-E142"),
+    ],
+)
+def test_the_deploy_environments_end_action_and_its_contradictions(
+    spec: dict, end: str | None, code: str | None
+) -> None:
+    assert code_of(spec) == code
+    if end is not None:
+        assert ScenarioSpec.model_validate(spec).end_of_deploy().value == end

@@ -30,6 +30,7 @@ def test_pending_work_boots_the_deploy_environment_with_its_execution_and_token(
     kernel = next(line for line in script.splitlines() if line.startswith("kernel "))
     assert kernel.startswith("kernel http://s/files/deploy/vmlinuz initrd=initrd.img ")
     assert f"dpm.execution={RUN}" in kernel and "dpm.server=http://s:8080" in kernel and "dpm.token=tok" in kernel
+    assert "BOOTIF=01-${netX/mac:hexhyp}" in kernel  # the deploy environment configures the NIC it booted over
     assert "initrd --name initrd.img http://s/files/deploy/initrd.img" in script
 
 

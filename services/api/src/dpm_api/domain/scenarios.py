@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from dpm_api.domain.images import MachineFacts, render_name
 from dpm_packages.remote_update import request_of
 from dpm_schemas import E
-from dpm_schemas.events.scenarios import UNAVAILABLE_KINDS, ScenarioKind, ScenarioSpec
+from dpm_schemas.events.scenarios import NETBOOT_KINDS, UNAVAILABLE_KINDS, DeployEnd, ScenarioKind, ScenarioSpec
 
 MULTICAST = IPv4Network("224.0.0.0/4")
 LOCAL_CONTROL = IPv4Network("224.0.0.0/24")  # link-local control block: routers and protocols use it
@@ -35,6 +35,10 @@ BUSY_STATES = {
 def check_spec(spec: ScenarioSpec) -> None:
     check_available(spec.kind)
     check_params(spec)
+    if spec.deploy_end is not None and spec.kind not in NETBOOT_KINDS:
+        raise E.SCENARIO_INVALID(reason=f"deploy_end is for kinds that boot the deploy environment, not {spec.kind}")
+    if spec.power_off_at_end and spec.deploy_end not in (None, DeployEnd.POWER_OFF):
+        raise E.SCENARIO_INVALID(reason=f"power_off_at_end contradicts deploy_end {spec.deploy_end}")
     if spec.kind is ScenarioKind.REMOTE_UPDATE:
         request_of(spec)  # DPM-E282 naming the bad parameter
     if spec.multicast is None:

@@ -59,12 +59,13 @@ async def report_step(body: StepIn, request: Request, rt: RuntimeDep) -> dict[st
 @router.get("/step")
 async def current_step(execution_id: uuid.UUID, request: Request, rt: RuntimeDep) -> dict[str, Any]:
     """What the deploy environment is to do: the step of its execution and the scenario's parameters
-    (the revision the run pinned), and its timeout, which bounds how long the client retries a call."""
+    (the revision the run pinned), its timeout, which bounds how long the client retries a call, and
+    what it does once the step is done (``end``: reboot into the disk, power off, or stay)."""
     machine_id, step = await deploy_caller(request, rt, execution_id)
     spec = await _spec(rt, execution_id)
     return {"execution_id": str(execution_id), "machine_id": str(machine_id), "step": step,
             "kind": spec.kind.value, "params": dict(spec.params),
-            "timeout_seconds": spec.timeout_seconds}  # fmt: skip
+            "timeout_seconds": spec.timeout_seconds, "end": spec.end_of_deploy().value}  # fmt: skip
 
 
 class TransferRequest(BaseModel):

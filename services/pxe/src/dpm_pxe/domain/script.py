@@ -84,9 +84,16 @@ iseq ${{platform}} pcbios && sanboot --no-describe --drive 0x80 ||
 exit
 """
 
-DEPLOY = """#!ipxe
+# BOOTIF (pxelinux's convention, which dracut and Debian's installer read too): the MAC of the NIC
+# iPXE booted over (netX is the last one opened), so the deploy environment configures that NIC and
+# not merely the first it finds.
+BOOT_ARGS = "initrd=initrd.img BOOTIF=01-${{netX/mac:hexhyp}} dpm.execution={execution} dpm.server={server}"
+DEPLOY = (
+    """#!ipxe
 echo dpm: {name}: {reason}
-kernel {files}/{kernel} initrd=initrd.img dpm.execution={execution} dpm.server={server} dpm.token={token} {cmdline}
+kernel {files}/{kernel} """
+    + BOOT_ARGS
+    + """ dpm.token={token} {cmdline}
 initrd --name initrd.img {files}/{initrd}
 boot || goto failed
 :failed
@@ -94,6 +101,7 @@ echo dpm: the deploy environment did not boot; booting the local disk
 iseq ${{platform}} pcbios && sanboot --no-describe --drive 0x80 ||
 exit
 """
+)
 
 
 def render(
