@@ -3,9 +3,11 @@ client -- from Debian packages and the repository, without root, chroot or deboo
 
     python3 deploy/deploy-os/build.py --out var/boot/deploy [--cache var/cache/deploy-os]
 
-Debian's cloud kernel (virtio network, disk and RNG drivers, a fast LZ4 kernel image), busybox
-for /init and DHCP, Debian's python3.11, e2fsprogs and ntfs-3g (dumpe2fs and ntfscat: the used
-blocks of ext and NTFS filesystems), and the deploy client with its wheels. The standard library is precompiled with
+Debian's generic kernel with the drivers of common server hardware (NICs and storage controllers,
+below; the cloud kernel has virtio and little else), loaded at boot by the hardware present (the
+devices' modalias against the drivers' aliases, written here); busybox for /init and DHCP, Debian's
+python3.11, e2fsprogs and ntfs-3g (dumpe2fs and ntfscat: the used blocks of ext and NTFS
+filesystems), and the deploy client with its wheels. The standard library is precompiled with
 unchecked-hash .pyc (a boot never recompiles it), and the cpio is written here (fixed owners and
 times: the same inputs give the same archive). Writes vmlinuz, initrd.img and build.json (the
 package versions) to --out; a second run with the same versions reuses the cache and is quick.
@@ -29,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-KERNEL_META = "linux-image-cloud-amd64"
+KERNEL_META = "linux-image-amd64"
 USERLAND = [
     "busybox-static",
     "python3.11-minimal",
@@ -55,7 +57,12 @@ USERLAND = [
     "ntfs-3g",  # ntfscat: the NTFS cluster bitmap for used-sector backups
     "libntfs-3g89",
 ]
-MODULES = ["virtio_net", "virtio_blk", "virtio-rng", "virtio_pci", "virtio_scsi", "sd_mod", "e1000", "e1000e"]
+# Drivers carried (with what they depend on); /init loads those whose aliases match a device.
+NICS = ["e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "mlx5_core", "tg3", "r8169", "8139too", "8139cp",
+        "vmxnet3", "virtio_net"]  # fmt: skip
+STORAGE = ["ahci", "nvme", "megaraid_sas", "mpt3sas", "hpsa", "smartpqi", "virtio_blk", "virtio_scsi", "sd_mod"]
+MODULES = ["virtio_pci", "virtio-rng", *NICS, *STORAGE]
+OPTIONS = {"scsi_mod": "scan=sync"}  # a SCSI host's disks exist once its driver is loaded
 PRUNE = [
     "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
     "usr/lib/x86_64-linux-gnu/gconv", "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib",
@@ -138,11 +145,14 @@ def compile_stdlib(root: Path) -> None:
 
 
 def modules(kroot: Path, root: Path) -> list[str]:
-    """Copy the drivers we load (and what they depend on, from each module's .modinfo) and return
+    """Copy the drivers we carry (and what they depend on, from each module's .modinfo), write the
+    tables /init loads them by (``modules.dep``, ``modules.alias``, ``modules.options``), and return
     their load order; the kernel package has no modules.dep (depmod runs at install time)."""
     release = next((kroot / "lib/modules").iterdir()).name
     found = {_modname(p): p for p in (kroot / "lib/modules" / release).rglob("*.ko*")}
     order: list[str] = []
+    deps_of: dict[str, list[str]] = {}
+    aliases: list[str] = []
 
     def visit(name: str) -> None:
         key = name.replace("-", "_")
@@ -151,15 +161,34 @@ def modules(kroot: Path, root: Path) -> list[str]:
             return
         data = _ko_bytes(path)
         deps = re.search(rb"depends=([^\0]*)\0", data)
-        for dep in deps.group(1).decode().split(",") if deps and deps.group(1) else []:
+        named = deps.group(1).decode().split(",") if deps and deps.group(1) else []
+        deps_of[key] = [d.replace("-", "_") for d in named]
+        for dep in deps_of[key]:
             visit(dep)
         (root / "lib/modules").mkdir(parents=True, exist_ok=True)
         (root / "lib/modules" / f"{key}.ko").write_bytes(data)
         order.append(key)
+        aliases.extend(f"{alias_regex(a.decode())} {key}" for a in re.findall(rb"(?:^|\0)alias=([^\0]+)", data))
 
     for name in MODULES:
         visit(name)
+    missing = [m for m in MODULES if m.replace("-", "_") not in order]
+    if missing:
+        raise SystemExit(f"{KERNEL_META} lacks the drivers {missing}")
+    etc = root / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "modules.dep").write_text("".join(f"{m} {' '.join(d for d in deps_of[m] if d in order)}\n" for m in order))
+    (etc / "modules.alias").write_text("\n".join(aliases) + "\n")
+    (etc / "modules.options").write_text("".join(f"{m} {o}\n" for m, o in OPTIONS.items()))
     return order
+
+
+def alias_regex(pattern: str) -> str:
+    """A module alias (a shell glob over a device's modalias) as an anchored awk regular expression."""
+    out = []
+    for ch in pattern:
+        out.append(".*" if ch == "*" else "." if ch == "?" else "\\" + ch if ch in ".^$+(){}|\\/" else ch)
+    return "^" + "".join(out) + "$"
 
 
 def _modname(path: Path) -> str:
@@ -200,6 +229,13 @@ def populate(root: Path, order: list[str]) -> None:
     (etc / "hosts").write_text("127.0.0.1 localhost\n")
     for d in ("dev", "proc", "sys", "tmp", "root", "run"):
         (root / d).mkdir(exist_ok=True)
+
+
+def record(root: Path, kroot: Path) -> None:
+    """What the deploy client reports at its first step: the kernel and the unpacked initramfs size."""
+    release = next((kroot / "lib/modules").iterdir()).name
+    size = sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    (root / "etc/dpm-deploy.json").write_text(json.dumps({"kernel": release, "unpacked_bytes": size}) + "\n")
 
 
 def prune(root: Path) -> None:
@@ -275,6 +311,7 @@ def main() -> None:
         compile_stdlib(root)
     except (subprocess.CalledProcessError, OSError) as exc:
         log(f"precompiling skipped ({exc}); the first boot compiles instead")
+    record(root, kroot)
     raw = work / "initrd.cpio"
     cpio(root, raw)
     args.out.mkdir(parents=True, exist_ok=True)

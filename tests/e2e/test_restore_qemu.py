@@ -14,32 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from agent.tests.deploy.disks import blank, mkext4, need_tools, sfdisk, sha256, tree
 from dpm_agent.deploy.jobs import run_backup
 from dpm_agent.deploy.remote import TransferGrant
-from dpm_api.bootstrap import bootstrap as api_bootstrap
-from dpm_api.settings import ApiSettings
-from dpm_imager.bootstrap import bootstrap as imager_bootstrap
-from dpm_imager.settings import ImagerSettings
-from dpm_pxe.bootstrap import bootstrap as pxe_bootstrap
-from dpm_pxe.settings import PxeSettings
-from dpm_runtime.localstack.procs import free_port
 from dpm_runtime.testing import eventually, netlab
-from dpm_runtime.testing.services import running
-from dpm_scheduler.bootstrap import bootstrap as scheduler_bootstrap
-from dpm_scheduler.settings import SchedulerSettings
 
+from .stack import qemu_stack
 from .vm import machine_argv, marker_boot_code, qemu
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
@@ -48,125 +34,63 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86"),
     pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None, reason="needs apt"),
 ]
-TOKEN = "qemu-restore-token-0123456789"
 MARKER = "DPM-RESTORED-OS-BOOTED"
 DEAD_MAC = "52:54:00:d9:10:ff"  # a NIC on no network, ahead of the one the machine boots over
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def deploy_os(tmp_path_factory) -> Path:
-    """The deploy environment, built once (Debian packages cached under var/cache/deploy-os)."""
-    out = tmp_path_factory.mktemp("deploy-os")
-    subprocess.run(
-        [sys.executable, str(REPO / "deploy/deploy-os/build.py"), "--out", str(out), "--level", "1"],
-        check=True,
-        timeout=600,
-    )
-    return out
-
-
 async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_server, deploy_os, tmp_path) -> None:
-    root = tmp_path / "boot"
-    (root / "deploy").mkdir(parents=True)
-    for name in ("vmlinuz", "initrd.img"):
-        shutil.copy(deploy_os / name, root / "deploy" / name)
     source = blank(tmp_path / "golden.img", 48 * MiB)
     sfdisk(str(source), "label: gpt\nsize=40MiB, type=L\n")
     mkext4(source, MiB, 40 * MiB, tree(tmp_path / "content"))
     with open(source, "r+b") as disk:  # the golden disk's "operating system": boot code printing a marker
         disk.write(marker_boot_code(MARKER))
     target = blank(tmp_path / "vm-disk.img", 64 * MiB)
-    common = {
-        "database_url": SecretStr(database.service_url),
-        "database_admin_url": SecretStr(database.admin_url),
-        "nats_url": nats_server.url,
-        "http_host": "0.0.0.0",
-    }
-    with netlab.NetLab(hosts_wanted=0) as lab:
-        host = str(lab.host_ip)
-        imager = imager_bootstrap(
-            ImagerSettings(
-                **common,
-                imager_port=free_port(),
-                relay_enabled=False,
-                imager_root=tmp_path / "store",
-                imager_reserve_bytes=0,
-            )
-        )
-        api = api_bootstrap(
-            ApiSettings(
-                **common,
-                api_port=free_port(),
-                api_token=SecretStr(TOKEN),
-                api_imager_url=f"http://{host}:{imager.port}",
-            )
-        )
-        pxe = pxe_bootstrap(
-            PxeSettings(**common, pxe_port=free_port(), relay_enabled=False, pxe_root=root, pxe_server_ip=lab.host_ip,
-                        pxe_tftp_host=host, pxe_dhcp_interface=lab.bridge, pxe_api_url=f"http://{host}:{api.port}")
-        )  # fmt: skip
-        api.app.state.pxe_url = f"http://127.0.0.1:{pxe.port}"
-        scheduler = scheduler_bootstrap(
-            SchedulerSettings(
-                **common,
-                scheduler_port=free_port(),
-                relay_enabled=False,
-                scheduler_tick=0.2,
-                scheduler_power_on_timeout=600,
-                scheduler_wol_repeats=1,
-            )
-        )
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with running(api, headers=headers) as a, running(pxe), running(imager), running(scheduler):
-            http = a.http
-            first = lab.host_ip + 100
-            ranges = [{"start": str(first), "end": str(first + 20), "subnet": str(lab.subnet), "router": host}]
-            assert (await http.put("/boot/settings", json={"mode": "full", "ranges": ranges})).status_code == 200
-            assert (await http.put("/groups/lab", json={"subnet": str(lab.subnet)})).is_success
-            mac, smbios = "52:54:00:d9:10:01", uuid.uuid4()
-            body = {"name": "vm1", "macs": [mac], "smbios_uuid": str(smbios), "group": "lab"}
-            assert (await http.post("/machines", json=body)).status_code == 201
+    async with qemu_stack(database, nats_server, deploy_os, tmp_path) as stack:
+        lab, http = stack.lab, stack.http
+        mac, smbios = "52:54:00:d9:10:01", uuid.uuid4()
+        body = {"name": "vm1", "macs": [mac], "smbios_uuid": str(smbios), "group": "lab"}
+        assert (await http.post("/machines", json=body)).status_code == 201
 
-            grant = (await http.post("/images/transfers", json={"image": "golden", "direction": "backup"})).json()
-            await asyncio.to_thread(run_backup, str(source), TransferGrant.from_json(grant), mode="full")
-            spec = {"kind": "restore", "params": {"image": "golden"}, "timeout_seconds": 900}
-            assert (await http.post("/scenarios", json={"name": "put-golden", "spec": spec})).status_code == 201
-            run = (await http.post("/scenarios/put-golden/runs", json={"machines": ["vm1"]})).json()
+        grant = (await http.post("/images/transfers", json={"image": "golden", "direction": "backup"})).json()
+        await asyncio.to_thread(run_backup, str(source), TransferGrant.from_json(grant), mode="full")
+        spec = {"kind": "restore", "params": {"image": "golden"}, "timeout_seconds": 900}
+        assert (await http.post("/scenarios", json={"name": "put-golden", "spec": spec})).status_code == 201
+        run = (await http.post("/scenarios/put-golden/runs", json={"machines": ["vm1"]})).json()
 
-            async def execution() -> dict:
-                rows = (await http.get("/executions", params={"run_id": run["run_id"]})).json()
-                return rows[0] if rows else {}
+        async def execution() -> dict:
+            rows = (await http.get("/executions", params={"run_id": run["run_id"]})).json()
+            return rows[0] if rows else {}
 
-            await eventually(execution, until=lambda r: r.get("state") == "powering-on", timeout=30, what="woken")
-            serial = tmp_path / "vm1.serial"
-            # the deploy environment reboots into the disk when done: this VM must reset, not exit
-            argv = [a for a in machine_argv(lab.add_tap(), smbios, serial, 512) if a != "-no-reboot"]
-            # two NICs: the first (lower PCI slot, so eth0) leads nowhere and has no boot ROM; the machine
-            # boots over the second, and the deploy environment must use that one (BOOTIF), not eth0
-            argv += [
-                "-netdev", "hubport,id=dead,hubid=7",
-                "-device", f"virtio-net-pci,netdev=dead,mac={DEAD_MAC},romfile=,addr=0x4",
-                "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1,addr=0x5",
-                "-drive", f"file={target},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=2",
-                "-device", "virtio-rng-pci",
-            ]  # fmt: skip
-            with qemu(argv, tmp_path / "vm1.log") as vm:
-                final = await eventually(
-                    execution,
-                    until=lambda r: r.get("state") in ("completed", "failed"),
-                    timeout=600,
-                    interval=1,
-                    what="the restore finished",
-                )
-                # it reboots, network-boots again, is told "boot local disk", and starts the restored system
-                booted = await eventually(
-                    lambda: asyncio.to_thread(serial.read_text, errors="replace"),
-                    until=lambda text: MARKER in text or vm.poll() is not None,
-                    timeout=300,
-                    interval=1,
-                    what="the restored disk booted",
-                )
+        await eventually(execution, until=lambda r: r.get("state") == "powering-on", timeout=30, what="woken")
+        serial = tmp_path / "vm1.serial"
+        # the deploy environment reboots into the disk when done: this VM must reset, not exit
+        argv = [a for a in machine_argv(lab.add_tap(), smbios, serial, 512) if a != "-no-reboot"]
+        # two NICs: the first (lower PCI slot, so eth0) leads nowhere and has no boot ROM; the machine
+        # boots over the second, and the deploy environment must use that one (BOOTIF), not eth0
+        argv += [
+            "-netdev", "hubport,id=dead,hubid=7",
+            "-device", f"virtio-net-pci,netdev=dead,mac={DEAD_MAC},romfile=,addr=0x4",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1,addr=0x5",
+            "-drive", f"file={target},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,bootindex=2",
+            "-device", "virtio-rng-pci",
+        ]  # fmt: skip
+        with qemu(argv, tmp_path / "vm1.log") as vm:
+            final = await eventually(
+                execution,
+                until=lambda r: r.get("state") in ("completed", "failed"),
+                timeout=600,
+                interval=1,
+                what="the restore finished",
+            )
+            # it reboots, network-boots again, is told "boot local disk", and starts the restored system
+            booted = await eventually(
+                lambda: asyncio.to_thread(serial.read_text, errors="replace"),
+                until=lambda text: MARKER in text or vm.poll() is not None,
+                timeout=300,
+                interval=1,
+                what="the restored disk booted",
+            )
     console = serial.read_text(errors="replace")
     assert final["state"] == "completed", (final, console[-3000:])
     assert "DPM-DEPLOY-EXIT 0" in console

@@ -16,7 +16,7 @@ import pytest
 
 from dpm_agent.client import enrol, retry_after
 from dpm_agent.config import AgentConfig
-from dpm_agent.deploy.run import Api, BootParams, run
+from dpm_agent.deploy.run import Api, BootParams, run, started
 from dpm_agent.deploy.transport import HttpClient
 from dpm_schemas.agent_protocol import Facts
 from dpm_schemas.errors import DpmError, E
@@ -166,3 +166,16 @@ def test_the_agent_waits_the_gateways_retry_after_on_a_503_enrolment(serve, tmp_
 
 def _facts() -> Facts:
     return Facts(hostname="lab-1", macs=("52:54:00:00:00:01",), ips=("127.0.0.1",))
+
+
+def test_the_first_report_says_how_the_deploy_environment_came_up(tmp_path: Path, monkeypatch) -> None:
+    uptime, build = tmp_path / "uptime", tmp_path / "dpm-deploy.json"
+    uptime.write_text("12.34 20.00\n")
+    build.write_text(json.dumps({"kernel": "6.1.0-57-amd64", "unpacked_bytes": 80 << 20}))
+    monkeypatch.setenv("DPM_DRIVERS", "virtio_pci e1000e nvme")
+    assert started("restore", uptime, build) == (
+        "restore started; deploy environment up in 12.3 s; kernel 6.1.0-57-amd64, initramfs 80 MiB unpacked; "
+        "drivers virtio_pci e1000e nvme"
+    )
+    monkeypatch.delenv("DPM_DRIVERS")
+    assert started("backup", tmp_path / "none", tmp_path / "none") == "backup started"  # outside a deploy environment

@@ -9,7 +9,9 @@ for the lab and for tests against disk-image files.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -88,6 +90,20 @@ class Reporter:
             self.api.report("progress", min(99, done * 100 // max(total, 1)))
 
 
+def started(kind: str, uptime: Path = Path("/proc/uptime"), build: Path = Path("/etc/dpm-deploy.json")) -> str:
+    """The first report: the step, how long the deploy environment took to come up, and its kernel
+    and initramfs (what build.py recorded), so slow boots and missing drivers show in the history."""
+    parts = [f"{kind} started"]
+    if uptime.exists():
+        parts.append(f"deploy environment up in {float(uptime.read_text().split()[0]):.1f} s")
+    if build.exists():
+        facts = json.loads(build.read_text())
+        parts.append(f"kernel {facts.get('kernel')}, initramfs {facts.get('unpacked_bytes', 0) >> 20} MiB unpacked")
+    if drivers := os.environ.get("DPM_DRIVERS", "").split():
+        parts.append("drivers " + " ".join(drivers))
+    return "; ".join(parts)
+
+
 def prepare(api: Api, step: dict[str, Any], end_file: Path | None) -> None:
     """Before the step: retry no call past its timeout, and leave what /init does after it (its
     ``end``: reboot, power-off or stay), so a step that fails still gets the debug shell asked for."""
@@ -105,7 +121,7 @@ def run(params: BootParams, api: Api | None = None, end_file: Path | None = None
     kind, p = step["kind"], step["params"]
     devices = list(params.devices) or local_disks()
     try:
-        api.report("progress", 0, message=f"{kind} started")
+        api.report("progress", 0, message=started(kind))
         if kind == "disk-check":
             layouts = disk_check(devices)
             api.call("POST", "/disks", {"execution_id": params.execution, "disks": [d.to_dict() for d in layouts]})
