@@ -1,10 +1,11 @@
 """Event log, relay and projection benchmarks against raw psycopg baselines; network boot (TFTP
 against tftpd-hpa, DHCP answers per second) in ``bench/boot.py``; package delivery to many agents
 against nginx in ``bench/packages.py``; live progress to many streams against per-client polling in
-``bench/live.py``.
+``bench/live.py``; the console's machine list with 10,000 machines (server and browser time) in
+``bench/console.py``.
 
     uv run python -m bench [--rebuild-events 1000000] [--quick] [--only packages --package-mb 200 --clients 50]
-                         [--only live --streams 100]
+                         [--only live --streams 500] [--only console --machines 10000]
 
 Starts a private PostgreSQL cluster (durable settings: fsync on) and nats-server on free ports,
 then prints events/s for each case, its baseline and the ratio, and writes bench/results/latest.json.
@@ -27,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
 from bench import boot as netboot
-from bench import imaging, live, packages
+from bench import console, imaging, live, packages
 from dpm_api.projections import MachineList
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.dbroles import ensure_roles
@@ -269,7 +270,12 @@ async def main(args: argparse.Namespace) -> list[dict]:
         if args.only in (None, "live"):
             results += await live.stream_cases(
                 row, admin_url=admin, service_url=url, nats_url=nats_server.url,
-                streams=args.streams or (20 if args.quick else 100),
+                streams=args.streams or (20 if args.quick else 500),
+            )  # fmt: skip
+        if args.only in (None, "console"):
+            results += await console.list_cases(
+                row, admin_url=admin, service_url=url, nats_url=nats_server.url,
+                machines=args.machines or (1000 if args.quick else 10_000),
             )  # fmt: skip
         if args.only in (None, "rebuild"):
             n = 100_000 if args.quick else args.rebuild_events
@@ -290,9 +296,12 @@ if __name__ == "__main__":
     parser.add_argument("--rebuild-events", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
-        "--only", choices=["append", "boot", "imaging", "packages", "live", "rebuild"], help="run one group of cases"
+        "--only",
+        choices=["append", "boot", "imaging", "packages", "live", "console", "rebuild"],
+        help="run one group of cases",
     )
     parser.add_argument("--package-mb", type=int, help="package delivery: file size (default 200, 20 with --quick)")
     parser.add_argument("--clients", type=int, help="package delivery: agents at once (default 50, 10 with --quick)")
-    parser.add_argument("--streams", type=int, help="live progress: clients watching one run (default 100, 20 quick)")
+    parser.add_argument("--streams", type=int, help="live progress: clients watching one run (default 500, 20 quick)")
+    parser.add_argument("--machines", type=int, help="console: machines registered (default 10000, 1000 quick)")
     asyncio.run(main(parser.parse_args()))

@@ -98,7 +98,7 @@ async def test_every_page_passes_axe_and_the_csp_with_no_dialog(api_service, aut
         context, page = await logged_in(browser, api.url, "admin", dialogs)
         csp: list[str] = []
         page.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
-        todo, seen, visited = ["/console/machines"], set(), []
+        todo, seen, visited = ["/console/dashboard", "/console/machines"], set(), []
         while todo and len(visited) < MAX_PAGES:
             path = todo.pop(0)
             if shape(path.split("?")[0]) in seen:

@@ -1593,6 +1593,51 @@ class E:
         "where nothing is any more.",
         404,
     )
+    CONSOLE_IMPORT_STALE = _define(
+        "DPM-E433",
+        "Import preview out of date",
+        "The CSV import was not applied: {reason}.",
+        "Preview the CSV again, check what it will add and change, and apply that preview; nothing was imported.",
+        409,
+    )
+    CONSOLE_NOTHING_TO_SUSPEND = _define(
+        "DPM-E434",
+        "Nothing to suspend",
+        "{machine} has no execution in progress to suspend.",
+        "Only a queued or running execution can be suspended; the machine's page lists its executions.",
+        409,
+    )
+    CONSOLE_CSV_TOO_LARGE = _define(
+        "DPM-E435",
+        "CSV too large for the console",
+        "The CSV has {size} bytes; the console previews at most {limit} bytes at once.",
+        "Split the file and import it in parts, or import it with `dpm machines import` (the REST import "
+        "takes files up to 16 MiB).",
+        413,
+    )
+    CONSOLE_NOT_CONFIRMED = _define(
+        "DPM-E440",
+        "Console action not confirmed",
+        "The console did not {action}: the confirmation step was not completed.",
+        "Start the action from its console page and confirm it on the page that follows; a destructive "
+        "change is never made by a single click or a bare form post.",
+        400,
+    )
+    CONSOLE_FIELD_INVALID = _define(
+        "DPM-E441",
+        "Console form field invalid",
+        "The form field {field} is not valid: {reason}.",
+        "Correct the field named above the form and submit it again.",
+        422,
+    )
+    CONSOLE_SCENARIO_NOT_SAVED = _define(
+        "DPM-E436",
+        "Scenario not saved",
+        "The scenario was not saved: {count} field(s) were refused.",
+        "Correct the fields marked on the form (each shows the API's own code and message) and save again; "
+        "nothing was changed.",
+        422,
+    )
 
 
 def render_markdown() -> str:

@@ -4,7 +4,8 @@ a 10,000-machine fleet costs one small query, never the whole table in Python.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from dpm_schemas.ids import normalize_mac
 
@@ -86,3 +87,38 @@ def where(q: str | None, group: str | None) -> tuple[str, tuple[object, ...]]:
         clauses.append("group_name = %s")
         params.append(group)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+@dataclass
+class GroupNode:
+    """One group of the sidebar's tree: a name split on ``.`` (``site.floor1`` sits under ``site``);
+    ``count`` is its own machines, ``total`` those of it and every group below it. A node that is
+    only a prefix of other groups' names (no group of its own) has ``real`` False and no link."""
+
+    name: str  # the full group name
+    label: str  # the last part, what the tree shows
+    count: int = 0
+    real: bool = False
+    children: list[GroupNode] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.count + sum(c.total for c in self.children)
+
+
+def group_tree(groups: Iterable[str], counts: Mapping[str, int]) -> list[GroupNode]:
+    """The groups (and any group name machines carry without a group of its own) as a tree, each
+    level ordered by name, with machine counts."""
+    roots: list[GroupNode] = []
+    index: dict[str, GroupNode] = {}
+    for name in sorted(set(groups) | set(counts)):
+        parts = name.split(".") if all(name.split(".")) else [name]
+        siblings, path = roots, ""
+        for part in parts:
+            path = f"{path}.{part}" if path else part
+            if path not in index:
+                index[path] = GroupNode(name=path, label=part)
+                siblings.append(index[path])
+            siblings = index[path].children
+        index[path].real, index[path].count = True, counts.get(name, 0)
+    return roots

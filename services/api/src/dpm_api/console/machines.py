@@ -1,5 +1,7 @@
-"""The machine pages: the list (paged and searched in SQL), a machine's detail, and the bulk
-actions, which call the REST routes' own functions so both behave alike."""
+"""The machine pages: the list (paged and searched in SQL, the group tree beside it, each machine's
+current execution at a glance) and a machine's detail (inventory, disks drawn to scale, addresses,
+history). Bulk actions, the forms and the CSV import live in their own modules (machine_*.py), whose
+routes are included here before ``/console/machines/{machine_id}`` so their fixed paths win."""
 
 from __future__ import annotations
 
@@ -9,17 +11,16 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dpm_api.console import listing, pages
+from dpm_api.console import listing, machine_bulk, machine_data, machine_disks, machine_forms, machine_import, pages
 from dpm_api.deps import get_runtime
 from dpm_api.projections import COLUMNS, row_from_db
 from dpm_api.routes import machines as machine_routes
 from dpm_schemas import E
-from dpm_schemas.errors import DpmError
-from dpm_schemas.events.users import Role
 
 router = APIRouter(include_in_schema=False)
 HOME = "/console/machines"
-BULK_ACTIONS = {"power_on": "Power on"}
+for _module in (machine_bulk, machine_forms, machine_import):
+    router.include_router(_module.router)
 
 
 def _link(q: str, group: str, page: int) -> str:
@@ -42,23 +43,24 @@ async def machines_page(request: Request, q: str = "", group: str = "", page: st
             (*params, shown.size, shown.offset),
         )
         rows = [machine_routes._out(row_from_db(raw)) for raw in await cur.fetchall()]
-        cur = await conn.execute("SELECT name FROM api.groups ORDER BY name LIMIT 1000")
-        groups = [r[0] for r in await cur.fetchall()]
-    done = request.query_params.get("done")
-    count = listing.page_number(request.query_params.get("count"))
-    notice = f"{BULK_ACTIONS[done]} requested for {count} machine(s)." if done in BULK_ACTIONS else None
+        current = await machine_data.current(conn, [r.machine_id for r in rows])
+        tree = await machine_data.group_tree(conn)
+        scenarios = await machine_data.scenario_names(conn) if who.can_act else []
     return pages.render(
         "machines.html",
         visitor=who,
         title="Machines",
+        nav="machines",
         rows=rows,
+        current=current,
+        tree=tree,
         page=shown,
         q=q,
         group=group,
-        groups=groups,
-        actions=BULK_ACTIONS,
+        actions=machine_bulk.BULK_ACTIONS,
+        scenarios=scenarios,
         can_act=who.can_act,
-        notice=notice,
+        notice=machine_bulk.notice(request.query_params.get("done"), request.query_params.get("count")),
         previous_url=_link(q, group, shown.previous) if shown.previous else None,
         next_url=_link(q, group, shown.next) if shown.next else None,
     )
@@ -72,39 +74,27 @@ async def machine_page(request: Request, machine_id: str) -> Response:
     try:
         mid = uuid.UUID(machine_id)
     except ValueError:
-        return pages.refusal(E.MACHINE_NOT_FOUND(machine_id=machine_id), who)
+        return pages.refusal(E.MACHINE_NOT_FOUND(machine_id=machine_id[:100]), who)
     async with rt.pool.connection() as conn:
         cur = await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM api.machines WHERE machine_id = %s", (mid,))
         raw = await cur.fetchone()
-        cur = await conn.execute(
-            "SELECT os, kernel, packages, reported_at FROM api.inventories WHERE machine_id = %s", (mid,)
-        )
-        inventory = await cur.fetchone()
+        facts = await machine_data.detail(conn, mid) if raw is not None else {}
     if raw is None:
         return pages.refusal(E.MACHINE_NOT_FOUND(machine_id=mid), who)
     machine = machine_routes._out(row_from_db(raw))
-    return pages.render("machine.html", visitor=who, title=machine.name, machine=machine, inventory=inventory)
-
-
-@router.post("/console/machines/bulk")
-async def bulk(request: Request) -> Response:
-    """One action on the selected machines, through the REST route's own function (power on)."""
-    rt = get_runtime(request)
-    who = None
-    try:
-        who, fields = await pages.posted(request, rt, Role.OPERATOR, "POST /console/machines/bulk")
-        action = pages.one(fields, "action")
-        if action not in BULK_ACTIONS:
-            raise E.INVALID_REQUEST(reason=f"no bulk action {action!r}")
-        chosen = fields.get("machine", [])
-        if not chosen or len(chosen) > pages.MAX_SELECTED:
-            raise E.INVALID_REQUEST(reason=f"select between 1 and {pages.MAX_SELECTED} machines")
-        try:
-            ids = list(dict.fromkeys(uuid.UUID(value) for value in chosen))
-        except ValueError:
-            raise E.INVALID_REQUEST(reason="a selected machine id is not a UUID") from None
-        for mid in ids:
-            await machine_routes.power_on(mid, rt, who.principal.username)
-    except DpmError as err:
-        return pages.refusal(err, who)
-    return pages.redirect(f"{HOME}?{urlencode({'done': action, 'count': len(ids)})}")
+    disks = facts["disks"]
+    return pages.render(
+        "machine.html",
+        visitor=who,
+        title=machine.name,
+        nav="machines",
+        machine=machine,
+        inventory=facts["inventory"],
+        disks=machine_disks.drawings(disks["disks"]) if disks else [],
+        disks_checked=disks["checked_at"] if disks else None,
+        human=machine_disks.human,
+        width=machine_disks.WIDTH,
+        history=facts["history"],
+        can_act=who.can_act,
+        notice=machine_forms.notice(request.query_params.get("done")),
+    )

@@ -3,35 +3,63 @@
 // progress values, never as HTML, except fragments our own server rendered (autoescaped) for
 // [data-refresh]. The CSP allows scripts from our origin only, so nothing inline runs anyway.
 //
-// Conventions (docs/console.md, "Live updates in pages"):
+// Conventions (this comment is their reference; docs/console.md describes the live feed behind them):
 //   <table data-live="/console/executions/stream?run_id=…">   rows <tr data-row="<execution id>">
+//     (each row gets data-state="<state>" from its events: CSS may show or hide actions by it)
 //     [data-field=name]  text of row[name] (<progress data-field=percent> gets its value)
-//     [data-transfer=bytes|rate|eta]  the latest ChunkSent of that execution
-//     <template data-row-template>  cloned for an execution the page did not have (new rows first)
+//     [data-format=time]  a time shown to the second, "YYYY-MM-DD HH:MM:SS" (as the server renders it)
+//     [data-value=name]  an input's or button's value set to row[name] (a cloned row's checkbox)
+//     [data-label="Select {machine}"]  aria-label filled from the row, as data-href is
+//     [data-transfer=bytes|rate|eta]  the latest ChunkSent of that execution (text), and
+//     <progress data-transfer-bar>  its bytes done of the total
+//     <template data-row-template>  cloned for an execution the page did not have (new rows first),
+//       only when it matches the table's data-match="state=failed&scenario=x" (each key equal to
+//       row[key]) and, with data-since="<time>", was queued at or after that time
 //     [data-href="/console/machines/{machine_id}"]  links filled from the row
-//   [data-live-status]  "Live", "Reconnecting…", "Finished"
+//     [data-live-empty]  (anywhere on the page) hidden once a pushed row was added
+//   [data-live-status]  "Live", "Reconnecting…", "Finished" (a stream refused with an HTTP error is
+//     opened again with a backoff, up to 8 times in a row; one the server ended stays ended)
 //   [data-refresh="<fragment url>"][data-refresh-on="<stream url>"]  re-fetched (debounced) on events
 //   <input type=checkbox data-select-all="machine">  checks every input[name=machine] on the page
+//   <select data-shows="kind">  of the elements [data-for-kind="<value>"], only the chosen value's
+//     are shown (the scenario form's per-kind parameters; without script all are shown)
 "use strict";
 
 (function () {
   const sources = new Map();
 
+  // A browser's EventSource reconnects by itself after a dropped connection, but gives up for good
+  // on an HTTP error (a 503 while the api is busy or restarting): we open it again, 1 s, 2 s, 4 s ...
+  // up to 30 s apart, at most RETRIES times in a row. A stream the server ended ("end") stays ended.
+  const RETRIES = 8;
+
+  function connect(url, entry) {
+    const es = new EventSource(url);
+    entry.es = es;
+    for (const kind of ["execution", "transfer", "end"]) {
+      es.addEventListener(kind, (ev) => {
+        let data = {};
+        try { data = JSON.parse(ev.data); } catch (e) { return; }
+        if (kind === "end") { entry.ended = true; es.close(); }
+        for (const fn of entry.listeners) fn(kind, data);
+      });
+    }
+    es.addEventListener("open", () => { entry.failures = 0; status(url, "Live"); });
+    es.addEventListener("error", () => {
+      if (es.readyState !== 2) { status(url, "Reconnecting…"); return; }
+      if (entry.ended || entry.failures >= RETRIES) { status(url, "Finished"); return; }
+      status(url, "Reconnecting…");
+      const delay = Math.min(30000, 1000 * 2 ** entry.failures);
+      entry.failures += 1;
+      setTimeout(() => connect(url, entry), delay);
+    });
+  }
+
   function source(url) {
     if (!sources.has(url)) {
-      const es = new EventSource(url);
-      const entry = { es, listeners: [] };
-      for (const kind of ["execution", "transfer", "end"]) {
-        es.addEventListener(kind, (ev) => {
-          let data = {};
-          try { data = JSON.parse(ev.data); } catch (e) { return; }
-          if (kind === "end") es.close();
-          for (const fn of entry.listeners) fn(kind, data);
-        });
-      }
-      es.addEventListener("open", () => status(url, "Live"));
-      es.addEventListener("error", () => status(url, es.readyState === 2 ? "Finished" : "Reconnecting…"));
+      const entry = { es: null, listeners: [], failures: 0, ended: false };
       sources.set(url, entry);
+      connect(url, entry);
     }
     return sources.get(url);
   }
@@ -43,16 +71,28 @@
     }
   }
 
+  function fromRow(pattern, data, encode) {
+    return pattern.replace(/\{(\w+)\}/g, (_, k) => encode(data[k] == null ? "" : String(data[k])));
+  }
+
   function fill(row, data) {
     row.setAttribute("data-state", data.state || "");
+    for (const el of row.querySelectorAll("[data-value]")) {
+      const value = data[el.getAttribute("data-value")];
+      if (value != null) el.value = String(value);
+    }
+    for (const el of row.querySelectorAll("[data-label]")) {
+      el.setAttribute("aria-label", fromRow(el.getAttribute("data-label"), data, (v) => v));
+    }
     for (const el of row.querySelectorAll("[data-field]")) {
       const value = data[el.getAttribute("data-field")];
       if (value === undefined) continue;
       if (el.tagName === "PROGRESS") el.value = Number(value) || 0;
+      else if (el.getAttribute("data-format") === "time") el.textContent = value === null ? "" : String(value).slice(0, 19);
       else el.textContent = value === null ? "" : String(value);
     }
     for (const el of row.querySelectorAll("[data-href]")) {
-      const href = el.getAttribute("data-href").replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(data[k] ?? ""));
+      const href = fromRow(el.getAttribute("data-href"), data, encodeURIComponent);
       if (href.startsWith("/")) el.setAttribute("href", href);
     }
   }
@@ -64,6 +104,17 @@
     return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
   }
 
+  function time(text) {
+    return Date.parse(String(text || "").replace(" ", "T"));
+  }
+
+  function wanted(table, data) {
+    const match = new URLSearchParams(table.getAttribute("data-match") || "");
+    for (const [key, value] of match) if (String(data[key] ?? "") !== value) return false;
+    const since = table.getAttribute("data-since");
+    return !since || time(data.queued_at) >= time(since);
+  }
+
   function liveTable(table) {
     const url = table.getAttribute("data-live");
     const body = table.tBodies[0] || table.createTBody();
@@ -71,10 +122,11 @@
     source(url).listeners.push((kind, data) => {
       if (kind === "execution") {
         let row = body.querySelector(`tr[data-row="${CSS.escape(data.execution_id || "")}"]`);
-        if (!row && template) {
+        if (!row && template && wanted(table, data)) {
           row = template.content.firstElementChild.cloneNode(true);
           row.setAttribute("data-row", data.execution_id);
           body.insertBefore(row, body.firstElementChild);
+          for (const el of document.querySelectorAll("[data-live-empty]")) el.hidden = true;
         }
         if (row) fill(row, data);
         table.dispatchEvent(new CustomEvent("dpm:changed", { bubbles: true }));
@@ -115,10 +167,22 @@
     });
   }
 
+  function shows(select) {
+    const key = select.getAttribute("data-shows");
+    const apply = () => {
+      for (const el of document.querySelectorAll(`[data-for-${CSS.escape(key)}]`)) {
+        el.hidden = el.getAttribute(`data-for-${key}`) !== select.value;
+      }
+    };
+    select.addEventListener("change", apply);
+    apply();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     for (const table of document.querySelectorAll("[data-live]")) liveTable(table);
     for (const el of document.querySelectorAll("[data-refresh]")) refreshing(el);
     for (const box of document.querySelectorAll("input[data-select-all]")) selectAll(box);
+    for (const select of document.querySelectorAll("select[data-shows]")) shows(select);
     document.documentElement.classList.add("js");
   });
 })();

@@ -1,0 +1,139 @@
+"""The schedules pages: the list, the form that creates one (a scenario run or a power action, one
+shot at a time or recurring by cron, on machines and/or a group: what ``POST /schedules`` takes;
+``/console/schedules/new?scenario=<name>`` starts it filled in, for links from other pages), and
+deleting one behind a confirmation page. The form is checked by the REST route's own model and
+function, and a refusal is shown inline above the form, with the API's code, the values kept."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from dpm_api.console import pages, res_kit, res_text
+from dpm_api.console.pages import Visitor
+from dpm_api.routes import groups as group_routes
+from dpm_api.routes import scenarios as scenario_routes
+from dpm_api.routes import schedules as schedule_routes
+from dpm_runtime.service import Runtime
+from dpm_schemas import E
+from dpm_schemas.errors import DpmError
+from dpm_schemas.events.schedules import ScheduleAction
+from dpm_schemas.events.users import Role
+
+router = APIRouter(include_in_schema=False)
+HOME = "/console/schedules"
+FIELDS = ("name", "action", "scenario", "when_kind", "at", "cron", "timezone", "machines", "group", "enabled")
+ACTIONS = {
+    ScheduleAction.RUN: "Run a scenario",
+    ScheduleAction.POWER_ON: "Power on",
+    ScheduleAction.POWER_OFF: "Power off",
+}
+
+
+async def _names(rt: Runtime, who: Visitor) -> tuple[dict[str, str], list[str]]:
+    """Scenario names by id, and the group names, for the list and the form's choices."""
+    scenarios = {s["scenario_id"]: s["name"] for s in await scenario_routes.list_scenarios(rt, who.principal)}
+    groups = sorted(g.name for g in await group_routes.list_groups(rt, who.principal))
+    return scenarios, groups
+
+
+def _row(s: dict[str, Any], scenarios: dict[str, str]) -> dict[str, Any]:
+    machines = len(s.get("machine_ids") or ())
+    targets = [
+        t for t in (f"group {s['group']}" if s.get("group") else "", f"{machines} machine(s)" if machines else "") if t
+    ]
+    return {
+        "id": s["schedule_id"],
+        "name": s["name"],
+        "action": ACTIONS.get(ScheduleAction(s["action"]), s["action"]),
+        "scenario": scenarios.get(s.get("scenario_id") or "", s.get("scenario_id") or ""),
+        "when": f"cron {s['cron']}" if s.get("cron") else f"once, {res_text.stamp(s.get('at'))}",
+        "timezone": s.get("timezone", "UTC"),
+        "targets": ", ".join(targets),
+        "enabled": s.get("enabled", True),
+    }
+
+
+@router.get("/console/schedules")
+async def schedules_page(request: Request, done: str = "", name: str = "") -> Response:
+    got = await res_kit.opened(request, Role.VIEWER, "GET /schedules")
+    if isinstance(got, Response):
+        return got
+    rt, who = got
+    scenarios, _groups = await _names(rt, who)
+    rows = [_row(s, scenarios) for s in await schedule_routes.list_schedules(rt, who.principal)]
+    notices = {"created": f"Schedule {name} created.", "deleted": f"Schedule {name} deleted."}
+    return pages.render(
+        "schedules.html", visitor=who, title="Schedules", rows=rows, can_act=who.can_act, notice=notices.get(done)
+    )
+
+
+async def _form(
+    rt: Runtime, who: Visitor, values: dict[str, str], *, status: int = 200, problem: Any = None
+) -> Response:
+    scenarios, groups = await _names(rt, who)
+    return pages.render(
+        "schedules_new.html", status=status, visitor=who, title="New schedule", values=values, problem=problem,
+        scenarios=sorted(scenarios.values()), groups=groups, actions={a.value: t for a, t in ACTIONS.items()},
+    )  # fmt: skip
+
+
+@router.get("/console/schedules/new")
+async def new_schedule(request: Request, scenario: str = "") -> Response:
+    got = await res_kit.opened(request, Role.OPERATOR, "POST /schedules")
+    if isinstance(got, Response):
+        return got
+    rt, who = got
+    values = {**dict.fromkeys(FIELDS, ""), "action": "run", "when_kind": "cron", "timezone": "UTC", "enabled": "on"}
+    values["scenario"] = scenario[:200]
+    return await _form(rt, who, values)
+
+
+@router.post("/console/schedules")
+async def create(request: Request) -> Response:
+    got = await res_kit.posted(request, Role.OPERATOR, "POST /schedules")
+    if isinstance(got, Response):
+        return got
+    rt, who, fields = got
+    values = {f: res_kit.field(fields, f) for f in FIELDS}
+    try:
+        body = res_kit.body(schedule_routes.ScheduleIn, res_text.schedule_body(values))
+        saved = await schedule_routes.create_schedule(body, rt, who.principal.username)
+    except DpmError as err:
+        return await _form(rt, who, values, status=err.error.http_status, problem=res_kit.problem(err))
+    return pages.redirect(f"{HOME}?{urlencode({'done': 'created', 'name': saved['name']})}")
+
+
+@router.get("/console/schedules/delete")
+async def confirm_delete(request: Request, schedule: str = "", name: str = "") -> Response:
+    got = await res_kit.opened(request, Role.OPERATOR, "DELETE /schedules/{schedule_id}")
+    if isinstance(got, Response):
+        return got
+    _rt, who = got
+    return res_kit.confirmation(
+        who, nav="schedules", title="Delete schedule", question=f"Delete the schedule {name}? It will not fire again.",
+        action="/console/schedules/delete", hidden={"schedule": schedule, "name": name}, back=HOME,
+    )  # fmt: skip
+
+
+@router.post("/console/schedules/delete")
+async def delete(request: Request) -> Response:
+    got = await res_kit.posted(request, Role.OPERATOR, "DELETE /schedules/{schedule_id}")
+    if isinstance(got, Response):
+        return got
+    rt, who, fields = got
+    name = res_kit.field(fields, "name")
+    try:
+        res_kit.confirmed(fields, f"delete the schedule {name}")
+        try:
+            schedule_id = uuid.UUID(res_kit.field(fields, "schedule"))
+        except ValueError:
+            raise E.CONSOLE_FIELD_INVALID(field="schedule", reason="not a schedule id") from None
+        await schedule_routes.delete_schedule(schedule_id, rt, who.principal.username)
+    except DpmError as err:
+        return pages.refusal(err, who)
+    return pages.redirect(f"{HOME}?{urlencode({'done': 'deleted', 'name': name})}")
