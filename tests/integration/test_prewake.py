@@ -2,11 +2,13 @@
 (the image is missing, or bigger than the disk or partition its last disk check reported, or of
 another sector size or partition table) is refused with its code when it is requested, and its dry
 run says why, so no machine of the lab is woken for it. A disk check run right after wakes each lab
-machine once: the lab was listening, and the refused restores sent nothing."""
+machine once: the lab was listening, and the refused restores sent nothing. A backup is weighed
+against the room the imager reported for its store."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 
 import httpx
@@ -126,3 +128,39 @@ async def test_a_restore_that_cannot_fit_is_refused_before_any_machine_is_woken(
             await lab_task
     assert [r["state"] for r in rows] == ["completed", "completed"], [m.stages for m in machines]
     assert [m.wakes for m in machines] == [1, 1]  # woken by the disk check only
+
+
+async def test_a_whole_disk_backup_the_store_cannot_hold_is_refused_at_the_request(
+    api_service, imager_service, auth, tmp_path
+) -> None:
+    (tmp_path / "store").mkdir()
+    # the imager may use about 2 GiB of this file system (its reserve takes the rest)
+    reserve = shutil.disk_usage(tmp_path).free - 2 * GIB
+    async with running(api_service(), headers=auth) as a, running(imager_service(imager_reserve_bytes=reserve)):
+        machines = fleet(2)
+        await lab_setup(a.http, machines)
+        ids = {m["name"]: m["machine_id"] for m in (await a.http.get("/machines")).json()}
+        await facts(a, ids[machines[0].name])  # one 8 GiB disk
+
+        async def room() -> tuple | None:
+            async with a.runtime.pool.connection() as conn:
+                return await (await conn.execute("SELECT free_bytes, free_factor FROM api.store_space")).fetchone()
+
+        free, factor = await eventually(room, until=lambda r: r is not None, what="the imager reported its room")
+        assert GIB < free < 3 * GIB and factor == 1.0
+        for name, mode in (("whole", "full"), ("used", "used")):
+            spec = {"kind": "backup", "params": {"image": f"{name}-{{machine}}", "mode": mode}}
+            assert (await a.http.post("/scenarios", json={"name": name, "spec": spec})).status_code == 201
+        refused = await a.http.post("/scenarios/whole/runs", json={"machines": [machines[0].name]})
+        assert refused.status_code == 507 and refused.json()["error"]["code"] == "DPM-E159", refused.text
+        dry = (await a.http.post("/scenarios/whole/runs?dry_run=true", json={"group": "loop"})).json()
+        lines = {m["machine"]: m for m in dry["machines"]}
+        assert not dry["would_run"] and lines[machines[0].name]["problem"].startswith("DPM-E159")
+        assert lines[machines[1].name]["problem"] is None  # never checked: the imager decides at its start
+        used = (await a.http.post("/scenarios/used/runs?dry_run=true", json={"group": "loop"})).json()
+        assert (
+            used["would_run"]
+            and "dedup" in {m["machine"]: m for m in used["machines"]}[machines[0].name]["warnings"][0]
+        )
+        requested = [r for r in await a.runtime.eventlog.read_all() if isinstance(r.event, ScenarioRunRequested)]
+        assert requested == []

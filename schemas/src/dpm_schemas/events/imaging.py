@@ -144,6 +144,18 @@ class StoreCollected(Event):
     temporary: int = Field(ge=0)
 
 
+class StoreSpaceReported(Event):
+    """The chunk store's room as the imager measured it (at start, then whenever it changed much or
+    an hour passed): what a backup may still take -- free space less the reserve, negative when under
+    it -- and the factor a backup's start demands of its planned bytes. The api refuses a backup
+    that cannot fit before any machine is woken (``dpm_api.domain.prewake``)."""
+
+    wire_name = "StoreSpaceReported"
+
+    free_bytes: int
+    free_factor: float = Field(ge=0)  # 0: the imager checks nothing
+
+
 class DiskLayoutReported(Event):
     """A disk configuration check's result: the machine's disks as the deploy client read them
     (JSON of dpm_agent.deploy.layout.DiskLayout, one per disk), shown by the disk viewer."""

@@ -13,7 +13,7 @@ from dpm_api.bootstrap_token import BootstrapToken, BootstrapTokenUses, RevokedB
 from dpm_api.console import routes as console_routes
 from dpm_api.domain.bootstrap_token import Lifetime
 from dpm_api.domain.throttle import LoginPolicies, Policy
-from dpm_api.images import DiskLayouts, ImageList
+from dpm_api.images import DiskLayouts, ImageList, StoreSpace
 from dpm_api.projections import Accounts, GroupList, MachineList
 from dpm_api.rollouts import RolloutList
 from dpm_api.routes import admin, agents, groups, machines, packages, users
@@ -143,6 +143,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 boot.NetbootPending(),
                 ImageList(),
                 DiskLayouts(),
+                StoreSpace(),
                 PackageCatalog("api", "packages"),
                 Inventories("api", "inventories"),
                 UpdateHistory(settings.api_update_history_keep),

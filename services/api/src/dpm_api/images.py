@@ -25,6 +25,7 @@ from dpm_schemas.events import (
     ImageVerified,
     StoreCollected,
     StoreCollectRequested,
+    StoreSpaceReported,
     TransferOpened,
 )
 from dpm_schemas.events.imaging import STORE_ID, TransferDirection, image_id
@@ -103,6 +104,33 @@ class DiskLayouts:
                 " execution_id = excluded.execution_id, checked_at = excluded.checked_at, position = excluded.position"
                 f' WHERE "{schema}".disk_layouts.position < excluded.position',
                 (e.machine_id, e.disks_json, e.execution_id, rec.occurred_at, rec.position),
+            )
+
+
+class StoreSpace:
+    """The image store's room as the imager last reported it (one row), for the checks before waking
+    a backup (``dpm_api.prewake``)."""
+
+    name = "store_space"
+    schema = "api"
+    tables = ("store_space",)
+    event_types = (StoreSpaceReported.wire_name,)
+
+    def ddl(self, schema: str) -> str:
+        return (
+            f'CREATE TABLE IF NOT EXISTS "{schema}".store_space (one boolean PRIMARY KEY DEFAULT true CHECK (one),'
+            " free_bytes bigint NOT NULL, free_factor double precision NOT NULL, reported_at timestamptz NOT NULL);"
+        )
+
+    async def apply(self, conn: Conn, schema: str, events: Sequence[RecordedEvent]) -> None:
+        for rec in events:
+            e = rec.event
+            assert isinstance(e, StoreSpaceReported)
+            await conn.execute(
+                f'INSERT INTO "{schema}".store_space (free_bytes, free_factor, reported_at) VALUES (%s, %s, %s)'
+                " ON CONFLICT (one) DO UPDATE SET free_bytes = excluded.free_bytes,"
+                " free_factor = excluded.free_factor, reported_at = excluded.reported_at",
+                (e.free_bytes, e.free_factor, rec.occurred_at),
             )
 
 

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from dpm_agent.deploy.layout import DiskLayout, Partition
-from dpm_api.domain.prewake import ImageFacts, Target, restore_verdict
+from dpm_api.domain.prewake import ImageFacts, StoreRoom, Target, backup_need, backup_verdict, restore_verdict
 
 GIB = 1 << 30
 HERE, ELSEWHERE = uuid.uuid4(), uuid.uuid4()
@@ -61,3 +61,35 @@ def test_what_cannot_be_known_warns_and_what_is_missing_refuses() -> None:
     foreign = verdict(image(GIB, of=ELSEWHERE), [disk(2 * GIB)])
     assert code(foreign) is None and "another machine" in foreign.warnings[0]
     assert verdict(image(GIB, of=None), [disk(2 * GIB)]).warnings == ()
+
+
+def backup(free: int | None, disks: list[Any] | None, claimed: int = 0, factor: float = 1.0, **params: str) -> Any:
+    room = StoreRoom(free, factor) if free is not None else None
+    return backup_verdict(room, Target(HERE, "pc1", disks), params, claimed)
+
+
+def test_a_whole_disk_backup_needs_what_the_imager_will_demand_at_its_start() -> None:
+    assert code(backup(10 * GIB, [disk(10 * GIB)], mode="full")) is None
+    full = backup(10 * GIB - 1, [disk(10 * GIB)], mode="full")
+    assert code(full) == "DPM-E159" and "10737418240" in full.refusal.message
+    assert code(backup(10 * GIB, [disk(10 * GIB)], factor=1.5, mode="full")) == "DPM-E159"  # the imager's factor
+    # earlier targets of the same run claimed their part of the store
+    assert code(backup(15 * GIB, [disk(10 * GIB)], claimed=10 * GIB, mode="full")) == "DPM-E159"
+    assert backup_need(StoreRoom(0, 1.0), Target(HERE, "pc1", [disk(10 * GIB)]), {"mode": "full"}) == 10 * GIB
+    assert backup_need(StoreRoom(0, 1.0), Target(HERE, "pc1", [disk(10 * GIB)]), {}) == 0  # used blocks: unknown
+
+
+def test_a_partition_backup_is_sized_by_its_partition() -> None:
+    parts = (Partition(1, 2048, GIB // 512, "8300"), Partition(2, 2048 + GIB // 512, 4 * GIB // 512, "8300"))
+    assert code(backup(2 * GIB, [disk(8 * GIB, parts=parts)], mode="full", partition="1")) is None
+    assert code(backup(2 * GIB, [disk(8 * GIB, parts=parts)], mode="full", partition="2")) == "DPM-E159"
+
+
+def test_a_used_blocks_backup_is_refused_only_by_a_store_with_no_room_and_warned_by_a_small_one() -> None:
+    assert code(backup(0, [disk(10 * GIB)])) == "DPM-E159"
+    small = backup(GIB, [disk(10 * GIB)])
+    assert code(small) is None and "dedup" in small.warnings[0]
+    assert backup(20 * GIB, [disk(10 * GIB)]).warnings == ()
+    # never reported, or never checked: nothing to judge by (the imager checks at the backup's start)
+    assert code(backup(None, [disk(10 * GIB)], mode="full")) is None
+    assert code(backup(GIB, None, mode="full")) is None

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from dpm_imagefmt.store import DirStore
 from dpm_imager import handlers, routes
-from dpm_imager.adapters import vouchers
+from dpm_imager.adapters import space, vouchers
 from dpm_imager.adapters.collector import Collector
 from dpm_imager.adapters.dataplane import Imager
 from dpm_imager.adapters.progress import Progress
@@ -51,7 +51,10 @@ def bootstrap(settings: ImagerSettings) -> Service:
                     forget=app.state.imager.forget,
                 ),
             ],
-            tasks=[collector.periodic(settings.imager_gc_interval)],
+            tasks=[
+                collector.periodic(settings.imager_gc_interval),
+                space.reporter(imager.free_bytes, imager.free_factor, rt.eventlog, settings.imager_space_interval),
+            ],
         )
 
     return Service(name=NAME, settings=settings, port=settings.imager_port, app=app, wire=wire)

@@ -24,6 +24,12 @@ class ImagerSettings(ServiceSettings):
         description="Before a backup, free space must hold its planned bytes times this (the original demanded "
         "room for the whole image; dedup and compression usually need far less; 0 turns the check off)",
     )
+    imager_space_interval: float = Field(
+        default=60,
+        gt=0,
+        description="Seconds between measurements of the store's free space; one is reported to the api (for the "
+        "checks before waking a backup) when it moved by 1 % or 64 MiB, or an hour after the last",
+    )
     imager_gc_grace: float = Field(
         default=3600,
         ge=0,

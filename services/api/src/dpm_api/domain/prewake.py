@@ -1,6 +1,7 @@
 """Checks before waking (issue 15): a restore is compared with its image and with the target's last
 reported disk layout when it is requested, so a too-small disk is refused with its code before any
-machine is woken and network-booted, not found out by the deploy client half an hour later.
+machine is woken and network-booted, not found out by the deploy client half an hour later. A backup
+is compared with the image store's room as the imager last reported it.
 
 Pure: the caller reads the facts (``api.images``, ``api.disk_layouts``); these rules decide. What
 cannot be known yet (a machine whose disks were never checked) is a warning, never a refusal: the
@@ -9,6 +10,7 @@ deploy client checks again on the machine itself.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +90,54 @@ def restore_verdict(image_name: str, image: ImageFacts | None, target: Target, p
         )
         return Verdict(refusal, warnings)
     return Verdict(None, warnings)
+
+
+@dataclass(frozen=True)
+class StoreRoom:
+    """The image store as the imager last reported it: what a backup may still take (free space less
+    the reserve; negative under it), and the factor of its planned bytes a backup's start demands."""
+
+    free_bytes: int
+    free_factor: float
+
+
+def backup_verdict(room: StoreRoom | None, target: Target, params: Mapping[str, str], claimed: int) -> Verdict:
+    """A backup of ``target``'s disk (or partition) into the store, after the run's earlier targets
+    ``claimed`` their part. A whole-disk backup (``mode=full``) of a known size needs what the imager
+    will demand at its start; a used-blocks one needs an unknown part of it, so only a store with no
+    room at all refuses it, and one smaller than the disk warns."""
+    if room is None:  # never reported: the imager checks at the backup's start
+        return Verdict()
+    size, free = _source_bytes(target, params), room.free_bytes - claimed
+    if params.get("mode", "used") == "full" and size is not None:
+        need = math.ceil(size * room.free_factor)
+        return Verdict(E.STORE_FULL(free=max(free, 0), required=need)) if free < need else Verdict()
+    if free <= 0:
+        return Verdict(E.STORE_FULL(free=0, required=size or 1))
+    if size is not None and free < size:
+        return Verdict(None, (f"the image store has {free} bytes free and {target.name}'s source has {size}: "
+                              "the backup fits only if dedup and compression shrink it enough",))  # fmt: skip
+    return Verdict()
+
+
+def backup_need(room: StoreRoom | None, target: Target, params: Mapping[str, str]) -> int:
+    """What a target's backup claims of the store for the run's later targets (whole-disk ones only)."""
+    size = _source_bytes(target, params)
+    if room is None or size is None or params.get("mode", "used") != "full":
+        return 0
+    return math.ceil(size * room.free_factor)
+
+
+def _source_bytes(target: Target, params: Mapping[str, str]) -> int | None:
+    """The size of the disk or partition a backup reads, by the target's last disk check (None: unknown)."""
+    number = int(params.get("disk", "1"))
+    if target.disks is None or not 1 <= number <= len(target.disks):
+        return None
+    disk = target.disks[number - 1]
+    if params.get("partition") is None:
+        return int(disk.get("size") or 0) or None
+    found = _partition(disk, int(params["partition"]), ignore_hidden=params.get("ignore_hidden") == "true")
+    return int(found.get("size") or 0) * int(disk.get("sector_size") or 512) if found is not None else None
 
 
 def _partition(disk: Mapping[str, Any], number: int, *, ignore_hidden: bool) -> Mapping[str, Any] | None:
