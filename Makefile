@@ -41,4 +41,4 @@ bench: deps  ## benchmarks with their baselines, figures printed
 	$(UV) run python -m bench
 
 screenshots: deps  ## photograph every console page at 1366x768 into docs/screenshots (the axe scan runs too)
-	DPM_SCREENSHOTS=docs/screenshots $(UV) run pytest -q -p no:cacheprovider tests/integration/test_console_pages.py
+	DPM_SCREENSHOTS=docs/screenshots $(UV) run pytest -q -p no:cacheprovider tests/integration/test_console*.py
