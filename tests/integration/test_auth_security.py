@@ -11,7 +11,6 @@ import os
 import stat
 import sys
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -19,13 +18,10 @@ import httpx
 import pytest
 
 from dpm_api import auth as auth_module
-from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
-from dpm_schemas import Metadata, NewEvent, subjects
-from dpm_schemas.events import ImageCaptured
-from dpm_schemas.events.imaging import image_id
-from dpm_schemas.ids import stream_id
+
+from .facts import record_image
 
 pytestmark = pytest.mark.integration
 
@@ -122,26 +118,6 @@ def http_reply(status: str, body: bytes) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
-async def captured(api, name: str) -> None:
-    """An image the imager captured, as its fact in the log (the fake imager below stands in for it)."""
-    iid = image_id(name)
-    event = ImageCaptured(
-        image_id=iid,
-        image=name,
-        transfer_id=uuid.uuid4(),
-        manifest="a" * 64,
-        source="disk",
-        mode="full",
-        size_bytes=1,
-        captured_bytes=1,
-        stored_bytes=1,
-        chunk_count=1,
-        sector_size=512,
-        digest="b" * 64,
-    )
-    await api.runtime.eventlog.append(stream_id(subjects.IMAGE, iid), ANY_VERSION, [NewEvent(event, Metadata.new())])
-
-
 async def test_verify_calls_the_imager_from_settings_never_the_host_header(api_service, auth) -> None:
     verified = b'{"image": "disk1", "manifest": "m", "chunks": 1, "corrupt": [], "ok": true, "secret": "upstream"}'
     good = Listener("127.0.0.1", 0, http_reply("200 OK", verified))
@@ -151,7 +127,7 @@ async def test_verify_calls_the_imager_from_settings_never_the_host_header(api_s
             Listener("127.0.0.2", port, http_reply("200 OK", verified)) as hostile,
             running(api_service(api_imager_port=port), headers=auth) as api,
         ):
-            await captured(api, "disk1")
+            await record_image(api, "disk1")
             r = await api.http.post("/images/disk1/verify", headers={"Host": f"127.0.0.2:{api.service.port}"})
             assert r.status_code == 200, r.text
             assert r.json() == {"image": "disk1", "manifest": "m", "chunks": 1, "corrupt": [], "ok": True}

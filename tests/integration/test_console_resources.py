@@ -17,26 +17,15 @@ import pytest
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.testing.services import running
 from dpm_schemas import Metadata, NewEvent, subjects
-from dpm_schemas.events import ImageCaptured, InventoryReported
-from dpm_schemas.events.imaging import image_id
+from dpm_schemas.events import InventoryReported
 from dpm_schemas.ids import stream_id
 
 from .console_kit import XSS, add_users, browser, logged_in, post_form
+from .facts import record_image
 
 pytestmark = pytest.mark.integration
 __all__ = ["browser"]  # the fixture, imported so pytest finds it here
 GIB = 1024**3
-
-
-async def captured(api, name: str) -> None:
-    """An image committed (as the imager records a finished backup): 1 GiB captured, 512 MiB stored."""
-    iid = image_id(name)
-    event = ImageCaptured(image_id=iid, image=name, transfer_id=uuid.uuid4(), manifest="a" * 64, source="disk",
-                          mode="used", size_bytes=2 * GIB, captured_bytes=GIB, stored_bytes=GIB // 2,
-                          chunk_count=256, sector_size=512, digest="b" * 64)  # fmt: skip
-    log = api.runtime.eventlog
-    done = await log.append(stream_id(subjects.IMAGE, iid), ANY_VERSION, [NewEvent(event, Metadata.new())])
-    assert await api.runtime.projections["images"].wait_for(done.position, timeout=10)
 
 
 async def test_images_verify_and_delete_after_confirming(api_service, auth, browser) -> None:
@@ -44,7 +33,7 @@ async def test_images_verify_and_delete_after_confirming(api_service, auth, brow
 
     async with running(api_service(api_imager_url="http://127.0.0.1:9"), headers=auth) as api:
         await add_users(api.http, ("operator", "viewer"))
-        await captured(api, "lab/golden")
+        await record_image(api, "lab/golden")
         dialogs: list[str] = []
         context, page = await logged_in(browser, api.url, "operator", dialogs)
         await page.goto(api.url + "/console/images")
@@ -68,7 +57,7 @@ async def test_images_verify_and_delete_after_confirming(api_service, auth, brow
         assert (await api.http.get("/images")).json() == []
         await context.close()
 
-        await captured(api, "lab/other")
+        await record_image(api, "lab/other")
         context, page = await logged_in(browser, api.url, "viewer", dialogs)
         await page.goto(api.url + "/console/images")
         await expect(page.locator("#images")).to_contain_text("lab/other")

@@ -14,6 +14,8 @@ from dpm_schemas.events import MachineBooted, MulticastSessionStarted
 from dpm_schemas.events.boot import Arch, BootStage
 from dpm_schemas.ids import stream_id
 
+from .facts import record_image
+
 pytestmark = pytest.mark.integration
 
 
@@ -47,6 +49,8 @@ async def test_max_wait_start_now_and_updates_beyond_max_targets(api_service, sc
 
         def restore(group: str, **conditions) -> dict:
             return {"kind": "restore", "multicast": {"group": group, **conditions}, "params": {"image": "golden"}}
+
+        await record_image(api, "golden")  # a restore of an image never captured is refused (DPM-E158)
 
         # max wait: two of three machines boot; after 2 s the session starts with those two only
         await api.http.post(

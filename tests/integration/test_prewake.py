@@ -20,33 +20,13 @@ from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 from dpm_schemas import Metadata, NewEvent, subjects
-from dpm_schemas.events import DiskLayoutReported, ImageCaptured, ScenarioRunRequested
-from dpm_schemas.events.imaging import image_id
+from dpm_schemas.events import DiskLayoutReported, ScenarioRunRequested
 from dpm_schemas.ids import stream_id
 
 from .conftest import lab_setup, run_until_done
+from .facts import GIB, captured
 
 pytestmark = pytest.mark.integration
-
-GIB = 1 << 30
-
-
-def captured(name: str, size: int, *, source: str = "disk", label: str = "gpt", sector: int = 512) -> ImageCaptured:
-    return ImageCaptured(
-        image_id=image_id(name),
-        image=name,
-        transfer_id=uuid.uuid4(),
-        manifest="a" * 64,
-        source=source,
-        mode="used",
-        size_bytes=size,
-        captured_bytes=size // 2,
-        stored_bytes=size // 4,
-        chunk_count=1,
-        sector_size=sector,
-        label=label,
-        digest="b" * 64,
-    )
 
 
 async def facts(api, machine_id: str) -> None:

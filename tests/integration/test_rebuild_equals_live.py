@@ -55,6 +55,7 @@ PROJECTIONS = (
     "api.rollouts",
     "api.schedules",
     "api.source_list",
+    "api.store_space",
     "api.update_history",
     "imager.directory",
     "imager.stored_images",

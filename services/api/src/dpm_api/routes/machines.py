@@ -212,7 +212,9 @@ class CommandIn(BaseModel):
     path: str | None = Field(default=None, max_length=4096)
     content_base64: str | None = Field(default=None, max_length=4 * 1024 * 1024 + 16)
     mode: int = Field(default=0o644, ge=0, le=0o777)
-    timeout: float = Field(default=30.0, gt=0, le=3600)
+    timeout: float = Field(
+        default=30.0, ge=1, le=3600, description="seconds; at least 1: an offline agent is told apart from a slow one"
+    )
     upload_id: uuid.UUID | None = Field(
         default=None, description="put_file of any size: a completed upload (POST /packages/uploads) to fetch"
     )
