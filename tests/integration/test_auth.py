@@ -4,11 +4,10 @@ names the actor of every change."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
+from dpm_runtime.testing import ManualClock
 from dpm_runtime.testing.services import running
 
 pytestmark = pytest.mark.integration
@@ -76,16 +75,19 @@ async def test_roles_viewer_reads_operator_changes_admin_administers(api_service
 
 
 async def test_sessions_expire_when_idle_and_tokens_work_until_revoked(api_service, auth) -> None:
-    async with running(api_service(api_session_idle_timeout=1.5), headers=auth) as api:
+    clock = ManualClock()
+    service = api_service(api_session_idle_timeout=90)
+    service.app.state.clock = clock
+    async with running(service, headers=auth) as api:
         await api.http.post("/users", json={"username": "otto", "password": "otto-secret-1", "role": "operator"})
         session = await login(api, "otto", "otto-secret-1")
-        for _ in range(3):  # use keeps it alive
-            await asyncio.sleep(0.6)
+        for _ in range(3):  # use keeps it alive: 180 s in all, never 90 s idle
+            clock.advance(seconds=60)
             assert (await api.http.get("/machines", headers=session)).status_code == 200
         issued = await api.http.post("/auth/tokens", headers=session, json={"name": "ci"})
         assert issued.status_code == 201
         token = {"Authorization": f"Bearer {issued.json()['token']}"}
-        await asyncio.sleep(2.0)  # idle past the timeout
+        clock.advance(seconds=91)  # idle past the timeout
         expired = await api.http.get("/machines", headers=session)
         assert expired.status_code == 401 and expired.json()["error"]["code"] == "DPM-E406"
 

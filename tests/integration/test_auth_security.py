@@ -12,31 +12,19 @@ import stat
 import sys
 import threading
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import httpx
 import pytest
 
 from dpm_api import auth as auth_module
+from dpm_runtime.testing import ManualClock as Clock
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 
 from .facts import record_image
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    """The api's injected clock: tests move time instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -244,6 +232,34 @@ async def test_sessions_end_after_their_absolute_lifetime_however_busy(api_servi
         clock.advance(minutes=11)  # 61 minutes old, 11 minutes idle
         r = await api.http.get("/machines", headers=mine)
         assert r.status_code == 401 and r.json()["error"]["code"] == "DPM-E412", r.text
+
+
+async def test_a_session_s_idle_clock_is_written_at_most_every_30_s(api_service, auth) -> None:
+    """A page's many requests read the session and write nothing; the idle clock still moves."""
+    clock = Clock()
+    service = api_service(api_session_idle_timeout=1800, api_session_max_age=36_000)
+    service.app.state.clock = clock
+    async with running(service, headers=auth) as api:
+        mine = await session(api, "otto", await add_user(api, "otto"))
+
+        async def last_used() -> datetime:
+            async with api.runtime.pool.connection() as conn:
+                cur = await conn.execute("SELECT last_used FROM api.sessions WHERE username = 'otto'")
+                return (await cur.fetchone())[0]
+
+        opened = await last_used()
+        for _ in range(3):
+            clock.advance(seconds=9)
+            assert (await api.http.get("/machines", headers=mine)).status_code == 200
+        assert await last_used() == opened  # 27 s of requests: not one write
+        clock.advance(seconds=4)
+        assert (await api.http.get("/machines", headers=mine)).status_code == 200
+        assert await last_used() == clock.now  # 31 s: written
+        clock.advance(minutes=29)  # idle since that write, within the timeout
+        assert (await api.http.get("/machines", headers=mine)).status_code == 200
+        clock.advance(minutes=31)
+        r = await api.http.get("/machines", headers=mine)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "DPM-E406", r.text
 
 
 async def test_the_bootstrap_token_can_be_disabled_or_revoked(api_service, auth) -> None:

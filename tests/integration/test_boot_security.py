@@ -10,7 +10,6 @@ import asyncio
 import re
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -29,6 +28,7 @@ from dpm_netproto.dhcp import (
 from dpm_pxe.settings import PxeSettings
 from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.testing import ManualClock as Clock
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 from dpm_scheduler.settings import SchedulerSettings
@@ -158,19 +158,6 @@ async def test_one_token_per_execution_for_the_client_that_fetched_it(api_servic
         assert late.status_code == 401
 
 
-class Clock:
-    """The api's injected clock: the test moves time instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 async def test_every_deploy_call_renews_the_token_past_its_idle_time(api_service, pxe_service, auth) -> None:
     api = api_service()
     clock = Clock()
@@ -181,13 +168,13 @@ async def test_every_deploy_call_renews_the_token_past_its_idle_time(api_service
         bearer = {"Authorization": f"Bearer {_token(await _script(p))}"}
         query = {"execution_id": str(execution)}
         for _ in range(3):  # step polls only (a client waiting for its multicast session): 135 s > 60 s idle
-            clock.advance(45)
+            clock.advance(seconds=45)
             r = await a.http.get("/deploy/v1/step", params=query, headers=bearer)
             assert r.status_code == 200, r.text
-        clock.advance(45)  # a progress report renews it too
+        clock.advance(seconds=45)  # a progress report renews it too
         report = {"execution_id": str(execution), "status": "progress", "percent": 5}
         assert (await a.http.post("/deploy/v1/steps", json=report, headers=bearer)).status_code == 202
-        clock.advance(61)  # then silence past its idle time: it expired
+        clock.advance(seconds=61)  # then silence past its idle time: it expired
         r = await a.http.get("/deploy/v1/step", params=query, headers=bearer)
         assert r.status_code == 401 and r.json()["error"]["code"] == "DPM-E134"
         assert "expired" in r.json()["error"]["message"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from dpm_api import bootstrap_token
 from dpm_api.auth import sha256
 from dpm_api.bootstrap import bootstrap as api_bootstrap
+from dpm_runtime.testing import ManualClock as Clock
 from dpm_runtime.testing.services import running
 
 from .conftest import TOKEN
@@ -23,19 +24,6 @@ from .conftest import TOKEN
 pytestmark = pytest.mark.integration
 
 HOUR = 3600.0
-
-
-class Clock:
-    """The api's injected clock: tests move time instead of sleeping."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def bearer(token: str) -> dict[str, str]:

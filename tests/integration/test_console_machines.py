@@ -2,9 +2,11 @@
 machines (power off and reboot answered by a stand-in agent on NATS, run a scenario, suspend, clear
 errors), each through the REST route's own function; a viewer sees no checkbox or button and its
 forged posts are refused (DPM-E404); the group tree with counts and the current execution at a
-glance; a machine's page with its inventory, its disks drawn to scale and its history with codes
-and remedies; register, edit and delete (behind a confirmation page); the CSV import's diff preview,
-then applying it, and a stale preview refused (DPM-E433); the export. Names an API of today refuses
+glance, refreshed by push while the page is open (the checked boxes, the query and the focus kept;
+a viewer's list too); a machine's page with its inventory, its disks drawn to scale and its history with codes
+and remedies; register, edit and delete (behind a confirmation page); the CSV import's diff preview
+(of an uploaded file and of pasted text), then applying it, a stale preview refused (DPM-E433) and a
+file that is not UTF-8 refused (DPM-E178); the export. Names an API of today refuses
 (``console_kit.XSS`` as a machine and group name, as an older log could hold them) are put in the
 read models directly and shown as text, with no dialog."""
 
@@ -21,9 +23,13 @@ from typing import Any
 import nats
 import pytest
 
+from dpm_runtime.eventlog import ANY_VERSION
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
-from dpm_schemas import agent_protocol
+from dpm_schemas import Metadata, NewEvent, agent_protocol, subjects
+from dpm_schemas.events import ExecutionQueued, MachineCameOnline, MachineWentOffline
+from dpm_schemas.events.scenarios import ScenarioSpec
+from dpm_schemas.ids import stream_id
 
 from .console_kit import XSS, add_users, browser, logged_in, post_form
 
@@ -271,6 +277,8 @@ async def test_tree_detail_forms_and_escaping(api_service, auth, browser) -> Non
 
 
 async def test_csv_import_preview_apply_stale_and_export(api_service, auth, browser) -> None:
+    from playwright.async_api import expect
+
     async with running(api_service(), headers=auth) as api:
         ids = await seed(api)
         dialogs: list[str] = []
@@ -285,7 +293,11 @@ async def test_csv_import_preview_apply_stale_and_export(api_service, auth, brow
             "bad-mac,not-a-mac,,,lab-a,\n"  # refused: DPM-E110
             "lost,52:54:00:ff:00:09,,,no-such-group,\n"  # refused: no such group
         )
-        await page.get_by_label(re.compile("^CSV")).fill(csv)
+        # uploaded as a file, the way a spreadsheet saves it: a byte order mark and CRLF line ends
+        upload = "\ufeff" + csv.replace("\n", "\r\n")
+        await page.get_by_label("CSV file").set_input_files(
+            {"name": "fleet.csv", "mimeType": "text/csv", "buffer": upload.encode()}
+        )
         await page.get_by_role("button", name="Preview").click()
         await page.get_by_text("1 to add, 1 to change, 1 unchanged, 2 refused.").wait_for()
         if shots := os.environ.get("DPM_SCREENSHOTS"):  # the preview with a row of each kind (make screenshots)
@@ -315,10 +327,100 @@ async def test_csv_import_preview_apply_stale_and_export(api_service, auth, brow
         assert fleet["new-1"]["ip"] == "10.5.0.1" and fleet["bulk-01"]["ip"] == "10.4.0.201"
         assert "bad-mac" not in fleet and "lost" not in fleet
 
+        # a file that is not UTF-8 (Latin-1, as an old spreadsheet saves it) is refused with its remedy
+        await page.goto(api.url + "/console/machines/import")
+        latin = "name,macs,smbios_uuid,ip,group,os_type\nm\xe9tro,52:54:00:ff:00:02,,,lab-a,\n".encode("latin-1")
+        await page.get_by_label("CSV file").set_input_files(
+            {"name": "old.csv", "mimeType": "text/csv", "buffer": latin}
+        )
+        await page.get_by_role("button", name="Preview").click()
+        alert = page.get_by_role("alert")
+        await expect(alert).to_contain_text("DPM-E178")
+        assert "old.csv" in await alert.text_content() and "UTF-8 CSV" in await alert.text_content()
+        # a file over the console's 5 MiB is refused with its code, before it is parsed
+        big = b"name,macs,smbios_uuid,ip,group,os_type\n" + b"x" * (5 * 1024 * 1024)
+        await page.get_by_label("CSV file").set_input_files({"name": "big.csv", "mimeType": "text/csv", "buffer": big})
+        await page.get_by_role("button", name="Preview").click()
+        await expect(page.get_by_role("alert")).to_contain_text("DPM-E435")
+        # pasted text still works when no file is chosen
+        pasted = "name,macs,smbios_uuid,ip,group,os_type\npasted-1,52:54:00:ff:00:02,,,lab-a,\n"
+        await page.get_by_label(re.compile("^Or paste the CSV")).fill(pasted)
+        await page.get_by_role("button", name="Preview").click()
+        await page.get_by_text("1 to add, 0 to change, 0 unchanged, 0 refused.").wait_for()
+        assert "pasted-1" in await page.locator("table.diff-added").text_content()
+
         # the export is the REST export's CSV
+        await page.goto(api.url + "/console/machines")
         async with page.expect_download() as got:
             await page.get_by_role("link", name="Export CSV").click()
         exported = Path(await (await got.value).path()).read_text()
         assert exported == (await api.http.get("/machines/export")).text
+        await ctx.close()
+        assert dialogs == []
+
+
+async def append(api: Any, stream: str, *events: Any) -> None:
+    """Events as the agent gateway and the scheduler write them (neither runs here), applied."""
+    done = await api.runtime.eventlog.append(stream, ANY_VERSION, [NewEvent(e, Metadata.new()) for e in events])
+    for projection in ("machines", "executions"):
+        assert await api.runtime.projections[projection].wait_for(done.position, timeout=10)
+
+
+async def test_the_list_refreshes_by_push_keeping_the_selection(api_service, auth, browser) -> None:
+    """Machines coming online, a run queued and a machine going offline behind the page's back reach
+    the open list without a reload (``window.__nav`` survives), inside its filter, with the operator's
+    checked boxes and focus kept and the select-all box consistent; a viewer's list follows too."""
+    from playwright.async_api import expect
+
+    async with running(api_service(), headers=auth) as api:
+        ids = await seed(api)
+        dialogs: list[str] = []
+        ctx, page = await logged_in(browser, api.url, "operator", dialogs)
+        vctx, viewer = await logged_in(browser, api.url, "viewer", dialogs)
+        url = api.url + "/console/machines?q=bulk-0&group=lab-a.rack1"  # bulk-00 .. bulk-09
+        for p in (page, viewer):
+            await p.goto(url)
+            await expect(p.locator("[data-live-status]")).to_have_text("Live")
+            await p.evaluate("window.__nav = 1")
+        assert await viewer.get_by_role("checkbox").count() == 0
+        await page.get_by_label("Select bulk-03").check()
+        await page.get_by_label("Select bulk-02").check()  # clicked last: it has the focus
+
+        mid = uuid.UUID(ids["bulk-02"])
+        await append(api, stream_id(subjects.AGENT, mid), MachineCameOnline(machine_id=mid, agent_version="0.0.1"))
+        eid = uuid.uuid4()
+        queued = ExecutionQueued(execution_id=eid, run_id=uuid.uuid4(), machine_id=mid, scenario_id=uuid.uuid4(),
+                                 revision=1, name="wipe-lab", spec=ScenarioSpec(kind="disk-check"))  # fmt: skip
+        await append(api, stream_id(subjects.EXECUTION, eid), queued)
+        for p in (page, viewer):
+            row = p.get_by_role("row", name=re.compile("bulk-02"))
+            await expect(row).to_contain_text("online", timeout=15_000)
+            await expect(row.locator("td.current")).to_have_text("queued wipe-lab", timeout=15_000)
+            await expect(p.get_by_role("row")).to_have_count(11)  # the header and the filter's 10, no other
+            assert await p.evaluate("window.__nav") == 1
+        assert await viewer.get_by_role("checkbox").count() == 0
+        checked = page.locator("input[name=machine]:checked")
+        assert (
+            sorted([await checked.nth(i).get_attribute("value") for i in range(2)])
+            == sorted([ids["bulk-02"], ids["bulk-03"]])
+            and await checked.count() == 2
+        )
+        assert await page.evaluate("document.activeElement.value") == ids["bulk-02"]
+        every = page.get_by_label("Select every machine on this page")
+        assert await every.evaluate("b => [b.checked, b.indeterminate]") == [False, True]
+
+        # every box checked, then a machine goes offline: all still checked, the select-all box too
+        await every.check()
+        await append(api, stream_id(subjects.AGENT, mid), MachineWentOffline(machine_id=mid, reason="heartbeat lost"))
+        await expect(page.get_by_role("row", name=re.compile("bulk-02"))).to_contain_text("offline", timeout=15_000)
+        assert await page.locator("input[name=machine]:checked").count() == 10
+        assert await every.evaluate("b => [b.checked, b.indeterminate]") == [True, False]
+        assert await page.evaluate("window.__nav") == 1
+
+        # the fragment refuses what the page refuses: no session (a bearer token counts for nothing)
+        # is 401, a control character in the query 422 (DPM-E005)
+        assert (await api.http.get("/console/machines/rows?q=bulk")).status_code == 401
+        assert (await api.http.get("/console/machines/rows?q=%01")).status_code == 422
+        await vctx.close()
         await ctx.close()
         assert dialogs == []

@@ -24,6 +24,7 @@ from source_repo import MISSING, Repo, Served, build_deb, debs, keys, proxy, rep
 
 from dpm_api.sources import source_id_of
 from dpm_runtime.localstack.procs import free_port
+from dpm_runtime.testing import ManualClock as Clock
 from dpm_runtime.testing import eventually
 from dpm_runtime.testing.services import running
 from dpm_schemas import E, subjects
@@ -35,18 +36,11 @@ from tests.integration.conftest import common
 from tests.integration.test_remote_update_delivery import append
 
 __all__ = ["debs", "keys", "proxy", "repo", "web"]  # fixtures of source_repo
+START = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)  # the sources' clock starts here, at 06:00
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (dpkg-dev, gnupg, gpgv)"),
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def updater(database, nats_server, root: Path, clock: Clock, **overrides: object):
@@ -97,7 +91,7 @@ async def download(api, up, sha: str) -> bytes:
 async def test_a_signed_source_syncs_into_the_catalogue_on_save_on_request_and_on_schedule(
     api_service, database, nats_server, auth, tmp_path, repo: Repo, web: Served, debs
 ) -> None:
-    clock, root = Clock(), tmp_path / "packages"
+    clock, root = Clock(START), tmp_path / "packages"
     async with running(api_service(), headers=auth) as api, running(updater(database, nats_server, root, clock)) as up:
         r = await api.http.post("/sources", json=source("deb1", web.url, key=repo.key.read_text(), urgency="high"))
         assert r.status_code == 201, r.text
@@ -153,7 +147,7 @@ async def test_through_a_proxy_with_the_updaters_credentials_and_the_cli(
     creds = tmp_path / "credentials.json"
     creds.write_text(json.dumps({"viaproxy": {"username": "dpm", "password": "s3cret"}}))
     creds.chmod(0o600)
-    clock, root = Clock(), tmp_path / "packages"
+    clock, root = Clock(START), tmp_path / "packages"
     up_service = updater(database, nats_server, root, clock, updater_source_credentials=creds)
     async with running(api_service(), headers=auth) as api, running(up_service):
         monkeypatch.setenv("DPM_API_URL", api.url)
@@ -208,7 +202,7 @@ async def test_a_full_store_fails_the_package_with_nothing_half_written_and_the_
 ) -> None:
     big = build_deb(tmp_path, "big", "1.0", os.urandom(5 * 1024 * 1024))  # more than the 4 MiB store
     repo.publish([big, debs["hello"]])
-    clock = Clock()
+    clock = Clock(START)
     with tmpfs(tmp_path / "small", "4m") as small:
         root = small / "packages"
         async with running(api_service(), headers=auth) as api, running(updater(database, nats_server, root, clock)):

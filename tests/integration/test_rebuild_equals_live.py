@@ -48,6 +48,7 @@ PROJECTIONS = (
     "api.images",
     "api.inventories",
     "api.machines",
+    "api.multicast_sessions",
     "api.netboot_pending",
     "api.packages",
     "api.revoked_bootstrap_tokens",

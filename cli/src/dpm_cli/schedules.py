@@ -44,3 +44,45 @@ def schedules_add(
 def schedules_rm(schedule_id: str) -> None:
     request("DELETE", f"/schedules/{schedule_id}")
     print(f"deleted schedule {schedule_id}")
+
+
+@app.command("edit")
+def schedules_edit(
+    schedule_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    action: Annotated[str | None, typer.Option(help="run | power-on | power-off")] = None,
+    scenario: Annotated[str | None, typer.Option(help="For runs.")] = None,
+    on: Annotated[list[str] | None, typer.Option("--on", help="Machine name or id (repeatable; replaces).")] = None,
+    group: Annotated[str | None, typer.Option()] = None,
+    at: Annotated[str | None, typer.Option(help="One-shot instead, ISO 8601.")] = None,
+    cron: Annotated[str | None, typer.Option(help="Recurring instead, five fields.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="Time zone of --cron.")] = None,
+) -> None:
+    """Change a schedule (same id); what is not given stays. Refused (DPM-E184) if it changed meanwhile."""
+    cur = request("GET", f"/schedules/{schedule_id}")
+    when = (
+        {"at": at, "cron": None}
+        if at
+        else {"at": None, "cron": cron}
+        if cron
+        else {"at": cur["at"], "cron": cur["cron"]}
+    )
+    body = {"name": name or cur["name"], "action": action or cur["action"], "scenario": scenario or cur["scenario_id"],
+            "machines": on if on is not None else cur["machine_ids"], "group": group or cur["group"], **when,
+            "timezone": timezone or cur["timezone"], "enabled": cur["enabled"], "version": cur["version"]}  # fmt: skip
+    saved = request("PUT", f"/schedules/{schedule_id}", json=body)
+    print(f"schedule {saved['name']} ({saved['schedule_id']}) saved, version {saved['version']}")
+
+
+@app.command("pause")
+def schedules_pause(schedule_id: str) -> None:
+    """It does not fire until resumed."""
+    saved = request("PATCH", f"/schedules/{schedule_id}", json={"enabled": False})
+    print(f"paused schedule {saved['name']}")
+
+
+@app.command("resume")
+def schedules_resume(schedule_id: str) -> None:
+    """It fires at its next time (the firings missed while paused are not made up)."""
+    saved = request("PATCH", f"/schedules/{schedule_id}", json={"enabled": True})
+    print(f"resumed schedule {saved['name']}")

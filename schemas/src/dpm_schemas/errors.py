@@ -1638,6 +1638,30 @@ class E:
         "nothing was changed.",
         422,
     )
+    SCHEDULE_NOT_FOUND = _define(
+        "DPM-E183",
+        "Schedule not found",
+        "There is no schedule {schedule_id}.",
+        "List the schedules (`dpm schedules list`, GET /schedules) and use one of their ids; a deleted "
+        "schedule cannot be edited, create it again instead.",
+        404,
+    )
+    SCHEDULE_CONFLICT = _define(
+        "DPM-E184",
+        "Schedule changed meanwhile",
+        "Schedule {schedule_id} is at version {current}, not {expected}: someone changed it meanwhile.",
+        "Read the schedule again (GET /schedules/{schedule_id} or reload the console page), check the other "
+        "change and apply yours to it; nothing was saved.",
+        409,
+    )
+    CONSOLE_CSV_NOT_TEXT = _define(
+        "DPM-E178",
+        "Uploaded CSV is not UTF-8 text",
+        "The file {file!r} is not UTF-8 text: {reason}.",
+        'Save the file as UTF-8 CSV (a spreadsheet\'s "CSV UTF-8" format, or `dpm machines export`) and '
+        "upload it again; nothing was previewed or imported.",
+        422,
+    )
 
 
 def render_markdown() -> str:

@@ -110,18 +110,29 @@ async def stored_hash(conn: Conn, username: str) -> str | None:
     return row[0] if row else None
 
 
+REFRESH_MAX = timedelta(seconds=30)  # the idle clock is written at most this often per session
+
+
 async def _session_user(conn: Conn, token: str, policy: SessionPolicy, now: datetime) -> str | None:
-    """The session's user, refreshing its idle clock; an idle or too old session is deleted."""
+    """The session's user, refreshing its idle clock; an idle or too old session is deleted.
+
+    The clock is written only once it is 30 s old (or a tenth of the idle timeout
+    when that is shorter): a page's many requests (the page, its stream, its fragments) read the
+    session and write nothing. A session may so end up to that much before its idle timeout."""
+    digest = sha256(token)
     cur = await conn.execute(
-        "UPDATE api.sessions SET last_used = %s WHERE token_sha256 = %s AND last_used > %s AND created_at > %s"
-        " RETURNING username",
-        (now, sha256(token), now - policy.idle, now - policy.max_age),
+        "SELECT username, last_used FROM api.sessions WHERE token_sha256 = %s AND last_used > %s AND created_at > %s",
+        (digest, now - policy.idle, now - policy.max_age),
     )
     if row := await cur.fetchone():
+        if now - row[1] >= min(REFRESH_MAX, policy.idle / 10):
+            await conn.execute(
+                "UPDATE api.sessions SET last_used = greatest(last_used, %s) WHERE token_sha256 = %s", (now, digest)
+            )
         return str(row[0])
     gone = await conn.execute(
         "DELETE FROM api.sessions WHERE token_sha256 = %s RETURNING created_at > %s",
-        (sha256(token), now - policy.max_age),
+        (digest, now - policy.max_age),
     )
     if found := await gone.fetchone():
         if not found[0]:

@@ -24,10 +24,12 @@ from dpm_api.routes import images as image_routes
 from dpm_api.routes import rollouts as rollout_routes
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
+from dpm_api.routes import sessions as session_routes
 from dpm_api.routes import sources as source_routes
 from dpm_api.routes import updates as update_routes
 from dpm_api.runs import ScenarioList
 from dpm_api.schedules import ScheduleList
+from dpm_api.sessions import MulticastSessions
 from dpm_api.settings import ApiSettings
 from dpm_api.sources import SourceList
 from dpm_api.updates import UpdateHistory
@@ -63,6 +65,13 @@ def _data_planes(app: FastAPI, settings: ApiSettings) -> None:
     app.state.update_history_keep = settings.api_update_history_keep
 
 
+# the REST API's routers, then the web console's pages (at / and /console, docs/console.md)
+ROUTERS = (
+    machines, groups, auth_routes, users, agents, admin, boot_routes, deploy_routes, scenario_routes,
+    schedule_routes, session_routes, image_routes, packages, update_routes, source_routes, rollout_routes,
+)  # fmt: skip
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     # every append of a request carries its correlation id, span and actor (requestmeta.py)
     app = FastAPI(
@@ -80,21 +89,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.pxe_token = settings.api_pxe_token.get_secret_value() if settings.api_pxe_token else None
     app.state.deploy_check_address = settings.api_deploy_check_address
     _data_planes(app, settings)
-    app.include_router(machines.router)
-    app.include_router(groups.router)
-    app.include_router(auth_routes.router)
-    app.include_router(users.router)
-    app.include_router(agents.router)
-    app.include_router(admin.router)
-    app.include_router(boot_routes.router)
-    app.include_router(deploy_routes.router)
-    app.include_router(scenario_routes.router)
-    app.include_router(schedule_routes.router)
-    app.include_router(image_routes.router)
-    app.include_router(packages.router)
-    app.include_router(update_routes.router)
-    app.include_router(source_routes.router)
-    app.include_router(rollout_routes.router)
+    for routes in ROUTERS:
+        app.include_router(routes.router)
     app.include_router(console_routes.router)  # the web console's pages, at / and /console (docs/console.md)
 
     @app.exception_handler(RequestValidationError)
@@ -151,6 +147,7 @@ def bootstrap(settings: ApiSettings) -> Service:
                 SourceList(),
                 RevokedBootstrapTokens(),
                 BootstrapTokenUses(),
+                MulticastSessions(),
             ],
             consumers=[
                 *boot.router.bind(eventlog=rt.eventlog, max_discovered=settings.api_discovery_max_machines),

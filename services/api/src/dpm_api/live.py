@@ -80,11 +80,14 @@ class Subscriber:
     """One stream's inbox: the feed offers every change and signal, it keeps what its watch shows."""
 
     watch: Watch
-    queue: asyncio.Queue[Change | ChunkSent] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    queue: asyncio.Queue[Change | ChunkSent | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     shown: set[str] = field(default_factory=set)  # execution ids the watch matched: their transfers pass
     resync: bool = False  # the queue overflowed: the stream re-reads its snapshot
+    closed: bool = False  # the api is closing: nothing more is offered
 
     def offer(self, item: Change | ChunkSent) -> None:
+        if self.closed:
+            return
         if isinstance(item, Change):
             if not self.watch.matches(item.row):
                 return
@@ -96,10 +99,25 @@ class Subscriber:
         except asyncio.QueueFull:  # a lost transfer is replaced by the next; a lost row is re-read
             self.resync = self.resync or isinstance(item, Change)
 
+    async def next(self, timeout: float) -> Change | ChunkSent | None:
+        """The next item, or None after ``timeout`` seconds or when the feed closed the inbox."""
+        try:
+            async with asyncio.timeout(timeout):  # a timer, not a task per wait as wait_for makes
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        """Wake the stream now (the api is closing): its next wait returns at once."""
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):  # a full queue wakes it anyway
+            self.queue.put_nowait(None)
+
     def take(self) -> list[Change | ChunkSent]:
         out: list[Change | ChunkSent] = []
         while not self.queue.empty():
-            out.append(self.queue.get_nowait())
+            if (item := self.queue.get_nowait()) is not None:
+                out.append(item)
         return out
 
 
@@ -207,6 +225,7 @@ class LiveFeed:
         """A wiring task: follow the read model until cancelled."""
         runner = rt.projections[ExecutionList.name]
         sub = await rt.nc.subscribe(subjects.signal_subject(ChunkSent.wire_name, "*"), cb=self.on_signal)
+        closer = asyncio.create_task(self._close_on(rt.closing))
         try:
             while True:
                 await idle(FALLBACK, self._woken)
@@ -226,7 +245,14 @@ class LiveFeed:
                 except Exception as exc:  # retried at the next wake-up (at most FALLBACK seconds away)
                     log.warning("live feed: reading the changed executions failed: %r", exc)
         finally:
+            closer.cancel()
             await sub.unsubscribe()
+
+    async def _close_on(self, closing: asyncio.Event) -> None:
+        """Once the api starts closing, wake every stream: each ends instead of holding the drain."""
+        await closing.wait()
+        for sub in list(self.subscribers):
+            sub.close()
 
     async def _read(self, conn: Conn) -> None:
         """The rows changed since the last read, in position order, offered to every subscriber."""

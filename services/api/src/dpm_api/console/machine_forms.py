@@ -6,6 +6,7 @@ first (the confirmation's field is checked: DPM-E440 without it)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -93,78 +94,87 @@ def _id(machine_id: str) -> uuid.UUID:
         raise E.MACHINE_NOT_FOUND(machine_id=machine_id[:100]) from None
 
 
-@router.get("/console/machines/new")
-async def new_page(request: Request) -> Response:
+async def _opened(
+    request: Request, route: str, machine_id: str | None
+) -> Response | tuple[Runtime, pages.Visitor, Any]:
+    """A form page's runtime and visitor, with the role ``route`` requires, and the machine it is
+    about (None for a new one); else the login or the refusal to show instead."""
     rt = get_runtime(request)
     if (who := await pages.visitor(request, rt)) is None:
         return pages.to_login(request)
     try:
-        who.principal.require(Role.OPERATOR, "POST /machines")
+        who.principal.require(Role.OPERATOR, route)
+        machine = await _row(rt, _id(machine_id)) if machine_id is not None else None
     except DpmError as err:
         return pages.refusal(err, who)
+    return rt, who, machine
+
+
+@router.get("/console/machines/new")
+async def new_page(request: Request) -> Response:
+    if isinstance(opened := await _opened(request, "POST /machines", None), Response):
+        return opened
+    rt, who, _ = opened
     return await _form(rt, who, dict.fromkeys(FIELDS, ""), None, None)
 
 
-@router.post("/console/machines/new")
-async def register(request: Request) -> Response:
+Save = Callable[[Runtime, str, machine_routes.MachineIn, Any], Awaitable[uuid.UUID]]
+
+
+async def _submitted(request: Request, route: str, machine_id: str | None, save: Save) -> Response:
+    """A posted register or edit form: checked as ``route`` is (``pages.posted``), the machine edited
+    looked up, then ``save`` (the REST function) with the body; a refused body shows the form again."""
     rt = get_runtime(request)
     who = None
     try:
-        who, fields = await pages.posted(request, rt, Role.OPERATOR, "POST /machines")
+        who, fields = await pages.posted(request, rt, Role.OPERATOR, route)
+        machine = await _row(rt, _id(machine_id)) if machine_id is not None else None
     except DpmError as err:
         return pages.refusal(err, who)
     values = typed(fields)
     try:
-        made = await machine_routes.register_machine(body(values), rt, who.principal.username, Response())
+        mid = await save(rt, who.principal.username, body(values), machine)
     except DpmError as err:
-        return await _form(rt, who, values, None, err)
-    return pages.redirect(f"{HOME}/{made.machine_id}?done=registered")
+        return await _form(rt, who, values, machine, err)
+    return pages.redirect(f"{HOME}/{mid}?done={'edited' if machine else 'registered'}")
+
+
+async def _register(rt: Runtime, actor: str, made: machine_routes.MachineIn, _machine: None) -> uuid.UUID:
+    return (await machine_routes.register_machine(made, rt, actor, Response())).machine_id
+
+
+async def _edit(rt: Runtime, actor: str, made: machine_routes.MachineIn, machine: Any) -> uuid.UUID:
+    await machine_routes.edit_machine(machine.machine_id, made, rt, actor)
+    mid: uuid.UUID = machine.machine_id
+    return mid
+
+
+@router.post("/console/machines/new")
+async def register(request: Request) -> Response:
+    return await _submitted(request, "POST /machines", None, _register)
 
 
 @router.get("/console/machines/{machine_id}/edit")
 async def edit_page(request: Request, machine_id: str) -> Response:
-    rt = get_runtime(request)
-    if (who := await pages.visitor(request, rt)) is None:
-        return pages.to_login(request)
-    try:
-        who.principal.require(Role.OPERATOR, "PUT /machines/{machine_id}")
-        machine = await _row(rt, _id(machine_id))
-    except DpmError as err:
-        return pages.refusal(err, who)
+    if isinstance(opened := await _opened(request, "PUT /machines/{machine_id}", machine_id), Response):
+        return opened
+    rt, who, machine = opened
     return await _form(rt, who, _values(machine), machine, None)
 
 
 @router.post("/console/machines/{machine_id}/edit")
 async def edit(request: Request, machine_id: str) -> Response:
-    rt = get_runtime(request)
-    who = None
-    try:
-        who, fields = await pages.posted(request, rt, Role.OPERATOR, "PUT /machines/{machine_id}")
-        machine = await _row(rt, _id(machine_id))
-    except DpmError as err:
-        return pages.refusal(err, who)
-    values = typed(fields)
-    try:
-        await machine_routes.edit_machine(machine.machine_id, body(values), rt, who.principal.username)
-    except DpmError as err:
-        return await _form(rt, who, values, machine, err)
-    return pages.redirect(f"{HOME}/{machine.machine_id}?done=edited")
+    return await _submitted(request, "PUT /machines/{machine_id}", machine_id, _edit)
 
 
 @router.get("/console/machines/{machine_id}/delete")
 async def delete_page(request: Request, machine_id: str) -> Response:
     """The confirmation page: what will be deleted, and the one button that does it."""
-    rt = get_runtime(request)
-    if (who := await pages.visitor(request, rt)) is None:
-        return pages.to_login(request)
-    try:
-        who.principal.require(Role.OPERATOR, "DELETE /machines/{machine_id}")
-        machine = await _row(rt, _id(machine_id))
-    except DpmError as err:
-        return pages.refusal(err, who)
-    return pages.render(
-        "machine_delete.html", visitor=who, title=f"Delete {machine.name}", nav="machines", machine=machine
-    )
+    if isinstance(opened := await _opened(request, "DELETE /machines/{machine_id}", machine_id), Response):
+        return opened
+    _, who, machine = opened
+    title = f"Delete {machine.name}"
+    return pages.render("machine_delete.html", visitor=who, title=title, nav="machines", machine=machine)
 
 
 @router.post("/console/machines/{machine_id}/delete")

@@ -1,14 +1,19 @@
 """The schedules pages: the list, the form that creates one (a scenario run or a power action, one
 shot at a time or recurring by cron, on machines and/or a group: what ``POST /schedules`` takes;
 ``/console/schedules/new?scenario=<name>`` starts it filled in, for links from other pages), and
-deleting one behind a confirmation page. The form is checked by the REST route's own model and
-function, and a refusal is shown inline above the form, with the API's code, the values kept."""
+deleting one behind a confirmation page. The same form, filled in from the schedule, edits one
+(``PUT /schedules/{id}``, naming the version it was read at: a change made meanwhile is refused with
+DPM-E184, never overwritten), and each row pauses or resumes its schedule (``PATCH``). The form is
+checked by the REST route's own model and function, and a refusal is shown inline above the form,
+with the API's code, the values kept."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -66,19 +71,23 @@ async def schedules_page(request: Request, done: str = "", name: str = "") -> Re
     rt, who = got
     scenarios, _groups = await _names(rt, who)
     rows = [_row(s, scenarios) for s in await schedule_routes.list_schedules(rt, who.principal)]
-    notices = {"created": f"Schedule {name} created.", "deleted": f"Schedule {name} deleted."}
+    notices = {d: f"Schedule {name} {d}." for d in ("created", "deleted", "saved", "paused", "resumed")}
     return pages.render(
         "schedules.html", visitor=who, title="Schedules", rows=rows, can_act=who.can_act, notice=notices.get(done)
     )
 
 
 async def _form(
-    rt: Runtime, who: Visitor, values: dict[str, str], *, status: int = 200, problem: Any = None
+    rt: Runtime, who: Visitor, values: dict[str, str], *, status: int = 200, problem: Any = None, edit: bool = False
 ) -> Response:
+    """The new-schedule form, or with ``edit`` the edit form (posting the schedule's id and version)."""
     scenarios, groups = await _names(rt, who)
+    hidden = {"schedule": values.get("schedule", ""), "version": values.get("version", "")} if edit else {}
     return pages.render(
-        "schedules_new.html", status=status, visitor=who, title="New schedule", values=values, problem=problem,
-        scenarios=sorted(scenarios.values()), groups=groups, actions={a.value: t for a, t in ACTIONS.items()},
+        "schedules_new.html", status=status, visitor=who, title="Edit schedule" if edit else "New schedule",
+        values=values, problem=problem, scenarios=sorted(scenarios.values()), groups=groups,
+        actions={a.value: t for a, t in ACTIONS.items()}, hidden=hidden,
+        form_action=f"{HOME}/edit" if edit else HOME, submit="Save schedule" if edit else "Create schedule",
     )  # fmt: skip
 
 
@@ -137,3 +146,75 @@ async def delete(request: Request) -> Response:
     except DpmError as err:
         return pages.refusal(err, who)
     return pages.redirect(f"{HOME}?{urlencode({'done': 'deleted', 'name': name})}")
+
+
+def _schedule_id(fields: res_kit.Fields) -> uuid.UUID:
+    try:
+        return uuid.UUID(res_kit.field(fields, "schedule"))
+    except ValueError:
+        raise E.CONSOLE_FIELD_INVALID(field="schedule", reason="not a schedule id") from None
+
+
+async def _values(rt: Runtime, who: Visitor, s: dict[str, Any]) -> dict[str, str]:
+    """A saved definition (with its version) as the form's values: names for ids, the one-shot time
+    as the zone's wall clock (what the form's ``datetime-local`` field shows and reads back)."""
+    scenarios, _groups = await _names(rt, who)
+    async with rt.pool.connection() as conn:
+        sql = "SELECT machine_id, name FROM api.machines WHERE machine_id = ANY(%s)"
+        names = {str(m): n for m, n in await (await conn.execute(sql, (s["machine_ids"],))).fetchall()}
+    at = ""
+    if s.get("at"):
+        at = datetime.fromisoformat(s["at"]).astimezone(ZoneInfo(s["timezone"])).strftime("%Y-%m-%dT%H:%M")
+    return {
+        "schedule": s["schedule_id"], "version": str(s["version"]), "name": s["name"], "action": s["action"],
+        "scenario": scenarios.get(s.get("scenario_id") or "", ""), "when_kind": "at" if s.get("at") else "cron",
+        "at": at, "cron": s.get("cron") or "", "timezone": s["timezone"], "group": s.get("group") or "",
+        "machines": " ".join(names.get(m, m) for m in s["machine_ids"]), "enabled": "on" if s["enabled"] else "",
+    }  # fmt: skip
+
+
+@router.get("/console/schedules/edit")
+async def edit_form(request: Request, schedule: str = "") -> Response:
+    got = await res_kit.opened(request, Role.OPERATOR, "PUT /schedules/{schedule_id}")
+    if isinstance(got, Response):
+        return got
+    rt, who = got
+    try:
+        saved = await schedule_routes.get_schedule(_schedule_id({"schedule": [schedule]}), rt, who.principal)
+    except DpmError as err:
+        return pages.refusal(err, who)
+    return await _form(rt, who, await _values(rt, who, saved), edit=True)
+
+
+@router.post("/console/schedules/edit")
+async def edit(request: Request) -> Response:
+    got = await res_kit.posted(request, Role.OPERATOR, "PUT /schedules/{schedule_id}")
+    if isinstance(got, Response):
+        return got
+    rt, who, fields = got
+    values = {f: res_kit.field(fields, f) for f in (*FIELDS, "schedule", "version")}
+    try:
+        schedule_id = _schedule_id(fields)
+        data = {**res_text.schedule_body(values), "version": values["version"] or None}
+        body = res_kit.body(schedule_routes.EditIn, data)
+        saved = await schedule_routes.replace_schedule(schedule_id, body, rt, who.principal.username)
+    except DpmError as err:
+        return await _form(rt, who, values, status=err.error.http_status, problem=res_kit.problem(err), edit=True)
+    return pages.redirect(f"{HOME}?{urlencode({'done': 'saved', 'name': saved['name']})}")
+
+
+@router.post("/console/schedules/pause")
+async def pause(request: Request) -> Response:
+    """Pause (``enabled`` false) or resume (true) a schedule from its row: one click, nothing lost."""
+    got = await res_kit.posted(request, Role.OPERATOR, "PATCH /schedules/{schedule_id}")
+    if isinstance(got, Response):
+        return got
+    rt, who, fields = got
+    enabled = res_kit.field(fields, "enabled") == "true"
+    try:
+        body = schedule_routes.EnabledIn(enabled=enabled)
+        saved = await schedule_routes.pause_schedule(_schedule_id(fields), body, rt, who.principal.username)
+    except DpmError as err:
+        return pages.refusal(err, who)
+    done = "resumed" if enabled else "paused"
+    return pages.redirect(f"{HOME}?{urlencode({'done': done, 'name': saved['name']})}")

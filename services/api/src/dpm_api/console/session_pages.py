@@ -3,7 +3,9 @@
 state, and "Start now" (the REST route's own function, ``POST /scenarios/{ref}/start-now``) for a
 gathering restore. Read from the executions and scenarios read models: a session is its members.
 The list is a fragment (``/console/sessions/live``) console.js fetches again whenever the execution
-stream pushes a change, so the members' states change on the page without a reload."""
+stream pushes a change, so the members' states change on the page without a reload. Below them, the
+recent sessions (running and finished, newest first, the last ``sessions.RECENT``) from the api's
+multicast sessions read model, each with its outcome from its members' executions."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from dpm_api import sessions as session_model
 from dpm_api.console import pages
+from dpm_api.console.res_text import stamp
 from dpm_api.deps import get_runtime
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_runtime.service import Runtime
@@ -65,9 +69,14 @@ def sessions_of(rows: list[tuple[Any, ...]]) -> list[Session]:
     return list(out.values())
 
 
-async def _sessions(rt: Runtime) -> list[Session]:
+async def _sessions(rt: Runtime) -> dict[str, Any]:
+    """The page's data: the gathering/running sessions per scenario, and the recent sessions."""
     async with rt.pool.connection() as conn:
-        return sessions_of(await (await conn.execute(MEMBERS, (MAX_MEMBERS,))).fetchall())
+        open_ = sessions_of(await (await conn.execute(MEMBERS, (MAX_MEMBERS,))).fetchall())
+        recent = await session_model.recent(conn)
+    for r in recent:  # as the other pages show times
+        r["started"], r["ended"] = stamp(r["started_at"]), stamp(r["ended_at"]) if r["ended_at"] else ""
+    return {"sessions": open_, "recent": recent}
 
 
 @router.get("/console/sessions")
@@ -79,7 +88,7 @@ async def sessions_page(request: Request, done: str = "") -> Response:
         "sessions.html",
         visitor=who,
         title="Multicast sessions",
-        sessions=await _sessions(rt),
+        **await _sessions(rt),
         can_act=who.can_act,
         notice="Start now requested." if done == "started" else None,
     )
@@ -92,7 +101,7 @@ async def sessions_fragment(request: Request) -> Response:
     rt = get_runtime(request)
     if (who := await pages.visitor(request, rt)) is None:
         return pages.refusal(E.UNAUTHENTICATED())
-    return pages.render("sessions_live.html", visitor=who, sessions=await _sessions(rt), can_act=who.can_act)
+    return pages.render("sessions_live.html", visitor=who, **await _sessions(rt), can_act=who.can_act)
 
 
 @router.post("/console/sessions/{ref}/start-now")

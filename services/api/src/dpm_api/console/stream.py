@@ -18,7 +18,7 @@ from dpm_api.routes.scenarios import changes
 from dpm_schemas import E
 
 router = APIRouter(include_in_schema=False)
-CHECK = 1.0  # seconds between checks that the browser is still there (no query: the feed pushes)
+CHECK = 15.0  # seconds idle before a stream checks its browser is still there (the feed pushes)
 
 
 @router.get("/console/executions/stream")

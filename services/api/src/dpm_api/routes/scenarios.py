@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 import time
@@ -196,18 +194,17 @@ async def changes(
     request: Request, rt: Runtime, watch: live.Watch, shown: ExecutionFilter, poll: float
 ) -> AsyncIterator[str]:
     """The stream of ``stream_executions``: a snapshot, then what the feed pushes (again a snapshot
-    when this stream fell so far behind that its queue overflowed)."""
+    when this stream fell so far behind that its queue overflowed). A stream waits on its own queue
+    (no task per wait) and checks its client only after ``poll`` seconds with nothing to send:
+    Starlette already ends a streaming response whose client went away, and the feed wakes every
+    stream when the api starts closing, so hundreds of open pages cost nothing between events."""
     feed: live.LiveFeed = request.app.state.live
     sub, view = feed.subscribe(watch), live.View(watch)
     sub.resync = True
-    deadline, checked = time.monotonic() + STREAM_SECONDS, 0.0
+    deadline = time.monotonic() + STREAM_SECONDS
     try:
         # a stopping api ends its streams (the client reconnects) instead of holding its drain
         while time.monotonic() < deadline and not rt.closing.is_set():
-            if time.monotonic() - checked >= poll:  # once per poll, not per pushed change
-                if await request.is_disconnected():
-                    return
-                checked = time.monotonic()
             items: list[live.Change | ChunkSent] = []
             if sub.resync:
                 sub.resync = False
@@ -216,8 +213,11 @@ async def changes(
                 sub.shown.update(c.row["execution_id"] for c in rows)
                 items += rows
             if not items:
-                with contextlib.suppress(TimeoutError):
-                    items.append(await asyncio.wait_for(sub.queue.get(), timeout=poll))
+                if (item := await sub.next(poll)) is None:
+                    if await request.is_disconnected():
+                        return
+                    continue
+                items.append(item)
             for item in [*items, *sub.take()]:
                 if (text := view.render(item)) is not None:
                     yield text

@@ -19,8 +19,15 @@
 //     [data-live-empty]  (anywhere on the page) hidden once a pushed row was added
 //   [data-live-status]  "Live", "Reconnecting…", "Finished" (a stream refused with an HTTP error is
 //     opened again with a backoff, up to 8 times in a row; one the server ended stays ended)
-//   [data-refresh="<fragment url>"][data-refresh-on="<stream url>"]  re-fetched (debounced) on events
-//   <input type=checkbox data-select-all="machine">  checks every input[name=machine] on the page
+//   [data-refresh="<fragment url>"][data-refresh-on="<stream url>"]  its content replaced by the
+//     fragment (text/html from our origin) on the stream's events: one fetch at a time, debounced,
+//     never two answers applied out of order. Across a replacement it keeps the checkboxes checked
+//     (input[type=checkbox][name] matched by name and value), keyboard focus (the same id, the same
+//     name and value, or the same link), and binds what is inside anew (data-select-all, data-shows).
+//     While a text field, textarea or select inside it has focus (the operator is typing), nothing
+//     is replaced: the refresh waits until focus leaves it. A 401 (the session ended) changes nothing.
+//   <input type=checkbox data-select-all="machine">  checks every input[name=machine] on the page;
+//     it is shown checked when every one is, half-checked (indeterminate) when some are
 //   <select data-shows="kind">  of the elements [data-for-kind="<value>"], only the chosen value's
 //     are shown (the scenario form's per-kind parameters; without script all are shown)
 "use strict";
@@ -145,27 +152,88 @@
     });
   }
 
+  // The refreshing element's focus as a selector for the same element in the new content, or null.
+  function focused(el) {
+    const a = document.activeElement;
+    if (!a || a === el || !el.contains(a)) return null;
+    if (a.id) return `#${CSS.escape(a.id)}`;
+    if (a.name) return `[name="${CSS.escape(a.name)}"][value="${CSS.escape(a.value)}"]`;
+    const href = a.getAttribute("href");
+    return href ? `a[href="${CSS.escape(href)}"]` : null;
+  }
+
+  function typing(el) {
+    const a = document.activeElement;
+    if (!a || !el.contains(a)) return false;
+    if (a.tagName === "TEXTAREA" || a.tagName === "SELECT") return true;
+    return a.tagName === "INPUT" && !["checkbox", "radio", "button", "submit", "reset", "file"].includes(a.type);
+  }
+
+  const boxKey = (box) => `${box.name}\n${box.value}`;
+
+  function swap(el, html) {
+    const boxes = "input[type=checkbox][name]";
+    const checked = new Set(Array.from(el.querySelectorAll(`${boxes}:checked`), boxKey));
+    const focus = focused(el);
+    el.innerHTML = html;
+    for (const box of el.querySelectorAll(boxes)) if (checked.has(boxKey(box))) box.checked = true;
+    bind(el);
+    for (const all of document.querySelectorAll("input[data-select-all]")) consistent(all);
+    const again = focus && el.querySelector(focus);
+    if (again) again.focus();
+  }
+
   function refreshing(el) {
     const url = el.getAttribute("data-refresh");
     const on = el.getAttribute("data-refresh-on");
     if (!url || !url.startsWith("/") || !on) return;
-    let timer = null;
-    source(on).listeners.push(() => {
-      if (timer) return;
-      timer = setTimeout(async () => {
-        timer = null;
+    let timer = null, busy = false, wanted = false;
+    const later = () => { if (!timer) timer = setTimeout(run, 300); };
+    async function run() {
+      timer = null;
+      if (busy) { wanted = true; return; }
+      if (typing(el)) { el.addEventListener("focusout", later, { once: true }); return; }
+      busy = true;
+      try {
         const answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
-        if (answer.ok && answer.headers.get("content-type")?.startsWith("text/html")) el.innerHTML = await answer.text();
-      }, 300);
-    });
+        const html = answer.ok && answer.headers.get("content-type")?.startsWith("text/html") ? await answer.text() : null;
+        if (html === null) return;
+        if (typing(el)) { el.addEventListener("focusout", later, { once: true }); return; }
+        swap(el, html);
+      } catch (e) {
+        // offline for a moment: the next event fetches again
+      } finally {
+        busy = false;
+        if (wanted) { wanted = false; later(); }
+      }
+    }
+    source(on).listeners.push(later);
+  }
+
+  function members(box) {
+    const name = box.getAttribute("data-select-all");
+    return Array.from(document.querySelectorAll(`input[type=checkbox][name="${CSS.escape(name)}"]`));
+  }
+
+  function consistent(box) {
+    const all = members(box), on = all.filter((b) => b.checked).length;
+    box.checked = all.length > 0 && on === all.length;
+    box.indeterminate = on > 0 && on < all.length;
   }
 
   function selectAll(box) {
-    const name = box.getAttribute("data-select-all");
     box.addEventListener("change", () => {
-      for (const el of document.querySelectorAll(`input[type=checkbox][name="${CSS.escape(name)}"]`)) el.checked = box.checked;
+      for (const el of members(box)) el.checked = box.checked;
     });
+    consistent(box);
   }
+
+  // One listener for every member box, those a refresh brings too: the select-all boxes follow them.
+  document.addEventListener("change", (ev) => {
+    const t = ev.target;
+    if (!(t instanceof HTMLInputElement) || t.type !== "checkbox" || !t.name) return;
+    for (const box of document.querySelectorAll(`input[data-select-all="${CSS.escape(t.name)}"]`)) consistent(box);
+  });
 
   function shows(select) {
     const key = select.getAttribute("data-shows");
@@ -178,11 +246,17 @@
     apply();
   }
 
+  // What a page, or a fragment just swapped in, needs bound (not [data-live] or [data-refresh]: a
+  // fragment holds none, and binding them twice would apply each event twice).
+  function bind(root) {
+    for (const box of root.querySelectorAll("input[data-select-all]")) selectAll(box);
+    for (const select of root.querySelectorAll("select[data-shows]")) shows(select);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     for (const table of document.querySelectorAll("[data-live]")) liveTable(table);
     for (const el of document.querySelectorAll("[data-refresh]")) refreshing(el);
-    for (const box of document.querySelectorAll("input[data-select-all]")) selectAll(box);
-    for (const select of document.querySelectorAll("select[data-shows]")) shows(select);
+    bind(document);
     document.documentElement.classList.add("js");
   });
 })();
