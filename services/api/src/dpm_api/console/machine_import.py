@@ -82,18 +82,17 @@ async def _read(request: Request) -> tuple[dict[str, list[str]], tuple[str, byte
 
 
 async def _posted(request: Request, rt: Runtime) -> Posted:
-    """``pages.posted`` for a multipart form: logged in, our origin, this session's CSRF token, then
-    the REST import's role, before the CSV is looked at."""
-    who = await pages.visitor(request, rt)
-    if who is None:
-        raise E.UNAUTHENTICATED()
-    if not security.same_origin(request.headers, pages.origin(request)):
-        raise E.CONSOLE_FORM_REFUSED(reason="it did not come from this console's own pages")
-    fields, upload = await _read(request)
-    if not security.csrf_ok(who.token, pages.one(fields, "csrf")):
-        raise E.CONSOLE_FORM_REFUSED(reason="its CSRF token is missing or not this session's")
-    who.principal.require(Role.OPERATOR, ROUTE)
-    return Posted(who, fields, upload)
+    """``pages.posted`` with the multipart reader: logged in, our origin, this session's CSRF token,
+    then the REST import's role, before the CSV is looked at."""
+    uploads: list[tuple[str, bytes] | None] = []
+
+    async def read(req: Request) -> dict[str, list[str]]:
+        fields, upload = await _read(req)
+        uploads.append(upload)
+        return fields
+
+    who, fields = await pages.posted(request, rt, Role.OPERATOR, ROUTE, read=read)
+    return Posted(who, fields, uploads[0] if uploads else None)
 
 
 async def _preview(rt: Runtime, text: str) -> machine_diff.Preview:

@@ -5,6 +5,7 @@ rendering with the security headers, refusals as pages, and reading a form that 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -140,23 +141,29 @@ def one(fields: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-async def checked_form(request: Request, who: Visitor) -> dict[str, list[str]]:
-    """The form of a state-changing post, or DPM-E431: our origin, then this session's CSRF token."""
+Reader = Callable[[Request], Awaitable[dict[str, list[str]]]]  # a form body's fields (``form``'s shape)
+
+
+async def checked_form(request: Request, who: Visitor, read: Reader | None = None) -> dict[str, list[str]]:
+    """The form of a state-changing post, or DPM-E431: our origin, then this session's CSRF token.
+    ``read`` parses the body (``form``, urlencoded, unless the page posts another kind)."""
     if not security.same_origin(request.headers, origin(request)):
         raise E.CONSOLE_FORM_REFUSED(reason="it did not come from this console's own pages")
-    fields = await form(request)
+    fields = await (read or form)(request)
     if not security.csrf_ok(who.token, one(fields, "csrf")):
         raise E.CONSOLE_FORM_REFUSED(reason="its CSRF token is missing or not this session's")
     return fields
 
 
-async def posted(request: Request, rt: Runtime, role: Role, route: str) -> tuple[Visitor, dict[str, list[str]]]:
+async def posted(
+    request: Request, rt: Runtime, role: Role, route: str, read: Reader | None = None
+) -> tuple[Visitor, dict[str, list[str]]]:
     """A state-changing post's visitor and form, or a DpmError to show as a refusal page: logged in
     (DPM-E401), our origin and this session's CSRF token (DPM-E431), then the role the REST route
     ``route`` requires (DPM-E404), all before anything is read or done."""
     who = await visitor(request, rt)
     if who is None:
         raise E.UNAUTHENTICATED()
-    fields = await checked_form(request, who)
+    fields = await checked_form(request, who, read)
     who.principal.require(role, route)
     return who, fields
