@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from psycopg_pool import AsyncConnectionPool
 
 from bench import boot as netboot
-from bench import console, imaging, live, packages
+from bench import console, imaging, ipv6wait, live, packages
 from dpm_api.projections import MachineList
 from dpm_runtime.bus import ensure_events_stream
 from dpm_runtime.dbroles import ensure_roles
@@ -255,6 +255,7 @@ async def main(args: argparse.Namespace) -> list[dict]:
         if args.only in (None, "boot"):
             results += await netboot.tftp_cases(row, size_mb=20 if args.quick else 100, repeats=1 if args.quick else 2)
             results += await netboot.dhcp_cases(row, url, n=2000 if args.quick else 20_000)
+            results += await ipv6wait.cases(row, url)
 
         if args.only in (None, "imaging"):
             results += imaging.imaging_cases(row, size_mb=256 if args.quick else 2048, repeats=1 if args.quick else 2)

@@ -74,6 +74,7 @@ async def test_bios_full_mode_and_uefi_proxy_mode_beside_dnsmasq(database, nats_
                 pxe_server_ip=lab.host_ip,
                 pxe_tftp_host=str(lab.host_ip),
                 pxe_dhcp_interface=lab.bridge,
+                pxe_ipv6_router_advert=True,  # iPXE's ROM skips its ~15 s wait for IPv6 (bench --only boot)
                 pxe_service_token=SecretStr(PXE_TOKEN),
             )
         )

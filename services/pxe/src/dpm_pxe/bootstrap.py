@@ -14,6 +14,7 @@ from dpm_pxe import handlers, routes
 from dpm_pxe.adapters.dhcp.leases import LeaseStore
 from dpm_pxe.adapters.dhcp.server import DhcpServer, interface_ipv4
 from dpm_pxe.adapters.recorder import BootRecorder
+from dpm_pxe.adapters.routeradv import RouterAdvertiser
 from dpm_pxe.adapters.sightings import DDL as SIGHTINGS_DDL
 from dpm_pxe.adapters.sightings import Sightings
 from dpm_pxe.adapters.state import DDL, SCHEMA, follow
@@ -61,6 +62,8 @@ def bootstrap(settings: PxeSettings) -> Service:
             tasks.append(tftp_task(settings, tftp))
         if settings.pxe_dhcp_enabled:
             tasks.append(dhcp_task(settings, config_provider(settings, state), leases, recorder, sightings))
+        if settings.pxe_ipv6_router_advert and settings.pxe_dhcp_interface:
+            tasks.append(advert_task(RouterAdvertiser(settings.pxe_dhcp_interface)))
         return Wiring(
             ddl=[*DDL, *TOKENS_DDL, *SIGHTINGS_DDL],
             projections=[MachineDirectory(SCHEMA), BootSettings(), Netboot()],
@@ -169,6 +172,13 @@ def dhcp_task(
                     setting="DPM_PXE_DHCP_PORT (or DPM_PXE_DHCP_ENABLED=false)",
                 ) from exc
             raise
+
+    return serve
+
+
+def advert_task(advertiser: RouterAdvertiser) -> Task:
+    async def serve(rt: Runtime) -> None:
+        await advertiser.serve(rt.stop)
 
     return serve
 

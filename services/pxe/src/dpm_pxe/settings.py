@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from dpm_runtime.settings import ServiceSettings
 from dpm_schemas import ports
@@ -88,6 +88,18 @@ class PxeSettings(ServiceSettings):
     pxe_dhcp_port: int = Field(default=ports.DHCP, description="UDP port of DHCP (67; binding it needs root)")
     pxe_dhcp_pxe_port: int = Field(default=ports.PROXY_DHCP, description="UDP port of PXE boot-server requests (4011)")
     pxe_dhcp_interface: str | None = Field(default=None, description="Answer on this interface only (SO_BINDTODEVICE)")
+    pxe_ipv6_router_advert: bool = Field(
+        default=False,
+        description="Answer IPv6 router solicitations on DPM_PXE_DHCP_INTERFACE with an advertisement that offers "
+        "nothing (router lifetime 0, no prefix, no DHCPv6), so iPXE stops waiting ~13 s for IPv6 on a segment with "
+        "no IPv6 router. Leave off where a real router asks hosts for DHCPv6 (docs/network-boot.md)",
+    )
+
+    @model_validator(mode="after")
+    def _advert_needs_interface(self) -> PxeSettings:
+        if self.pxe_ipv6_router_advert and not self.pxe_dhcp_interface:
+            raise ValueError("DPM_PXE_IPV6_ROUTER_ADVERT needs DPM_PXE_DHCP_INTERFACE: the interface to answer on")
+        return self
 
     @property
     def tftp_host(self) -> str:
