@@ -13,6 +13,7 @@ that pxe answers "boot local disk", and the restored disk's own boot code on the
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import uuid
 
@@ -91,6 +92,8 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
                 interval=1,
                 what="the restored disk booted",
             )
+            # the deploy environment uploaded its logs before rebooting: readable through the api
+            logs = await http.get(f"/executions/{final['execution_id']}/logs", params={"part": "console"})
     console = serial.read_text(errors="replace")
     assert final["state"] == "completed", (final, console[-3000:])
     assert "DPM-DEPLOY-EXIT 0" in console
@@ -98,3 +101,7 @@ async def test_qemu_netboots_and_restores_an_image_byte_for_byte(database, nats_
     assert "DPM-DEPLOY-END reboot" in console  # a restore's default end: back into the local disk
     assert MARKER in booted and booted.index(MARKER) > booted.index("DPM-DEPLOY-END"), booted[-2000:]
     assert sha256(target, 48 * MiB) == sha256(source)
+    assert logs.status_code == 200 and logs.headers["x-content-type-options"] == "nosniff", logs.text[-2000:]
+    assert re.search(r"^@@T [0-9.]+ init$", logs.text, re.M), logs.text[:2000]  # /init's first stamp
+    assert "step report: progress 0% restore started; deploy environment up in" in logs.text, logs.text[-3000:]
+    assert "dpm.token=" not in logs.text

@@ -141,7 +141,7 @@ async def test_two_roles_in_two_contexts_and_forged_posts(api_service, auth, bro
         await admin.get_by_label("Select lab-002").check()
         await admin.get_by_label("Select lab-003").check()
         await admin.get_by_role("button", name="Power on").click()
-        await admin.get_by_text("Power on requested for 2 machine(s).").wait_for()
+        await admin.get_by_text("Power on requested for 2 machines.").wait_for()
         assert await power_ons(api) == {stream_id(subjects.MACHINE, ids[n]) for n in ("lab-002", "lab-003")}
         await viewer.reload()  # and the viewer is still only a viewer
         assert await viewer.get_by_role("button", name="Power on").count() == 0

@@ -152,6 +152,11 @@ async def test_settings_change_after_confirmation_and_audit_filters(api_service,
         dialogs: list[str] = []
         context, page = await logged_in(browser, api.url, "admin", dialogs)
         await page.get_by_role("link", name="Settings").click()
+        await expect(page.locator("#idle")).to_have_text("30 min (1800 s)")
+        await expect(page.locator("#max-age")).to_have_text("12 h (43200 s)")
+        blank = page.locator("#groups tbody tr").filter(has_text="lab-03").locator("td")
+        await expect(blank.nth(1)).to_have_text("derived")  # broadcast
+        await expect(blank.nth(2)).to_have_text("none")  # gateway
         await page.get_by_role("link", name="Change lab-03").click()
         await page.locator("#g-subnet").fill("10.0.3.0/24")
         await page.get_by_label("Gateway").fill("10.0.3.1")
@@ -160,6 +165,9 @@ async def test_settings_change_after_confirmation_and_audit_filters(api_service,
         changes = page.locator("#changes tbody tr")
         await expect(changes).to_have_count(3)
         await expect(changes.filter(has_text="gateway")).to_contain_text("10.0.3.1")
+        await expect(changes.locator("th")).to_have_text(["Subnet", "Gateway", "Description"])  # the form's labels
+        save = page.get_by_role("button", name="Save group settings")
+        assert "danger" not in (await save.get_attribute("class") or "")  # a harmless save, not a red button
         await axe_clean(page)
         assert (await api.http.get("/groups")).json()[4]["gateway"] is None  # nothing saved yet
         await page.get_by_role("button", name="Save group settings").click()
@@ -191,10 +199,17 @@ async def test_settings_change_after_confirmation_and_audit_filters(api_service,
         await page.get_by_role("button", name="Filter").click()
         await expect(rows).to_have_count(1)
         await expect(rows).to_contain_text("group-lab-03")
+        await expect(rows.locator("td.summary")).to_contain_text("10.0.3.1")  # what changed, in words
+        assert "hash" not in (await rows.locator("td.summary").inner_text())
         await page.get_by_label("Actor").fill("")
         await page.get_by_label("Per page").select_option("25")
         await page.get_by_role("button", name="Filter").click()
         await expect(rows).to_have_count(25)
+        await page.get_by_role("link", name="Next page").click()
+        await expect(rows).to_have_count(6)
+        await page.get_by_role("link", name="Previous page").click()
+        await expect(rows).to_have_count(25)
+        await expect(rows.first).to_contain_text("group-lab-00")
         await page.get_by_role("link", name="Next page").click()
         await expect(rows).to_have_count(6)
         await axe_clean(page)

@@ -98,7 +98,7 @@ async def test_bulk_actions_on_20_machines_and_a_viewer(
         ctx, page = await logged_in(browser, api.url, "operator", dialogs)
         # power off: the agent's shutdown command, to each of the 20
         await bulk(page, "Power off")
-        await page.get_by_text(f"Power off requested for {SELECTED} machine(s).").wait_for()
+        await page.get_by_text(f"Power off requested for {SELECTED} machines.").wait_for()
         assert sorted(m for m, a in seen if a == "shutdown") == sorted(ids[f"bulk-{i:02d}"] for i in range(SELECTED))
         # reboot: one agent refuses; the others reboot, the page names the refusal and its code
         await bulk(page, "Reboot")
@@ -114,7 +114,7 @@ async def test_bulk_actions_on_20_machines_and_a_viewer(
         await page.goto(api.url + "/console/machines?q=bulk-")
         await page.get_by_label("Scenario", exact=True).select_option("check")
         await bulk(page, "Run scenario")
-        await page.get_by_text(f"Scenario run requested for {SELECTED} machine(s).").wait_for()
+        await page.get_by_text(f"Scenario run requested for {SELECTED} machines.").wait_for()
 
         async def in_state(*states: str) -> int:
             return await count(api, "SELECT count(*) FROM api.executions WHERE state = ANY(%s)", list(states))
@@ -126,7 +126,7 @@ async def test_bulk_actions_on_20_machines_and_a_viewer(
         assert await page.locator("td.current", has_text="powering-on check").count() == SELECTED
         # suspend them: each machine's execution in progress gets a SuspendRequested
         await bulk(page, "Suspend")
-        await page.get_by_text(f"Suspend requested for {SELECTED} machine(s).").wait_for()
+        await page.get_by_text(f"Suspend requested for {SELECTED} machines.").wait_for()
         assert await count(api, "SELECT count(*) FROM events WHERE type = 'SuspendRequested'") == SELECTED
 
         async def states() -> list[tuple[str, str | None]]:
@@ -138,7 +138,7 @@ async def test_bulk_actions_on_20_machines_and_a_viewer(
                          what="every execution suspended")  # fmt: skip
         # clear errors: one MachineStatusCleared per selected machine
         await bulk(page, "Clear errors")
-        await page.get_by_text(f"Errors cleared on {SELECTED} machine(s).").wait_for()
+        await page.get_by_text(f"Errors cleared on {SELECTED} machines.").wait_for()
         assert await count(api, "SELECT count(*) FROM events WHERE type = 'MachineStatusCleared'") == SELECTED
 
         # a viewer: no checkbox, no bulk button, no register or import link; its forged posts are refused
@@ -174,10 +174,10 @@ DISKS = [
         "sector_size": 512,
         "physical_sector_size": 512,
         "label": "gpt",
-        "partitions": [
-            {"number": 1, "start": 2048, "size": 1024**3 // 512, "type": "C12A7328", "filesystem": "vfat",
-             "name": "EFI"},
-            {"number": 2, "start": 2048 + 1024**3 // 512, "size": 49 * 1024**3 // 512, "type": "0FC63DAF",
+        "partitions": [  # the type as the agent reports it (a GUID), and as an sgdisk short code
+            {"number": 1, "start": 2048, "size": 1024**3 // 512, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+             "filesystem": "vfat", "name": "EFI"},
+            {"number": 2, "start": 2048 + 1024**3 // 512, "size": 49 * 1024**3 // 512, "type": "8300",
              "filesystem": "ext4", "name": "root"},
         ],
     }
@@ -227,6 +227,9 @@ async def test_tree_detail_forms_and_escaping(api_service, auth, browser) -> Non
         # the XSS group in the tree filters the list too
         await tree.get_by_role("link", name=XSS, exact=True).click()
         await page.get_by_text("Machines 1\N{EN DASH}1 of 1").wait_for()
+        # one page: the count is said once, no pager, the caption only names the table
+        assert await page.locator("nav.pager").count() == 0
+        assert await page.locator("table.machines caption").text_content() == "Machines"
 
         # its failure not yet cleared, at a glance in the list
         await page.goto(api.url + "/console/machines?q=bulk-03")
@@ -240,6 +243,18 @@ async def test_tree_detail_forms_and_escaping(api_service, auth, browser) -> Non
         assert await parts.count() == 2
         widths = [float(await parts.nth(i).get_attribute("width")) for i in range(2)]
         assert widths == [pytest.approx(10.0, abs=0.01), pytest.approx(490.0, abs=0.01)]  # 1 and 49 of 100 GiB
+        # the 50 GiB no partition covers is its own labelled segment; types named, the code in a title
+        assert await page.locator("svg.disk-bar text.free-label").text_content() == "free 50.0 GiB"
+        efi = page.locator("table.parts .ptype").first
+        assert await efi.text_content() == "EFI System"
+        assert await efi.get_attribute("title") == "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+        assert await page.locator("table.parts .ptype").nth(1).text_content() == "Linux filesystem"  # sgdisk 8300
+        # history times say their zone; an ended run shows its percent (or a dash), not an empty bar
+        headers = await page.locator("table.history thead").text_content()
+        assert "Queued (UTC)" in headers and "Ended (UTC)" in headers
+        failed = page.get_by_role("row", name=re.compile("restore-lab"))
+        assert await failed.locator("progress").count() == 0
+        assert await failed.locator(".ended-percent").text_content() == "\N{EM DASH}"  # it reported none
         if shots := os.environ.get("DPM_SCREENSHOTS"):  # the page with everything shown (make screenshots)
             await page.screenshot(path=str(Path(shots) / "console-machines-one-full.png"), full_page=True)
         history = page.get_by_role("row", name=re.compile("restore-lab"))
@@ -308,6 +323,15 @@ async def test_csv_import_preview_apply_stale_and_export(api_service, auth, brow
         assert "new-1" in added and "10.5.0.1" in added
         assert "bulk-01" in changed and "10.4.0.1" in changed and "10.4.0.201" in changed
         assert refused.count("DPM-E110") == 2 and "no-such-group" in refused
+        # the group's own column, values in plain quotes (no Python reprs)
+        assert "column 5 (group): no group named \N{LEFT DOUBLE QUOTATION MARK}no-such-group" in refused
+        assert "column 2 (macs): \N{LEFT DOUBLE QUOTATION MARK}not-a-mac\N{RIGHT DOUBLE QUOTATION MARK}" in refused
+        assert "'" not in refused
+        # applying and editing again are separate steps: the edit box is not in the apply section
+        applying = page.locator("section", has=page.get_by_role("button", name="Apply this import"))
+        assert await applying.locator("textarea").count() == 0
+        editing = page.locator("section", has=page.get_by_role("heading", name="Change the CSV and preview again"))
+        assert await editing.locator("textarea").count() == 1
         assert not [m for m in (await api.http.get("/machines")).json() if m["name"] == "new-1"]  # nothing yet
 
         # the fleet changes before the preview is applied: refused as stale, nothing imported
@@ -322,7 +346,7 @@ async def test_csv_import_preview_apply_stale_and_export(api_service, auth, brow
         await page.get_by_text("1 to add, 1 to change").wait_for()
         assert "10.4.0.77" in await page.locator("table.diff-changed").text_content()
         await page.get_by_role("button", name="Apply this import").click()
-        await page.get_by_text("CSV imported: 2 machine(s) added or changed.").wait_for()
+        await page.get_by_text("CSV imported: 2 machines added or changed.").wait_for()
         fleet = {m["name"]: m for m in (await api.http.get("/machines")).json()}
         assert fleet["new-1"]["ip"] == "10.5.0.1" and fleet["bulk-01"]["ip"] == "10.4.0.201"
         assert "bad-mac" not in fleet and "lost" not in fleet

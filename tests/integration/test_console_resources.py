@@ -31,7 +31,8 @@ GIB = 1024**3
 async def test_images_verify_and_delete_after_confirming(api_service, auth, browser) -> None:
     from playwright.async_api import expect
 
-    async with running(api_service(api_imager_url="http://127.0.0.1:9"), headers=auth) as api:
+    away = {"api_imager_url": "http://127.0.0.1:9", "api_pxe_url": "http://127.0.0.1:9"}
+    async with running(api_service(**away), headers=auth) as api:
         await add_users(api.http, ("operator", "viewer"))
         await record_image(api, "lab/golden")
         dialogs: list[str] = []
@@ -55,6 +56,13 @@ async def test_images_verify_and_delete_after_confirming(api_service, auth, brow
         await expect(page.locator("main .notice")).to_contain_text("Image lab/golden deleted")
         await expect(page.locator("#images")).to_have_count(0)
         assert (await api.http.get("/images")).json() == []
+        # the boot page with pxe away: one banner for both sections, the reason as text (no Python repr)
+        await page.goto(api.url + "/console/boot")
+        banner = page.locator("main .problem")
+        await expect(banner).to_have_count(1)
+        await expect(banner).to_contain_text("DPM-E132 The pxe service at http://127.0.0.1:9 did not answer: ")
+        assert "Error(" not in await banner.inner_text()
+        await expect(page.locator("#leases-problem")).to_contain_text("the same error as above (DPM-E132)")
         await context.close()
 
         await record_image(api, "lab/other")
@@ -93,7 +101,7 @@ async def test_schedules_created_listed_escaped_and_deleted(api_service, auth, b
         await page.get_by_role("link", name="New schedule").click()
         # a refusal of the route's own model shows inline, with the values kept
         await page.get_by_label("Name", exact=True).fill(XSS)
-        await page.get_by_label("Scenario (for a run)").fill("check")
+        await page.get_by_label("Scenario (for a run)").select_option("check")
         await page.get_by_label("Cron expression", exact=False).fill("not a cron")
         await page.get_by_label("Group").select_option("lab-a")
         await page.get_by_role("button", name="Create schedule").click()
@@ -147,6 +155,7 @@ async def test_packages_empty_and_boot_settings_and_explain(api_service, pxe_ser
         await expect(page.locator("main")).to_contain_text("No packages registered yet")
         await page.goto(api.url + "/console/boot")
         await expect(page.locator("main dl.facts").first).to_contain_text("off")
+        await expect(page.locator("main dl.facts").first).to_contain_text(re.compile(r"Version\s*never saved"))
         # what a MAC would boot: pxe's answer through the REST explain route
         await page.get_by_label("MAC address").fill("52-54-00-12-34-56")
         await page.get_by_role("button", name="Explain").click()
@@ -166,6 +175,7 @@ async def test_packages_empty_and_boot_settings_and_explain(api_service, pxe_ser
         await page.get_by_role("button", name="Save boot settings").click()
         await expect(page.locator("main .notice")).to_contain_text("Boot settings saved.")
         await expect(page.locator("#ranges tbody tr")).to_contain_text("10.9.0.100")
+        await expect(page.locator("#ranges tbody td").nth(3)).to_have_text("none")  # no router given
         saved = (await api.http.get("/boot/settings")).json()
         assert saved["mode"] == "full" and saved["ranges"][0]["subnet"] == "10.9.0.0/24"
         await axe_clean(page)
@@ -211,6 +221,9 @@ async def test_packages_with_a_source_a_sync_and_a_verdict(api_service, auth, br
         definition = {"id": "hello", "type": "deb", "system_package": "hello", "system_version": "2.10-3",
                       "summary": XSS}  # fmt: skip
         assert (await api.http.post("/packages", json={"definition": definition})).status_code == 201
+        # the catalogue projection reads the metadata: the registering user, not the "unread" stand-in
+        [listed] = (await api.http.get("/packages")).json()
+        assert listed["registered_by"] == "bootstrap", listed
         source = {"name": "debian-main", "url": "http://127.0.0.1:9/debian", "include": ["hello"]}
         assert (await api.http.post("/sources", json=source)).status_code == 201
         dialogs: list[str] = []
@@ -231,9 +244,15 @@ async def test_packages_with_a_source_a_sync_and_a_verdict(api_service, auth, br
         await page.get_by_role("link", name="hello").click()
         await expect(page.locator("h1")).to_contain_text("hello 2.10-3")
         await expect(page.locator("dl.facts")).to_contain_text(XSS)
+        await expect(page.locator("dl.facts")).to_contain_text("by bootstrap")
+        # nested values as labelled items in words, field names as labels
+        await expect(page.locator("dl.facts")).to_contain_text("Exclusive: no")
+        await expect(page.locator("dl.facts")).to_contain_text("Command: none")
+        await expect(page.locator("dl.facts dt").first).to_have_text("Package id")
         await page.get_by_label("Machine (name or id)").fill("web-01")
         await page.get_by_role("button", name="Check").click()
         await expect(page.locator("#verdict")).to_contain_text("On web-01")
+        assert "installable installable" not in (await page.locator("#verdict").inner_text())
         await axe_clean(page)
         assert await page.locator("main img").count() == 0
         await context.close()

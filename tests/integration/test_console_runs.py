@@ -142,7 +142,10 @@ async def pushed_transfer(api, page, execution_id: str) -> None:
     """A ChunkSent of the execution, as the imager signals it, shows in its row as bytes, rate, time left
     and a bar. Offered to the api's live feed (as its NATS subscription does) until the page's stream,
     once subscribed, shows it."""
+    from playwright.async_api import expect
+
     row = page.locator(f"tr[data-row='{execution_id}']")
+    await expect(row.locator("progress[data-transfer-bar]")).to_be_hidden()  # no empty bar before a transfer
     chunk = ChunkSent(transfer_id=uuid.uuid4(), chunk_index=8, bytes_done=512 * MIB, bytes_total=1024 * MIB,
                       rate_bps=10 * MIB, eta_seconds=51.2, execution_id=uuid.UUID(execution_id))  # fmt: skip
     deadline = asyncio.get_running_loop().time() + 15
@@ -153,6 +156,7 @@ async def pushed_transfer(api, page, execution_id: str) -> None:
     assert await row.locator("[data-transfer=rate]").text_content() == "10.0 MiB/s"
     assert await row.locator("[data-transfer=eta]").text_content() == "51 s left"
     assert await row.locator("progress[data-transfer-bar]").evaluate("b => b.value / b.max") == 0.5
+    await expect(row.locator("progress[data-transfer-bar]")).to_be_visible()
 
 
 async def test_clear_suspend_escaping_and_a_viewers_forged_posts(api_service, auth, browser) -> None:
@@ -166,6 +170,12 @@ async def test_clear_suspend_escaping_and_a_viewers_forged_posts(api_service, au
         await page.goto(api.url + "/console/scenarios")
         await page.get_by_role("link", name=XSS, exact=True).click()
         assert await page.get_by_role("heading", level=1).text_content() == XSS
+        # the new-scenario form: the multicast delivery only for the kinds that take it
+        await page.goto(api.url + "/console/scenarios/new")
+        delivery = page.locator("fieldset.multicast")
+        for kind, shown in (("disk-check", False), ("restore", True), ("remote-update", True), ("backup", False)):
+            await page.get_by_label("Kind", exact=True).select_option(kind)
+            await (expect(delivery).to_be_visible() if shown else expect(delivery).to_be_hidden())
         await page.goto(api.url + "/console/executions?state=failed")
         row = page.locator(f"tr[data-row='{ids['pc-1-execution']}']")
         await expect(row.locator("[data-field=code]")).to_have_text("DPM-E116")
@@ -180,16 +190,21 @@ async def test_clear_suspend_escaping_and_a_viewers_forged_posts(api_service, au
         history = (await api.http.get("/executions", params={"machine": "pc-1"})).json()
         assert [x["cleared"] for x in history] == [True]
         await expect(page.locator(f"tr[data-row='{ids['pc-1-execution']}'] .when-failed")).to_be_hidden()
+        cleared = page.locator(f"tr[data-row='{ids['pc-1-execution']}']")
+        await expect(cleared.locator("td.step progress")).to_be_hidden()  # ended: no step bar
+        assert await cleared.locator(".state").evaluate("s => getComputedStyle(s).fontWeight") == "400"
         # the queued one, suspended from its row; then the CSV of pc-2's history
         await page.goto(api.url + "/console/executions?machine=pc-2")
         await pushed_transfer(api, page, ids["pc-2-execution"])
+        # every execution, one with a live transfer and one ended and cleared: no wider than the screen
+        await page.goto(api.url + "/console/executions")
+        await pushed_transfer(api, page, ids["pc-2-execution"])
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 1366
         if shots := os.environ.get("DPM_SCREENSHOTS"):  # make screenshots: a page with a live transfer
-            await page.goto(api.url + "/console/executions")
-            await pushed_transfer(api, page, ids["pc-2-execution"])
             await page.screenshot(path=f"{shots}/console-executions-live.png")
-            await page.goto(api.url + "/console/executions?machine=pc-2")
+        await page.goto(api.url + "/console/executions?machine=pc-2")
         await page.get_by_role("button", name="Suspend pc-2").click()
-        await expect(page.locator("#notice")).to_have_text("Suspend requested for 1 execution(s).")
+        await expect(page.locator("#notice")).to_have_text("Suspend requested for 1 execution.")
         suspends = [r.event for r in await api.runtime.eventlog.read_all() if isinstance(r.event, SuspendRequested)]
         assert [str(e.execution_id) for e in suspends] == [ids["pc-2-execution"]]
         async with page.expect_download() as got:

@@ -1,21 +1,24 @@
-"""`dpm scenarios ...`, `dpm run`, `dpm executions`, `dpm clear`."""
+"""`dpm scenarios ...`, `dpm run`, `dpm executions` (and `dpm executions logs ID`), `dpm clear`."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from dpm_cli.client import EXIT_API_ERROR, EXIT_USAGE, CliError, reconnecting_events, request
+from dpm_cli.deploylogs import LogPart, execution_logs
 from dpm_cli.output import JsonOpt, table
 
 app = typer.Typer(
     help="Scenarios: what runs on machines (backup, restore, OS install, updates...).", no_args_is_help=True
 )
 
+LOGS_USAGE = "logs EXECUTION_ID [--part console|dmesg|client] [-o FILE]"
 EXECUTION_COLUMNS = ["machine", "scenario", "revision", "state", "percent", "code", "queued_at", "ended_at"]
 
 
@@ -174,6 +177,10 @@ def _note(line: str) -> None:
 
 
 def executions(
+    words: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[logs EXECUTION_ID]", help="`logs ID`: that execution's deploy logs instead."),
+    ] = None,
     machine: Annotated[str | None, typer.Option()] = None,
     scenario: Annotated[str | None, typer.Option()] = None,
     state: Annotated[
@@ -182,8 +189,16 @@ def executions(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with error codes and remedies.")] = False,
     as_json: JsonOpt = False,
+    part: Annotated[LogPart | None, typer.Option(help="logs: one log as text; without it the tar.gz bundle.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="logs: write to this file.")] = None,
 ) -> None:
-    """Execution history, newest first."""
+    """Execution history, newest first. `dpm executions logs ID [--part console|dmesg|client] [-o FILE]`:
+    the deploy environment's logs of that execution (its machine's latest run only)."""
+    if words:
+        if len(words) != 2 or words[0] != "logs":
+            raise CliError(f"usage: dpm executions {LOGS_USAGE}", EXIT_USAGE)
+        execution_logs(words[1], part, output)
+        return
     params = {k: v for k, v in {"machine": machine, "scenario": scenario, "state": state}.items() if v}
     if as_csv:
         print(request("GET", "/executions/export", params={**params, "limit": limit}, raw=True), end="")

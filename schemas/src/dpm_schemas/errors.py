@@ -1662,6 +1662,40 @@ class E:
         "upload it again; nothing was previewed or imported.",
         422,
     )
+    # Deploy logs (issue 15): the deploy environment's console and client log, one bundle per machine
+    DEPLOY_LOG_TOO_LARGE = _define(
+        "DPM-E442",
+        "Deploy log bundle too large",
+        "The deploy log bundle has {size} bytes ({what}); the api keeps at most {limit} bytes.",
+        "The deploy client keeps only the tail of each log so a bundle fits; a bigger one comes from another "
+        "client. Upload the logs again with the client of this release (`dpm_agent.deploy logs`); nothing was "
+        "stored.",
+        413,
+    )
+    DEPLOY_LOG_NOT_FOUND = _define(
+        "DPM-E443",
+        "No deploy log for this execution",
+        "There is no deploy log of execution {execution_id}: {reason}.",
+        "The api keeps the latest run's log of each machine only. Look at the machine's latest execution "
+        "(`dpm executions --machine NAME`); a run whose deploy environment never came up uploads nothing -- "
+        "see the machine's serial console.",
+        404,
+    )
+    DEPLOY_LOG_INVALID = _define(
+        "DPM-E444",
+        "Deploy log bundle invalid",
+        "The deploy log bundle is not valid: {reason}.",
+        "Send a gzip-compressed tar of regular files named console.log, dmesg.log and client.log (what "
+        "`python3 -m dpm_agent.deploy logs` builds); nothing was stored.",
+        422,
+    )
+    DEPLOY_LOG_PART_MISSING = _define(
+        "DPM-E445",
+        "Deploy log part missing",
+        "The deploy log of execution {execution_id} has no {part} part (it has: {parts}).",
+        "Ask for one of the parts it has (`?part=console|dmesg|client`), or download the whole bundle without --part.",
+        404,
+    )
 
 
 def render_markdown() -> str:

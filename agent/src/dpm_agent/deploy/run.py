@@ -73,6 +73,8 @@ class Api:
     def report(self, status: str, percent: int | None = None, code: str | None = None, message: str = "") -> None:
         body = {"execution_id": self.params.execution, "status": status, "percent": percent, "code": code,
                 "message": message[:1000]}  # fmt: skip
+        log.info("step report: %s%s%s %s", status, f" {percent}%" if percent is not None else "",
+                 f" {code}" if code else "", message[:1000])  # fmt: skip
         self.call("POST", "/steps", body)
 
 

@@ -17,6 +17,7 @@ class PackageCatalog:
 
     tables = ("packages",)
     event_types = (PackageRegistered.wire_name, PackageRemoved.wire_name)
+    reads_metadata = True  # registered_by is the registering actor (readmodel.fetch loads the column)
 
     def __init__(self, schema: str, name: str) -> None:
         self.schema, self.name = schema, name  # the name is unique across services (its checkpoint)

@@ -69,5 +69,16 @@ async def set_checkpoint(conn: Conn, projection: Projection, position: int) -> N
     )
 
 
+def reads_metadata(p: Projection) -> bool:
+    """Whether ``p`` reads ``rec.metadata`` (e.g. the actor). Most projections do not, so the column is
+    skipped for them (a rebuild reads every row); one that does declares ``reads_metadata = True``, an
+    optional attribute so that every other projection stays as it is. A wrapper that runs a projection
+    under another name (``registry.Qualified``, its ``inner``) answers for the one it wraps."""
+    seen: object = p
+    while not hasattr(seen, "reads_metadata") and hasattr(seen, "inner"):
+        seen = seen.inner
+    return bool(getattr(seen, "reads_metadata", False))
+
+
 async def fetch(conn: Conn, p: Projection, after: int, limit: int) -> list[TupleRow]:
-    return await select_rows(conn, after=after, limit=limit, types=p.event_types, metadata=False)
+    return await select_rows(conn, after=after, limit=limit, types=p.event_types, metadata=reads_metadata(p))

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from dpm_runtime import quarantine
 from dpm_runtime.checkpoint import checkpoint_key
 from dpm_runtime.eventlog import Conn, EventLog, select_rows
-from dpm_runtime.readmodel import Projection, fetch, lock_checkpoint, set_checkpoint
+from dpm_runtime.readmodel import Projection, fetch, lock_checkpoint, reads_metadata, set_checkpoint
 from dpm_schemas import E
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ async def retry_quarantined(projection: Projection, *, pool: AsyncConnectionPool
     async with pool.connection() as conn, conn.transaction():
         await lock_checkpoint(conn, p)
         item = await quarantine.entry(conn, p.name, position, lock=True)
-        rows = await select_rows(conn, after=position - 1, limit=1, metadata=False)
+        rows = await select_rows(conn, after=position - 1, limit=1, metadata=reads_metadata(p))
         poison = await quarantine.apply_guarded(conn, p, p.schema, rows)
         if not poison:
             await quarantine.resolve(conn, p.name, position)

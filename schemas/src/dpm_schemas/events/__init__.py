@@ -37,6 +37,7 @@ from dpm_schemas.events.executions import (
 from dpm_schemas.events.groups import GroupDefined, GroupDeleted, GroupRenamed
 from dpm_schemas.events.imaging import (
     ChunkSent,
+    DeployLogUploaded,
     DiskLayoutReported,
     ImageCaptured,
     ImageDeleted,
@@ -114,6 +115,7 @@ __all__ = [
     "BootstrapTokenRevoked",
     "ChunkSent",
     "DeployBootUnavailable",
+    "DeployLogUploaded",
     "DeployTokenIssued",
     "DiskLayoutReported",
     "EnrolmentTokenIssued",

@@ -183,3 +183,16 @@ class ChunkSent(Event):
     execution_id: uuid.UUID | None = None
     image: Annotated[Text, Field(max_length=200)] = ""
     direction: Label = ""
+
+
+class DeployLogUploaded(Event):
+    """A deploy environment uploaded its logs after its step (console, kernel messages, the deploy
+    client's log): the fact only -- the bundle itself is bulky and lives in the api's
+    ``api.deploy_logs`` (the latest per machine; the next run's upload replaces it)."""
+
+    wire_name = "DeployLogUploaded"
+
+    execution_id: uuid.UUID
+    machine_id: uuid.UUID
+    size: int = Field(ge=0)
+    sha256: Hex64

@@ -20,6 +20,7 @@ from dpm_api.routes import admin, agents, groups, machines, packages, users
 from dpm_api.routes import auth as auth_routes
 from dpm_api.routes import boot as boot_routes
 from dpm_api.routes import deploy as deploy_routes
+from dpm_api.routes import deploy_logs as deploy_log_routes
 from dpm_api.routes import images as image_routes
 from dpm_api.routes import rollouts as rollout_routes
 from dpm_api.routes import scenarios as scenario_routes
@@ -69,6 +70,7 @@ def _data_planes(app: FastAPI, settings: ApiSettings) -> None:
 ROUTERS = (
     machines, groups, auth_routes, users, agents, admin, boot_routes, deploy_routes, scenario_routes,
     schedule_routes, session_routes, image_routes, packages, update_routes, source_routes, rollout_routes,
+    deploy_log_routes,
 )  # fmt: skip
 
 

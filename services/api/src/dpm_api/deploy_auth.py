@@ -21,6 +21,7 @@ from ipaddress import IPv6Address, ip_address
 
 from fastapi import Request
 
+from dpm_api import deploy_logs
 from dpm_api.deps import now
 from dpm_runtime.eventlog import Conn
 from dpm_runtime.http import required_bearer
@@ -30,8 +31,10 @@ from dpm_schemas import E
 DDL = [
     "CREATE TABLE IF NOT EXISTS api.deploy_token_renewals (execution_id uuid PRIMARY KEY,"
     " seen_at timestamptz NOT NULL)",
+    *deploy_logs.DDL,  # the deploy logs' storage (deploy_logs.py), created with the token tables
 ]
 ENDED_STATES = ("completed", "failed", "suspended")
+LOG_GRACE = timedelta(minutes=10)  # how long after its last call a deploy environment may upload its logs
 KEEP = timedelta(days=8)  # longer than any idle time (at most 7 days): older renewals matter to nobody
 
 
@@ -61,14 +64,48 @@ class TokenRow:
             return "it expired (no call from its deploy environment within its idle time)"
         return ""
 
+    def log_refusal(self, caller: str | None, at: datetime, grace: timedelta) -> str:
+        """Why this token may not upload its deploy logs, or '': as for any call while the step runs,
+        and for ``grace`` after the deploy environment's last accepted call once it has ended (the
+        upload comes after the final report). Still only from the client it was given to."""
+        if caller is not None and self.client_ip is not None and _unmapped(caller) != self.client_ip:
+            return f"it was given to {self.client_ip}, not to {caller}"
+        if not self.refusal(None, at):
+            return ""
+        if self.seen_at is not None and at - self.seen_at <= grace:
+            return ""
+        return f"its step ended and deploy logs are accepted only {int(grace.total_seconds())} s after its last call"
+
 
 async def deploy_caller(request: Request, rt: Runtime, execution_id: uuid.UUID) -> tuple[uuid.UUID, str]:
     """The machine and step of the deploy environment holding this execution's token, else 401: the
     token must be known (DPM-E401), from the client pxe gave it to, unexpired and its execution's step
     still running (DPM-E134). An accepted call renews it."""
+    at = now(request)
+    row = await _caller_row(request, rt, execution_id, at)
+    why = row.refusal(_caller(request), at)
+    if why:
+        raise E.DEPLOY_TOKEN_REFUSED(execution_id=execution_id, reason=why)
+    async with rt.pool.connection() as conn:
+        await renew(conn, execution_id, at)
+    return row.machine_id, row.kind
+
+
+async def deploy_log_caller(request: Request, rt: Runtime, execution_id: uuid.UUID) -> uuid.UUID:
+    """The machine whose deploy environment uploads this execution's logs: the same token checks as
+    ``deploy_caller`` but also in the grace after its step ended (``LOG_GRACE``, or the app's
+    ``deploy_log_grace``), and it renews nothing -- an upload keeps no token and no step alive."""
+    at = now(request)
+    row = await _caller_row(request, rt, execution_id, at)
+    why = row.log_refusal(_caller(request), at, getattr(request.app.state, "deploy_log_grace", LOG_GRACE))
+    if why:
+        raise E.DEPLOY_TOKEN_REFUSED(execution_id=execution_id, reason=why)
+    return row.machine_id
+
+
+async def _caller_row(request: Request, rt: Runtime, execution_id: uuid.UUID, at: datetime) -> TokenRow:
     token = required_bearer(request.headers)
     digest = hashlib.sha256(token.encode()).hexdigest()
-    at = now(request)
     row = await _token(rt, digest, execution_id)
     if row is None or not row.fresh(at):  # the read models may be a moment behind the deploy environment
         head = await rt.eventlog.head()
@@ -77,13 +114,14 @@ async def deploy_caller(request: Request, rt: Runtime, execution_id: uuid.UUID) 
         row = await _token(rt, digest, execution_id)
     if row is None:  # unknown, or another execution's token: the same answer for both
         raise E.UNAUTHENTICATED()
-    caller = request.client.host if request.client else None
-    why = row.refusal(caller if getattr(request.app.state, "deploy_check_address", True) else None, at)
-    if why:
-        raise E.DEPLOY_TOKEN_REFUSED(execution_id=execution_id, reason=why)
-    async with rt.pool.connection() as conn:
-        await renew(conn, execution_id, at)
-    return row.machine_id, row.kind
+    return row
+
+
+def _caller(request: Request) -> str | None:
+    """The client's address, or None when the address check is off (DPM_API_DEPLOY_CHECK_ADDRESS)."""
+    if not getattr(request.app.state, "deploy_check_address", True):
+        return None
+    return request.client.host if request.client else None
 
 
 async def renew(conn: Conn, execution_id: uuid.UUID, at: datetime) -> None:

@@ -26,6 +26,7 @@ class RolloutList:
     name = "rollouts"
     schema = "api"
     tables = ("rollouts",)
+    reads_metadata = True  # started_by is the starting request's actor
     event_types = tuple(t.wire_name for t in (RolloutStarted, RolloutRingStarted, RolloutHalted, RolloutCompleted))
 
     def ddl(self, schema: str) -> str:

@@ -56,7 +56,7 @@ def test_bars_are_to_scale_and_a_small_transfer_is_still_visible() -> None:
     assert all(b.y + b.height == c.base for b in c.bars)
     assert [b.x for b in c.bars] == [2.0, 102.0, 202.0, 302.0] and c.bars[0].width == 96.0
     assert c.peak == GIB and [t.text for t in c.ticks] == ["11:00", "11:10"]
-    assert c.bars[1].label == "11:05\N{EN DASH}11:10: 1.0 GiB in 1 transfer(s)"
+    assert c.bars[1].label == "11:05\N{EN DASH}11:10: 1.0 GiB in 1 transfer"
 
 
 def test_an_empty_hour_draws_no_bars() -> None:

@@ -52,7 +52,9 @@ def test_the_preview_shows_adds_changes_unchanged_and_refusals() -> None:
     assert [(c.name, c.changes) for c in shown.changed] == [("pc-1", (("ip", "10.0.0.1", "10.0.0.99"),))]
     assert shown.unchanged == [(4, "pc-2")]
     assert [(r.line, r.code) for r in shown.refused] == [(5, "DPM-E110"), (6, "DPM-E110"), (7, "DPM-E110")]
-    assert "no group named 'elsewhere'" in shown.refused[1].reason
+    # the group's own column (1-based, as the header has it) and the value in plain quotes, no repr
+    assert shown.refused[1].reason == "column 5 (group): no group named “elsewhere”"
+    assert shown.refused[0].reason == "column 2 (macs): “zz” is not a MAC address"
     accepted = shown.accepted_csv().splitlines()
     assert accepted[0] == HEADER.strip() and [line.split(",")[0] for line in accepted[1:]] == ["pc-new", "pc-1", "pc-2"]
 
@@ -93,6 +95,35 @@ def test_partitions_are_drawn_to_scale() -> None:
     assert drawn.table == "dos" and machine_disks.human(512 * 1024**2) == "512 MiB"
 
 
+def test_free_space_is_its_own_labelled_segment() -> None:
+    gib = 1024**3
+    disk = {"size": 100 * gib, "partitions": [{"number": 1, "start": 2048, "size": 50 * gib // 512}]}
+    (drawn,) = machine_disks.drawings([disk])
+    (free,) = drawn.free  # the first MiB before partition 1 is alignment, not free space
+    assert free.x == pytest.approx(500.0, abs=0.02) and free.width == pytest.approx(500.0, abs=0.02)
+    assert free.label == "free 50.0 GiB" and drawn.free_bytes == free.size
+    inside = {"size": 100 * gib, "partitions": [
+        {"number": 1, "start": 0, "size": 40 * gib // 512},
+        {"number": 2, "start": 40 * gib // 512, "size": 60 * gib // 512, "filesystem": "extended"},
+        {"number": 5, "start": 40 * gib // 512, "size": 30 * gib // 512},
+    ]}  # fmt: skip
+    (drawn,) = machine_disks.drawings([inside])
+    assert [(f.x, f.label) for f in drawn.free] == [(700.0, "free 30.0 GiB")]  # unused inside the extended one
+
+
+def test_well_known_partition_types_are_named() -> None:
+    name = machine_disks.type_name
+    assert name("C12A7328-F81F-11D2-BA4B-00A0C93EC93B") == "EFI System"
+    assert name("0fc63daf-8483-4772-8e79-3d69d8477de4") == "Linux filesystem"
+    assert (name("EF00"), name("8200"), name("ef02")) == ("EFI System", "Linux swap", "BIOS boot")
+    assert (name("83"), name("c"), name("0b"), name("ee"), name("8e")) == (
+        "Linux", "W95 FAT32 (LBA)", "W95 FAT32", "GPT protective", "Linux LVM",
+    )  # fmt: skip
+    assert name("AB") == name("zz") == name("") == name("12345678-0000-0000-0000-000000000000") == ""
+    (drawn,) = machine_disks.drawings([{"size": 1, "partitions": [{"type": "7"}]}])
+    assert drawn.parts[0].type == "7" and drawn.parts[0].type_name == "HPFS/NTFS/exFAT"
+
+
 def test_reported_numbers_are_checked() -> None:
     (drawn,) = machine_disks.drawings([{"size": -1, "partitions": [{"start": "x", "size": True}, 7]}])
     assert drawn.device == "?" and drawn.table == "none" and drawn.parts[0].width == 0.0
@@ -107,10 +138,11 @@ def test_the_bulk_selection_is_ids_once() -> None:
 
 
 def test_the_list_notice_comes_from_keys_never_text() -> None:
-    assert machine_bulk.notice("power_off", "20") == "Power off requested for 20 machine(s)."
-    assert machine_bulk.notice("clear", "3") == "Errors cleared on 3 machine(s)."
+    assert machine_bulk.notice("power_off", "20") == "Power off requested for 20 machines."
+    assert machine_bulk.notice("power_off", "1") == "Power off requested for 1 machine."  # singular
+    assert machine_bulk.notice("clear", "3") == "Errors cleared on 3 machines."
     assert machine_bulk.notice("<b>", "1") is None and machine_bulk.notice(None, None) is None
-    assert machine_bulk.notice("run", "many") == "Scenario run requested for 0 machine(s)."
+    assert machine_bulk.notice("run", "many") == "Scenario run requested for 0 machines."
 
 
 def test_the_form_is_the_rest_body() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpm_api.console import admin_audit, admin_settings, res_kit, res_text
+from dpm_api.console import admin_audit, admin_audit_summary, admin_settings, res_kit, res_text
 from dpm_schemas.errors import DpmError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,7 +35,7 @@ def test_an_images_verification_state() -> None:
     bad = res_text.verification(
         {"verified_at": "2026-01-01T00:00:00+00:00", "verified_ok": False, "corrupt": ["a", "b"]}
     )
-    assert bad[0].startswith("2 corrupt chunk(s)") and bad[1] == "bad"
+    assert bad[0].startswith("2 corrupt chunks") and bad[1] == "bad"
 
 
 def test_the_schedule_form_becomes_the_routes_body() -> None:
@@ -80,7 +80,13 @@ def test_package_versions_and_facts() -> None:
     assert res_text.package_version({"major_version": 5, "minor_version": 2}) == "5.2"
     assert res_text.package_version({}) == ""
     facts = res_text.fact_rows({"id": "a", "empty": "", "tags": ["x", "y"], "rule": {"k": 1}, "none": None})
-    assert facts == [("id", "a"), ("tags", "x, y"), ("rule", '{"k": 1}')]
+    assert facts == [("Package id", "a"), ("Tags", "x, y"), ("Rule", [("K", "1")])]
+    # a nested value as labelled items, in words: false -> "no", "" -> "none", a deeper one as JSON
+    execution = {"exclusive": False, "command": "", "reboot_after_install": True, "files": [], "x": {"y": [1, {}]}}
+    assert res_text.fact_rows({"execution": execution}) == [
+        ("Execution", [("Exclusive", "no"), ("Command", "none"), ("Reboot after install", "yes"), ("Files", "none"),
+                       ("X", '{"y": [1, {}]}')]),
+    ]  # fmt: skip
 
 
 def test_only_the_confirmation_pages_form_confirms() -> None:
@@ -95,8 +101,8 @@ def test_a_group_changes_differences() -> None:
     old = {"subnet": "10.0.0.0/24", "broadcast": None, "gateway": "10.0.0.1", "description": ""}
     new = {"subnet": "10.0.0.0/24", "broadcast": "", "gateway": "10.0.0.254", "description": "<b>lab</b>"}
     assert admin_settings.changes(old, new) == [
-        {"field": "gateway", "old": "10.0.0.1", "new": "10.0.0.254"},
-        {"field": "description", "old": "none", "new": "<b>lab</b>"},
+        {"field": "Gateway", "old": "10.0.0.1", "new": "10.0.0.254"},  # the form's labels, not the keys
+        {"field": "Description", "old": "none", "new": "<b>lab</b>"},
     ]
     assert admin_settings.changes(old, {"subnet": "10.0.0.0/24", "gateway": "10.0.0.1"}) == []
 
@@ -111,6 +117,31 @@ def test_the_audit_filters() -> None:
         with pytest.raises(DpmError) as refused:
             admin_audit.parse(bad)
         assert refused.value.code == "DPM-E441", bad
+
+
+def test_the_audit_pager_goes_back_by_its_trail() -> None:
+    first = admin_audit.parse({"size": "25"})
+    assert admin_audit.pager(first, 25) == {
+        "next_url": "/console/audit?after=25&size=25&back=0", "prev_url": None, "first_url": None,
+    }  # fmt: skip
+    second = admin_audit.parse({"size": "25", "after": "25", "back": "0"})
+    third = admin_audit.parse({"size": "25", "after": "50", "back": "0,25"})
+    assert admin_audit.pager(second, None) == {
+        "next_url": None, "prev_url": "/console/audit?size=25", "first_url": None,
+    }  # fmt: skip
+    assert admin_audit.pager(third, 75)["prev_url"] == "/console/audit?after=25&size=25&back=0"
+    assert admin_audit.pager(third, 75)["first_url"] == "/console/audit?size=25"
+    with pytest.raises(DpmError):
+        admin_audit.parse({"back": "1,<b>"})
+
+
+def test_an_audit_summary_names_the_main_fields_never_a_secret() -> None:
+    fields = {"user_id": "u-1", "username": "admin1", "role": "admin", "password_hash": "$argon2...", "note": ""}
+    assert admin_audit_summary.summary(fields) == "username: admin1; role: admin; user id: u-1"
+    assert admin_audit_summary.summary({"macs": ["a", "b", "c", "d"], "enabled": False}) == (
+        "macs: a, b, c and 1 more; enabled: no"
+    )
+    assert admin_audit_summary.summary({}) == ""
 
 
 @given(st.lists(st.integers(min_value=0, max_value=5), min_size=0, max_size=40), st.integers(0, 200))

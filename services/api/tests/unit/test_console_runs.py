@@ -96,9 +96,9 @@ def test_an_action_returns_only_to_an_executions_page() -> None:
         assert execution_actions.back_to(evil) == "/console/executions"
     back = execution_actions.back_to("/console/executions?state=failed&done=cleared&count=3")
     assert execution_actions.done_url(back, "cleared", 2) == "/console/executions?state=failed&done=cleared&count=2"
-    assert (
-        execution_actions.notice("cleared", "<b>") == "Error cleared on 0 machine(s): they may take a scenario again."
-    )
+    assert execution_actions.notice("cleared", "<b>") == "Error cleared on 0 machines: they may take a scenario again."
+    assert execution_actions.notice("suspended", "1") == "Suspend requested for 1 execution."  # no "(s)"
+    assert execution_actions.notice("suspended", "2") == "Suspend requested for 2 executions."
     assert execution_actions.notice("nothing", "1") is None
     assert execution_actions.selected({"execution": [RUN, RUN]}) == [execution_actions.uuid.UUID(RUN)]
     for bad in ({}, {"execution": ["x"]}, {"execution": [RUN] * (pages.MAX_SELECTED + 1)}):

@@ -2,7 +2,9 @@
 change with its actor), filtered by actor, action (event type), stream category and a time range,
 a page at a time by position. The REST route filters by position, not time: the start of a time
 range is found by bisecting positions with that same function (the log's positions and record
-times grow together), the end by cutting the page, so no query of the console's own reads the log."""
+times grow together), the end by cutting the page. Each row's summary (what the change did) is read
+for the page's positions only (admin_audit_summary). "Previous page" works by the trail of earlier
+cursors the page's address carries (``back``), as the REST route pages forward only."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from dpm_api.console import pages, res_kit, res_text
+from dpm_api.console import admin_audit_summary, pages, res_kit, res_text
 from dpm_api.routes import auth as auth_routes
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
@@ -25,6 +27,7 @@ from dpm_schemas.events.users import Role
 router = APIRouter(include_in_schema=False)
 HOME = "/console/audit"
 SIZES = (25, 50, 100, 200)
+TRAIL = 50  # earlier pages remembered for "Previous page"
 Probe = Callable[[int], Awaitable[datetime | None]]  # the record time of the first event after a position
 
 
@@ -37,12 +40,14 @@ class Filters:
     until: datetime | None = None
     after: int = 0
     size: int = 50
+    back: tuple[int, ...] = ()  # the cursors of the pages before this one, oldest first
 
     def query(self, **changed: Any) -> str:
         """This filter's page address, with ``changed`` fields replaced (blank ones left out)."""
         values = {
             "actor": self.actor, "action": self.action, "category": self.category, "since": moment(self.since),
-            "until": moment(self.until), "after": self.after or "", "size": self.size, **changed,
+            "until": moment(self.until), "after": self.after or "", "size": self.size,
+            "back": ",".join(str(b) for b in self.back), **changed,
         }  # fmt: skip
         return f"{HOME}?{urlencode({k: v for k, v in values.items() if v not in ('', None)})}"
 
@@ -76,7 +81,23 @@ def parse(params: dict[str, str]) -> Filters:
     if since and until and until < since:
         raise E.CONSOLE_FIELD_INVALID(field="until", reason="the range ends before it starts")
     clip = {k: params.get(k, "").strip()[:100] for k in ("actor", "action", "category")}
-    return Filters(**clip, since=since, until=until, after=after, size=size)
+    trail = [b for b in params.get("back", "").split(",")[-TRAIL:] if b.strip()]
+    if not all(b.strip().isdigit() for b in trail):
+        raise E.CONSOLE_FIELD_INVALID(field="back", reason="not a list of positions")
+    back = tuple(int(b) for b in trail)
+    return Filters(**clip, since=since, until=until, after=after, size=size, back=back)
+
+
+def pager(f: Filters, following: int | None) -> dict[str, Any]:
+    """The pager's addresses: the next page (its trail extended by this one), the previous page (the
+    trail's last), and the first page when the previous one is not already it."""
+    trail = ",".join(str(b) for b in (*f.back, f.after)[-TRAIL:])
+    previous = f.query(after=f.back[-1] or "", back=",".join(str(b) for b in f.back[:-1])) if f.back else None
+    return {
+        "next_url": f.query(after=following, back=trail) if following is not None else None,
+        "prev_url": (previous or f.query(after="", back="")) if f.after else None,
+        "first_url": f.query(after="", back="") if f.after and f.back and f.back[-1] else None,
+    }
 
 
 async def start(probe: Probe, since: datetime, head: int) -> int:
@@ -108,7 +129,11 @@ async def entries(rt: Runtime, admin: str, f: Filters) -> tuple[list[dict[str, A
     cut = [e for e in rows if f.until is None or e.recorded_at <= f.until]
     more = len(cut) == len(rows) and len(rows) > f.size
     page = cut[: f.size]
-    shown = [{**e.model_dump(mode="json"), "at": res_text.stamp(e.recorded_at)} for e in page]
+    said = await admin_audit_summary.summaries(rt, [e.position for e in page])
+    shown = [
+        {**e.model_dump(mode="json"), "at": res_text.stamp(e.recorded_at), "summary": said.get(e.position, "")}
+        for e in page
+    ]
     return shown, (page[-1].position if more and page else None)
 
 
@@ -127,11 +152,11 @@ async def audit_page(request: Request) -> Response:
         return pages.render(
             "audit.html", status=err.error.http_status, visitor=who, title="Audit log", nav="audit", rows=[],
             problem=res_kit.problem(err), values={**typed, "size": 50}, sizes=SIZES, next_url=None, first_url=None,
+            prev_url=None,
         )  # fmt: skip
     values: dict[str, Any] = {"actor": f.actor, "action": f.action, "category": f.category, "since": moment(f.since)}
     values |= {"until": moment(f.until), "size": f.size}
     return pages.render(
         "audit.html", visitor=who, title="Audit log", nav="audit", rows=rows, problem=None, values=values,
-        sizes=SIZES, next_url=f.query(after=following) if following is not None else None,
-        first_url=f.query(after="") if f.after else None,
+        sizes=SIZES, **pager(f, following),
     )  # fmt: skip

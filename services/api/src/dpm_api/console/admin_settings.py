@@ -26,16 +26,17 @@ from dpm_schemas.events.users import Role
 router = APIRouter(include_in_schema=False)
 HOME = "/console/settings"
 GROUP_FIELDS = ("subnet", "broadcast", "gateway", "description")
+LABELS = {"subnet": "Subnet", "broadcast": "Directed broadcast", "gateway": "Gateway", "description": "Description"}
 DONE = {"group": "Settings of group {name} saved.", "bootstrap": "The bootstrap token is revoked for good."}
 
 
 def changes(old: Mapping[str, Any], new: Mapping[str, str]) -> list[dict[str, str]]:
-    """The fields whose value changes, as (field, old, new) texts ("none" for a blank value)."""
+    """The fields whose value changes, as (the form's label, old, new) texts ("none" for a blank value)."""
     out = []
     for key in GROUP_FIELDS:
         before, after = str(old.get(key) or ""), new.get(key, "")
         if before != after:
-            out.append({"field": key, "old": before or "none", "new": after or "none"})
+            out.append({"field": LABELS[key], "old": before or "none", "new": after or "none"})
     return out
 
 
@@ -117,7 +118,7 @@ def _confirm(who: Visitor, name: str, values: Mapping[str, str], changed: list[d
     return res_kit.confirmation(
         who, nav="settings", title="Save group settings", question=question, action="/console/settings/group",
         hidden={"group": name, **values}, back=f"/console/settings/group?{urlencode({'group': name})}",
-        changes=changed,
+        changes=changed, danger=False,
     )  # fmt: skip
 
 

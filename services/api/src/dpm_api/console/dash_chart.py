@@ -105,7 +105,7 @@ def chart(rows: Sequence[Bucket], *, width: int = 600, height: int = 150, every:
     for i, b in enumerate(rows):
         tall = 0.0 if not peak or not b.bytes else max(1.0, round((base - top) * b.bytes / peak, 1))
         span = f"{b.start:%H:%M}\N{EN DASH}{b.end:%H:%M}"
-        label = f"{span}: {human(b.bytes)} in {b.transfers} transfer(s)"
+        label = f"{span}: {human(b.bytes)} in {b.transfers} transfer{'' if b.transfers == 1 else 's'}"
         bars.append(Bar(round(i * slot + gap / 2, 1), round(base - tall, 1), round(slot - gap, 1), tall, label))
         if i % every == 0:
             ticks.append(Tick(round(i * slot + slot / 2, 1), f"{b.start:%H:%M}"))

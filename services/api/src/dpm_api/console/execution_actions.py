@@ -21,10 +21,11 @@ from dpm_schemas.events.users import Role
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/console/executions"
-NOTICES = {
-    "cleared": "Error cleared on {count} machine(s): they may take a scenario again.",
-    "suspended": "Suspend requested for {count} execution(s).",
-}
+NOTICES = {  # one: the singular's text, else the plural's (never "machine(s)")
+    "cleared": ("Error cleared on {count} machine: it may take a scenario again.",
+                "Error cleared on {count} machines: they may take a scenario again."),
+    "suspended": ("Suspend requested for {count} execution.", "Suspend requested for {count} executions."),
+}  # fmt: skip
 CLEARABLE = ("failed", "suspended")  # the states a bulk clear is offered for
 
 
@@ -32,7 +33,9 @@ def notice(done: str, count: str | None) -> str | None:
     """The line an executions page shows after an action (``count`` is only ever a number here)."""
     if done not in NOTICES:
         return None
-    return NOTICES[done].format(count=int(count) if count and count.isdigit() else 0)
+    n = int(count) if count and count.isdigit() else 0
+    one, many = NOTICES[done]
+    return (one if n == 1 else many).format(count=n)
 
 
 def back_to(value: str | None) -> str:

@@ -151,16 +151,21 @@ def notice(done: str | None, count: str | None) -> str | None:
     """The list's line after a bulk action (from the redirect's ``done`` and ``count``: keys, never text)."""
     n = pages_count(count)
     if done == "imported":
-        return f"CSV imported: {n} machine(s) added or changed."
+        return f"CSV imported: {machines(n)} added or changed."
     if done == "deleted":
         return "Machine deleted."
     if done not in BULK_ACTIONS:
         return None
     if done == "clear":
-        return f"Errors cleared on {n} machine(s)."
+        return f"Errors cleared on {machines(n)}."
     if done == "run":
-        return f"Scenario run requested for {n} machine(s)."
-    return f"{BULK_ACTIONS[done]} requested for {n} machine(s)."
+        return f"Scenario run requested for {machines(n)}."
+    return f"{BULK_ACTIONS[done]} requested for {machines(n)}."
+
+
+def machines(n: int) -> str:
+    """A count of machines in words: "1 machine", "3 machines" (never "machine(s)")."""
+    return f"{n} machine" if n == 1 else f"{n} machines"
 
 
 def pages_count(raw: str | None) -> int:

@@ -110,7 +110,8 @@ def _rows(reader: Any, header: list[str], out: Preview, groups: set[str]) -> lis
             claimed = dict(owners)
             csvfile._claim(claimed, spec, header)
             if spec.group not in groups:
-                raise E.CSV_INVALID(line=line, column=0, field="group", reason=f"no group named {spec.group!r}")
+                column = header.index("group") + 1 if "group" in header else len(header) + 1
+                raise E.CSV_INVALID(line=line, column=column, field="group", reason=f"no group named “{spec.group}”")
         except DpmError as err:
             out.refused.append(Refused(line, _name(cells, header), err.code, _reason(err)))
             continue

@@ -71,10 +71,12 @@ def confirmation(
     hidden: Mapping[str, str],
     back: str,
     changes: Sequence[Mapping[str, str]] = (),
+    danger: bool = True,
 ) -> Response:
     """The confirmation page of a destructive action or a change: the question, what changes (rows of
     field, old and new), and a form posting ``hidden`` with the confirmation to ``action``;
-    "Cancel" goes ``back``."""
+    "Cancel" goes ``back``. ``danger``: the button is styled as destructive (a revoke, disable or
+    delete, the default); a harmless change such as saving settings passes False."""
     return pages.render(
         "settings_confirm.html",
         visitor=who,
@@ -86,6 +88,7 @@ def confirmation(
         confirm=CONFIRM,
         back=back,
         changes=[dict(c) for c in changes],
+        danger=danger,
     )
 
 

@@ -5,16 +5,20 @@ deleting one behind a confirmation page. The same form, filled in from the sched
 (``PUT /schedules/{id}``, naming the version it was read at: a change made meanwhile is refused with
 DPM-E184, never overwritten), and each row pauses or resumes its schedule (``PATCH``). The form is
 checked by the REST route's own model and function, and a refusal is shown inline above the form,
-with the API's code, the values kept."""
+with the API's code, the values kept. Times are shown in each schedule's own zone with the zone's
+name, and the next firing beside the cron: computed here from cron and zone as the scheduler does
+(``dpm_scheduler.domain.schedules.next_fire``, croniter), not read from the scheduler's tables."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -23,6 +27,7 @@ from dpm_api.console.pages import Visitor
 from dpm_api.routes import groups as group_routes
 from dpm_api.routes import scenarios as scenario_routes
 from dpm_api.routes import schedules as schedule_routes
+from dpm_api.schedules import MAX_YEARS
 from dpm_runtime.service import Runtime
 from dpm_schemas import E
 from dpm_schemas.errors import DpmError
@@ -46,18 +51,78 @@ async def _names(rt: Runtime, who: Visitor) -> tuple[dict[str, str], list[str]]:
     return scenarios, groups
 
 
-def _row(s: dict[str, Any], scenarios: dict[str, str]) -> dict[str, Any]:
+AT_FORMAT = "%Y-%m-%d %H:%M"  # how the form's "Once at" is typed and shown: 24-hour, the zone's clock
+_AT = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local(at: datetime, timezone: str) -> str:
+    """A time on the schedule's own clock, named: ``2026-12-24 18:30 Europe/Berlin``."""
+    zone = _zone(timezone)
+    return f"{(at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(zone).strftime(AT_FORMAT)} {zone.key}"
+
+
+def next_run(s: dict[str, Any], now: datetime) -> str:
+    """When the scheduler fires ``s`` next, by its rule (one-shot once, cron in its own zone,
+    paused never), as the schedule's local time; a reason in words when it will not fire."""
+    if not s.get("enabled", True):
+        return "none (paused)"
+    if s.get("at"):
+        at = datetime.fromisoformat(s["at"])
+        return (
+            local(at, s.get("timezone", "UTC"))
+            if (at if at.tzinfo else at.replace(tzinfo=UTC)) > now
+            else "none (its time has passed)"
+        )
+    try:
+        zone = _zone(s.get("timezone", "UTC"))
+        fire: datetime = croniter(
+            s.get("cron") or "", now.astimezone(zone), max_years_between_matches=MAX_YEARS
+        ).get_next(datetime)
+    except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError):
+        return f"never (no firing within {MAX_YEARS} years)"
+    return local(fire, zone.key)
+
+
+def once_at(typed: str) -> str:
+    """The form's "Once at" (``YYYY-MM-DD HH:MM``, the schedule's wall clock) as the ISO text the
+    body's zoning reads; DPM-E441 naming the format for anything else (a 12-hour time, a bare date)."""
+    try:
+        if not _AT.fullmatch(typed):
+            raise ValueError(typed)
+        return datetime.strptime(typed.replace("T", " "), AT_FORMAT).strftime("%Y-%m-%dT%H:%M")
+    except ValueError:
+        reason = f"“{typed[:40]}” is not a time written YYYY-MM-DD HH:MM (24-hour, e.g. 2026-12-24 18:30)"
+        raise E.CONSOLE_FIELD_INVALID(field="Once at", reason=reason) from None
+
+
+def form_body(values: dict[str, str]) -> dict[str, Any]:
+    """The REST body of the form's values, the one-shot time read strictly first (only when picked)."""
+    if values.get("when_kind") == "at" and values.get("at"):
+        values = {**values, "at": once_at(values["at"])}
+    return res_text.schedule_body(values)
+
+
+def _row(s: dict[str, Any], scenarios: dict[str, str], now: datetime) -> dict[str, Any]:
     machines = len(s.get("machine_ids") or ())
-    targets = [
-        t for t in (f"group {s['group']}" if s.get("group") else "", f"{machines} machine(s)" if machines else "") if t
-    ]
+    counted = f"{machines} machine" if machines == 1 else f"{machines} machines"
+    targets = [t for t in (f"group {s['group']}" if s.get("group") else "", counted if machines else "") if t]
+    timezone = s.get("timezone", "UTC")
+    once = f"once, {local(datetime.fromisoformat(s['at']), timezone)}" if s.get("at") else ""
     return {
         "id": s["schedule_id"],
         "name": s["name"],
         "action": ACTIONS.get(ScheduleAction(s["action"]), s["action"]),
         "scenario": scenarios.get(s.get("scenario_id") or "", s.get("scenario_id") or ""),
-        "when": f"cron {s['cron']}" if s.get("cron") else f"once, {res_text.stamp(s.get('at'))}",
-        "timezone": s.get("timezone", "UTC"),
+        "when": f"cron {s['cron']}" if s.get("cron") else once,
+        "next": next_run(s, now),
+        "timezone": timezone,
         "targets": ", ".join(targets),
         "enabled": s.get("enabled", True),
     }
@@ -70,7 +135,8 @@ async def schedules_page(request: Request, done: str = "", name: str = "") -> Re
         return got
     rt, who = got
     scenarios, _groups = await _names(rt, who)
-    rows = [_row(s, scenarios) for s in await schedule_routes.list_schedules(rt, who.principal)]
+    now = datetime.now(UTC)
+    rows = [_row(s, scenarios, now) for s in await schedule_routes.list_schedules(rt, who.principal)]
     notices = {d: f"Schedule {name} {d}." for d in ("created", "deleted", "saved", "paused", "resumed")}
     return pages.render(
         "schedules.html", visitor=who, title="Schedules", rows=rows, can_act=who.can_act, notice=notices.get(done)
@@ -110,7 +176,7 @@ async def create(request: Request) -> Response:
     rt, who, fields = got
     values = {f: res_kit.field(fields, f) for f in FIELDS}
     try:
-        body = res_kit.body(schedule_routes.ScheduleIn, res_text.schedule_body(values))
+        body = res_kit.body(schedule_routes.ScheduleIn, form_body(values))
         saved = await schedule_routes.create_schedule(body, rt, who.principal.username)
     except DpmError as err:
         return await _form(rt, who, values, status=err.error.http_status, problem=res_kit.problem(err))
@@ -157,14 +223,14 @@ def _schedule_id(fields: res_kit.Fields) -> uuid.UUID:
 
 async def _values(rt: Runtime, who: Visitor, s: dict[str, Any]) -> dict[str, str]:
     """A saved definition (with its version) as the form's values: names for ids, the one-shot time
-    as the zone's wall clock (what the form's ``datetime-local`` field shows and reads back)."""
+    as the zone's wall clock, typed as ``YYYY-MM-DD HH:MM`` (what the form shows and reads back)."""
     scenarios, _groups = await _names(rt, who)
     async with rt.pool.connection() as conn:
         sql = "SELECT machine_id, name FROM api.machines WHERE machine_id = ANY(%s)"
         names = {str(m): n for m, n in await (await conn.execute(sql, (s["machine_ids"],))).fetchall()}
     at = ""
     if s.get("at"):
-        at = datetime.fromisoformat(s["at"]).astimezone(ZoneInfo(s["timezone"])).strftime("%Y-%m-%dT%H:%M")
+        at = datetime.fromisoformat(s["at"]).astimezone(ZoneInfo(s["timezone"])).strftime(AT_FORMAT)
     return {
         "schedule": s["schedule_id"], "version": str(s["version"]), "name": s["name"], "action": s["action"],
         "scenario": scenarios.get(s.get("scenario_id") or "", ""), "when_kind": "at" if s.get("at") else "cron",
@@ -195,7 +261,7 @@ async def edit(request: Request) -> Response:
     values = {f: res_kit.field(fields, f) for f in (*FIELDS, "schedule", "version")}
     try:
         schedule_id = _schedule_id(fields)
-        data = {**res_text.schedule_body(values), "version": values["version"] or None}
+        data = {**form_body(values), "version": values["version"] or None}
         body = res_kit.body(schedule_routes.EditIn, data)
         saved = await schedule_routes.replace_schedule(schedule_id, body, rt, who.principal.username)
     except DpmError as err:

@@ -54,7 +54,8 @@ def verification(image: Mapping[str, Any]) -> tuple[str, str]:
     if image["verified_ok"]:
         return f"intact (verified {stamp(image['verified_at'])})", "ok"
     corrupt = len(image.get("corrupt") or [])
-    return f"{corrupt} corrupt chunk(s) (verified {stamp(image['verified_at'])})", "bad"
+    chunks = "corrupt chunk" if corrupt == 1 else "corrupt chunks"
+    return f"{corrupt} {chunks} (verified {stamp(image['verified_at'])})", "bad"
 
 
 def words(text: str) -> list[str]:
@@ -144,18 +145,38 @@ def package_version(package: Mapping[str, Any]) -> str:
     return f"{major}.{minor}" if minor is not None else str(major)
 
 
-def fact_rows(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A definition's fields as (name, text) rows for a <dl>: lists of plain values joined, nested
-    values as compact JSON, empty ones left out (the template escapes every text)."""
-    rows = []
+LABELS = {"id": "Package id", "os": "OS", "url": "URL", "sha256": "SHA-256", "cpe": "CPE", "kb": "KB"}
+Fact = tuple[str, str | list[tuple[str, str]]]
+
+
+def label(key: str) -> str:
+    """A field name as people read it: "reboot_after_install" -> "Reboot after install"."""
+    return LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def plain(value: Any) -> str:
+    """One value as text: yes/no for booleans, "none" for an empty one, lists of plain values joined,
+    anything deeper as compact JSON."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value in (None, "", [], (), {}):
+        return "none"
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return str(value)
+
+
+def fact_rows(facts: Mapping[str, Any]) -> list[Fact]:
+    """A definition's fields as (label, text) rows for a <dl>, empty ones left out; a nested mapping
+    (e.g. ``execution``) as its own labelled items (the template escapes every text)."""
+    rows: list[Fact] = []
     for key, value in facts.items():
         if value in (None, "", [], (), {}):
             continue
-        if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
-            text = ", ".join(str(v) for v in value)
-        elif isinstance(value, dict | list | tuple):
-            text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        if isinstance(value, Mapping):
+            rows.append((label(key), [(label(k), plain(v)) for k, v in value.items()]))
         else:
-            text = str(value)
-        rows.append((key.replace("_", " "), text))
+            rows.append((label(key), plain(value)))
     return rows

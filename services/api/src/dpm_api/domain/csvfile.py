@@ -166,7 +166,7 @@ def _row(cells: Mapping[str, str], header: Sequence[str], line: int) -> MachineS
         except UnusableMac as exc:
             raise fail("macs", f"{exc}: no network card has it as its own address") from None
         except ValueError:
-            raise fail("macs", f"{raw!r} is not a MAC address") from None
+            raise fail("macs", f"“{raw}” is not a MAC address") from None
         if mac not in macs:
             macs.append(mac)
     if not macs:
@@ -176,13 +176,13 @@ def _row(cells: Mapping[str, str], header: Sequence[str], line: int) -> MachineS
         try:
             smbios = uuid.UUID(raw_uuid)
         except ValueError:
-            raise fail("smbios_uuid", f"{raw_uuid!r} is not a UUID") from None
+            raise fail("smbios_uuid", f"“{raw_uuid}” is not a UUID") from None
     ip = None
     if raw_ip := cells.get("ip", "").strip():
         try:
             ip = ip_address(raw_ip)
         except ValueError:
-            raise fail("ip", f"{raw_ip!r} is not an IP address") from None
+            raise fail("ip", f"“{raw_ip}” is not an IP address") from None
     group = unquote(cells.get("group", "").strip()) or NEW_MACHINES
     return MachineSpec(name=name, macs=tuple(macs), smbios_uuid=smbios, ip=ip, group=group, os_type=os_type, line=line)
 

@@ -98,7 +98,7 @@ async def _pxe(request: Request, path: str, params: dict[str, Any] | None = None
         async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http:
             answer = await http.get(path, params=params)
     except httpx.HTTPError as exc:
-        raise E.PXE_UNAVAILABLE(url=url, reason=repr(exc)) from None
+        raise E.PXE_UNAVAILABLE(url=url, reason=str(exc) or type(exc).__name__) from None
     if answer.status_code != 200:
         raise E.PXE_UNAVAILABLE(url=url, reason=f"HTTP {answer.status_code}: {answer.text[:200]}")
     return answer.json()
