@@ -78,16 +78,24 @@ def _refusal(exc: ValidationError) -> DpmError:
     return text.refusal([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)])
 
 
-@router.post("/console/scenarios/{ref}/preview")
-async def dry_run(request: Request, ref: str) -> Response:
-    """The preview, with the REST dry run's role (an operator's: it is the run route with ``dry_run``)."""
+async def _posted(request: Request) -> tuple[Runtime, pages.Visitor, dict[str, str]] | Response:
+    """A run form's runtime, visitor and typed fields, checked with the run route's role (the preview
+    is that route with ``dry_run``); or the refusal page."""
     rt = get_runtime(request)
-    who = None
     try:
         who, fields = await pages.posted(request, rt, Role.OPERATOR, "POST /scenarios/{ref}/runs")
     except DpmError as err:
-        return pages.refusal(err, who)
-    typed = typed_of(fields)
+        return pages.refusal(err)
+    return rt, who, typed_of(fields)
+
+
+@router.post("/console/scenarios/{ref}/preview")
+async def dry_run(request: Request, ref: str) -> Response:
+    """The preview, with the REST dry run's role (an operator's: it is the run route with ``dry_run``)."""
+    got = await _posted(request)
+    if isinstance(got, Response):
+        return got
+    rt, who, typed = got
     try:
         return await _shown(rt, who, ref, typed, await _preview(rt, who, ref, run_body(typed)), None)
     except ValidationError as exc:
@@ -101,13 +109,10 @@ async def dry_run(request: Request, ref: str) -> Response:
 @router.post("/console/scenarios/{ref}/run")
 async def run(request: Request, ref: str) -> Response:
     """Run now; a refusal shows on the scenario's page, beside the preview of why."""
-    rt = get_runtime(request)
-    who = None
-    try:
-        who, fields = await pages.posted(request, rt, Role.OPERATOR, "POST /scenarios/{ref}/runs")
-    except DpmError as err:
-        return pages.refusal(err, who)
-    typed = typed_of(fields)
+    got = await _posted(request)
+    if isinstance(got, Response):
+        return got
+    rt, who, typed = got
     try:
         body = run_body(typed)
     except ValidationError as exc:
